@@ -1,0 +1,34 @@
+//! One attention for the whole Transformer catalog.
+//!
+//! Scaled dot-product attention (Vaswani et al. 2017, "Attention Is All You Need", eq. 1):
+//! `softmax(Q Kᵀ · scale + bias, masked) V`. Every model in tcat calls the same entry point,
+//! [`scaled_dot_product_attention`], with a typed [`AttentionMask`] (none, causal aligned to the
+//! end of the keys, key padding, or both) and an optional additive bias from a position scheme.
+//! [`MultiHeadAttention`] wraps it with the projections; multi-head, grouped-query and
+//! multi-query attention are one `num_kv_heads` setting of that one module. [`KvCache`]
+//! preallocates the keys and values for incremental decoding.
+//!
+//! [`reference`] holds the plain, loop-by-loop version that the fast paths are tested against.
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! use tcat_attention::{scaled_dot_product_attention, AttentionMask};
+//! let dev = Device::Cpu;
+//! // batch 1, 4 query heads sharing 2 key/value heads, 3 tokens, head_dim 8
+//! let q = Tensor::randn(0f32, 1., (1, 4, 3, 8), &dev).unwrap();
+//! let k = Tensor::randn(0f32, 1., (1, 2, 3, 8), &dev).unwrap();
+//! let v = Tensor::randn(0f32, 1., (1, 2, 3, 8), &dev).unwrap();
+//! let out = scaled_dot_product_attention(&q, &k, &v, &AttentionMask::causal(), 8f64.powf(-0.5)).unwrap();
+//! assert_eq!(out.dims(), &[1, 4, 3, 8]);
+//! ```
+
+mod kv_cache;
+mod mask;
+mod multi_head;
+pub mod reference;
+mod sdpa;
+
+pub use kv_cache::KvCache;
+pub use mask::{AttentionMask, Causality};
+pub use multi_head::{MultiHeadAttention, QkvProjection};
+pub use sdpa::{scaled_dot_product_attention, split_grouped_shape};

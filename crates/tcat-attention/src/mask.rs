@@ -1,0 +1,137 @@
+//! Masks as types: which keys each query may attend to, and an additive bias.
+
+use candle_core::{DType, Device, Result, Tensor};
+
+/// Whether queries may look at later keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Causality {
+    /// Every query sees every key (encoders, cross-attention).
+    #[default]
+    Bidirectional,
+    /// Query `i` of `q_len` sees key `j` of `kv_len` iff `j <= i + (kv_len - q_len)`.
+    ///
+    /// The mask is aligned to the end of the keys ("bottom-right"): with `kv_len - q_len` keys
+    /// already in a cache, the new queries sit at absolute positions `kv_len - q_len + i`. This
+    /// is the causal mask with a KV offset that incremental decoding needs, and it equals the
+    /// usual lower-triangular mask when `q_len == kv_len`.
+    Causal,
+}
+
+/// A typed description of the masking and bias applied to attention scores.
+///
+/// Built with [`AttentionMask::none`] or [`AttentionMask::causal`], then refined with
+/// [`with_key_padding`](Self::with_key_padding) and [`with_bias`](Self::with_bias).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use tcat_attention::AttentionMask;
+/// let dev = Device::Cpu;
+/// let keep = Tensor::new(&[[1u32, 1, 0]], &dev).unwrap(); // the third key is padding
+/// let mask = AttentionMask::causal().with_key_padding(keep);
+/// let allowed = mask.allowed(1, 3, 3, &dev).unwrap().unwrap();
+/// assert_eq!(
+///     allowed.squeeze(0).unwrap().squeeze(0).unwrap().to_vec2::<u8>().unwrap(),
+///     [[1, 0, 0], [1, 1, 0], [1, 1, 0]]
+/// );
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct AttentionMask {
+    causality: Causality,
+    key_padding: Option<Tensor>,
+    bias: Option<Tensor>,
+}
+
+impl AttentionMask {
+    /// No masking: every query sees every key.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Causal masking aligned to the end of the keys (see [`Causality::Causal`]).
+    pub fn causal() -> Self {
+        Self { causality: Causality::Causal, ..Self::default() }
+    }
+
+    /// Masks padded keys: `keep` is `[batch, kv_len]`, non-zero where the key is a real token.
+    pub fn with_key_padding(mut self, keep: Tensor) -> Self {
+        self.key_padding = Some(keep);
+        self
+    }
+
+    /// Adds `bias` (broadcastable to `[batch, heads, q_len, kv_len]`) to the scaled scores, as
+    /// relative-position schemes do.
+    pub fn with_bias(mut self, bias: Tensor) -> Self {
+        self.bias = Some(bias);
+        self
+    }
+
+    /// The causality of this mask.
+    pub fn causality(&self) -> Causality {
+        self.causality
+    }
+
+    /// The key-padding tensor, if any.
+    pub fn key_padding(&self) -> Option<&Tensor> {
+        self.key_padding.as_ref()
+    }
+
+    /// The additive bias, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// Whether this mask hides any key from any query for the given lengths.
+    pub fn restricts(&self, q_len: usize) -> bool {
+        (self.causality == Causality::Causal && q_len > 1) || self.key_padding.is_some()
+    }
+
+    /// The boolean mask as a `u8` tensor broadcastable to `[batch, 1, q_len, kv_len]`
+    /// (1 = may attend), or `None` when nothing is masked.
+    pub fn allowed(&self, batch: usize, q_len: usize, kv_len: usize, device: &Device) -> Result<Option<Tensor>> {
+        if !self.restricts(q_len) {
+            return Ok(None);
+        }
+        let causal = match self.causality {
+            Causality::Bidirectional => None,
+            Causality::Causal => Some(causal_allowed(q_len, kv_len, device)?),
+        };
+        let padding = match &self.key_padding {
+            None => None,
+            Some(keep) => {
+                let (b, k) = keep.dims2()?;
+                if b != batch || k != kv_len {
+                    candle_core::bail!(
+                        "key padding mask has shape [{b}, {k}], expected [batch={batch}, kv_len={kv_len}]"
+                    );
+                }
+                let keep = keep.to_device(device)?;
+                Some(keep.ne(&keep.zeros_like()?)?.reshape((batch, 1, 1, kv_len))?)
+            }
+        };
+        Ok(match (causal, padding) {
+            (None, None) => None,
+            (Some(c), None) => Some(c.reshape((1, 1, q_len, kv_len))?),
+            (None, Some(p)) => Some(p),
+            (Some(c), Some(p)) => Some(p.broadcast_mul(&c.reshape((1, 1, q_len, kv_len))?)?),
+        })
+    }
+}
+
+/// `[q_len, kv_len]` u8: 1 where key `j <= i + kv_len - q_len`.
+fn causal_allowed(q_len: usize, kv_len: usize, device: &Device) -> Result<Tensor> {
+    let offset = kv_len as i64 - q_len as i64;
+    let rows = Tensor::arange(offset, offset + q_len as i64, device)?.reshape((q_len, 1))?;
+    let cols = Tensor::arange(0i64, kv_len as i64, device)?.reshape((1, kv_len))?;
+    cols.broadcast_le(&rows)
+}
+
+/// The most negative finite value of `dtype`, used for masked scores so that a fully masked
+/// row stays finite (uniform) instead of turning into NaN.
+pub(crate) fn masked_fill_value(dtype: DType) -> f64 {
+    match dtype {
+        DType::F16 => -65504.0,
+        DType::BF16 => -3.389_531_389_251_535e38,
+        DType::F32 => f32::MIN as f64,
+        _ => f64::MIN,
+    }
+}

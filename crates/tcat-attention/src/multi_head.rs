@@ -1,0 +1,181 @@
+//! Multi-head attention (Vaswani et al. 2017, §3.2.2) with grouped-query and multi-query
+//! attention as its `num_kv_heads` setting.
+
+use candle_core::{Module, Result, Tensor};
+use tcat_core::Linear;
+
+use crate::{AttentionMask, KvCache, scaled_dot_product_attention, split_grouped_shape};
+
+/// How the query, key and value projections are stored.
+#[derive(Debug, Clone)]
+pub enum QkvProjection {
+    /// Three projections (BERT's `query`/`key`/`value`, LLaMA's `q_proj`/`k_proj`/`v_proj`).
+    Separate {
+        /// Query projection, `hidden → heads · head_dim`.
+        q: Linear,
+        /// Key projection, `hidden → kv_heads · head_dim`.
+        k: Linear,
+        /// Value projection, `hidden → kv_heads · head_dim`.
+        v: Linear,
+    },
+    /// One projection whose output is `[q | k | v]` concatenated (GPT-2's `c_attn`).
+    Fused(Linear),
+}
+
+/// Multi-head attention: project, split into heads, attend, merge, project out.
+///
+/// Self-attention goes through [`forward`](Self::forward) (optionally with a [`KvCache`] for
+/// incremental decoding); cross-attention through [`forward_cross`](Self::forward_cross), or
+/// [`project_kv`](Self::project_kv) once plus [`attend`](Self::attend) per step when the
+/// memory's keys and values should be computed only once.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use tcat_attention::{AttentionMask, MultiHeadAttention, QkvProjection};
+/// use tcat_core::Linear;
+/// let dev = Device::Cpu;
+/// let proj = |o, i| Linear::new(Tensor::randn(0f32, 0.2, (o, i), &dev).unwrap(), None);
+/// // 16-dim model, 4 query heads sharing 2 key/value heads of dim 4 (grouped-query attention)
+/// let qkv = QkvProjection::Separate { q: proj(16, 16), k: proj(8, 16), v: proj(8, 16) };
+/// let attn = MultiHeadAttention::new(qkv, proj(16, 16), 4, 2, 4).unwrap();
+/// let x = Tensor::randn(0f32, 1., (2, 5, 16), &dev).unwrap();
+/// let y = attn.forward(&x, &AttentionMask::causal(), None).unwrap();
+/// assert_eq!(y.dims(), &[2, 5, 16]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct MultiHeadAttention {
+    qkv: QkvProjection,
+    out: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+    scale: f64,
+}
+
+impl MultiHeadAttention {
+    /// Builds the module, checking that the projections fit the head counts. The score scale
+    /// defaults to `1/√head_dim`; see [`with_scale`](Self::with_scale).
+    pub fn new(
+        qkv: QkvProjection,
+        out: Linear,
+        num_heads: usize,
+        num_kv_heads: usize,
+        head_dim: usize,
+    ) -> Result<Self> {
+        split_grouped_shape(num_heads, num_kv_heads)?;
+        let (q_out, kv_out) = (num_heads * head_dim, num_kv_heads * head_dim);
+        match &qkv {
+            QkvProjection::Separate { q, k, v } => {
+                if q.out_features() != q_out || k.out_features() != kv_out || v.out_features() != kv_out {
+                    candle_core::bail!(
+                        "attention projections give q/k/v widths {}/{}/{}, expected {q_out}/{kv_out}/{kv_out} \
+                         for {num_heads} heads, {num_kv_heads} kv heads of dim {head_dim}",
+                        q.out_features(),
+                        k.out_features(),
+                        v.out_features()
+                    );
+                }
+            }
+            QkvProjection::Fused(w) => {
+                if w.out_features() != q_out + 2 * kv_out {
+                    candle_core::bail!(
+                        "fused qkv projection gives width {}, expected {}",
+                        w.out_features(),
+                        q_out + 2 * kv_out
+                    );
+                }
+            }
+        }
+        if out.in_features() != q_out {
+            candle_core::bail!("attention output projection takes {} features, expected {q_out}", out.in_features());
+        }
+        Ok(Self { qkv, out, num_heads, num_kv_heads, head_dim, scale: 1.0 / (head_dim as f64).sqrt() })
+    }
+
+    /// Replaces the score scale (T5 uses 1, some models fold it into the weights).
+    pub fn with_scale(mut self, scale: f64) -> Self {
+        self.scale = scale;
+        self
+    }
+
+    /// Query heads.
+    pub fn num_heads(&self) -> usize {
+        self.num_heads
+    }
+
+    /// Key/value heads (equal to `num_heads` for multi-head, 1 for multi-query attention).
+    pub fn num_kv_heads(&self) -> usize {
+        self.num_kv_heads
+    }
+
+    /// Width of one head.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
+    /// Self-attention over `x` (`[batch, seq, hidden]`). With a cache, `x` holds only the new
+    /// tokens; their keys and values are appended and attention runs over everything cached.
+    pub fn forward(&self, x: &Tensor, mask: &AttentionMask, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let (q, k, v) = match &self.qkv {
+            QkvProjection::Separate { q, k, v } => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
+            QkvProjection::Fused(w) => {
+                let qkv = w.forward(x)?;
+                let (q_w, kv_w) = (self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim);
+                (qkv.narrow(2, 0, q_w)?, qkv.narrow(2, q_w, kv_w)?, qkv.narrow(2, q_w + kv_w, kv_w)?)
+            }
+        };
+        let q = self.split_heads(&q, self.num_heads)?;
+        let k = self.split_heads(&k, self.num_kv_heads)?;
+        let v = self.split_heads(&v, self.num_kv_heads)?;
+        let (k, v) = match cache {
+            Some(cache) => cache.append(&k, &v)?,
+            None => (k, v),
+        };
+        self.attend(&q, &k, &v, mask)
+    }
+
+    /// Cross-attention: queries from `x`, keys and values from `memory`.
+    pub fn forward_cross(&self, x: &Tensor, memory: &Tensor, mask: &AttentionMask) -> Result<Tensor> {
+        let (k, v) = self.project_kv(memory)?;
+        let q = self.project_q(x)?;
+        self.attend(&q, &k, &v, mask)
+    }
+
+    /// Queries of `x`, split into heads: `[batch, heads, seq, head_dim]`.
+    pub fn project_q(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.qkv {
+            QkvProjection::Separate { q, .. } => self.split_heads(&q.forward(x)?, self.num_heads),
+            QkvProjection::Fused(_) => candle_core::bail!(
+                "a fused qkv projection cannot project queries alone (cross-attention needs separate projections)"
+            ),
+        }
+    }
+
+    /// Keys and values of `memory`, split into heads: `[batch, kv_heads, seq, head_dim]` each.
+    pub fn project_kv(&self, memory: &Tensor) -> Result<(Tensor, Tensor)> {
+        match &self.qkv {
+            QkvProjection::Separate { k, v, .. } => Ok((
+                self.split_heads(&k.forward(memory)?, self.num_kv_heads)?,
+                self.split_heads(&v.forward(memory)?, self.num_kv_heads)?,
+            )),
+            QkvProjection::Fused(_) => candle_core::bail!(
+                "a fused qkv projection cannot project keys and values alone (cross-attention needs separate projections)"
+            ),
+        }
+    }
+
+    /// Attends with heads already split and merges them through the output projection:
+    /// `q` `[batch, heads, q_len, head_dim]`, `k`/`v` `[batch, kv_heads, kv_len, head_dim]`,
+    /// result `[batch, q_len, hidden]`.
+    pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask) -> Result<Tensor> {
+        let y = scaled_dot_product_attention(q, k, v, mask, self.scale)?;
+        let (b, h, s, d) = y.dims4()?;
+        let y = y.transpose(1, 2)?.reshape((b, s, h * d))?;
+        self.out.forward(&y)
+    }
+
+    fn split_heads(&self, x: &Tensor, heads: usize) -> Result<Tensor> {
+        let (b, s, _) = x.dims3()?;
+        x.reshape((b, s, heads, self.head_dim))?.transpose(1, 2)?.contiguous()
+    }
+}

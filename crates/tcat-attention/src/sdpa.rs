@@ -1,0 +1,82 @@
+//! The attention function every tcat model calls.
+
+use candle_core::{D, Result, Tensor};
+
+use crate::mask::{AttentionMask, masked_fill_value};
+
+/// Scaled dot-product attention, `softmax(Q Kᵀ · scale + bias, masked) V`
+/// (Vaswani et al. 2017, eq. 1).
+///
+/// Shapes: `q` is `[batch, heads, q_len, head_dim]`; `k` and `v` are
+/// `[batch, kv_heads, kv_len, head_dim]` with `heads` a multiple of `kv_heads`. Grouped-query
+/// (Ainslie et al. 2023) and multi-query (Shazeer 2019) attention need no repeated keys: the
+/// `heads / kv_heads` query heads of a group are folded into the query-length axis, so each
+/// key/value head is multiplied once against all of its queries.
+///
+/// Masked scores are replaced (not added to) by the dtype's most negative finite value, so a
+/// row with every key masked gives a finite uniform average rather than NaN.
+///
+/// Returns `[batch, heads, q_len, head_dim]`.
+pub fn scaled_dot_product_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &AttentionMask,
+    scale: f64,
+) -> Result<Tensor> {
+    let (batch, heads, q_len, head_dim) = q.dims4()?;
+    let (kv_heads, kv_len) = check_kv(q, k, v)?;
+    let group = heads / kv_heads;
+
+    // [b, kv_heads, group * q_len, d]: query heads of one group share their key/value head.
+    let q = q.contiguous()?.reshape((batch, kv_heads, group * q_len, head_dim))?;
+    let scores = (q.matmul(&k.t()?)? * scale)?;
+    let scores = scores.reshape((batch, heads, q_len, kv_len))?;
+    let scores = match mask.bias() {
+        Some(bias) => scores.broadcast_add(bias)?,
+        None => scores,
+    };
+    let scores = match mask.allowed(batch, q_len, kv_len, q.device())? {
+        None => scores,
+        Some(allowed) => {
+            let allowed = allowed.broadcast_as(scores.shape())?;
+            let fill = Tensor::new(masked_fill_value(scores.dtype()), scores.device())?
+                .to_dtype(scores.dtype())?
+                .broadcast_as(scores.shape())?;
+            allowed.where_cond(&scores, &fill)?
+        }
+    };
+    let probs = candle_nn::ops::softmax_last_dim(&scores.contiguous()?)?;
+    let probs = probs.reshape((batch, kv_heads, group * q_len, kv_len))?;
+    probs.matmul(&v.contiguous()?)?.reshape((batch, heads, q_len, head_dim))
+}
+
+/// Splits `heads` query heads into `(kv_heads, heads / kv_heads)` groups, failing with a
+/// message naming both counts when they do not divide.
+///
+/// ```
+/// assert_eq!(tcat_attention::split_grouped_shape(12, 4).unwrap(), (4, 3));
+/// assert!(tcat_attention::split_grouped_shape(12, 5).is_err());
+/// ```
+pub fn split_grouped_shape(heads: usize, kv_heads: usize) -> Result<(usize, usize)> {
+    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+        candle_core::bail!("num_heads ({heads}) must be a positive multiple of num_kv_heads ({kv_heads})");
+    }
+    Ok((kv_heads, heads / kv_heads))
+}
+
+fn check_kv(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<(usize, usize)> {
+    let (batch, heads, _, head_dim) = q.dims4()?;
+    let (kb, kv_heads, kv_len, kd) = k.dims4()?;
+    if k.dims() != v.dims() {
+        candle_core::bail!("attention: keys {:?} and values {:?} differ in shape", k.dims(), v.dims());
+    }
+    if kb != batch || kd != head_dim {
+        candle_core::bail!("attention: keys {:?} do not match queries {:?} in batch or head_dim", k.dims(), q.dims());
+    }
+    split_grouped_shape(heads, kv_heads)?;
+    if v.dim(D::Minus1)? != head_dim {
+        candle_core::bail!("attention: values head_dim differs from queries");
+    }
+    Ok((kv_heads, kv_len))
+}

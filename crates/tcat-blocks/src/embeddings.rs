@@ -1,0 +1,86 @@
+//! The input embedding: token vectors plus absolute positions and segments, then an optional
+//! norm (BERT, Devlin et al. 2018, §3.2 and Figure 2).
+
+use candle_core::{Result, Tensor};
+use tcat_position::LearnedPositions;
+
+use crate::Norm;
+
+/// `norm(word[ids] + position[pos] + token_type[types])`, each part optional but the first.
+///
+/// BERT uses all three parts and a LayerNorm; DistilBERT drops the token types; GPT-2 drops
+/// token types and the norm. Position ids are the caller's: each family has its own rule (see
+/// `tcat_position`).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use tcat_blocks::Embeddings;
+/// let dev = Device::Cpu;
+/// let word = Tensor::arange(0f32, 6., &dev).unwrap().reshape((3, 2)).unwrap();
+/// let emb = Embeddings::new(word, None, None, None);
+/// let ids = Tensor::new(&[[2u32, 0]], &dev).unwrap();
+/// assert_eq!(emb.forward(&ids, None, None).unwrap().to_vec3::<f32>().unwrap(), [[[4., 5.], [0., 1.]]]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    word: Tensor,
+    position: Option<LearnedPositions>,
+    token_type: Option<Tensor>,
+    norm: Option<Norm>,
+}
+
+impl Embeddings {
+    /// Embeddings from the `[vocab, dim]` word table and the optional parts.
+    pub fn new(
+        word: Tensor,
+        position: Option<LearnedPositions>,
+        token_type: Option<Tensor>,
+        norm: Option<Norm>,
+    ) -> Self {
+        Self { word, position, token_type, norm }
+    }
+
+    /// The `[vocab, dim]` word table (shared with a tied output head).
+    pub fn word_table(&self) -> &Tensor {
+        &self.word
+    }
+
+    /// Vocabulary size.
+    pub fn vocab_size(&self) -> usize {
+        self.word.dims()[0]
+    }
+
+    /// The most positions the position table covers, if it has one.
+    pub fn max_positions(&self) -> Option<usize> {
+        self.position.as_ref().map(LearnedPositions::max_positions)
+    }
+
+    /// Embeds `input_ids` `[batch, seq]` at `position_ids` (required when there is a position
+    /// table) with optional `token_type_ids` (zeros when absent and there is a table).
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        position_ids: Option<&Tensor>,
+        token_type_ids: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, s) = input_ids.dims2()?;
+        let mut x = self.word.index_select(&input_ids.flatten_all()?, 0)?.reshape((b, s, ()))?;
+        if let Some(position) = &self.position {
+            let Some(ids) = position_ids else {
+                candle_core::bail!("embeddings: this model needs position ids");
+            };
+            x = (x + position.forward(ids)?)?;
+        }
+        if let Some(table) = &self.token_type {
+            let types = match token_type_ids {
+                Some(t) => table.index_select(&t.flatten_all()?, 0)?.reshape((b, s, ()))?,
+                None => table.get(0)?.reshape((1, 1, ()))?.broadcast_as(x.shape())?,
+            };
+            x = x.broadcast_add(&types)?;
+        }
+        match &self.norm {
+            Some(norm) => norm.forward(&x),
+            None => Ok(x),
+        }
+    }
+}

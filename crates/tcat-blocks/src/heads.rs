@@ -1,0 +1,116 @@
+//! Output heads: language-model projection, masked-LM head, [CLS] pooler, sentence pooling.
+
+use candle_core::{D, DType, Module, Result, Tensor};
+use tcat_core::Linear;
+
+use crate::{Activation, Norm};
+
+/// Projects hidden states to vocabulary logits; tied heads share the word-embedding table
+/// (Press & Wolf 2017).
+#[derive(Debug, Clone)]
+pub struct LmHead {
+    projection: Linear,
+}
+
+impl LmHead {
+    /// A head whose weight is the `[vocab, hidden]` word-embedding table (no bias).
+    pub fn tied(word_table: &Tensor) -> Self {
+        Self { projection: Linear::new(word_table.clone(), None) }
+    }
+
+    /// A head with its own projection.
+    pub fn new(projection: Linear) -> Self {
+        Self { projection }
+    }
+
+    /// Logits `[.., vocab]` of `hidden` `[.., hidden]`.
+    pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.projection.forward(hidden)
+    }
+}
+
+/// BERT's masked-LM head: `decoder(norm(act(dense(h))))` with the decoder usually tied to the
+/// word embeddings plus its own bias (Devlin et al. 2018, Appendix A.1).
+#[derive(Debug, Clone)]
+pub struct MlmHead {
+    transform: Linear,
+    activation: Activation,
+    norm: Norm,
+    decoder: Linear,
+}
+
+impl MlmHead {
+    /// A head from its transform, activation, norm and vocabulary decoder.
+    pub fn new(transform: Linear, activation: Activation, norm: Norm, decoder: Linear) -> Self {
+        Self { transform, activation, norm, decoder }
+    }
+
+    /// Vocabulary logits `[.., vocab]`.
+    pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
+        let h = self.activation.apply(&self.transform.forward(hidden)?)?;
+        self.decoder.forward(&self.norm.forward(&h)?)
+    }
+}
+
+/// BERT's pooler: `tanh(dense(h[:, 0]))`, the [CLS] summary used by classification heads.
+#[derive(Debug, Clone)]
+pub struct Pooler {
+    dense: Linear,
+}
+
+impl Pooler {
+    /// A pooler from its dense layer.
+    pub fn new(dense: Linear) -> Self {
+        Self { dense }
+    }
+
+    /// `[batch, hidden]` from `[batch, seq, hidden]`.
+    pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.dense.forward(&hidden.narrow(1, 0, 1)?.squeeze(1)?)?.tanh()
+    }
+}
+
+/// How token states become one sentence vector (Reimers & Gurevych 2019, Sentence-BERT §3).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use tcat_blocks::SentencePooling;
+/// let dev = Device::Cpu;
+/// let h = Tensor::new(&[[[1f32, 0.], [3., 4.], [9., 9.]]], &dev).unwrap();
+/// let mask = Tensor::new(&[[1u32, 1, 0]], &dev).unwrap();
+/// let mean = SentencePooling::Mean.pool(&h, &mask).unwrap();
+/// assert_eq!(mean.to_vec2::<f32>().unwrap(), [[2., 2.]]);
+/// let cls = SentencePooling::Cls.pool(&h, &mask).unwrap();
+/// assert_eq!(cls.to_vec2::<f32>().unwrap(), [[1., 0.]]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentencePooling {
+    /// Average of the real (unmasked) tokens.
+    Mean,
+    /// The first token's state.
+    Cls,
+}
+
+impl SentencePooling {
+    /// Pools `hidden` `[batch, seq, dim]` with `mask` `[batch, seq]` (non-zero for real tokens)
+    /// into `[batch, dim]`.
+    pub fn pool(self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        match self {
+            SentencePooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1),
+            SentencePooling::Mean => {
+                let m = mask.ne(&mask.zeros_like()?)?.to_dtype(hidden.dtype())?.unsqueeze(D::Minus1)?;
+                let summed = hidden.broadcast_mul(&m)?.sum(1)?;
+                let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?;
+                summed.broadcast_div(&counts)
+            }
+        }
+    }
+
+    /// Scales each row of `[batch, dim]` to unit L2 norm.
+    pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let x32 = x.to_dtype(DType::F32)?;
+        let norm = x32.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+        x32.broadcast_div(&norm)?.to_dtype(dtype)
+    }
+}

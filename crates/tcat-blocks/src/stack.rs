@@ -1,0 +1,66 @@
+//! A stack of Transformer layers with an optional final norm: the body of every encoder and
+//! decoder.
+
+use candle_core::{Result, Tensor};
+use tcat_attention::{AttentionMask, KvCache};
+
+use crate::{Norm, TransformerLayer};
+
+/// Layers applied in order, then `final_norm` (pre-norm models such as GPT-2 end with one).
+#[derive(Debug, Clone)]
+pub struct Stack {
+    layers: Vec<TransformerLayer>,
+    final_norm: Option<Norm>,
+}
+
+impl Stack {
+    /// A stack from its layers and optional final norm.
+    pub fn new(layers: Vec<TransformerLayer>, final_norm: Option<Norm>) -> Self {
+        Self { layers, final_norm }
+    }
+
+    /// Number of layers.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Whether the stack has no layers.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// The layers.
+    pub fn layers(&self) -> &[TransformerLayer] {
+        &self.layers
+    }
+
+    /// One empty [`KvCache`] per layer, each holding `capacity` positions.
+    pub fn new_caches(&self, capacity: usize) -> Vec<KvCache> {
+        (0..self.layers.len()).map(|_| KvCache::new(capacity)).collect()
+    }
+
+    /// Runs every layer on `x` `[batch, seq, hidden]`. With `caches` (one per layer, from
+    /// [`new_caches`](Self::new_caches)) each layer appends the new keys and values.
+    pub fn forward(&self, x: &Tensor, mask: &AttentionMask, caches: Option<&mut [KvCache]>) -> Result<Tensor> {
+        let mut x = x.clone();
+        match caches {
+            Some(caches) => {
+                if caches.len() != self.layers.len() {
+                    candle_core::bail!("stack has {} layers but {} caches were given", self.layers.len(), caches.len());
+                }
+                for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
+                    x = layer.forward(&x, mask, Some(cache))?;
+                }
+            }
+            None => {
+                for layer in &self.layers {
+                    x = layer.forward(&x, mask, None)?;
+                }
+            }
+        }
+        match &self.final_norm {
+            Some(norm) => norm.forward(&x),
+            None => Ok(x),
+        }
+    }
+}

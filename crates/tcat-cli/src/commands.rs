@@ -1,0 +1,320 @@
+//! The four commands.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use candle_core::{DType, Device};
+use clap::{Args, ValueEnum};
+use tcat_models::{Batch, GenerationConfig, Model, ModelSource, Sampling, SentenceConfig, load_tokenizer};
+use tokenizers::Tokenizer;
+
+use crate::parse_ids;
+
+fn load(model: &str, device: &Device, dtype: DType) -> Result<(ModelSource, Model)> {
+    let source = ModelSource::resolve(model)?;
+    let loaded = Model::load(&source, device, dtype).with_context(|| format!("loading model `{model}`"))?;
+    Ok((source, loaded))
+}
+
+fn tokenizer(source: &ModelSource) -> Result<Tokenizer> {
+    let path = source
+        .tokenizer
+        .as_ref()
+        .with_context(|| format!("{}: no tokenizer.json beside the model", source.root.display()))?;
+    Ok(load_tokenizer(path)?)
+}
+
+#[derive(Args)]
+pub struct ForwardArgs {
+    /// Model folder, weights file, or hub id.
+    #[arg(long)]
+    model: String,
+    /// Token ids of one batch row, comma-separated; repeat for more rows.
+    #[arg(long, required = true)]
+    ids: Vec<String>,
+    /// Segment ids of one row (one per --ids row when given).
+    #[arg(long)]
+    token_type_ids: Vec<String>,
+    /// Decoder token ids of one row, for encoder-decoder models.
+    #[arg(long)]
+    decoder_ids: Vec<String>,
+    /// Output safetensors file.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn forward(args: ForwardArgs, device: &Device, dtype: DType) -> Result<()> {
+    let rows = args.ids.iter().map(|s| parse_ids("--ids", s)).collect::<Result<Vec<_>>>()?;
+    let types = args.token_type_ids.iter().map(|s| parse_ids("--token-type-ids", s)).collect::<Result<Vec<_>>>()?;
+    if !types.is_empty() && types.len() != rows.len() {
+        bail!("--token-type-ids: given {} times for {} --ids rows; give one per row", types.len(), rows.len());
+    }
+    let (_, model) = load(&args.model, device, dtype)?;
+    if !args.decoder_ids.is_empty() {
+        bail!("--decoder-ids: `{}` is not an encoder-decoder model", args.model);
+    }
+    let types = (!types.is_empty()).then_some(types.as_slice());
+    let batch = Batch::right_padded(&rows, types, model.pad_token_id(), device)?;
+    let (name, output) = match &model {
+        Model::Encoder(m) => {
+            if types.is_some() && m.type_vocab_size() == 0 {
+                bail!("--token-type-ids: this model has no token type embeddings");
+            }
+            ("hidden_states", m.hidden_states(&batch)?)
+        }
+        Model::Decoder(m) => {
+            if types.is_some() {
+                bail!("--token-type-ids: causal language models take no token types");
+            }
+            ("logits", m.logits(&batch)?)
+        }
+    };
+    let tensors = HashMap::from([
+        (name.to_string(), output.to_dtype(DType::F32)?.to_device(&Device::Cpu)?),
+        ("attention_mask".to_string(), batch.attention_mask().to_dtype(DType::F32)?.to_device(&Device::Cpu)?),
+    ]);
+    candle_core::safetensors::save(&tensors, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
+    Ok(())
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Pooling {
+    Mean,
+    Cls,
+}
+
+#[derive(Args)]
+pub struct EmbedArgs {
+    /// Model folder, weights file, or hub id (an encoder).
+    #[arg(long)]
+    model: String,
+    /// Token pooling (default: the sentence-transformers config, else mean).
+    #[arg(long, value_enum)]
+    pooling: Option<Pooling>,
+    /// L2-normalise embeddings (sentence-transformers models with a Normalize module always are).
+    #[arg(long)]
+    normalize: bool,
+    /// Print one JSON object per line: {"text": ..., "embedding": [...]}.
+    #[arg(long)]
+    json: bool,
+    /// Texts to embed (an empty string is a valid text).
+    #[arg(required = true)]
+    texts: Vec<String>,
+}
+
+pub fn embed(args: EmbedArgs, device: &Device, dtype: DType) -> Result<()> {
+    let (source, model) = load(&args.model, device, dtype)?;
+    let Model::Encoder(encoder) = &model else {
+        bail!(
+            "embed needs an encoder model (bert, roberta, distilbert, ...); `{}` is a causal language model",
+            args.model
+        );
+    };
+    let tok = tokenizer(&source)?;
+    let sentence = SentenceConfig::read(&source.root)?;
+    let pooling = match args.pooling {
+        Some(Pooling::Mean) => tcat_blocks::SentencePooling::Mean,
+        Some(Pooling::Cls) => tcat_blocks::SentencePooling::Cls,
+        None => sentence.map_or(tcat_blocks::SentencePooling::Mean, |s| s.pooling),
+    };
+    let normalize = args.normalize || sentence.is_some_and(|s| s.normalize);
+    let rows = args.texts.iter().map(|t| encode(&tok, t)).collect::<Result<Vec<_>>>()?;
+    let batch = Batch::right_padded(&rows, None, encoder.pad_token_id(), device)?;
+    let hidden = encoder.hidden_states(&batch)?;
+    let mut pooled = pooling.pool(&hidden, batch.attention_mask())?;
+    if normalize {
+        pooled = tcat_blocks::SentencePooling::l2_normalize(&pooled)?;
+    }
+    let vectors: Vec<Vec<f32>> = pooled.to_dtype(DType::F32)?.to_vec2()?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for (text, v) in args.texts.iter().zip(&vectors) {
+            writeln!(out, "{}", serde_json::json!({"text": text, "embedding": v}))?;
+        }
+        return Ok(());
+    }
+    for (text, v) in args.texts.iter().zip(&vectors) {
+        let head: Vec<String> = v.iter().take(4).map(|x| format!("{x:+.4}")).collect();
+        writeln!(out, "{text:?}: [{}, …] ({} dims)", head.join(", "), v.len())?;
+    }
+    if vectors.len() > 1 {
+        writeln!(out, "\ncosine similarity:")?;
+        for (i, a) in vectors.iter().enumerate() {
+            let row: Vec<String> = vectors.iter().map(|b| format!("{:6.3}", cosine(a, b))).collect();
+            writeln!(out, "  [{i}] {}", row.join(" "))?;
+        }
+    }
+    Ok(())
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb).max(1e-12)
+}
+
+fn encode(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
+    let enc = tok.encode(text, true).map_err(|e| anyhow::anyhow!("tokenizing {text:?}: {e}"))?;
+    Ok(enc.get_ids().to_vec())
+}
+
+#[derive(Args)]
+pub struct FillMaskArgs {
+    /// Model folder, weights file, or hub id (with a masked-LM head).
+    #[arg(long)]
+    model: String,
+    /// Predictions per masked position.
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    /// Print one JSON object per prediction.
+    #[arg(long)]
+    json: bool,
+    /// Text containing the tokenizer's mask token ([MASK] or <mask>).
+    text: String,
+}
+
+pub fn fill_mask(args: FillMaskArgs, device: &Device, dtype: DType) -> Result<()> {
+    let (source, model) = load(&args.model, device, dtype)?;
+    let Model::Encoder(encoder) = &model else {
+        bail!("fill-mask needs an encoder with a masked-LM head; `{}` is a causal language model", args.model);
+    };
+    if !encoder.has_mlm_head() {
+        bail!("fill-mask: `{}` has no masked-LM head", args.model);
+    }
+    if args.top_k == 0 {
+        bail!("--top-k must be at least 1");
+    }
+    let tok = tokenizer(&source)?;
+    let (mask_token, mask_id) = ["[MASK]", "<mask>"]
+        .iter()
+        .find_map(|t| tok.token_to_id(t).map(|id| (*t, id)))
+        .context("the tokenizer has no mask token ([MASK] or <mask>)")?;
+    let ids = encode(&tok, &args.text)?;
+    let positions: Vec<usize> = ids.iter().enumerate().filter(|(_, id)| **id == mask_id).map(|(i, _)| i).collect();
+    if positions.is_empty() {
+        bail!("the text has no {mask_token} token to fill");
+    }
+    let batch = Batch::right_padded(std::slice::from_ref(&ids), None, encoder.pad_token_id(), device)?;
+    let hidden = encoder.hidden_states(&batch)?;
+    let logits = encoder.mlm_logits(&hidden)?.squeeze(0)?;
+    let mut out = std::io::stdout().lock();
+    for &pos in &positions {
+        let probs = candle_nn::ops::softmax_last_dim(&logits.get(pos)?.to_dtype(DType::F32)?)?;
+        let probs: Vec<f32> = probs.to_vec1()?;
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+        for &id in order.iter().take(args.top_k) {
+            let token = tok.id_to_token(id as u32).unwrap_or_default();
+            let mut filled = ids.clone();
+            filled[pos] = id as u32;
+            let sequence = tok.decode(&filled, true).map_err(|e| anyhow::anyhow!("decoding: {e}"))?;
+            if args.json {
+                let line = serde_json::json!({"position": pos, "token_id": id, "token": token, "score": probs[id], "sequence": sequence});
+                writeln!(out, "{line}")?;
+            } else {
+                writeln!(out, "{:.4}  {token:<15} {sequence}", probs[id])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// Model folder, weights file, or hub id (a causal language model).
+    #[arg(long)]
+    model: String,
+    /// Prompt text (repeat for a batch).
+    #[arg(long, conflicts_with = "prompt_ids", required_unless_present = "prompt_ids")]
+    prompt: Vec<String>,
+    /// Prompt token ids, comma-separated (repeat for a batch).
+    #[arg(long)]
+    prompt_ids: Vec<String>,
+    /// Tokens to generate at most.
+    #[arg(long)]
+    max_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    /// Sample among the k most likely tokens.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Sample from the smallest set of tokens with this much probability.
+    #[arg(long)]
+    top_p: Option<f64>,
+    /// Sampler seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print one JSON line per prompt: {"ids": [...], "text": ...}.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn generate(args: GenerateArgs, device: &Device, dtype: DType) -> Result<()> {
+    let sampling = Sampling::from_options(args.temperature, args.top_k, args.top_p)?;
+    let (source, model) = load(&args.model, device, dtype)?;
+    let Model::Decoder(decoder) = &model else {
+        bail!("generate needs a causal language model; `{}` is an encoder", args.model);
+    };
+    let tok = source.tokenizer.as_ref().map(|_| tokenizer(&source)).transpose()?;
+    let prompts: Vec<Vec<u32>> = if !args.prompt_ids.is_empty() {
+        args.prompt_ids.iter().map(|s| parse_ids("--prompt-ids", s)).collect::<Result<_>>()?
+    } else {
+        let tok = tok.as_ref().context("--prompt needs a tokenizer.json beside the model; use --prompt-ids")?;
+        let prompts = args.prompt.iter().map(|p| encode(tok, p)).collect::<Result<Vec<_>>>()?;
+        if let Some(i) = prompts.iter().position(Vec::is_empty) {
+            bail!("--prompt {:?} tokenizes to no tokens", args.prompt[i]);
+        }
+        prompts
+    };
+    let config = GenerationConfig { max_new_tokens: args.max_new_tokens, sampling, seed: args.seed, stop_tokens: None };
+    let decode = |ids: &[u32]| -> Result<String> {
+        let tok = tok.as_ref().expect("decode is only called with a tokenizer");
+        tok.decode(ids, true).map_err(|e| anyhow::anyhow!("decoding: {e}"))
+    };
+    let stream = !args.json && prompts.len() == 1 && tok.is_some();
+    let mut out = std::io::stdout().lock();
+    let mut shown = String::new();
+    let mut so_far = prompts[0].clone();
+    if stream {
+        shown = decode(&so_far)?;
+        write!(out, "{shown}")?;
+        out.flush()?;
+    }
+    let outputs = tcat_models::generate(decoder, &prompts, &config, |_, id| {
+        if !stream {
+            return;
+        }
+        so_far.push(id);
+        if let Ok(text) = decode(&so_far)
+            && !text.ends_with('\u{FFFD}')
+            && let Some(new) = text.strip_prefix(&shown)
+        {
+            let _ = write!(out, "{new}");
+            let _ = out.flush();
+            shown = text;
+        }
+    })?;
+    if stream {
+        writeln!(out)?;
+        return Ok(());
+    }
+    for ids in &outputs {
+        if args.json {
+            let mut line = serde_json::json!({"ids": ids});
+            if tok.is_some() {
+                line["text"] = serde_json::Value::String(decode(ids)?);
+            }
+            writeln!(out, "{line}")?;
+        } else if tok.is_some() {
+            writeln!(out, "{}", decode(ids)?)?;
+        } else {
+            let list: Vec<String> = ids.iter().map(u32::to_string).collect();
+            writeln!(out, "{}", list.join(","))?;
+        }
+    }
+    Ok(())
+}

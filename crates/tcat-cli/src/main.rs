@@ -1,0 +1,72 @@
+//! `tcat`: run the Transformer catalog's models from the command line.
+//!
+//! Commands: `forward` (hidden states or logits to a safetensors file), `embed` (sentence
+//! embeddings), `fill-mask` (masked-LM predictions) and `generate` (text continuation with the
+//! KV cache). Every command takes `--device` and `--dtype`.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+mod commands;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The Transformer catalog made executable.
+#[derive(Parser)]
+#[command(name = "tcat", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    runtime: Runtime,
+}
+
+/// Where and in what precision models run.
+#[derive(Args, Clone)]
+pub struct Runtime {
+    /// Device: cpu, cuda, cuda:N or metal.
+    #[arg(long, global = true, default_value = "cpu")]
+    pub device: String,
+    /// Weight and activation dtype: f32, f16 or bf16.
+    #[arg(long, global = true, default_value = "f32")]
+    pub dtype: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a forward pass and write `hidden_states` or `logits` (f32) plus `attention_mask`.
+    Forward(commands::ForwardArgs),
+    /// Print sentence embeddings of the given texts.
+    Embed(commands::EmbedArgs),
+    /// Predict the masked token(s) of a text with a masked-LM head.
+    FillMask(commands::FillMaskArgs),
+    /// Continue a prompt with a causal language model.
+    Generate(commands::GenerateArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let device = tcat_core::parse_device(&cli.runtime.device)?;
+    let dtype = tcat_core::parse_dtype(&cli.runtime.dtype)?;
+    match cli.command {
+        Command::Forward(args) => commands::forward(args, &device, dtype),
+        Command::Embed(args) => commands::embed(args, &device, dtype),
+        Command::FillMask(args) => commands::fill_mask(args, &device, dtype),
+        Command::Generate(args) => commands::generate(args, &device, dtype),
+    }
+}
+
+/// Parses `1,2,3` into token ids, naming the flag on error.
+pub fn parse_ids(flag: &str, text: &str) -> Result<Vec<u32>> {
+    let ids = text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u32>().with_context(|| format!("{flag}: `{s}` is not a token id (expected e.g. 1,2,3)")))
+        .collect::<Result<Vec<_>>>()?;
+    if ids.is_empty() {
+        bail!("{flag}: no token ids in `{text}`");
+    }
+    Ok(ids)
+}

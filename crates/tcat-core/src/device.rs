@@ -1,0 +1,82 @@
+//! Parsing of the `--device` and `--dtype` strings every tcat command accepts.
+
+use candle_core::{DType, Device};
+
+use crate::{Error, Result};
+
+/// Opens the device named `cpu`, `cuda`, `cuda:N` or `metal` (`metal:N`).
+///
+/// A backend that was not compiled in, or that has no device here, is an [`Error::Device`]
+/// saying which feature to build with.
+///
+/// ```
+/// let cpu = tcat_core::parse_device("cpu").unwrap();
+/// assert!(cpu.is_cpu());
+/// assert!(tcat_core::parse_device("tpu").is_err());
+/// ```
+pub fn parse_device(name: &str) -> Result<Device> {
+    let device_error = |message: String| Error::Device { name: name.to_string(), message };
+    let (kind, ordinal) = match name.split_once(':') {
+        Some((kind, n)) => {
+            let ordinal = n
+                .parse::<usize>()
+                .map_err(|_| device_error(format!("`{n}` is not a device number (expected e.g. cuda:0)")))?;
+            (kind, ordinal)
+        }
+        None => (name, 0),
+    };
+    match kind {
+        "cpu" if ordinal == 0 => Ok(Device::Cpu),
+        "cuda" => {
+            if !candle_core::utils::cuda_is_available() {
+                return Err(device_error(
+                    "this build of tcat has no CUDA support; rebuild with `--features cuda`".into(),
+                ));
+            }
+            Device::new_cuda(ordinal).map_err(|e| device_error(format!("cannot open: {e}")))
+        }
+        "metal" => {
+            if !candle_core::utils::metal_is_available() {
+                return Err(device_error(
+                    "this build of tcat has no Metal support; rebuild with `--features metal`".into(),
+                ));
+            }
+            Device::new_metal(ordinal).map_err(|e| device_error(format!("cannot open: {e}")))
+        }
+        _ => Err(device_error("expected cpu, cuda, cuda:N or metal".into())),
+    }
+}
+
+/// Parses `f32`, `f16` or `bf16`.
+///
+/// ```
+/// assert_eq!(tcat_core::parse_dtype("bf16").unwrap(), candle_core::DType::BF16);
+/// assert!(tcat_core::parse_dtype("f8").is_err());
+/// ```
+pub fn parse_dtype(name: &str) -> Result<DType> {
+    match name {
+        "f32" => Ok(DType::F32),
+        "f16" => Ok(DType::F16),
+        "bf16" => Ok(DType::BF16),
+        other => Err(Error::InvalidInput(format!("unknown dtype `{other}`; expected f32, f16 or bf16"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_strings() {
+        assert!(parse_device("cpu").unwrap().is_cpu());
+        assert!(parse_device("cpu:1").is_err());
+        assert!(parse_device("cuda:x").unwrap_err().to_string().contains("device number"));
+        if !candle_core::utils::cuda_is_available() {
+            let err = parse_device("cuda:0").unwrap_err().to_string();
+            assert!(err.contains("--features cuda"), "{err}");
+        }
+        if !candle_core::utils::metal_is_available() {
+            assert!(parse_device("metal").unwrap_err().to_string().contains("metal"));
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Shared foundations of tcat: the typed [`Error`], the [`Linear`] projection every block uses
+//! (with the checkpoint's [`WeightLayout`]), and parsing of `--device` / `--dtype` strings.
+//!
+//! Nothing here implements a paper; these are the pieces the block crates would otherwise each
+//! write again.
+
+mod device;
+mod error;
+mod linear;
+
+pub use device::{parse_device, parse_dtype};
+pub use error::{Error, Result};
+pub use linear::{Linear, WeightLayout};

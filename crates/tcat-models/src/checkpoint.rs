@@ -1,0 +1,62 @@
+//! Opening a checkpoint's weights as a candle `VarBuilder`, with errors that name the files.
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use tcat_core::{Error, Result};
+
+use crate::ModelSource;
+
+/// A checkpoint's weights, opened (memory-mapped where the format allows) in one dtype on one
+/// device.
+pub struct Checkpoint {
+    vb: VarBuilder<'static>,
+    location: String,
+}
+
+impl Checkpoint {
+    /// Opens the weight files of `source`: safetensors (one file or shards) or a PyTorch
+    /// `pytorch_model.bin`.
+    pub fn open(source: &ModelSource, device: &Device, dtype: DType) -> Result<Self> {
+        let location = source.weights.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+        let is_pth =
+            source.weights.len() == 1 && source.weights[0].extension().is_some_and(|e| e == "bin" || e == "pt");
+        let vb = if is_pth {
+            VarBuilder::from_pth(&source.weights[0], dtype, device)
+        } else {
+            // SAFETY: the files are not modified while mapped; tcat never writes to them.
+            unsafe { VarBuilder::from_mmaped_safetensors(&source.weights, dtype, device) }
+        }
+        .map_err(|e| Error::InvalidInput(format!("{location}: cannot read weights: {e}")))?;
+        Ok(Self { vb, location })
+    }
+
+    /// The root `VarBuilder`.
+    pub fn vb(&self) -> VarBuilder<'static> {
+        self.vb.clone()
+    }
+
+    /// The files, for messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The first of `prefixes` under which `probe` exists (`""` for the root), so that
+    /// `BertForMaskedLM` (`bert.`) and bare `BertModel` checkpoints both load.
+    pub fn find_prefix<'p>(&self, prefixes: &[&'p str], probe: &str) -> Result<&'p str> {
+        prefixes.iter().find(|p| self.vb.contains_tensor(&join(p, probe))).copied().ok_or_else(|| {
+            Error::MissingTensor {
+                name: prefixes.iter().map(|p| join(p, probe)).collect::<Vec<_>>().join("` or `"),
+                location: self.location.clone(),
+            }
+        })
+    }
+
+    /// Maps a candle loading error to a typed one naming these files.
+    pub fn error(&self, err: candle_core::Error) -> Error {
+        Error::from_weights(err, &self.location)
+    }
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
+}

@@ -1,0 +1,87 @@
+//! Reading `config.json` with errors that name the file and the field.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use tcat_core::{Error, Result};
+
+/// A parsed `config.json`.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its JSON value.
+    pub json: serde_json::Value,
+}
+
+impl ConfigFile {
+    /// Reads and parses `path`.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Config { file: path.to_path_buf(), message: format!("malformed JSON: {e}") })?;
+        if !json.is_object() {
+            return Err(Error::Config { file: path.to_path_buf(), message: "expected a JSON object".into() });
+        }
+        Ok(Self { path: path.to_path_buf(), json })
+    }
+
+    /// The `model_type` field.
+    pub fn model_type(&self) -> Result<&str> {
+        self.json
+            .get("model_type")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| self.error("missing string field `model_type`"))
+    }
+
+    /// Deserialises into a family's config struct; serde names the missing or mistyped field.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_value(self.json.clone()).map_err(|e| self.error(e.to_string()))
+    }
+
+    /// A config error naming this file.
+    pub fn error(&self, message: impl Into<String>) -> Error {
+        Error::Config { file: self.path.clone(), message: message.into() }
+    }
+
+    /// Fails unless `value` is positive, naming `field`.
+    pub fn require_positive(&self, field: &str, value: usize) -> Result<()> {
+        if value == 0 { Err(self.error(format!("`{field}` must be positive"))) } else { Ok(()) }
+    }
+
+    /// Fails unless `hidden` divides into `heads` heads.
+    pub fn require_heads(&self, hidden_field: &str, hidden: usize, heads_field: &str, heads: usize) -> Result<()> {
+        self.require_positive(heads_field, heads)?;
+        self.require_positive(hidden_field, hidden)?;
+        if !hidden.is_multiple_of(heads) {
+            return Err(
+                self.error(format!("`{hidden_field}` ({hidden}) is not divisible by `{heads_field}` ({heads})"))
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Token ids that configs store as a number, a list, or null.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(untagged)]
+pub enum TokenIds {
+    /// No token.
+    #[default]
+    None,
+    /// One token.
+    One(u32),
+    /// Several tokens.
+    Many(Vec<u32>),
+}
+
+impl TokenIds {
+    /// The ids as a list.
+    pub fn to_vec(&self) -> Vec<u32> {
+        match self {
+            TokenIds::None => vec![],
+            TokenIds::One(id) => vec![*id],
+            TokenIds::Many(ids) => ids.clone(),
+        }
+    }
+}

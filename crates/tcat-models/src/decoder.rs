@@ -1,0 +1,105 @@
+//! The causal language model shared by decoder-only families: embeddings, a stack of causal
+//! layers, and an LM head.
+
+use candle_core::Tensor;
+use tcat_attention::{AttentionMask, KvCache};
+use tcat_blocks::{Embeddings, LmHead, Stack};
+use tcat_core::{Error, Result};
+use tcat_position::sequential_position_ids;
+
+use crate::Batch;
+
+/// A decoder-only language model (GPT-2 and its descendants).
+#[derive(Debug, Clone)]
+pub struct DecoderModel {
+    embeddings: Embeddings,
+    stack: Stack,
+    head: LmHead,
+    max_positions: usize,
+    eos_token_ids: Vec<u32>,
+    pad_token_id: u32,
+}
+
+impl DecoderModel {
+    /// Assembles a decoder from its blocks.
+    pub fn new(
+        embeddings: Embeddings,
+        stack: Stack,
+        head: LmHead,
+        max_positions: usize,
+        eos_token_ids: Vec<u32>,
+        pad_token_id: u32,
+    ) -> Self {
+        Self { embeddings, stack, head, max_positions, eos_token_ids, pad_token_id }
+    }
+
+    /// Vocabulary size.
+    pub fn vocab_size(&self) -> usize {
+        self.embeddings.vocab_size()
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &candle_core::Device {
+        self.embeddings.word_table().device()
+    }
+
+    /// Longest sequence (prompt plus generated tokens) the model can position.
+    pub fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// Token ids that end generation.
+    pub fn eos_token_ids(&self) -> &[u32] {
+        &self.eos_token_ids
+    }
+
+    /// The id used to pad batches.
+    pub fn pad_token_id(&self) -> u32 {
+        self.pad_token_id
+    }
+
+    /// One KV cache per layer, each holding `capacity` positions.
+    pub fn new_caches(&self, capacity: usize) -> Vec<KvCache> {
+        self.stack.new_caches(capacity)
+    }
+
+    /// Logits `[batch, seq, vocab]` of `input_ids` at `position_ids` (both `[batch, seq]`).
+    /// With caches, `input_ids` are the new tokens and `mask`'s key padding covers every
+    /// cached token plus the new ones.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        position_ids: &Tensor,
+        mask: &AttentionMask,
+        caches: Option<&mut [KvCache]>,
+    ) -> Result<Tensor> {
+        let x = self.embeddings.forward(input_ids, Some(position_ids), None)?;
+        let h = self.stack.forward(&x, mask, caches)?;
+        Ok(self.head.forward(&h)?)
+    }
+
+    /// Logits of a right-padded batch in one pass (no cache), as `tcat forward` writes them.
+    pub fn logits(&self, batch: &Batch) -> Result<Tensor> {
+        batch.check_vocab(self.vocab_size())?;
+        let (b, s) = batch.input_ids().dims2()?;
+        self.check_length(s)?;
+        let positions = sequential_position_ids(b, s, 0, batch.input_ids().device())?;
+        let mut mask = AttentionMask::causal();
+        if batch.is_padded() {
+            mask = mask.with_key_padding(batch.attention_mask().clone());
+        }
+        self.forward(batch.input_ids(), &positions, &mask, None)
+    }
+
+    /// Fails with [`Error::SequenceTooLong`] past the position table.
+    pub fn check_length(&self, len: usize) -> Result<()> {
+        if len > self.max_positions {
+            return Err(Error::SequenceTooLong {
+                len,
+                max: self.max_positions,
+                limit: "the position table (n_positions)".into(),
+            });
+        }
+        Ok(())
+    }
+}

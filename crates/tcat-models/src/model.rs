@@ -1,0 +1,65 @@
+//! Dispatch on `model_type`: one entry point that loads any supported checkpoint.
+
+use candle_core::{DType, Device};
+use tcat_core::{Error, Result};
+
+use crate::{Checkpoint, ConfigFile, DecoderModel, EncoderModel, ModelSource};
+
+/// The `model_type` values tcat loads.
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "roberta", "xlm-roberta", "distilbert", "gpt2"];
+
+/// A loaded model, by what it computes.
+#[derive(Debug, Clone)]
+pub enum Model {
+    /// A bidirectional encoder (hidden states, pooler, masked-LM head).
+    Encoder(EncoderModel),
+    /// A causal language model.
+    Decoder(DecoderModel),
+}
+
+impl Model {
+    /// Reads `config.json`, picks the family by `model_type`, and loads the weights.
+    pub fn load(source: &ModelSource, device: &Device, dtype: DType) -> Result<Self> {
+        let config = ConfigFile::read(&source.config)?;
+        let model_type = config.model_type()?.to_string();
+        if !SUPPORTED_MODEL_TYPES.contains(&model_type.as_str()) {
+            return Err(Error::UnknownModelType {
+                file: config.path.clone(),
+                found: model_type,
+                supported: SUPPORTED_MODEL_TYPES.join(", "),
+            });
+        }
+        let ckpt = Checkpoint::open(source, device, dtype)?;
+        Ok(match model_type.as_str() {
+            "bert" => Model::Encoder(crate::bert::load(&config, &ckpt)?),
+            "roberta" | "xlm-roberta" => Model::Encoder(crate::roberta::load(&config, &ckpt)?),
+            "distilbert" => Model::Encoder(crate::distilbert::load(&config, &ckpt)?),
+            "gpt2" => Model::Decoder(crate::gpt2::load(&config, &ckpt)?),
+            _ => unreachable!("checked against SUPPORTED_MODEL_TYPES above"),
+        })
+    }
+
+    /// The encoder, if this is one.
+    pub fn as_encoder(&self) -> Option<&EncoderModel> {
+        match self {
+            Model::Encoder(m) => Some(m),
+            Model::Decoder(_) => None,
+        }
+    }
+
+    /// The decoder, if this is one.
+    pub fn as_decoder(&self) -> Option<&DecoderModel> {
+        match self {
+            Model::Decoder(m) => Some(m),
+            Model::Encoder(_) => None,
+        }
+    }
+
+    /// The id used to pad batches.
+    pub fn pad_token_id(&self) -> u32 {
+        match self {
+            Model::Encoder(m) => m.pad_token_id(),
+            Model::Decoder(m) => m.pad_token_id(),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Model behaviour that does not need the reference library: padding, caching, sampling.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use common::*;
+use tcat_attention::AttentionMask;
+use tcat_models::{Batch, GenerationConfig, Model, ModelSource, Sampling, generate};
+use tcat_position::sequential_position_ids;
+
+fn load(name: &str) -> Model {
+    let source = ModelSource::resolve(fixture(name).to_str().unwrap()).unwrap();
+    Model::load(&source, &Device::Cpu, DType::F32).unwrap()
+}
+
+const ROWS: [&[u32]; 3] = [&[5, 17, 33, 8, 91, 12, 40], &[7, 3, 99], &[64]];
+
+#[test]
+fn padded_batch_equals_rows_one_by_one() {
+    let dev = Device::Cpu;
+    for name in ["bert", "roberta", "distilbert", "gpt2"] {
+        let model = load(name);
+        let rows: Vec<Vec<u32>> = ROWS.iter().map(|r| r.to_vec()).collect();
+        let batch = Batch::right_padded(&rows, None, model.pad_token_id(), &dev).unwrap();
+        let run = |b: &Batch| match &model {
+            Model::Encoder(m) => m.hidden_states(b).unwrap(),
+            Model::Decoder(m) => m.logits(b).unwrap(),
+        };
+        let all = run(&batch);
+        for (i, row) in rows.iter().enumerate() {
+            let single =
+                run(&Batch::right_padded(std::slice::from_ref(row), None, model.pad_token_id(), &dev).unwrap());
+            let from_batch = all.narrow(0, i, 1).unwrap().narrow(1, 0, row.len()).unwrap();
+            let d = max_diff(&from_batch, &single);
+            assert!(d < 1e-5, "{name} row {i}: {d}");
+        }
+    }
+}
+
+#[test]
+fn cached_decoding_equals_full_forward_at_every_step() {
+    let dev = Device::Cpu;
+    let model = load("gpt2");
+    let decoder = model.as_decoder().unwrap();
+    let ids: Vec<u32> = vec![11, 250, 3, 77, 190, 42, 8, 120, 5, 66];
+    let full_ids = Tensor::new(ids.as_slice(), &dev).unwrap().unsqueeze(0).unwrap();
+    let full = decoder
+        .forward(&full_ids, &sequential_position_ids(1, ids.len(), 0, &dev).unwrap(), &AttentionMask::causal(), None)
+        .unwrap();
+    let mut caches = decoder.new_caches(ids.len());
+    let prompt = 4;
+    let mut steps = vec![
+        decoder
+            .forward(
+                &full_ids.narrow(1, 0, prompt).unwrap(),
+                &sequential_position_ids(1, prompt, 0, &dev).unwrap(),
+                &AttentionMask::causal(),
+                Some(&mut caches),
+            )
+            .unwrap(),
+    ];
+    for t in prompt..ids.len() {
+        steps.push(
+            decoder
+                .forward(
+                    &full_ids.narrow(1, t, 1).unwrap(),
+                    &sequential_position_ids(1, 1, t, &dev).unwrap(),
+                    &AttentionMask::causal(),
+                    Some(&mut caches),
+                )
+                .unwrap(),
+        );
+        let so_far = Tensor::cat(&steps, 1).unwrap();
+        let d = max_diff(&so_far, &full.narrow(1, 0, t + 1).unwrap());
+        assert!(d < 1e-4, "step {t}: {d}");
+    }
+}
+
+#[test]
+fn seeded_sampling_is_reproducible() {
+    let model = load("gpt2");
+    let decoder = model.as_decoder().unwrap();
+    let prompts = vec![vec![11u32, 250, 3], vec![77, 190]];
+    let config = |seed| GenerationConfig {
+        max_new_tokens: 12,
+        sampling: Sampling::Sample { temperature: 1.3, top_k: Some(50), top_p: Some(0.95) },
+        seed,
+        stop_tokens: Some(vec![]),
+    };
+    let a = generate(decoder, &prompts, &config(42), |_, _| {}).unwrap();
+    let b = generate(decoder, &prompts, &config(42), |_, _| {}).unwrap();
+    assert_eq!(a, b);
+    let others: Vec<_> = (0..4).map(|s| generate(decoder, &prompts, &config(s), |_, _| {}).unwrap()).collect();
+    assert!(others.iter().any(|o| o != &a), "different seeds should give different samples");
+}
+
+#[test]
+fn generation_stops_at_eos() {
+    let model = load("gpt2");
+    let decoder = model.as_decoder().unwrap();
+    let prompt = vec![vec![11u32, 250, 3]];
+    let free = generate(
+        decoder,
+        &prompt,
+        &GenerationConfig { max_new_tokens: 6, sampling: Sampling::Greedy, seed: 0, stop_tokens: Some(vec![]) },
+        |_, _| {},
+    )
+    .unwrap();
+    let first = free[0][3];
+    let mut streamed = vec![];
+    let stopped = generate(
+        decoder,
+        &prompt,
+        &GenerationConfig { max_new_tokens: 6, sampling: Sampling::Greedy, seed: 0, stop_tokens: Some(vec![first]) },
+        |_, id| streamed.push(id),
+    )
+    .unwrap();
+    assert_eq!(stopped[0], vec![11, 250, 3, first]);
+    assert_eq!(streamed, vec![first]);
+}

@@ -1,0 +1,126 @@
+//! Bad input gives a clear error naming the problem, never a panic.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use common::*;
+use tcat_models::{Batch, GenerationConfig, Model, ModelSource, Sampling, generate};
+
+fn load_err(dir: &Path) -> String {
+    let dev = Device::Cpu;
+    match ModelSource::resolve(dir.to_str().unwrap()).and_then(|s| Model::load(&s, &dev, DType::F32)) {
+        Ok(_) => panic!("loading {} should fail", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A copy of a fixture with its weights transformed by `edit` and its config by `config`.
+fn broken_copy(
+    name: &str,
+    tag: &str,
+    edit: impl Fn(&mut HashMap<String, Tensor>),
+    config: impl Fn(String) -> String,
+) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tcat-broken-{name}-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut weights = candle_core::safetensors::load(fixture(name).join("model.safetensors"), &Device::Cpu).unwrap();
+    edit(&mut weights);
+    candle_core::safetensors::save(&weights, dir.join("model.safetensors")).unwrap();
+    let cfg = std::fs::read_to_string(fixture(name).join("config.json")).unwrap();
+    std::fs::write(dir.join("config.json"), config(cfg)).unwrap();
+    dir
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let dir = broken_copy(
+        "bert",
+        "missing",
+        |w| {
+            w.remove("bert.encoder.layer.1.attention.self.key.weight");
+        },
+        |c| c,
+    );
+    let err = load_err(&dir);
+    assert!(err.contains("missing tensor `bert.encoder.layer.1.attention.self.key.weight`"), "{err}");
+    assert!(err.contains("model.safetensors"), "{err}");
+}
+
+#[test]
+fn wrong_shape_is_named() {
+    let dir = broken_copy(
+        "gpt2",
+        "shape",
+        |w| {
+            w.insert(
+                "transformer.h.0.mlp.c_fc.weight".into(),
+                Tensor::zeros((32, 65), DType::F32, &Device::Cpu).unwrap(),
+            );
+        },
+        |c| c,
+    );
+    let err = load_err(&dir);
+    assert!(
+        err.contains("transformer.h.0.mlp.c_fc.weight") && err.contains("[32, 65]") && err.contains("[32, 64]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_config_is_reported() {
+    let dir = broken_copy("bert", "malformed", |_| {}, |c| c.replace("\"hidden_size\"", "\"hidden_size\" 32, \"x\""));
+    let err = load_err(&dir);
+    assert!(err.contains("config.json") && err.contains("malformed JSON"), "{err}");
+    let dir = broken_copy("bert", "nofield", |_| {}, |c| c.replace("\"num_attention_heads\"", "\"heads\""));
+    let err = load_err(&dir);
+    assert!(err.contains("num_attention_heads"), "{err}");
+    let dir =
+        broken_copy("bert", "heads", |_| {}, |c| c.replace("\"num_attention_heads\": 4", "\"num_attention_heads\": 5"));
+    let err = load_err(&dir);
+    assert!(err.contains("not divisible by `num_attention_heads` (5)"), "{err}");
+}
+
+#[test]
+fn unknown_model_type_lists_the_supported_ones() {
+    let dir = broken_copy(
+        "bert",
+        "unknown",
+        |_| {},
+        |c| c.replace("\"model_type\": \"bert\"", "\"model_type\": \"perceiver\""),
+    );
+    let err = load_err(&dir);
+    assert!(err.contains("unknown model_type `perceiver`") && err.contains("gpt2"), "{err}");
+}
+
+#[test]
+fn missing_model_is_reported() {
+    let err = ModelSource::resolve("/no/such/folder").unwrap_err().to_string();
+    assert!(err.contains("/no/such/folder"), "{err}");
+}
+
+#[test]
+fn too_long_and_out_of_vocab_inputs_are_rejected() {
+    let dev = Device::Cpu;
+    let source = ModelSource::resolve(fixture("bert").to_str().unwrap()).unwrap();
+    let model = Model::load(&source, &dev, DType::F32).unwrap();
+    let encoder = model.as_encoder().unwrap();
+    let long = Batch::right_padded(&[vec![5; 65]], None, 0, &dev).unwrap();
+    let err = encoder.hidden_states(&long).unwrap_err().to_string();
+    assert!(err.contains("65 tokens") && err.contains("64"), "{err}");
+    let oov = Batch::right_padded(&[vec![5, 128]], None, 0, &dev).unwrap();
+    let err = encoder.hidden_states(&oov).unwrap_err().to_string();
+    assert!(err.contains("token id 128") && err.contains("vocab_size 128"), "{err}");
+    let types = Batch::right_padded(&[vec![5, 6]], Some(&[vec![0, 2]]), 0, &dev).unwrap();
+    assert!(encoder.hidden_states(&types).unwrap_err().to_string().contains("type_vocab_size 2"));
+
+    let source = ModelSource::resolve(fixture("gpt2").to_str().unwrap()).unwrap();
+    let model = Model::load(&source, &dev, DType::F32).unwrap();
+    let decoder = model.as_decoder().unwrap();
+    let config = GenerationConfig { max_new_tokens: 60, sampling: Sampling::Greedy, seed: 0, stop_tokens: None };
+    let err = generate(decoder, &[vec![1; 10]], &config, |_, _| {}).unwrap_err().to_string();
+    assert!(err.contains("70 tokens") && err.contains("n_positions"), "{err}");
+    assert!(generate(decoder, &[vec![]], &config, |_, _| {}).is_err());
+}

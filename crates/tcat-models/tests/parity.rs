@@ -1,0 +1,127 @@
+//! Parity with Hugging Face `transformers` on tiny perturbed checkpoints it saved
+//! (tests/fixtures/make_fixtures.py): f32 within 1e-4.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use common::*;
+use tcat_models::{Batch, GenerationConfig, Model, ModelSource, Sampling, generate};
+
+const TOL: f32 = 1e-4;
+
+fn load(name: &str, dtype: DType) -> Model {
+    let source = ModelSource::resolve(fixture(name).to_str().unwrap()).unwrap();
+    Model::load(&source, &Device::Cpu, dtype).unwrap()
+}
+
+fn check_encoder(name: &str) {
+    let exp = expected(name);
+    let model = load(name, DType::F32);
+    let encoder = model.as_encoder().unwrap();
+    let mask = &exp["attention_mask"];
+    let rows = rows(&exp["input_ids"], mask);
+    let types = exp.get("token_type_ids").map(|t| rows_of_types(t, mask));
+    let batch = Batch::right_padded(&rows, types.as_deref(), encoder.pad_token_id(), &Device::Cpu).unwrap();
+    let hidden = encoder.hidden_states(&batch).unwrap();
+    let d = masked_max_diff(&hidden, &exp["hidden_states"], mask);
+    assert!(d <= TOL, "{name} hidden_states differ by {d}");
+    let logits = encoder.mlm_logits(&hidden).unwrap();
+    let d = masked_max_diff(&logits, &exp["mlm_logits"], mask);
+    assert!(d <= TOL, "{name} mlm_logits differ by {d}");
+    if let Some(pooled) = exp.get("pooler_output") {
+        let d = max_diff(&encoder.pooled(&hidden).unwrap(), pooled);
+        assert!(d <= TOL, "{name} pooler_output differs by {d}");
+    }
+}
+
+fn rows_of_types(types: &Tensor, mask: &Tensor) -> Vec<Vec<u32>> {
+    rows(types, mask)
+}
+
+#[test]
+fn bert_matches_transformers() {
+    check_encoder("bert");
+}
+
+#[test]
+fn roberta_matches_transformers() {
+    check_encoder("roberta");
+}
+
+#[test]
+fn distilbert_matches_transformers() {
+    check_encoder("distilbert");
+}
+
+#[test]
+fn gpt2_logits_match_transformers() {
+    let exp = expected("gpt2");
+    let model = load("gpt2", DType::F32);
+    let decoder = model.as_decoder().unwrap();
+    let mask = &exp["attention_mask"];
+    let batch =
+        Batch::right_padded(&rows(&exp["input_ids"], mask), None, decoder.pad_token_id(), &Device::Cpu).unwrap();
+    let logits = decoder.logits(&batch).unwrap();
+    let d = masked_max_diff(&logits, &exp["logits"], mask);
+    assert!(d <= TOL, "gpt2 logits differ by {d}");
+}
+
+fn greedy(max_new_tokens: usize) -> GenerationConfig {
+    GenerationConfig { max_new_tokens, sampling: Sampling::Greedy, seed: 0, stop_tokens: Some(vec![]) }
+}
+
+#[test]
+fn gpt2_greedy_matches_transformers() {
+    let exp = expected("gpt2");
+    let model = load("gpt2", DType::F32);
+    let decoder = model.as_decoder().unwrap();
+    let prompt: Vec<u32> = exp["prompt_ids"].to_vec1::<i64>().unwrap().iter().map(|&i| i as u32).collect();
+    let want: Vec<u32> = exp["greedy_ids"].to_vec1::<i64>().unwrap().iter().map(|&i| i as u32).collect();
+    let got = generate(decoder, &[prompt], &greedy(want.len() - 5), |_, _| {}).unwrap();
+    assert_eq!(got[0], want);
+}
+
+#[test]
+fn gpt2_batched_left_padded_greedy_matches_transformers() {
+    let exp = expected("gpt2");
+    let model = load("gpt2", DType::F32);
+    let decoder = model.as_decoder().unwrap();
+    let prompts = rows(&exp["batch_prompt_ids"], &exp["batch_prompt_mask"]);
+    let want: Vec<Vec<i64>> = exp["batch_greedy_ids"].to_vec2().unwrap();
+    let prompt_len = exp["batch_prompt_ids"].dim(1).unwrap();
+    let got = generate(decoder, &prompts, &greedy(want[0].len() - prompt_len), |_, _| {}).unwrap();
+    for (row, (g, w)) in got.iter().zip(&want).enumerate() {
+        let pads = prompt_len - prompts[row].len();
+        let w: Vec<u32> = w[pads..].iter().map(|&i| i as u32).collect();
+        assert_eq!(g, &w, "row {row}");
+    }
+}
+
+#[test]
+fn half_precision_stays_close_to_f32() {
+    for name in ["bert", "gpt2"] {
+        let exp = expected(name);
+        let mask = &exp["attention_mask"];
+        let rows = rows(&exp["input_ids"], mask);
+        let f32_model = load(name, DType::F32);
+        for dtype in [DType::F16, DType::BF16] {
+            let model = load(name, dtype);
+            let (a, b) = match (&f32_model, &model) {
+                (Model::Encoder(a), Model::Encoder(b)) => {
+                    let batch = Batch::right_padded(&rows, None, 0, &Device::Cpu).unwrap();
+                    (a.hidden_states(&batch).unwrap(), b.hidden_states(&batch).unwrap())
+                }
+                (Model::Decoder(a), Model::Decoder(b)) => {
+                    let batch = Batch::right_padded(&rows, None, 0, &Device::Cpu).unwrap();
+                    (a.logits(&batch).unwrap(), b.logits(&batch).unwrap())
+                }
+                _ => unreachable!(),
+            };
+            let scale: f32 = a.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
+            let rel = masked_max_diff(&a, &b, mask) / scale;
+            // bf16 keeps 8 bits of mantissa: its relative error per op is ~4e-3
+            let tol = if dtype == DType::F16 { 1e-2 } else { 3e-2 };
+            assert!(rel <= tol, "{name} {dtype:?}: relative difference {rel}");
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Positional schemes of the Transformer catalog.
+//!
+//! - [`LearnedPositions`]: a trained table of absolute position vectors (BERT, GPT-2), with the
+//!   index offset some families add (OPT and BART offset by 2).
+//! - [`sinusoidal_table`]: the fixed sin/cos encoding of Vaswani et al. 2017, §3.5, in the two
+//!   layouts implementations use.
+//! - Position-id rules: [`sequential_position_ids`], [`padding_aware_position_ids`] (RoBERTa)
+//!   and [`positions_from_attention_mask`] (left-padded decoding).
+
+mod learned;
+mod position_ids;
+mod sinusoidal;
+
+pub use learned::LearnedPositions;
+pub use position_ids::{padding_aware_position_ids, positions_from_attention_mask, sequential_position_ids};
+pub use sinusoidal::{SinusoidalLayout, sinusoidal_table};
