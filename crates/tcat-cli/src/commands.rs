@@ -299,7 +299,9 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: DType) -> Result<()>
         }
     })?;
     if stream {
-        writeln!(out)?;
+        // Flush what was held back waiting for the rest of a multi-byte character.
+        let text = decode(&so_far)?;
+        writeln!(out, "{}", text.strip_prefix(&shown).unwrap_or(""))?;
         return Ok(());
     }
     for ids in &outputs {

@@ -45,8 +45,19 @@ enum Command {
     Generate(commands::GenerateArgs),
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // The whole chain of context on one line, without a backtrace: errors here are
+            // about the user's input, not tcat's internals.
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let device = tcat_core::parse_device(&cli.runtime.device)?;
     let dtype = tcat_core::parse_dtype(&cli.runtime.dtype)?;
     match cli.command {

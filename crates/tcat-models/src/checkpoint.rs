@@ -30,6 +30,19 @@ impl Checkpoint {
         Ok(Self { vb, location })
     }
 
+    /// Weights from any candle `VarBuilder` (in-memory tensors, a user's own loader);
+    /// `location` names them in error messages.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// let vb = candle_nn::VarBuilder::zeros(DType::F32, &Device::Cpu);
+    /// let ckpt = tcat_models::Checkpoint::from_var_builder(vb, "zeros");
+    /// assert_eq!(ckpt.location(), "zeros");
+    /// ```
+    pub fn from_var_builder(vb: VarBuilder<'static>, location: impl Into<String>) -> Self {
+        Self { vb, location: location.into() }
+    }
+
     /// The root `VarBuilder`.
     pub fn vb(&self) -> VarBuilder<'static> {
         self.vb.clone()

@@ -21,6 +21,23 @@ impl Model {
     /// Reads `config.json`, picks the family by `model_type`, and loads the weights.
     pub fn load(source: &ModelSource, device: &Device, dtype: DType) -> Result<Self> {
         let config = ConfigFile::read(&source.config)?;
+        Self::check_model_type(&config)?;
+        Self::from_checkpoint(&config, &Checkpoint::open(source, device, dtype)?)
+    }
+
+    /// Builds the family named by `config`'s `model_type` from already opened weights.
+    pub fn from_checkpoint(config: &ConfigFile, ckpt: &Checkpoint) -> Result<Self> {
+        Self::check_model_type(config)?;
+        Ok(match config.model_type()? {
+            "bert" => Model::Encoder(crate::bert::load(config, ckpt)?),
+            "roberta" | "xlm-roberta" => Model::Encoder(crate::roberta::load(config, ckpt)?),
+            "distilbert" => Model::Encoder(crate::distilbert::load(config, ckpt)?),
+            "gpt2" => Model::Decoder(crate::gpt2::load(config, ckpt)?),
+            _ => unreachable!("checked against SUPPORTED_MODEL_TYPES above"),
+        })
+    }
+
+    fn check_model_type(config: &ConfigFile) -> Result<()> {
         let model_type = config.model_type()?.to_string();
         if !SUPPORTED_MODEL_TYPES.contains(&model_type.as_str()) {
             return Err(Error::UnknownModelType {
@@ -29,14 +46,7 @@ impl Model {
                 supported: SUPPORTED_MODEL_TYPES.join(", "),
             });
         }
-        let ckpt = Checkpoint::open(source, device, dtype)?;
-        Ok(match model_type.as_str() {
-            "bert" => Model::Encoder(crate::bert::load(&config, &ckpt)?),
-            "roberta" | "xlm-roberta" => Model::Encoder(crate::roberta::load(&config, &ckpt)?),
-            "distilbert" => Model::Encoder(crate::distilbert::load(&config, &ckpt)?),
-            "gpt2" => Model::Decoder(crate::gpt2::load(&config, &ckpt)?),
-            _ => unreachable!("checked against SUPPORTED_MODEL_TYPES above"),
-        })
+        Ok(())
     }
 
     /// The encoder, if this is one.

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: fetch the real MiniLM weights (once, into
+# ${TCAT_CACHE:-~/.cache/tcat}), then build and run every test of the workspace in one cargo
+# invocation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TCAT_MINILM_DIR="$(bash scripts/fetch_minilm.sh | tail -n 1)"
+export TCAT_MINILM_DIR
+cargo test --workspace "$@"
