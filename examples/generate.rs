@@ -1,0 +1,32 @@
+//! Greedy or sampled continuation with a causal language model and the KV cache.
+//!
+//! ```sh
+//! cargo run --release --example generate -- tests/fixtures/gpt2 "the cat"
+//! ```
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device};
+use tcat::models::{GenerationConfig, Model, ModelSource, Sampling, generate, load_tokenizer};
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let model_name = args.next().context("usage: generate <MODEL_DIR|HUB_ID> PROMPT")?;
+    let prompt = args.next().context("usage: generate <MODEL_DIR|HUB_ID> PROMPT")?;
+    let device = Device::Cpu;
+
+    let source = ModelSource::resolve(&model_name)?;
+    let model = Model::load(&source, &device, DType::F32)?;
+    let decoder = model.as_decoder().context("a causal language model is needed")?;
+    let tokenizer = load_tokenizer(source.tokenizer.as_ref().context("no tokenizer.json")?)?;
+    let ids = tokenizer.encode(prompt.as_str(), false).map_err(anyhow::Error::msg)?.get_ids().to_vec();
+
+    let config = GenerationConfig {
+        max_new_tokens: 20,
+        sampling: Sampling::Sample { temperature: 0.8, top_k: Some(50), top_p: Some(0.95) },
+        seed: 42,
+        stop_tokens: None, // the model's EOS ids
+    };
+    let out = generate(decoder, &[ids], &config, |_, _| {})?;
+    println!("{}", tokenizer.decode(&out[0], true).map_err(anyhow::Error::msg)?);
+    Ok(())
+}
