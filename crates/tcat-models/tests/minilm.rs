@@ -47,11 +47,8 @@ fn minilm_sentence_embeddings_match_transformers() {
     let dev = Device::Cpu;
     let source = ModelSource::resolve(dir.to_str().unwrap()).unwrap();
     let tokenizer = load_tokenizer(source.tokenizer.as_ref().unwrap()).unwrap();
-    let ids: Vec<Vec<u32>> = expected
-        .sentences
-        .iter()
-        .map(|s| tokenizer.encode(s.as_str(), true).unwrap().get_ids().to_vec())
-        .collect();
+    let ids: Vec<Vec<u32>> =
+        expected.sentences.iter().map(|s| tokenizer.encode(s.as_str(), true).unwrap().get_ids().to_vec()).collect();
     assert_eq!(ids, expected.ids, "token ids differ from the reference tokenizer");
 
     let sentence = SentenceConfig::read(&dir).unwrap().expect("a sentence-transformers folder");

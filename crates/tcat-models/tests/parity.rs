@@ -125,3 +125,47 @@ fn half_precision_stays_close_to_f32() {
         }
     }
 }
+
+#[test]
+fn pytorch_bin_checkpoint_loads() {
+    // distilbert-bin holds the distilbert fixture's weights as pytorch_model.bin.
+    let exp = expected("distilbert");
+    let model = load("distilbert-bin", DType::F32);
+    let encoder = model.as_encoder().unwrap();
+    let mask = &exp["attention_mask"];
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, 0, &Device::Cpu).unwrap();
+    let d = masked_max_diff(&encoder.hidden_states(&batch).unwrap(), &exp["hidden_states"], mask);
+    assert!(d <= TOL, "pytorch_model.bin hidden_states differ by {d}");
+}
+
+#[test]
+fn sharded_safetensors_checkpoint_loads() {
+    let dir = std::env::temp_dir().join(format!("tcat-sharded-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let weights = candle_core::safetensors::load(fixture("bert").join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut names: Vec<&String> = weights.keys().collect();
+    names.sort();
+    let mut weight_map = serde_json::Map::new();
+    for (shard, chunk) in names.chunks(names.len().div_ceil(2)).enumerate() {
+        let file = format!("model-0000{}-of-00002.safetensors", shard + 1);
+        let part: std::collections::HashMap<String, Tensor> =
+            chunk.iter().map(|n| ((*n).clone(), weights[*n].clone())).collect();
+        candle_core::safetensors::save(&part, dir.join(&file)).unwrap();
+        for n in chunk {
+            weight_map.insert((*n).clone(), serde_json::Value::String(file.clone()));
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    std::fs::copy(fixture("bert").join("config.json"), dir.join("config.json")).unwrap();
+    let source = ModelSource::resolve(dir.to_str().unwrap()).unwrap();
+    assert_eq!(source.weights.len(), 2);
+    let model = Model::load(&source, &Device::Cpu, DType::F32).unwrap();
+    let exp = expected("bert");
+    let mask = &exp["attention_mask"];
+    let types = rows(&exp["token_type_ids"], mask);
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), Some(&types), 0, &Device::Cpu).unwrap();
+    let d = masked_max_diff(&model.as_encoder().unwrap().hidden_states(&batch).unwrap(), &exp["hidden_states"], mask);
+    assert!(d <= TOL, "sharded hidden_states differ by {d}");
+    std::fs::remove_dir_all(dir).ok();
+}
