@@ -27,7 +27,7 @@ impl MyBlock {
     }
 
     fn forward(&self, x: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        let h = self.attention.forward(&self.norm.forward(x)?, &AttentionMask::causal(), Some(cache))?;
+        let h = self.attention.forward(&self.norm.forward(x)?, &AttentionMask::causal(), None, Some(cache))?;
         Ok((x + h)?)
     }
 }

@@ -3,6 +3,7 @@
 
 use candle_core::{Module, Result, Tensor};
 use tcat_core::Linear;
+use tcat_position::{RotaryEmbedding, sequential_position_ids};
 
 use crate::{AttentionMask, KvCache, scaled_dot_product_attention, split_grouped_shape};
 
@@ -24,8 +25,10 @@ pub enum QkvProjection {
 
 /// Multi-head attention: project, split into heads, attend, merge, project out.
 ///
-/// Self-attention goes through [`forward`](Self::forward) (optionally with a [`KvCache`] for
-/// incremental decoding); cross-attention through [`forward_cross`](Self::forward_cross), or
+/// Self-attention goes through [`forward`](Self::forward), optionally with a [`KvCache`] for
+/// incremental decoding, and with rotary positions applied to queries and keys when the module
+/// was built [`with_rotary`](Self::with_rotary). Cross-attention goes through
+/// [`forward_cross`](Self::forward_cross), or
 /// [`project_kv`](Self::project_kv) once plus [`attend`](Self::attend) per step when the
 /// memory's keys and values should be computed only once.
 ///
@@ -39,7 +42,7 @@ pub enum QkvProjection {
 /// let qkv = QkvProjection::Separate { q: proj(16, 16), k: proj(8, 16), v: proj(8, 16) };
 /// let attn = MultiHeadAttention::new(qkv, proj(16, 16), 4, 2, 4).unwrap();
 /// let x = Tensor::randn(0f32, 1., (2, 5, 16), &dev).unwrap();
-/// let y = attn.forward(&x, &AttentionMask::causal(), None).unwrap();
+/// let y = attn.forward(&x, &AttentionMask::causal(), None, None).unwrap();
 /// assert_eq!(y.dims(), &[2, 5, 16]);
 /// ```
 #[derive(Debug, Clone)]
@@ -50,6 +53,7 @@ pub struct MultiHeadAttention {
     num_kv_heads: usize,
     head_dim: usize,
     scale: f64,
+    rotary: Option<RotaryEmbedding>,
 }
 
 impl MultiHeadAttention {
@@ -89,12 +93,18 @@ impl MultiHeadAttention {
         if out.in_features() != q_out {
             candle_core::bail!("attention output projection takes {} features, expected {q_out}", out.in_features());
         }
-        Ok(Self { qkv, out, num_heads, num_kv_heads, head_dim, scale: 1.0 / (head_dim as f64).sqrt() })
+        Ok(Self { qkv, out, num_heads, num_kv_heads, head_dim, scale: 1.0 / (head_dim as f64).sqrt(), rotary: None })
     }
 
     /// Replaces the score scale (T5 uses 1, some models fold it into the weights).
     pub fn with_scale(mut self, scale: f64) -> Self {
         self.scale = scale;
+        self
+    }
+
+    /// Rotates queries and keys by their positions before attending (RoPE).
+    pub fn with_rotary(mut self, rotary: RotaryEmbedding) -> Self {
+        self.rotary = Some(rotary);
         self
     }
 
@@ -115,7 +125,16 @@ impl MultiHeadAttention {
 
     /// Self-attention over `x` (`[batch, seq, hidden]`). With a cache, `x` holds only the new
     /// tokens; their keys and values are appended and attention runs over everything cached.
-    pub fn forward(&self, x: &Tensor, mask: &AttentionMask, cache: Option<&mut KvCache>) -> Result<Tensor> {
+    ///
+    /// `positions` (`[batch, seq]`) place the tokens for rotary embeddings; when absent they
+    /// continue from the cache, `len..len + seq` in every row. Without rotary they are unused.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: &AttentionMask,
+        positions: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
         let (q, k, v) = match &self.qkv {
             QkvProjection::Separate { q, k, v } => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
             QkvProjection::Fused(w) => {
@@ -127,6 +146,20 @@ impl MultiHeadAttention {
         let q = self.split_heads(&q, self.num_heads)?;
         let k = self.split_heads(&k, self.num_kv_heads)?;
         let v = self.split_heads(&v, self.num_kv_heads)?;
+        let (q, k) = match &self.rotary {
+            None => (q, k),
+            Some(rope) => {
+                let positions = match positions {
+                    Some(p) => p.clone(),
+                    None => {
+                        let (b, _, s, _) = q.dims4()?;
+                        let past = cache.as_ref().map_or(0, |c| c.len());
+                        sequential_position_ids(b, s, past, q.device())?
+                    }
+                };
+                (rope.apply(&q, &positions)?, rope.apply(&k, &positions)?)
+            }
+        };
         let (k, v) = match cache {
             Some(cache) => cache.append(&k, &v)?,
             None => (k, v),

@@ -6,6 +6,7 @@ use tcat_attention::{
     AttentionMask, KvCache, MultiHeadAttention, QkvProjection, reference, scaled_dot_product_attention,
 };
 use tcat_core::Linear;
+use tcat_position::{RopeScaling, RotaryConfig, RotaryEmbedding, RotaryLayout};
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
@@ -118,21 +119,35 @@ fn random_attention(
 #[test]
 fn cached_decoding_equals_full_forward_at_every_step() {
     let dev = Device::Cpu;
-    for (heads, kv_heads, fused) in [(4, 4, true), (6, 2, false), (3, 1, false)] {
-        let attn = random_attention(heads, kv_heads, 5, 12, fused, &dev);
+    let rope = |layout| {
+        let cfg = RotaryConfig { rotary_dim: 4, base: 10000.0, layout, scaling: RopeScaling::None };
+        RotaryEmbedding::new(cfg, 16, DType::F32, &dev).unwrap()
+    };
+    for (heads, kv_heads, fused, rotary) in [
+        (4, 4, true, None),
+        (6, 2, false, Some(RotaryLayout::HalfSplit)),
+        (3, 1, false, Some(RotaryLayout::Interleaved)),
+    ] {
+        let mut attn = random_attention(heads, kv_heads, 6, 12, fused, &dev);
+        if let Some(layout) = rotary {
+            attn = attn.with_rotary(rope(layout));
+        }
         let x = Tensor::randn(0f32, 1., (2, 7, 12), &dev).unwrap();
-        let full = attn.forward(&x, &AttentionMask::causal(), None).unwrap();
+        let full = attn.forward(&x, &AttentionMask::causal(), None, None).unwrap();
         let mut cache = KvCache::new(7);
         // a 3-token prompt, then one token at a time
         let mut pieces =
-            vec![attn.forward(&x.narrow(1, 0, 3).unwrap(), &AttentionMask::causal(), Some(&mut cache)).unwrap()];
+            vec![attn.forward(&x.narrow(1, 0, 3).unwrap(), &AttentionMask::causal(), None, Some(&mut cache)).unwrap()];
         for t in 3..7 {
-            pieces.push(attn.forward(&x.narrow(1, t, 1).unwrap(), &AttentionMask::causal(), Some(&mut cache)).unwrap());
+            pieces.push(
+                attn.forward(&x.narrow(1, t, 1).unwrap(), &AttentionMask::causal(), None, Some(&mut cache)).unwrap(),
+            );
         }
         let incremental = Tensor::cat(&pieces, 1).unwrap();
         assert!(max_abs_diff(&full, &incremental) < 1e-5);
         assert_eq!(cache.len(), 7);
-        let err = attn.forward(&x.narrow(1, 0, 1).unwrap(), &AttentionMask::causal(), Some(&mut cache)).unwrap_err();
+        let err =
+            attn.forward(&x.narrow(1, 0, 1).unwrap(), &AttentionMask::causal(), None, Some(&mut cache)).unwrap_err();
         assert!(err.to_string().contains("capacity of 7"), "{err}");
     }
 }
@@ -144,9 +159,9 @@ fn padded_batch_equals_rows_one_by_one() {
     let x = Tensor::randn(0f32, 1., (2, 5, 16), &dev).unwrap();
     let keep = Tensor::new(&[[1u32, 1, 1, 1, 1], [1, 1, 0, 0, 0]], &dev).unwrap();
     for mask in [AttentionMask::none(), AttentionMask::causal()] {
-        let batched = attn.forward(&x, &mask.clone().with_key_padding(keep.clone()), None).unwrap();
-        let row0 = attn.forward(&x.narrow(0, 0, 1).unwrap(), &mask, None).unwrap();
-        let row1 = attn.forward(&x.narrow(0, 1, 1).unwrap().narrow(1, 0, 2).unwrap(), &mask, None).unwrap();
+        let batched = attn.forward(&x, &mask.clone().with_key_padding(keep.clone()), None, None).unwrap();
+        let row0 = attn.forward(&x.narrow(0, 0, 1).unwrap(), &mask, None, None).unwrap();
+        let row1 = attn.forward(&x.narrow(0, 1, 1).unwrap().narrow(1, 0, 2).unwrap(), &mask, None, None).unwrap();
         assert!(max_abs_diff(&batched.narrow(0, 0, 1).unwrap(), &row0) < 1e-5);
         assert!(max_abs_diff(&batched.narrow(0, 1, 1).unwrap().narrow(1, 0, 2).unwrap(), &row1) < 1e-5);
     }

@@ -13,6 +13,9 @@ pub enum Residual {
     PostNorm,
     /// `x = x + f(norm(x))` before each branch (Xiong et al. 2020): GPT-2, LLaMA.
     PreNorm,
+    /// `x = x + attn(norm₁(x)) + ffn(norm₂(x))`, both branches from the same input (GPT-J,
+    /// GPT-NeoX, PaLM); GPT-J passes the same norm twice.
+    Parallel,
 }
 
 /// Self-attention then feed-forward, with residuals placed by [`Residual`].
@@ -26,8 +29,8 @@ pub struct TransformerLayer {
 }
 
 impl TransformerLayer {
-    /// A layer from its parts. With [`Residual::PreNorm`] the norms apply to each branch's
-    /// input, with [`Residual::PostNorm`] to each sum.
+    /// A layer from its parts. With [`Residual::PreNorm`] and [`Residual::Parallel`] the norms
+    /// apply to each branch's input, with [`Residual::PostNorm`] to each sum.
     pub fn new(
         attention: MultiHeadAttention,
         attention_norm: Norm,
@@ -43,16 +46,29 @@ impl TransformerLayer {
         &self.attention
     }
 
-    /// Applies the layer to `x` `[batch, seq, hidden]`.
-    pub fn forward(&self, x: &Tensor, mask: &AttentionMask, cache: Option<&mut KvCache>) -> Result<Tensor> {
+    /// Applies the layer to `x` `[batch, seq, hidden]`; `positions` and `cache` go to the
+    /// attention (see [`MultiHeadAttention::forward`]).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: &AttentionMask,
+        positions: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let attend = |h: &Tensor, cache| self.attention.forward(h, mask, positions, cache);
         match self.residual {
             Residual::PostNorm => {
-                let h = self.attention_norm.forward(&(x + self.attention.forward(x, mask, cache)?)?)?;
+                let h = self.attention_norm.forward(&(x + attend(x, cache)?)?)?;
                 self.feed_forward_norm.forward(&(&h + self.feed_forward.forward(&h)?)?)
             }
             Residual::PreNorm => {
-                let h = (x + self.attention.forward(&self.attention_norm.forward(x)?, mask, cache)?)?;
+                let h = (x + attend(&self.attention_norm.forward(x)?, cache)?)?;
                 &h + self.feed_forward.forward(&self.feed_forward_norm.forward(&h)?)?
+            }
+            Residual::Parallel => {
+                let a = attend(&self.attention_norm.forward(x)?, cache)?;
+                let f = self.feed_forward.forward(&self.feed_forward_norm.forward(x)?)?;
+                (x + a)? + f
             }
         }
     }

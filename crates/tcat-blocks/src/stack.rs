@@ -39,9 +39,16 @@ impl Stack {
         (0..self.layers.len()).map(|_| KvCache::new(capacity)).collect()
     }
 
-    /// Runs every layer on `x` `[batch, seq, hidden]`. With `caches` (one per layer, from
-    /// [`new_caches`](Self::new_caches)) each layer appends the new keys and values.
-    pub fn forward(&self, x: &Tensor, mask: &AttentionMask, caches: Option<&mut [KvCache]>) -> Result<Tensor> {
+    /// Runs every layer on `x` `[batch, seq, hidden]` at `positions` (for rotary layers). With
+    /// `caches` (one per layer, from [`new_caches`](Self::new_caches)) each layer appends the
+    /// new keys and values.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: &AttentionMask,
+        positions: Option<&Tensor>,
+        caches: Option<&mut [KvCache]>,
+    ) -> Result<Tensor> {
         let mut x = x.clone();
         match caches {
             Some(caches) => {
@@ -49,12 +56,12 @@ impl Stack {
                     candle_core::bail!("stack has {} layers but {} caches were given", self.layers.len(), caches.len());
                 }
                 for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
-                    x = layer.forward(&x, mask, Some(cache))?;
+                    x = layer.forward(&x, mask, positions, Some(cache))?;
                 }
             }
             None => {
                 for layer in &self.layers {
-                    x = layer.forward(&x, mask, None)?;
+                    x = layer.forward(&x, mask, positions, None)?;
                 }
             }
         }

@@ -58,7 +58,9 @@ fn temp_out(tag: &str) -> PathBuf {
 
 #[test]
 fn forward_writes_the_reference_outputs() {
-    for (name, output) in [("bert", "hidden_states"), ("roberta", "hidden_states"), ("distilbert", "hidden_states"), ("gpt2", "logits")] {
+    for (name, output) in
+        [("bert", "hidden_states"), ("roberta", "hidden_states"), ("distilbert", "hidden_states"), ("gpt2", "logits")]
+    {
         let exp = expected(name);
         let mask = &exp["attention_mask"];
         let out = temp_out(name);
@@ -170,7 +172,16 @@ fn generate_greedy_matches_transformers() {
     let prompt = prompt.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     let new = (want.len() - 5).to_string();
     let model = fixture("gpt2");
-    let stdout = ok(&["generate", "--model", model.to_str().unwrap(), "--prompt-ids", &prompt, "--max-new-tokens", &new, "--json"]);
+    let stdout = ok(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt-ids",
+        &prompt,
+        "--max-new-tokens",
+        &new,
+        "--json",
+    ]);
     let line: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let ids: Vec<i64> = line["ids"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
     // The fixture's EOS id is 0 and greedy never produces it here, so all tokens come out.
@@ -185,7 +196,24 @@ fn generate_from_text_streams_and_sampling_is_seeded() {
     let streamed = ok(&["generate", "--model", m, "--prompt", "the cat", "--max-new-tokens", "5"]);
     assert!(streamed.starts_with("the cat"), "{streamed}");
     let sample = |seed: &str| {
-        ok(&["generate", "--model", m, "--prompt", "the cat", "--max-new-tokens", "8", "--temperature", "1.2", "--top-k", "40", "--top-p", "0.9", "--seed", seed, "--json"])
+        ok(&[
+            "generate",
+            "--model",
+            m,
+            "--prompt",
+            "the cat",
+            "--max-new-tokens",
+            "8",
+            "--temperature",
+            "1.2",
+            "--top-k",
+            "40",
+            "--top-p",
+            "0.9",
+            "--seed",
+            seed,
+            "--json",
+        ])
     };
     assert_eq!(sample("7"), sample("7"));
     assert!((0..4).map(|s| sample(&s.to_string())).any(|o| o != sample("7")));

@@ -74,7 +74,7 @@ impl DecoderModel {
         caches: Option<&mut [KvCache]>,
     ) -> Result<Tensor> {
         let x = self.embeddings.forward(input_ids, Some(position_ids), None)?;
-        let h = self.stack.forward(&x, mask, caches)?;
+        let h = self.stack.forward(&x, mask, Some(position_ids), caches)?;
         Ok(self.head.forward(&h)?)
     }
 

@@ -105,7 +105,7 @@ impl EncoderModel {
         } else {
             AttentionMask::none()
         };
-        Ok(self.stack.forward(&x, &mask, None)?)
+        Ok(self.stack.forward(&x, &mask, Some(&position_ids), None)?)
     }
 
     /// Masked-LM logits `[batch, seq, vocab]` from hidden states.

@@ -4,13 +4,17 @@
 //!   index offset some families add (OPT and BART offset by 2).
 //! - [`sinusoidal_table`]: the fixed sin/cos encoding of Vaswani et al. 2017, §3.5, in the two
 //!   layouts implementations use.
+//! - [`RotaryEmbedding`]: RoPE (Su et al. 2021) in the half-split and interleaved layouts, with
+//!   partial rotary dimensions and linear / NTK-aware scaling.
 //! - Position-id rules: [`sequential_position_ids`], [`padding_aware_position_ids`] (RoBERTa)
 //!   and [`positions_from_attention_mask`] (left-padded decoding).
 
 mod learned;
 mod position_ids;
+mod rotary;
 mod sinusoidal;
 
 pub use learned::LearnedPositions;
 pub use position_ids::{padding_aware_position_ids, positions_from_attention_mask, sequential_position_ids};
+pub use rotary::{RopeScaling, RotaryConfig, RotaryEmbedding, RotaryLayout};
 pub use sinusoidal::{SinusoidalLayout, sinusoidal_table};
