@@ -63,10 +63,10 @@ mod tests {
         let (gate, up, down) = (lin(6, 4), lin(6, 4), lin(4, 6));
         let ffn = FeedForward::gated(gate.clone(), up.clone(), down.clone(), Activation::Silu);
         let x = Tensor::randn(0f32, 1., (2, 3, 4), &dev).unwrap();
-        let g = x.broadcast_matmul(&gate.weight().t().unwrap()).unwrap();
+        let g = x.broadcast_matmul(&gate.weight().unwrap().t().unwrap()).unwrap();
         let silu = (&g * candle_nn::ops::sigmoid(&g).unwrap()).unwrap();
-        let inner = (silu * x.broadcast_matmul(&up.weight().t().unwrap()).unwrap()).unwrap();
-        let want = inner.broadcast_matmul(&down.weight().t().unwrap()).unwrap();
+        let inner = (silu * x.broadcast_matmul(&up.weight().unwrap().t().unwrap()).unwrap()).unwrap();
+        let want = inner.broadcast_matmul(&down.weight().unwrap().t().unwrap()).unwrap();
         let d: f32 = (ffn.forward(&x).unwrap() - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
         assert!(d < 1e-5, "{d}");
     }

@@ -1,6 +1,9 @@
 //! The affine projection `y = x Wᵀ + b` used by every block, loaded in either of the two layouts
-//! checkpoints store.
+//! checkpoints store, dense or quantized (GGUF blocks run by candle's quantized matmul).
 
+use std::sync::Arc;
+
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
@@ -28,14 +31,31 @@ pub enum WeightLayout {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Tensor,
+    weight: Weight,
     bias: Option<Tensor>,
+    shape: (usize, usize),
+}
+
+/// How the weight matrix is held.
+#[derive(Debug, Clone)]
+enum Weight {
+    Dense(Tensor),
+    Quantized(QMatMul),
 }
 
 impl Linear {
     /// A projection from a `[out, in]` weight and an optional `[out]` bias.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
+        let dims = weight.dims();
+        let shape = (dims[0], dims.get(1).copied().unwrap_or(1));
+        Self { weight: Weight::Dense(weight), bias, shape }
+    }
+
+    /// A projection from a quantized `[out, in]` weight (e.g. a GGUF tensor), multiplied by
+    /// candle's quantized kernels without dequantizing it.
+    pub fn quantized(weight: Arc<QTensor>, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        let (out_features, in_features) = weight.shape().dims2()?;
+        Ok(Self { weight: Weight::Quantized(QMatMul::from_arc(weight)?), bias, shape: (out_features, in_features) })
     }
 
     /// Loads `weight` (and `bias` when `bias` is true) under `vb`.
@@ -54,9 +74,12 @@ impl Linear {
         Ok(Self::new(weight, bias))
     }
 
-    /// The `[out, in]` weight.
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
+    /// The `[out, in]` weight of a dense projection (`None` when quantized).
+    pub fn weight(&self) -> Option<&Tensor> {
+        match &self.weight {
+            Weight::Dense(w) => Some(w),
+            Weight::Quantized(_) => None,
+        }
     }
 
     /// The `[out]` bias, if any.
@@ -66,12 +89,12 @@ impl Linear {
 
     /// Input features.
     pub fn in_features(&self) -> usize {
-        self.weight.dims()[1]
+        self.shape.1
     }
 
     /// Output features.
     pub fn out_features(&self) -> usize {
-        self.weight.dims()[0]
+        self.shape.0
     }
 }
 
@@ -84,7 +107,10 @@ impl Module for Linear {
         };
         let rows: usize = lead.iter().product();
         let x2 = x.reshape((rows, in_features))?;
-        let y = x2.matmul(&self.weight.t()?)?;
+        let y = match &self.weight {
+            Weight::Dense(w) => x2.matmul(&w.t()?)?,
+            Weight::Quantized(q) => q.forward(&x2)?,
+        };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -129,5 +155,21 @@ mod tests {
         let reference = x.broadcast_matmul(&w.t().unwrap()).unwrap();
         let diff = (got - reference).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+    }
+
+    #[test]
+    fn quantized_weights_match_their_dequantized_matmul() {
+        use candle_core::quantized::GgmlDType;
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1., (8, 64), &dev).unwrap();
+        let q = Arc::new(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap());
+        let dense = Linear::new(q.dequantize(&dev).unwrap(), None);
+        let quant = Linear::quantized(q, None).unwrap();
+        assert_eq!((quant.in_features(), quant.out_features()), (64, 8));
+        let x = Tensor::randn(0f32, 1., (2, 3, 64), &dev).unwrap();
+        let d = (quant.forward(&x).unwrap() - dense.forward(&x).unwrap()).unwrap();
+        // Q8_0 also quantizes the activations to 8 bits, so allow its rounding.
+        let d: f32 = d.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        assert!(d < 0.1, "{d}");
     }
 }

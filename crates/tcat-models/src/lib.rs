@@ -1,6 +1,6 @@
 //! The catalogue's models, wired from tcat's blocks.
 //!
-//! A family module (`bert`, `roberta`, `distilbert`, `gpt2`) reads a Hugging Face
+//! A family module (`bert`, `roberta`, `distilbert`, `gpt2`, `llama`) reads a Hugging Face
 //! `config.json`, names the checkpoint's weights, and assembles an [`EncoderModel`] or a
 //! [`DecoderModel`] from `tcat-blocks`; it computes nothing of its own. Around them:
 //! [`ModelSource`] finds a checkpoint in a folder, a file or on the hub, [`Model::load`]
@@ -26,8 +26,10 @@ pub mod distilbert;
 mod encoder;
 mod generation;
 pub mod gpt2;
+pub mod llama;
 mod model;
 pub mod roberta;
+mod rope_config;
 mod sentence;
 mod source;
 mod tokenizer;

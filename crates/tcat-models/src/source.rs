@@ -112,7 +112,8 @@ mod hub {
     use hf_hub::{Cache, CacheRepo, Repo, RepoType};
 
     fn offline() -> bool {
-        std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes" | "ON" | "on"))
+        std::env::var("HF_HUB_OFFLINE")
+            .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
     }
 
     /// Where files come from: the local cache only (offline), or the hub.
@@ -142,28 +143,34 @@ mod hub {
             None => (name, "main".to_string()),
         };
         let repo = Repo::with_revision(id.to_string(), RepoType::Model, revision);
+        let cache = Cache::from_env();
         let remote = if offline() {
-            Remote::Cache(Cache::from_env().repo(repo))
+            Remote::Cache(cache.repo(repo))
         } else {
             let api = ApiBuilder::from_env()
                 .with_progress(true)
                 .build()
                 .map_err(|e| Error::Hub(format!("{name}: {e}")))?
-                .repo(repo);
-            let files = api
-                .info()
-                .map_err(|e| Error::Hub(format!("{name}: cannot list repository files: {e}")))?
-                .siblings
-                .into_iter()
-                .map(|s| s.rfilename)
-                .collect();
-            Remote::Hub { api, files }
+                .repo(repo.clone());
+            match api.info() {
+                Ok(info) => Remote::Hub { api, files: info.siblings.into_iter().map(|s| s.rfilename).collect() },
+                // Like huggingface_hub: an unreachable hub falls back to what is cached.
+                Err(e) if cache.repo(repo.clone()).get("config.json").is_some() => {
+                    eprintln!("warning: {name}: hub unreachable ({e}); using the cached copy");
+                    Remote::Cache(cache.repo(repo))
+                }
+                Err(e) => return Err(Error::Hub(format!("{name}: cannot list repository files: {e}"))),
+            }
         };
         let get = |file: &str| remote.get(name, file);
         let config = get("config.json")?.ok_or_else(|| {
             Error::Hub(format!(
                 "{name}: no config.json{}",
-                if offline() { " in the local cache (HF_HUB_OFFLINE is set)" } else { "" }
+                if offline() {
+                    format!(" in the local cache {} (HF_HUB_OFFLINE is set)", Cache::from_env().path().display())
+                } else {
+                    String::new()
+                }
             ))
         })?;
         let weights = if let Some(p) = get(SAFETENSORS)? {
