@@ -15,6 +15,13 @@ pub enum Causality {
     /// is the causal mask with a KV offset that incremental decoding needs, and it equals the
     /// usual lower-triangular mask when `q_len == kv_len`.
     Causal,
+    /// Causal, and each query sees only the `window` most recent keys, itself included:
+    /// key `j` is visible from absolute position `p` iff `p − window < j ≤ p` (local attention
+    /// of Longformer, Beltagy et al. 2020; Mistral; GPT-Neo's local layers).
+    SlidingWindow {
+        /// Keys visible to each query, itself included.
+        window: usize,
+    },
 }
 
 /// A typed description of the masking and bias applied to attention scores.
@@ -52,6 +59,13 @@ impl AttentionMask {
         Self { causality: Causality::Causal, ..Self::default() }
     }
 
+    /// Restricts a causal mask to a sliding window of `window` keys (see
+    /// [`Causality::SlidingWindow`]); a bidirectional mask becomes a causal window.
+    pub fn with_sliding_window(mut self, window: usize) -> Self {
+        self.causality = Causality::SlidingWindow { window };
+        self
+    }
+
     /// Masks padded keys: `keep` is `[batch, kv_len]`, non-zero where the key is a real token.
     pub fn with_key_padding(mut self, keep: Tensor) -> Self {
         self.key_padding = Some(keep);
@@ -81,19 +95,25 @@ impl AttentionMask {
     }
 
     /// Whether this mask hides any key from any query for the given lengths.
-    pub fn restricts(&self, q_len: usize) -> bool {
-        (self.causality == Causality::Causal && q_len > 1) || self.key_padding.is_some()
+    pub fn restricts(&self, q_len: usize, kv_len: usize) -> bool {
+        let hides_keys = match self.causality {
+            Causality::Bidirectional => false,
+            Causality::Causal => q_len > 1,
+            Causality::SlidingWindow { window } => q_len > 1 || kv_len > window,
+        };
+        hides_keys || self.key_padding.is_some()
     }
 
     /// The boolean mask as a `u8` tensor broadcastable to `[batch, 1, q_len, kv_len]`
     /// (1 = may attend), or `None` when nothing is masked.
     pub fn allowed(&self, batch: usize, q_len: usize, kv_len: usize, device: &Device) -> Result<Option<Tensor>> {
-        if !self.restricts(q_len) {
+        if !self.restricts(q_len, kv_len) {
             return Ok(None);
         }
         let causal = match self.causality {
             Causality::Bidirectional => None,
-            Causality::Causal => Some(causal_allowed(q_len, kv_len, device)?),
+            Causality::Causal => Some(causal_allowed(q_len, kv_len, None, device)?),
+            Causality::SlidingWindow { window } => Some(causal_allowed(q_len, kv_len, Some(window), device)?),
         };
         let padding = match &self.key_padding {
             None => None,
@@ -117,12 +137,17 @@ impl AttentionMask {
     }
 }
 
-/// `[q_len, kv_len]` u8: 1 where key `j <= i + kv_len - q_len`.
-fn causal_allowed(q_len: usize, kv_len: usize, device: &Device) -> Result<Tensor> {
+/// `[q_len, kv_len]` u8: 1 where key `j <= p` for the query's absolute position
+/// `p = i + kv_len - q_len`, and, with a window, `j > p - window`.
+fn causal_allowed(q_len: usize, kv_len: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
     let offset = kv_len as i64 - q_len as i64;
     let rows = Tensor::arange(offset, offset + q_len as i64, device)?.reshape((q_len, 1))?;
     let cols = Tensor::arange(0i64, kv_len as i64, device)?.reshape((1, kv_len))?;
-    cols.broadcast_le(&rows)
+    let causal = cols.broadcast_le(&rows)?;
+    match window {
+        None => Ok(causal),
+        Some(w) => causal.mul(&cols.broadcast_gt(&(rows - w as f64)?)?),
+    }
 }
 
 /// The most negative finite value of `dtype`, used for masked scores so that a fully masked

@@ -54,6 +54,7 @@ pub struct MultiHeadAttention {
     head_dim: usize,
     scale: f64,
     rotary: Option<RotaryEmbedding>,
+    window: Option<usize>,
 }
 
 impl MultiHeadAttention {
@@ -93,7 +94,16 @@ impl MultiHeadAttention {
         if out.in_features() != q_out {
             candle_core::bail!("attention output projection takes {} features, expected {q_out}", out.in_features());
         }
-        Ok(Self { qkv, out, num_heads, num_kv_heads, head_dim, scale: 1.0 / (head_dim as f64).sqrt(), rotary: None })
+        Ok(Self {
+            qkv,
+            out,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            scale: 1.0 / (head_dim as f64).sqrt(),
+            rotary: None,
+            window: None,
+        })
     }
 
     /// Replaces the score scale (T5 uses 1, some models fold it into the weights).
@@ -105,6 +115,14 @@ impl MultiHeadAttention {
     /// Rotates queries and keys by their positions before attending (RoPE).
     pub fn with_rotary(mut self, rotary: RotaryEmbedding) -> Self {
         self.rotary = Some(rotary);
+        self
+    }
+
+    /// Limits self-attention to the `window` most recent keys (see
+    /// [`Causality::SlidingWindow`](crate::Causality::SlidingWindow)), whatever mask the caller
+    /// passes: models mixing global and local layers (GPT-Neo) give each layer its own window.
+    pub fn with_sliding_window(mut self, window: usize) -> Self {
+        self.window = Some(window);
         self
     }
 
@@ -164,7 +182,10 @@ impl MultiHeadAttention {
             Some(cache) => cache.append(&k, &v)?,
             None => (k, v),
         };
-        self.attend(&q, &k, &v, mask)
+        match self.window {
+            Some(window) => self.attend(&q, &k, &v, &mask.clone().with_sliding_window(window)),
+            None => self.attend(&q, &k, &v, mask),
+        }
     }
 
     /// Cross-attention: queries from `x`, keys and values from `memory`.

@@ -39,6 +39,10 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask, scale
                     let visible_causal = match mask.causality() {
                         Causality::Bidirectional => true,
                         Causality::Causal => (j as i64) <= i as i64 + offset,
+                        Causality::SlidingWindow { window } => {
+                            let p = i as i64 + offset;
+                            (j as i64) <= p && (j as i64) > p - window as i64
+                        }
                     };
                     let visible_pad = keep.as_ref().is_none_or(|keep| keep[b][j] != 0.0);
                     if !(visible_causal && visible_pad) {

@@ -30,7 +30,7 @@ fn random_keep(rng: &mut StdRng, batch: usize, kv_len: usize, dev: &Device) -> T
 fn fast_path_matches_reference_on_random_shapes() {
     let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(7);
-    for case in 0..60 {
+    for case in 0..90 {
         let kv_heads = [1, 2, 3][rng.random_range(0..3)];
         let group = [1, 2, 3, 5][rng.random_range(0..4)]; // odd head counts included
         let heads = kv_heads * group;
@@ -41,7 +41,11 @@ fn fast_path_matches_reference_on_random_shapes() {
         let q = Tensor::randn(0f32, 1.5, (batch, heads, q_len, head_dim), &dev).unwrap();
         let k = Tensor::randn(0f32, 1.5, (batch, kv_heads, kv_len, head_dim), &dev).unwrap();
         let v = Tensor::randn(0f32, 1., (batch, kv_heads, kv_len, head_dim), &dev).unwrap();
-        let mut mask = if rng.random_bool(0.5) { AttentionMask::causal() } else { AttentionMask::none() };
+        let mut mask = match rng.random_range(0..3) {
+            0 => AttentionMask::none(),
+            1 => AttentionMask::causal(),
+            _ => AttentionMask::causal().with_sliding_window(rng.random_range(1..=4)),
+        };
         if rng.random_bool(0.5) {
             mask = mask.with_key_padding(random_keep(&mut rng, batch, kv_len, &dev));
         }

@@ -25,6 +25,7 @@ mod decoder;
 pub mod distilbert;
 mod encoder;
 mod generation;
+pub mod gguf;
 pub mod gpt2;
 pub mod llama;
 mod model;

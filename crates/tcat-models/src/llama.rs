@@ -1,7 +1,8 @@
 //! LLaMA (Touvron et al. 2023, "LLaMA: Open and Efficient Foundation Language Models"):
 //! pre-RMSNorm decoder, SwiGLU feed-forward, half-split rotary positions, no biases, and
 //! grouped-query attention from LLaMA 2 on. Hugging Face `model_type` `llama` (also Alpaca,
-//! Koala, SmolLM).
+//! Koala, SmolLM), and `mistral` (Jiang et al. 2023), which is the same network with a sliding
+//! attention window.
 
 use candle_nn::VarBuilder;
 use serde::Deserialize;
@@ -56,6 +57,9 @@ pub struct LlamaConfig {
     /// Padding token, when the config names one.
     #[serde(default)]
     pub pad_token_id: Option<u32>,
+    /// Keys each query sees (Mistral); all when absent.
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
 }
 
 fn default_act() -> String {
@@ -142,8 +146,11 @@ fn layer(
         k: attn("k_proj", h, kv_heads * head_dim)?,
         v: attn("v_proj", h, kv_heads * head_dim)?,
     };
-    let attention = MultiHeadAttention::new(qkv, attn("o_proj", heads * head_dim, h)?, heads, kv_heads, head_dim)?
+    let mut attention = MultiHeadAttention::new(qkv, attn("o_proj", heads * head_dim, h)?, heads, kv_heads, head_dim)?
         .with_rotary(rotary.clone());
+    if let Some(window) = cfg.sliding_window {
+        attention = attention.with_sliding_window(window);
+    }
     let inner = cfg.intermediate_size;
     let ffn =
         FeedForward::gated(mlp("gate_proj", h, inner)?, mlp("up_proj", h, inner)?, mlp("down_proj", inner, h)?, act);

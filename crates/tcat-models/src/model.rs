@@ -6,7 +6,8 @@ use tcat_core::{Error, Result};
 use crate::{Checkpoint, ConfigFile, DecoderModel, EncoderModel, ModelSource};
 
 /// The `model_type` values tcat loads.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "llama"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] =
+    &["bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "llama", "mistral"];
 
 /// A loaded model, by what it computes.
 #[derive(Debug, Clone)]
@@ -33,7 +34,7 @@ impl Model {
             "roberta" | "xlm-roberta" => Model::Encoder(crate::roberta::load(config, ckpt)?),
             "distilbert" => Model::Encoder(crate::distilbert::load(config, ckpt)?),
             "gpt2" => Model::Decoder(crate::gpt2::load(config, ckpt)?),
-            "llama" => Model::Decoder(crate::llama::load(config, ckpt)?),
+            "llama" | "mistral" => Model::Decoder(crate::llama::load(config, ckpt)?),
             _ => unreachable!("checked against SUPPORTED_MODEL_TYPES above"),
         })
     }

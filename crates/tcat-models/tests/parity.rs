@@ -169,3 +169,44 @@ fn sharded_safetensors_checkpoint_loads() {
     assert!(d <= TOL, "sharded hidden_states differ by {d}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+fn check_decoder(name: &str) {
+    let exp = expected(name);
+    let model = load(name, DType::F32);
+    let decoder = model.as_decoder().unwrap();
+    let mask = &exp["attention_mask"];
+    let batch =
+        Batch::right_padded(&rows(&exp["input_ids"], mask), None, decoder.pad_token_id(), &Device::Cpu).unwrap();
+    let d = masked_max_diff(&decoder.logits(&batch).unwrap(), &exp["logits"], mask);
+    assert!(d <= TOL, "{name} logits differ by {d}");
+
+    let to_u32 = |t: &Tensor| -> Vec<u32> { t.to_vec1::<i64>().unwrap().iter().map(|&i| i as u32).collect() };
+    let prompt = to_u32(&exp["prompt_ids"]);
+    let want = to_u32(&exp["greedy_ids"]);
+    let got = generate(decoder, &[prompt.clone()], &greedy(want.len() - prompt.len()), |_, _| {}).unwrap();
+    assert_eq!(got[0], want, "{name} greedy");
+
+    let prompts = rows(&exp["batch_prompt_ids"], &exp["batch_prompt_mask"]);
+    let want: Vec<Vec<i64>> = exp["batch_greedy_ids"].to_vec2().unwrap();
+    let prompt_len = exp["batch_prompt_ids"].dim(1).unwrap();
+    let got = generate(decoder, &prompts, &greedy(want[0].len() - prompt_len), |_, _| {}).unwrap();
+    for (row, (g, w)) in got.iter().zip(&want).enumerate() {
+        let w: Vec<u32> = w[prompt_len - prompts[row].len()..].iter().map(|&i| i as u32).collect();
+        assert_eq!(g, &w, "{name} batched greedy row {row}");
+    }
+}
+
+#[test]
+fn llama_matches_transformers() {
+    check_decoder("llama");
+}
+
+#[test]
+fn llama_with_linear_rope_scaling_and_mqa_matches_transformers() {
+    check_decoder("llama-scaled");
+}
+
+#[test]
+fn mistral_sliding_window_matches_transformers() {
+    check_decoder("mistral");
+}
