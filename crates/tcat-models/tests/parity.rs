@@ -183,7 +183,7 @@ fn check_decoder(name: &str) {
     let to_u32 = |t: &Tensor| -> Vec<u32> { t.to_vec1::<i64>().unwrap().iter().map(|&i| i as u32).collect() };
     let prompt = to_u32(&exp["prompt_ids"]);
     let want = to_u32(&exp["greedy_ids"]);
-    let got = generate(decoder, &[prompt.clone()], &greedy(want.len() - prompt.len()), |_, _| {}).unwrap();
+    let got = generate(decoder, std::slice::from_ref(&prompt), &greedy(want.len() - prompt.len()), |_, _| {}).unwrap();
     assert_eq!(got[0], want, "{name} greedy");
 
     let prompts = rows(&exp["batch_prompt_ids"], &exp["batch_prompt_mask"]);
