@@ -21,6 +21,9 @@ pub enum QkvProjection {
     },
     /// One projection whose output is `[q | k | v]` concatenated (GPT-2's `c_attn`).
     Fused(Linear),
+    /// One projection whose output holds each head's `[q_h | k_h | v_h]` in turn (GPT-NeoX's
+    /// and BLOOM's `query_key_value`); multi-head attention only.
+    FusedPerHead(Linear),
 }
 
 /// Multi-head attention: project, split into heads, attend, merge, project out.
@@ -78,6 +81,16 @@ impl MultiHeadAttention {
                         q.out_features(),
                         k.out_features(),
                         v.out_features()
+                    );
+                }
+            }
+            QkvProjection::FusedPerHead(w) => {
+                if num_kv_heads != num_heads || w.out_features() != 3 * q_out {
+                    candle_core::bail!(
+                        "per-head fused qkv projection gives width {} for {num_kv_heads} kv heads, expected {} and \
+                         num_kv_heads = num_heads ({num_heads})",
+                        w.out_features(),
+                        3 * q_out
                     );
                 }
             }
@@ -160,6 +173,13 @@ impl MultiHeadAttention {
                 let (q_w, kv_w) = (self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim);
                 (qkv.narrow(2, 0, q_w)?, qkv.narrow(2, q_w, kv_w)?, qkv.narrow(2, q_w + kv_w, kv_w)?)
             }
+            QkvProjection::FusedPerHead(w) => {
+                let (b, s, _) = x.dims3()?;
+                let (h, d) = (self.num_heads, self.head_dim);
+                let qkv = w.forward(x)?.reshape((b, s, h, 3 * d))?;
+                let part = |i: usize| qkv.narrow(3, i * d, d)?.reshape((b, s, h * d));
+                (part(0)?, part(1)?, part(2)?)
+            }
         };
         let q = self.split_heads(&q, self.num_heads)?;
         let k = self.split_heads(&k, self.num_kv_heads)?;
@@ -199,7 +219,7 @@ impl MultiHeadAttention {
     pub fn project_q(&self, x: &Tensor) -> Result<Tensor> {
         match &self.qkv {
             QkvProjection::Separate { q, .. } => self.split_heads(&q.forward(x)?, self.num_heads),
-            QkvProjection::Fused(_) => candle_core::bail!(
+            QkvProjection::Fused(_) | QkvProjection::FusedPerHead(_) => candle_core::bail!(
                 "a fused qkv projection cannot project queries alone (cross-attention needs separate projections)"
             ),
         }
@@ -212,7 +232,7 @@ impl MultiHeadAttention {
                 self.split_heads(&k.forward(memory)?, self.num_kv_heads)?,
                 self.split_heads(&v.forward(memory)?, self.num_kv_heads)?,
             )),
-            QkvProjection::Fused(_) => candle_core::bail!(
+            QkvProjection::Fused(_) | QkvProjection::FusedPerHead(_) => candle_core::bail!(
                 "a fused qkv projection cannot project keys and values alone (cross-attention needs separate projections)"
             ),
         }

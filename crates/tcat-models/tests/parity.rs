@@ -210,3 +210,13 @@ fn llama_with_linear_rope_scaling_and_mqa_matches_transformers() {
 fn mistral_sliding_window_matches_transformers() {
     check_decoder("mistral");
 }
+
+#[test]
+fn gpt_neox_parallel_residual_partial_rotary_matches_transformers() {
+    check_decoder("gpt_neox");
+}
+
+#[test]
+fn gpt_neox_sequential_residual_matches_transformers() {
+    check_decoder("gpt_neox-sequential");
+}
