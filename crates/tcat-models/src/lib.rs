@@ -28,6 +28,7 @@ mod generation;
 pub mod gguf;
 pub mod gpt2;
 pub mod gpt_neox;
+pub mod gptj;
 pub mod llama;
 mod model;
 pub mod roberta;

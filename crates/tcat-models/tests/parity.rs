@@ -220,3 +220,8 @@ fn gpt_neox_parallel_residual_partial_rotary_matches_transformers() {
 fn gpt_neox_sequential_residual_matches_transformers() {
     check_decoder("gpt_neox-sequential");
 }
+
+#[test]
+fn gptj_interleaved_partial_rotary_matches_transformers() {
+    check_decoder("gptj");
+}
