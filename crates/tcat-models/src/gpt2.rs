@@ -1,7 +1,8 @@
 //! GPT-2 (Radford et al. 2019, "Language Models are Unsupervised Multitask Learners"):
 //! pre-norm decoder with a final LayerNorm, `gelu_new`, learned positions, fused QKV stored as
 //! `Conv1D` (`[in, out]`), LM head tied to the token embeddings. Hugging Face `model_type`
-//! `gpt2`.
+//! `gpt2`; and `gpt_bigcode` (SantaCoder / StarCoder, Allal et al. 2023), GPT-2 with
+//! `nn.Linear` weights and multi-query attention.
 
 use candle_nn::VarBuilder;
 use serde::Deserialize;
@@ -47,6 +48,18 @@ pub struct Gpt2Config {
     /// Padding token, when the config names one.
     #[serde(default)]
     pub pad_token_id: Option<u32>,
+    /// GPT-BigCode: one key/value head shared by all query heads.
+    #[serde(default)]
+    pub multi_query: bool,
+}
+
+/// The two checkpoint layouts of the GPT-2 architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Variant {
+    /// OpenAI's GPT-2: `Conv1D` weights stored `[in, out]`, multi-head attention.
+    Gpt2,
+    /// GPT-BigCode: `nn.Linear` weights, multi-query attention when `multi_query`.
+    BigCode,
 }
 
 fn default_act() -> String {
@@ -61,6 +74,15 @@ fn yes() -> bool {
 
 /// Loads a GPT-2 language model.
 pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
+    load_variant(config, ckpt, Variant::Gpt2)
+}
+
+/// Loads a GPT-BigCode language model.
+pub fn load_bigcode(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
+    load_variant(config, ckpt, Variant::BigCode)
+}
+
+pub(crate) fn load_variant(config: &ConfigFile, ckpt: &Checkpoint, variant: Variant) -> Result<DecoderModel> {
     let cfg: Gpt2Config = config.parse()?;
     config.require_heads("n_embd", cfg.n_embd, "n_head", cfg.n_head)?;
     config.require_positive("vocab_size", cfg.vocab_size)?;
@@ -80,7 +102,7 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
             None,
         );
         let layers = (0..cfg.n_layer)
-            .map(|i| layer(vb.pp(format!("h.{i}")), &cfg, act, i))
+            .map(|i| layer(vb.pp(format!("h.{i}")), &cfg, act, i, variant))
             .collect::<candle_core::Result<Vec<_>>>()?;
         let final_norm = Norm::load_layer_norm(vb.pp("ln_f"), h, cfg.layer_norm_epsilon)?;
         let head = if root.contains_tensor("lm_head.weight") {
@@ -95,20 +117,31 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
     build().map_err(|e| ckpt.error(e))
 }
 
-fn layer(vb: VarBuilder, cfg: &Gpt2Config, act: Activation, index: usize) -> candle_core::Result<TransformerLayer> {
+fn layer(
+    vb: VarBuilder,
+    cfg: &Gpt2Config,
+    act: Activation,
+    index: usize,
+    variant: Variant,
+) -> candle_core::Result<TransformerLayer> {
     let h = cfg.n_embd;
     let inner = cfg.n_inner.unwrap_or(4 * h);
-    let conv1d = |name: &str, i, o| Linear::load(vb.pp(name), i, o, true, WeightLayout::InOut);
+    let layout = match variant {
+        Variant::Gpt2 => WeightLayout::InOut,
+        Variant::BigCode => WeightLayout::OutIn,
+    };
+    let conv1d = |name: &str, i, o| Linear::load(vb.pp(name), i, o, true, layout);
     let head_dim = h / cfg.n_head;
+    let kv_heads = if variant == Variant::BigCode && cfg.multi_query { 1 } else { cfg.n_head };
     let mut scale = if cfg.scale_attn_weights { 1.0 / (head_dim as f64).sqrt() } else { 1.0 };
     if cfg.scale_attn_by_inverse_layer_idx {
         scale /= (index + 1) as f64;
     }
     let attention = MultiHeadAttention::new(
-        QkvProjection::Fused(conv1d("attn.c_attn", h, 3 * h)?),
+        QkvProjection::Fused(conv1d("attn.c_attn", h, h + 2 * kv_heads * head_dim)?),
         conv1d("attn.c_proj", h, h)?,
         cfg.n_head,
-        cfg.n_head,
+        kv_heads,
         head_dim,
     )?
     .with_scale(scale);

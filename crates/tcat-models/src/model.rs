@@ -7,7 +7,7 @@ use crate::{Checkpoint, ConfigFile, DecoderModel, EncoderModel, ModelSource};
 
 /// The `model_type` values tcat loads.
 pub const SUPPORTED_MODEL_TYPES: &[&str] =
-    &["bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "gpt_neox", "gptj", "llama", "mistral"];
+    &["bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "gpt_bigcode", "gpt_neox", "gptj", "llama", "mistral"];
 
 /// A loaded model, by what it computes.
 #[derive(Debug, Clone)]
@@ -35,6 +35,7 @@ impl Model {
             "distilbert" => Model::Encoder(crate::distilbert::load(config, ckpt)?),
             "gpt2" => Model::Decoder(crate::gpt2::load(config, ckpt)?),
             "gpt_neox" => Model::Decoder(crate::gpt_neox::load(config, ckpt)?),
+            "gpt_bigcode" => Model::Decoder(crate::gpt2::load_bigcode(config, ckpt)?),
             "gptj" => Model::Decoder(crate::gptj::load(config, ckpt)?),
             "llama" | "mistral" => Model::Decoder(crate::llama::load(config, ckpt)?),
             _ => unreachable!("checked against SUPPORTED_MODEL_TYPES above"),

@@ -225,3 +225,8 @@ fn gpt_neox_sequential_residual_matches_transformers() {
 fn gptj_interleaved_partial_rotary_matches_transformers() {
     check_decoder("gptj");
 }
+
+#[test]
+fn gpt_bigcode_multi_query_matches_transformers() {
+    check_decoder("gpt_bigcode");
+}
