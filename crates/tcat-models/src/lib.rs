@@ -30,6 +30,7 @@ pub mod gpt2;
 pub mod gpt_neox;
 pub mod gptj;
 pub mod llama;
+pub mod opt;
 mod model;
 pub mod roberta;
 mod rope_config;

@@ -7,7 +7,7 @@ use crate::{Checkpoint, ConfigFile, DecoderModel, EncoderModel, ModelSource};
 
 /// The `model_type` values tcat loads.
 pub const SUPPORTED_MODEL_TYPES: &[&str] =
-    &["bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "gpt_bigcode", "gpt_neox", "gptj", "llama", "mistral"];
+    &["bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "gpt_bigcode", "gpt_neox", "gptj", "llama", "mistral", "opt"];
 
 /// A loaded model, by what it computes.
 #[derive(Debug, Clone)]
@@ -38,6 +38,7 @@ impl Model {
             "gpt_bigcode" => Model::Decoder(crate::gpt2::load_bigcode(config, ckpt)?),
             "gptj" => Model::Decoder(crate::gptj::load(config, ckpt)?),
             "llama" | "mistral" => Model::Decoder(crate::llama::load(config, ckpt)?),
+            "opt" => Model::Decoder(crate::opt::load(config, ckpt)?),
             _ => unreachable!("checked against SUPPORTED_MODEL_TYPES above"),
         })
     }

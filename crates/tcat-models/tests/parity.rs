@@ -230,3 +230,13 @@ fn gptj_interleaved_partial_rotary_matches_transformers() {
 fn gpt_bigcode_multi_query_matches_transformers() {
     check_decoder("gpt_bigcode");
 }
+
+#[test]
+fn opt_pre_ln_matches_transformers() {
+    check_decoder("opt");
+}
+
+#[test]
+fn opt_post_ln_matches_transformers() {
+    check_decoder("opt-postln");
+}
