@@ -27,6 +27,7 @@ mod encoder;
 mod generation;
 pub mod gguf;
 pub mod gpt2;
+pub mod gpt_neo;
 pub mod gpt_neox;
 pub mod gptj;
 pub mod llama;

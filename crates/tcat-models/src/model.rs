@@ -7,7 +7,7 @@ use crate::{Checkpoint, ConfigFile, DecoderModel, EncoderModel, ModelSource};
 
 /// The `model_type` values tcat loads.
 pub const SUPPORTED_MODEL_TYPES: &[&str] =
-    &["bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "gpt_bigcode", "gpt_neox", "gptj", "llama", "mistral", "opt"];
+    &["bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "gpt_bigcode", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "opt"];
 
 /// A loaded model, by what it computes.
 #[derive(Debug, Clone)]
@@ -34,6 +34,7 @@ impl Model {
             "roberta" | "xlm-roberta" => Model::Encoder(crate::roberta::load(config, ckpt)?),
             "distilbert" => Model::Encoder(crate::distilbert::load(config, ckpt)?),
             "gpt2" => Model::Decoder(crate::gpt2::load(config, ckpt)?),
+            "gpt_neo" => Model::Decoder(crate::gpt_neo::load(config, ckpt)?),
             "gpt_neox" => Model::Decoder(crate::gpt_neox::load(config, ckpt)?),
             "gpt_bigcode" => Model::Decoder(crate::gpt2::load_bigcode(config, ckpt)?),
             "gptj" => Model::Decoder(crate::gptj::load(config, ckpt)?),

@@ -240,3 +240,8 @@ fn opt_pre_ln_matches_transformers() {
 fn opt_post_ln_matches_transformers() {
     check_decoder("opt-postln");
 }
+
+#[test]
+fn gpt_neo_global_and_local_layers_match_transformers() {
+    check_decoder("gpt_neo");
+}
