@@ -45,7 +45,7 @@ pub enum Causality {
 pub struct AttentionMask {
     causality: Causality,
     key_padding: Option<Tensor>,
-    bias: Option<Tensor>,
+    biases: Vec<Tensor>,
 }
 
 impl AttentionMask {
@@ -73,9 +73,9 @@ impl AttentionMask {
     }
 
     /// Adds `bias` (broadcastable to `[batch, heads, q_len, kv_len]`) to the scaled scores, as
-    /// relative-position schemes do.
+    /// relative-position schemes do; biases given twice are summed.
     pub fn with_bias(mut self, bias: Tensor) -> Self {
-        self.bias = Some(bias);
+        self.biases.push(bias);
         self
     }
 
@@ -89,9 +89,9 @@ impl AttentionMask {
         self.key_padding.as_ref()
     }
 
-    /// The additive bias, if any.
-    pub fn bias(&self) -> Option<&Tensor> {
-        self.bias.as_ref()
+    /// The additive biases, summed into the scores.
+    pub fn biases(&self) -> &[Tensor] {
+        &self.biases
     }
 
     /// Whether this mask hides any key from any query for the given lengths.

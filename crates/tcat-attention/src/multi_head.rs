@@ -3,7 +3,7 @@
 
 use candle_core::{Module, Result, Tensor};
 use tcat_core::Linear;
-use tcat_position::{RotaryEmbedding, sequential_position_ids};
+use tcat_position::{Alibi, RotaryEmbedding, positions_from_attention_mask, sequential_position_ids};
 
 use crate::{AttentionMask, KvCache, scaled_dot_product_attention, split_grouped_shape};
 
@@ -58,6 +58,7 @@ pub struct MultiHeadAttention {
     scale: f64,
     rotary: Option<RotaryEmbedding>,
     window: Option<usize>,
+    alibi: Option<Alibi>,
 }
 
 impl MultiHeadAttention {
@@ -116,6 +117,7 @@ impl MultiHeadAttention {
             scale: 1.0 / (head_dim as f64).sqrt(),
             rotary: None,
             window: None,
+            alibi: None,
         })
     }
 
@@ -136,6 +138,13 @@ impl MultiHeadAttention {
     /// passes: models mixing global and local layers (GPT-Neo) give each layer its own window.
     pub fn with_sliding_window(mut self, window: usize) -> Self {
         self.window = Some(window);
+        self
+    }
+
+    /// Adds ALiBi biases (Press et al. 2022) to the scores: each head penalises distant keys
+    /// linearly. Key positions count real tokens only, so padded batches match unpadded rows.
+    pub fn with_alibi(mut self, alibi: Alibi) -> Self {
+        self.alibi = Some(alibi);
         self
     }
 
@@ -202,10 +211,22 @@ impl MultiHeadAttention {
             Some(cache) => cache.append(&k, &v)?,
             None => (k, v),
         };
-        match self.window {
-            Some(window) => self.attend(&q, &k, &v, &mask.clone().with_sliding_window(window)),
-            None => self.attend(&q, &k, &v, mask),
+        if self.window.is_none() && self.alibi.is_none() {
+            return self.attend(&q, &k, &v, mask);
         }
+        let mut mask = mask.clone();
+        if let Some(window) = self.window {
+            mask = mask.with_sliding_window(window);
+        }
+        if let Some(alibi) = &self.alibi {
+            let (b, _, kv_len, _) = k.dims4()?;
+            let key_positions = match mask.key_padding() {
+                Some(keep) => positions_from_attention_mask(keep)?,
+                None => sequential_position_ids(b, kv_len, 0, k.device())?,
+            };
+            mask = mask.with_bias(alibi.bias(&key_positions)?);
+        }
+        self.attend(&q, &k, &v, &mask)
     }
 
     /// Cross-attention: queries from `x`, keys and values from `memory`.

@@ -19,15 +19,18 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask, scale
     let vv: Vec<f64> = v.to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1()?;
     let keep: Option<Vec<Vec<f64>>> =
         mask.key_padding().map(|t| t.to_dtype(candle_core::DType::F64)?.to_vec2()).transpose()?;
-    let bias: Option<Vec<f64>> = match mask.bias() {
-        Some(b) => Some(
-            b.broadcast_as((batch, heads, q_len, kv_len))?
-                .to_dtype(candle_core::DType::F64)?
-                .flatten_all()?
-                .to_vec1()?,
-        ),
-        None => None,
-    };
+    let mut bias: Option<Vec<f64>> = None;
+    for b in mask.biases() {
+        let b: Vec<f64> = b
+            .broadcast_as((batch, heads, q_len, kv_len))?
+            .to_dtype(candle_core::DType::F64)?
+            .flatten_all()?
+            .to_vec1()?;
+        bias = Some(match bias {
+            None => b,
+            Some(sum) => sum.iter().zip(&b).map(|(x, y)| x + y).collect(),
+        });
+    }
     let offset = kv_len as i64 - q_len as i64;
     let mut out = vec![0f64; batch * heads * q_len * head_dim];
     for b in 0..batch {

@@ -32,10 +32,10 @@ pub fn scaled_dot_product_attention(
     let q = q.contiguous()?.reshape((batch, kv_heads, group * q_len, head_dim))?;
     let scores = (q.matmul(&k.t()?)? * scale)?;
     let scores = scores.reshape((batch, heads, q_len, kv_len))?;
-    let scores = match mask.bias() {
-        Some(bias) => scores.broadcast_add(bias)?,
-        None => scores,
-    };
+    let mut scores = scores;
+    for bias in mask.biases() {
+        scores = scores.broadcast_add(bias)?;
+    }
     let scores = match mask.allowed(batch, q_len, kv_len, q.device())? {
         None => scores,
         Some(allowed) => {

@@ -71,7 +71,8 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
     if let Some(bad) = kinds.iter().find(|k| *k != "global" && *k != "local") {
         return Err(config.error(format!("attention type `{bad}` is not `global` or `local`")));
     }
-    let act = cfg.activation_function.parse::<Activation>().map_err(|e| config.error(format!("activation_function: {e}")))?;
+    let act =
+        cfg.activation_function.parse::<Activation>().map_err(|e| config.error(format!("activation_function: {e}")))?;
     let root = ckpt.vb();
     let prefix = ckpt.find_prefix(&["transformer", ""], "wte.weight")?;
     let vb = if prefix.is_empty() { root.clone() } else { root.pp(prefix) };
@@ -113,9 +114,14 @@ fn layer(vb: VarBuilder, cfg: &GptNeoConfig, act: Activation, local: bool) -> ca
         k: lin("attn.attention.k_proj", h, h, false)?,
         v: lin("attn.attention.v_proj", h, h, false)?,
     };
-    let mut attention =
-        MultiHeadAttention::new(qkv, lin("attn.attention.out_proj", h, h, true)?, cfg.num_heads, cfg.num_heads, h / cfg.num_heads)?
-            .with_scale(1.0);
+    let mut attention = MultiHeadAttention::new(
+        qkv,
+        lin("attn.attention.out_proj", h, h, true)?,
+        cfg.num_heads,
+        cfg.num_heads,
+        h / cfg.num_heads,
+    )?
+    .with_scale(1.0);
     if local {
         attention = attention.with_sliding_window(cfg.window_size);
     }

@@ -119,7 +119,8 @@ fn layer(
     )?
     .with_rotary(rotary.clone());
     let inner = cfg.intermediate_size;
-    let ffn = FeedForward::new(lin("mlp.dense_h_to_4h", h, inner, true)?, lin("mlp.dense_4h_to_h", inner, h, true)?, act);
+    let ffn =
+        FeedForward::new(lin("mlp.dense_h_to_4h", h, inner, true)?, lin("mlp.dense_4h_to_h", inner, h, true)?, act);
     Ok(TransformerLayer::new(
         attention,
         Norm::load_layer_norm(vb.pp("input_layernorm"), h, cfg.layer_norm_eps)?,

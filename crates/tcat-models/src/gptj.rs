@@ -58,13 +58,17 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
     config.require_heads("n_embd", cfg.n_embd, "n_head", cfg.n_head)?;
     config.require_positive("vocab_size", cfg.vocab_size)?;
     config.require_positive("n_positions", cfg.n_positions)?;
-    let act = cfg.activation_function.parse::<Activation>().map_err(|e| config.error(format!("activation_function: {e}")))?;
+    let act =
+        cfg.activation_function.parse::<Activation>().map_err(|e| config.error(format!("activation_function: {e}")))?;
     let head_dim = cfg.n_embd / cfg.n_head;
     let rotary_dim = cfg.rotary_dim.unwrap_or(head_dim);
     if rotary_dim == 0 || !rotary_dim.is_multiple_of(2) || rotary_dim > head_dim {
-        return Err(config.error(format!("`rotary_dim` ({rotary_dim}) must be even and at most the head dim {head_dim}")));
+        return Err(
+            config.error(format!("`rotary_dim` ({rotary_dim}) must be even and at most the head dim {head_dim}"))
+        );
     }
-    let rotary_cfg = RotaryConfig { rotary_dim, base: 10000.0, layout: RotaryLayout::Interleaved, scaling: RopeScaling::None };
+    let rotary_cfg =
+        RotaryConfig { rotary_dim, base: 10000.0, layout: RotaryLayout::Interleaved, scaling: RopeScaling::None };
     let root = ckpt.vb();
     let prefix = ckpt.find_prefix(&["transformer", ""], "wte.weight")?;
     let vb = if prefix.is_empty() { root.clone() } else { root.pp(prefix) };
@@ -92,7 +96,12 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
     build().map_err(|e| ckpt.error(e))
 }
 
-fn layer(vb: VarBuilder, cfg: &GptjConfig, act: Activation, rotary: &RotaryEmbedding) -> candle_core::Result<TransformerLayer> {
+fn layer(
+    vb: VarBuilder,
+    cfg: &GptjConfig,
+    act: Activation,
+    rotary: &RotaryEmbedding,
+) -> candle_core::Result<TransformerLayer> {
     let h = cfg.n_embd;
     let inner = cfg.n_inner.unwrap_or(4 * h);
     let lin = |name: &str, i, o, bias| Linear::load(vb.pp(name), i, o, bias, WeightLayout::OutIn);
@@ -101,8 +110,9 @@ fn layer(vb: VarBuilder, cfg: &GptjConfig, act: Activation, rotary: &RotaryEmbed
         k: lin("attn.k_proj", h, h, false)?,
         v: lin("attn.v_proj", h, h, false)?,
     };
-    let attention = MultiHeadAttention::new(qkv, lin("attn.out_proj", h, h, false)?, cfg.n_head, cfg.n_head, h / cfg.n_head)?
-        .with_rotary(rotary.clone());
+    let attention =
+        MultiHeadAttention::new(qkv, lin("attn.out_proj", h, h, false)?, cfg.n_head, cfg.n_head, h / cfg.n_head)?
+            .with_rotary(rotary.clone());
     let ffn = FeedForward::new(lin("mlp.fc_in", h, inner, true)?, lin("mlp.fc_out", inner, h, true)?, act);
     // One LayerNorm feeds both branches.
     let norm = Norm::load_layer_norm(vb.pp("ln_1"), h, cfg.layer_norm_epsilon)?;

@@ -19,6 +19,7 @@
 
 mod batch;
 pub mod bert;
+pub mod bloom;
 mod checkpoint;
 mod config;
 mod decoder;
@@ -31,8 +32,8 @@ pub mod gpt_neo;
 pub mod gpt_neox;
 pub mod gptj;
 pub mod llama;
-pub mod opt;
 mod model;
+pub mod opt;
 pub mod roberta;
 mod rope_config;
 mod sentence;

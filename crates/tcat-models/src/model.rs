@@ -6,8 +6,21 @@ use tcat_core::{Error, Result};
 use crate::{Checkpoint, ConfigFile, DecoderModel, EncoderModel, ModelSource};
 
 /// The `model_type` values tcat loads.
-pub const SUPPORTED_MODEL_TYPES: &[&str] =
-    &["bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "gpt_bigcode", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "opt"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
+    "bert",
+    "bloom",
+    "distilbert",
+    "gpt2",
+    "gpt_bigcode",
+    "gpt_neo",
+    "gpt_neox",
+    "gptj",
+    "llama",
+    "mistral",
+    "opt",
+    "roberta",
+    "xlm-roberta",
+];
 
 /// A loaded model, by what it computes.
 #[derive(Debug, Clone)]
@@ -33,6 +46,7 @@ impl Model {
             "bert" => Model::Encoder(crate::bert::load(config, ckpt)?),
             "roberta" | "xlm-roberta" => Model::Encoder(crate::roberta::load(config, ckpt)?),
             "distilbert" => Model::Encoder(crate::distilbert::load(config, ckpt)?),
+            "bloom" => Model::Decoder(crate::bloom::load(config, ckpt)?),
             "gpt2" => Model::Decoder(crate::gpt2::load(config, ckpt)?),
             "gpt_neo" => Model::Decoder(crate::gpt_neo::load(config, ckpt)?),
             "gpt_neox" => Model::Decoder(crate::gpt_neox::load(config, ckpt)?),

@@ -74,7 +74,8 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
             cfg.hidden_size
         )));
     }
-    let act = cfg.activation_function.parse::<Activation>().map_err(|e| config.error(format!("activation_function: {e}")))?;
+    let act =
+        cfg.activation_function.parse::<Activation>().map_err(|e| config.error(format!("activation_function: {e}")))?;
     let root = ckpt.vb();
     let prefix = ckpt.find_prefix(&["model.decoder", "decoder", ""], "embed_tokens.weight")?;
     let vb = if prefix.is_empty() { root.clone() } else { root.pp(prefix) };

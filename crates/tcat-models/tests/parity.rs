@@ -245,3 +245,8 @@ fn opt_post_ln_matches_transformers() {
 fn gpt_neo_global_and_local_layers_match_transformers() {
     check_decoder("gpt_neo");
 }
+
+#[test]
+fn bloom_alibi_with_six_heads_matches_transformers() {
+    check_decoder("bloom");
+}

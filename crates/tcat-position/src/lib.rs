@@ -6,14 +6,18 @@
 //!   layouts implementations use.
 //! - [`RotaryEmbedding`]: RoPE (Su et al. 2021) in the half-split and interleaved layouts, with
 //!   partial rotary dimensions and linear / NTK-aware scaling.
+//! - [`Alibi`]: linear biases on attention scores (Press et al. 2022), with the slopes of head
+//!   counts that are not powers of two.
 //! - Position-id rules: [`sequential_position_ids`], [`padding_aware_position_ids`] (RoBERTa)
 //!   and [`positions_from_attention_mask`] (left-padded decoding).
 
+mod alibi;
 mod learned;
 mod position_ids;
 mod rotary;
 mod sinusoidal;
 
+pub use alibi::{Alibi, alibi_slopes};
 pub use learned::LearnedPositions;
 pub use position_ids::{padding_aware_position_ids, positions_from_attention_mask, sequential_position_ids};
 pub use rotary::{RopeScaling, RotaryConfig, RotaryEmbedding, RotaryLayout};
