@@ -2,7 +2,7 @@
 //! norm (BERT, Devlin et al. 2018, §3.2 and Figure 2).
 
 use candle_core::{Result, Tensor};
-use tcat_position::LearnedPositions;
+use tcat_position::AbsolutePositions;
 
 use crate::Norm;
 
@@ -24,20 +24,28 @@ use crate::Norm;
 #[derive(Debug, Clone)]
 pub struct Embeddings {
     word: Tensor,
-    position: Option<LearnedPositions>,
+    position: Option<AbsolutePositions>,
     token_type: Option<Tensor>,
     norm: Option<Norm>,
+    word_scale: Option<f64>,
 }
 
 impl Embeddings {
     /// Embeddings from the `[vocab, dim]` word table and the optional parts.
     pub fn new(
         word: Tensor,
-        position: Option<LearnedPositions>,
+        position: Option<AbsolutePositions>,
         token_type: Option<Tensor>,
         norm: Option<Norm>,
     ) -> Self {
-        Self { word, position, token_type, norm }
+        Self { word, position, token_type, norm, word_scale: None }
+    }
+
+    /// Multiplies the word vectors by `scale` before the positions are added (CTRL and the
+    /// original Transformer scale by `√d_model`, Vaswani et al. 2017, §3.4).
+    pub fn with_word_scale(mut self, scale: f64) -> Self {
+        self.word_scale = Some(scale);
+        self
     }
 
     /// The `[vocab, dim]` word table (shared with a tied output head).
@@ -52,7 +60,7 @@ impl Embeddings {
 
     /// The most positions the position table covers, if it has one.
     pub fn max_positions(&self) -> Option<usize> {
-        self.position.as_ref().map(LearnedPositions::max_positions)
+        self.position.as_ref().map(AbsolutePositions::max_positions)
     }
 
     /// Embeds `input_ids` `[batch, seq]` at `position_ids` (required when there is a position
@@ -65,6 +73,9 @@ impl Embeddings {
     ) -> Result<Tensor> {
         let (b, s) = input_ids.dims2()?;
         let mut x = self.word.index_select(&input_ids.flatten_all()?, 0)?.reshape((b, s, ()))?;
+        if let Some(scale) = self.word_scale {
+            x = (x * scale)?;
+        }
         if let Some(position) = &self.position {
             let Some(ids) = position_ids else {
                 candle_core::bail!("embeddings: this model needs position ids");

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use tcat_attention::{MultiHeadAttention, QkvProjection};
 use tcat_blocks::{Activation, Embeddings, FeedForward, MlmHead, Norm, Pooler, Residual, Stack, TransformerLayer};
 use tcat_core::{Linear, Result, WeightLayout};
-use tcat_position::LearnedPositions;
+use tcat_position::AbsolutePositions;
 
 use crate::{Checkpoint, ConfigFile, EncoderModel, PositionRule};
 
@@ -103,7 +103,7 @@ pub(crate) fn load_with(config: &ConfigFile, ckpt: &Checkpoint, layout: &Layout)
         let word = emb.pp("word_embeddings").get((cfg.vocab_size, h), "weight")?;
         let embeddings = Embeddings::new(
             word.clone(),
-            Some(LearnedPositions::load(emb.pp("position_embeddings"), cfg.max_position_embeddings, h, 0)?),
+            Some(AbsolutePositions::load(emb.pp("position_embeddings"), cfg.max_position_embeddings, h, 0)?),
             match cfg.type_vocab_size {
                 0 => None,
                 n => Some(emb.pp("token_type_embeddings").get((n, h), "weight")?),

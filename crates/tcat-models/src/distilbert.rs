@@ -6,7 +6,7 @@ use serde::Deserialize;
 use tcat_attention::{MultiHeadAttention, QkvProjection};
 use tcat_blocks::{Activation, Embeddings, FeedForward, MlmHead, Norm, Residual, Stack, TransformerLayer};
 use tcat_core::{Linear, Result, WeightLayout};
-use tcat_position::LearnedPositions;
+use tcat_position::AbsolutePositions;
 
 use crate::{Checkpoint, ConfigFile, EncoderModel, PositionRule};
 
@@ -57,7 +57,7 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<EncoderModel> {
         let word = emb.pp("word_embeddings").get((cfg.vocab_size, h), "weight")?;
         let embeddings = Embeddings::new(
             word.clone(),
-            Some(LearnedPositions::load(emb.pp("position_embeddings"), cfg.max_position_embeddings, h, 0)?),
+            Some(AbsolutePositions::load(emb.pp("position_embeddings"), cfg.max_position_embeddings, h, 0)?),
             None,
             Some(Norm::load_layer_norm(emb.pp("LayerNorm"), h, EPS)?),
         );

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tcat_attention::{MultiHeadAttention, QkvProjection};
 use tcat_blocks::{Activation, Embeddings, FeedForward, LmHead, Norm, Residual, Stack, TransformerLayer};
 use tcat_core::{Linear, Result, WeightLayout};
-use tcat_position::LearnedPositions;
+use tcat_position::AbsolutePositions;
 
 use crate::config::TokenIds;
 use crate::{Checkpoint, ConfigFile, DecoderModel};
@@ -97,7 +97,7 @@ pub(crate) fn load_variant(config: &ConfigFile, ckpt: &Checkpoint, variant: Vari
         let word = vb.get((cfg.vocab_size, h), "wte.weight")?;
         let embeddings = Embeddings::new(
             word.clone(),
-            Some(LearnedPositions::load(vb.pp("wpe"), cfg.n_positions, h, 0)?),
+            Some(AbsolutePositions::load(vb.pp("wpe"), cfg.n_positions, h, 0)?),
             None,
             None,
         );

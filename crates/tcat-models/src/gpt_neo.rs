@@ -7,7 +7,7 @@ use serde::Deserialize;
 use tcat_attention::{MultiHeadAttention, QkvProjection};
 use tcat_blocks::{Activation, Embeddings, FeedForward, LmHead, Norm, Residual, Stack, TransformerLayer};
 use tcat_core::{Linear, Result, WeightLayout};
-use tcat_position::LearnedPositions;
+use tcat_position::AbsolutePositions;
 
 use crate::config::TokenIds;
 use crate::{Checkpoint, ConfigFile, DecoderModel};
@@ -79,7 +79,7 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
     let build = || -> candle_core::Result<DecoderModel> {
         let h = cfg.hidden_size;
         let word = vb.get((cfg.vocab_size, h), "wte.weight")?;
-        let positions = LearnedPositions::load(vb.pp("wpe"), cfg.max_position_embeddings, h, 0)?;
+        let positions = AbsolutePositions::load(vb.pp("wpe"), cfg.max_position_embeddings, h, 0)?;
         let layers = kinds
             .iter()
             .enumerate()

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use tcat_attention::{MultiHeadAttention, QkvProjection};
 use tcat_blocks::{Activation, Embeddings, FeedForward, LmHead, Norm, Residual, Stack, TransformerLayer};
 use tcat_core::{Linear, Result, WeightLayout};
-use tcat_position::LearnedPositions;
+use tcat_position::AbsolutePositions;
 
 use crate::config::TokenIds;
 use crate::{Checkpoint, ConfigFile, DecoderModel};
@@ -83,7 +83,7 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
         let h = cfg.hidden_size;
         let word = vb.get((cfg.vocab_size, h), "embed_tokens.weight")?;
         let rows = cfg.max_position_embeddings + POSITION_OFFSET;
-        let positions = LearnedPositions::load(vb.pp("embed_positions"), rows, h, POSITION_OFFSET)?;
+        let positions = AbsolutePositions::load(vb.pp("embed_positions"), rows, h, POSITION_OFFSET)?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| layer(vb.pp(format!("layers.{i}")), &cfg, act))
             .collect::<candle_core::Result<Vec<_>>>()?;

@@ -250,3 +250,13 @@ fn gpt_neo_global_and_local_layers_match_transformers() {
 fn bloom_alibi_with_six_heads_matches_transformers() {
     check_decoder("bloom");
 }
+
+#[test]
+fn openai_gpt_post_ln_matches_transformers() {
+    check_decoder("openai-gpt");
+}
+
+#[test]
+fn ctrl_sinusoidal_positions_match_transformers() {
+    check_decoder("ctrl");
+}

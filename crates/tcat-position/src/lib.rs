@@ -1,6 +1,6 @@
 //! Positional schemes of the Transformer catalog.
 //!
-//! - [`LearnedPositions`]: a trained table of absolute position vectors (BERT, GPT-2), with the
+//! - [`AbsolutePositions`]: a table of absolute position vectors (learned: BERT, GPT-2), with the
 //!   index offset some families add (OPT and BART offset by 2).
 //! - [`sinusoidal_table`]: the fixed sin/cos encoding of Vaswani et al. 2017, §3.5, in the two
 //!   layouts implementations use.
@@ -11,14 +11,14 @@
 //! - Position-id rules: [`sequential_position_ids`], [`padding_aware_position_ids`] (RoBERTa)
 //!   and [`positions_from_attention_mask`] (left-padded decoding).
 
+mod absolute;
 mod alibi;
-mod learned;
 mod position_ids;
 mod rotary;
 mod sinusoidal;
 
+pub use absolute::AbsolutePositions;
 pub use alibi::{Alibi, alibi_slopes};
-pub use learned::LearnedPositions;
 pub use position_ids::{padding_aware_position_ids, positions_from_attention_mask, sequential_position_ids};
 pub use rotary::{RopeScaling, RotaryConfig, RotaryEmbedding, RotaryLayout};
 pub use sinusoidal::{SinusoidalLayout, sinusoidal_table};

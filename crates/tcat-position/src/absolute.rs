@@ -1,9 +1,10 @@
-//! Learned absolute position embeddings (Devlin et al. 2018, §3; Radford et al. 2019).
+//! Absolute position embeddings: a table of one vector per position, learned (BERT, Devlin et
+//! al. 2018, §3; GPT-2) or fixed sinusoids (CTRL; see [`sinusoidal_table`](crate::sinusoidal_table)).
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-/// A table of `max_positions` learned vectors, looked up by position id.
+/// A table of `max_positions` vectors, looked up by position id.
 ///
 /// Position `p` reads row `p + offset`: OPT and BART store two extra leading rows and offset by
 /// 2. RoBERTa instead folds its padding offset into the position ids
@@ -12,18 +13,18 @@ use candle_nn::VarBuilder;
 /// ```
 /// use candle_core::{Device, Tensor};
 /// let table = Tensor::arange(0f32, 8., &Device::Cpu).unwrap().reshape((4, 2)).unwrap();
-/// let positions = tcat_position::LearnedPositions::new(table, 1);
+/// let positions = tcat_position::AbsolutePositions::new(table, 1);
 /// let ids = Tensor::new(&[[0u32, 2]], &Device::Cpu).unwrap();
 /// assert_eq!(positions.forward(&ids).unwrap().to_vec3::<f32>().unwrap(), [[[2., 3.], [6., 7.]]]);
 /// assert_eq!(positions.max_positions(), 3);
 /// ```
 #[derive(Debug, Clone)]
-pub struct LearnedPositions {
+pub struct AbsolutePositions {
     table: Tensor,
     offset: usize,
 }
 
-impl LearnedPositions {
+impl AbsolutePositions {
     /// A table `[rows, dim]` read at `position + offset`.
     pub fn new(table: Tensor, offset: usize) -> Self {
         Self { table, offset }
