@@ -1,6 +1,6 @@
 //! The attention function every tcat model calls.
 
-use candle_core::{D, Result, Tensor};
+use candle_core::{D, DType, Result, Tensor};
 
 use crate::mask::{AttentionMask, masked_fill_value};
 
@@ -30,11 +30,17 @@ pub fn scaled_dot_product_attention(
 
     // [b, kv_heads, group * q_len, d]: query heads of one group share their key/value head.
     let q = q.contiguous()?.reshape((batch, kv_heads, group * q_len, head_dim))?;
-    let scores = (q.matmul(&k.t()?)? * scale)?;
-    let scores = scores.reshape((batch, heads, q_len, kv_len))?;
-    let mut scores = scores;
+    let scores = q.matmul(&k.t()?)?;
+    // Half-precision scores are softmaxed in f32, as the reference implementations do: bf16's
+    // 8-bit mantissa would otherwise cost about 1% on the outputs.
+    let value_dtype = v.dtype();
+    let scores = match scores.dtype() {
+        DType::F16 | DType::BF16 => scores.to_dtype(DType::F32)?,
+        _ => scores,
+    };
+    let mut scores = (scores * scale)?.reshape((batch, heads, q_len, kv_len))?;
     for bias in mask.biases() {
-        scores = scores.broadcast_add(bias)?;
+        scores = scores.broadcast_add(&bias.to_dtype(scores.dtype())?)?;
     }
     let scores = match mask.allowed(batch, q_len, kv_len, q.device())? {
         None => scores,
@@ -46,7 +52,7 @@ pub fn scaled_dot_product_attention(
             allowed.where_cond(&scores, &fill)?
         }
     };
-    let probs = candle_nn::ops::softmax_last_dim(&scores.contiguous()?)?;
+    let probs = candle_nn::ops::softmax_last_dim(&scores.contiguous()?)?.to_dtype(value_dtype)?;
     let probs = probs.reshape((batch, kv_heads, group * q_len, kv_len))?;
     probs.matmul(&v.contiguous()?)?.reshape((batch, heads, q_len, head_dim))
 }

@@ -97,33 +97,56 @@ fn gpt2_batched_left_padded_greedy_matches_transformers() {
     }
 }
 
+/// Every family in f16 and bf16 on the CPU: relative error ‖a − b‖ / ‖a‖ over the real
+/// positions against f32 stays within 1e-2 (f16) and 2e-2 (bf16).
 #[test]
 fn half_precision_stays_close_to_f32() {
-    for name in ["bert", "gpt2"] {
+    let families = [
+        "bert",
+        "roberta",
+        "distilbert",
+        "gpt2",
+        "llama",
+        "llama-scaled",
+        "mistral",
+        "gpt_neox",
+        "gpt_neox-sequential",
+        "gptj",
+        "gpt_neo",
+        "bloom",
+        "opt",
+        "opt-postln",
+        "gpt_bigcode",
+        "openai-gpt",
+        "ctrl",
+    ];
+    let mut report = vec![];
+    for name in families {
         let exp = expected(name);
         let mask = &exp["attention_mask"];
         let rows = rows(&exp["input_ids"], mask);
-        let f32_model = load(name, DType::F32);
-        for dtype in [DType::F16, DType::BF16] {
-            let model = load(name, dtype);
-            let (a, b) = match (&f32_model, &model) {
-                (Model::Encoder(a), Model::Encoder(b)) => {
-                    let batch = Batch::right_padded(&rows, None, 0, &Device::Cpu).unwrap();
-                    (a.hidden_states(&batch).unwrap(), b.hidden_states(&batch).unwrap())
-                }
-                (Model::Decoder(a), Model::Decoder(b)) => {
-                    let batch = Batch::right_padded(&rows, None, 0, &Device::Cpu).unwrap();
-                    (a.logits(&batch).unwrap(), b.logits(&batch).unwrap())
-                }
-                _ => unreachable!(),
+        let run = |model: &Model| -> Tensor {
+            let batch = Batch::right_padded(&rows, None, model.pad_token_id(), &Device::Cpu).unwrap();
+            let out = match model {
+                Model::Encoder(m) => m.hidden_states(&batch).unwrap(),
+                Model::Decoder(m) => m.logits(&batch).unwrap(),
             };
-            let scale: f32 = a.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
-            let rel = masked_max_diff(&a, &b, mask) / scale;
-            // bf16 keeps 8 bits of mantissa: its relative error per op is ~4e-3
-            let tol = if dtype == DType::F16 { 1e-2 } else { 3e-2 };
-            assert!(rel <= tol, "{name} {dtype:?}: relative difference {rel}");
+            let keep = mask.to_dtype(DType::F32).unwrap().unsqueeze(2).unwrap();
+            out.to_dtype(DType::F32).unwrap().broadcast_mul(&keep).unwrap()
+        };
+        let reference = run(&load(name, DType::F32));
+        let norm = |t: &Tensor| -> f32 { t.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar().unwrap() };
+        for dtype in [DType::F16, DType::BF16] {
+            let half = run(&load(name, dtype));
+            let rel = norm(&(&half - &reference).unwrap()) / norm(&reference);
+            report.push(format!("{name} {dtype:?}: {rel:.2e}"));
+            // bf16 keeps 8 mantissa bits against f16's 11: rounding the weights alone costs it
+            // ~8x f16's error (measured 5e-3..1.04e-2 here, f16 7e-4..1.3e-3).
+            let tol = if dtype == DType::BF16 { 2e-2 } else { 1e-2 };
+            assert!(rel <= tol, "{name} {dtype:?}: relative error {rel}");
         }
     }
+    eprintln!("{}", report.join("\n"));
 }
 
 #[test]
