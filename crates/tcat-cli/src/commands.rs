@@ -7,18 +7,26 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device};
 use clap::{Args, ValueEnum};
-use tcat_models::{Batch, GenerationConfig, Model, ModelSource, Sampling, SentenceConfig, load_tokenizer};
+use tcat_models::{Batch, Format, GenerationConfig, Model, ModelSource, Sampling, SentenceConfig, load_tokenizer};
 use tokenizers::Tokenizer;
 
 use crate::parse_ids;
 
-fn load(model: &str, device: &Device, dtype: DType) -> Result<(ModelSource, Model)> {
+/// Loads `model`; `dtype` `None` means f32, or quantized for GGUF files.
+fn load(model: &str, device: &Device, dtype: Option<DType>) -> Result<(ModelSource, Model)> {
     let source = ModelSource::resolve(model)?;
-    let loaded = Model::load(&source, device, dtype).with_context(|| format!("loading model `{model}`"))?;
+    let loaded = match source.format {
+        Format::Gguf => Model::load_gguf(&source, device, dtype),
+        Format::HuggingFace => Model::load(&source, device, dtype.unwrap_or(DType::F32)),
+    }
+    .with_context(|| format!("loading model `{model}`"))?;
     Ok((source, loaded))
 }
 
 fn tokenizer(source: &ModelSource) -> Result<Tokenizer> {
+    if source.format == Format::Gguf {
+        return Ok(tcat_models::gguf::tokenizer(&source.weights[0])?);
+    }
     let path = source
         .tokenizer
         .as_ref()
@@ -45,7 +53,7 @@ pub struct ForwardArgs {
     out: PathBuf,
 }
 
-pub fn forward(args: ForwardArgs, device: &Device, dtype: DType) -> Result<()> {
+pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Result<()> {
     let rows = args.ids.iter().map(|s| parse_ids("--ids", s)).collect::<Result<Vec<_>>>()?;
     let types = args.token_type_ids.iter().map(|s| parse_ids("--token-type-ids", s)).collect::<Result<Vec<_>>>()?;
     if !types.is_empty() && types.len() != rows.len() {
@@ -104,7 +112,7 @@ pub struct EmbedArgs {
     texts: Vec<String>,
 }
 
-pub fn embed(args: EmbedArgs, device: &Device, dtype: DType) -> Result<()> {
+pub fn embed(args: EmbedArgs, device: &Device, dtype: Option<DType>) -> Result<()> {
     let (source, model) = load(&args.model, device, dtype)?;
     let Model::Encoder(encoder) = &model else {
         bail!(
@@ -176,7 +184,7 @@ pub struct FillMaskArgs {
     text: String,
 }
 
-pub fn fill_mask(args: FillMaskArgs, device: &Device, dtype: DType) -> Result<()> {
+pub fn fill_mask(args: FillMaskArgs, device: &Device, dtype: Option<DType>) -> Result<()> {
     let (source, model) = load(&args.model, device, dtype)?;
     let Model::Encoder(encoder) = &model else {
         bail!("fill-mask needs an encoder with a masked-LM head; `{}` is a causal language model", args.model);
@@ -253,13 +261,13 @@ pub struct GenerateArgs {
     json: bool,
 }
 
-pub fn generate(args: GenerateArgs, device: &Device, dtype: DType) -> Result<()> {
+pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Result<()> {
     let sampling = Sampling::from_options(args.temperature, args.top_k, args.top_p)?;
     let (source, model) = load(&args.model, device, dtype)?;
     let Model::Decoder(decoder) = &model else {
         bail!("generate needs a causal language model; `{}` is an encoder", args.model);
     };
-    let tok = source.tokenizer.as_ref().map(|_| tokenizer(&source)).transpose()?;
+    let tok = (source.tokenizer.is_some() || source.format == Format::Gguf).then(|| tokenizer(&source)).transpose()?;
     let prompts: Vec<Vec<u32>> = if !args.prompt_ids.is_empty() {
         args.prompt_ids.iter().map(|s| parse_ids("--prompt-ids", s)).collect::<Result<_>>()?
     } else {

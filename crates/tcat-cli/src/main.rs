@@ -28,9 +28,10 @@ pub struct Runtime {
     /// Device: cpu, cuda, cuda:N or metal.
     #[arg(long, global = true, default_value = "cpu")]
     pub device: String,
-    /// Weight and activation dtype: f32, f16 or bf16.
-    #[arg(long, global = true, default_value = "f32")]
-    pub dtype: String,
+    /// Weight and activation dtype: f32, f16 or bf16 [default: f32; GGUF files stay quantized
+    /// unless a dtype is given].
+    #[arg(long, global = true)]
+    pub dtype: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -59,7 +60,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     let device = tcat_core::parse_device(&cli.runtime.device)?;
-    let dtype = tcat_core::parse_dtype(&cli.runtime.dtype)?;
+    let dtype = cli.runtime.dtype.as_deref().map(tcat_core::parse_dtype).transpose()?;
     match cli.command {
         Command::Forward(args) => commands::forward(args, &device, dtype),
         Command::Embed(args) => commands::embed(args, &device, dtype),

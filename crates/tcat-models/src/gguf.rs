@@ -182,3 +182,74 @@ impl GgufFile {
         Ok(self.qtensor(name, device)?.dequantize(device)?)
     }
 }
+
+/// Rebuilds the byte-level BPE tokenizer stored in a GGUF file's metadata
+/// (`tokenizer.ggml.model = "gpt2"`) as a `tokenizers` tokenizer: vocabulary and merges, the
+/// pre-tokenizer named by `tokenizer.ggml.pre`, control tokens as special tokens, and the
+/// byte-level decoder.
+pub fn tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
+    use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+    use tokenizers::models::bpe::BPE;
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    use tokenizers::pre_tokenizers::digits::Digits;
+    use tokenizers::pre_tokenizers::sequence::Sequence;
+    use tokenizers::{AddedToken, PreTokenizerWrapper};
+
+    let file = GgufFile::open(path)?;
+    let strings = |key: &str| -> Result<Vec<String>> {
+        file.value(key)?
+            .to_vec()
+            .map_err(|e| file.error(format!("metadata `{key}`: {e}")))?
+            .iter()
+            .map(|v| v.to_string().cloned().map_err(|e| file.error(format!("metadata `{key}`: {e}"))))
+            .collect()
+    };
+    let model = file.value("tokenizer.ggml.model")?.to_string().map_err(|e| file.error(e.to_string()))?.clone();
+    if model != "gpt2" {
+        return Err(file
+            .error(format!("tokenizer.ggml.model `{model}` is not supported yet (supported: gpt2, byte-level BPE)")));
+    }
+    let tokens = strings("tokenizer.ggml.tokens")?;
+    let merges: Vec<(String, String)> = strings("tokenizer.ggml.merges")?
+        .into_iter()
+        .map(|m| match m.split_once(' ') {
+            Some((a, b)) => Ok((a.to_string(), b.to_string())),
+            None => Err(file.error(format!("tokenizer.ggml.merges: `{m}` is not a pair"))),
+        })
+        .collect::<Result<_>>()?;
+    let types: Vec<i32> = match file.content.metadata.get("tokenizer.ggml.token_type") {
+        Some(v) => v.to_vec().map_err(|e| file.error(e.to_string()))?.iter().map(|t| t.to_i32().unwrap_or(1)).collect(),
+        None => vec![1; tokens.len()],
+    };
+    let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .build()
+        .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+    let mut tok = tokenizers::Tokenizer::new(bpe);
+    let byte_level = ByteLevel::new(false, true, true);
+    let pre = match file.content.metadata.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).map(String::as_str)
+    {
+        None | Some("default") | Some("gpt2") => PreTokenizerWrapper::ByteLevel(byte_level),
+        Some("smollm") => PreTokenizerWrapper::Sequence(Sequence::new(vec![
+            PreTokenizerWrapper::Digits(Digits::new(true)),
+            PreTokenizerWrapper::ByteLevel(byte_level),
+        ])),
+        Some(other) => {
+            return Err(file.error(format!(
+                "tokenizer.ggml.pre `{other}` is not supported yet (supported: default, gpt2, smollm)"
+            )));
+        }
+    };
+    tok.with_pre_tokenizer(Some(pre));
+    tok.with_decoder(Some(ByteLevelDecoder::default()));
+    // Control (3) and user-defined (4) tokens match whole, before the BPE model sees the text.
+    let special: Vec<AddedToken> = tokens
+        .iter()
+        .zip(&types)
+        .filter(|(_, t)| **t == 3 || **t == 4)
+        .map(|(content, t)| AddedToken::from(content.clone(), *t == 3))
+        .collect();
+    tok.add_special_tokens(&special);
+    Ok(tok)
+}

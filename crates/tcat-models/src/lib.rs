@@ -50,5 +50,5 @@ pub use encoder::{EncoderModel, PositionRule};
 pub use generation::{GenerationConfig, Sampling, generate};
 pub use model::{Model, SUPPORTED_MODEL_TYPES};
 pub use sentence::SentenceConfig;
-pub use source::ModelSource;
+pub use source::{Format, ModelSource};
 pub use tokenizer::load_tokenizer;

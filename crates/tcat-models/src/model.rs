@@ -3,7 +3,8 @@
 use candle_core::{DType, Device};
 use tcat_core::{Error, Result};
 
-use crate::{Checkpoint, ConfigFile, DecoderModel, EncoderModel, ModelSource};
+use crate::gguf::GgufFile;
+use crate::{Checkpoint, ConfigFile, DecoderModel, EncoderModel, Format, ModelSource};
 
 /// The `model_type` values tcat loads.
 pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
@@ -36,9 +37,19 @@ pub enum Model {
 impl Model {
     /// Reads `config.json`, picks the family by `model_type`, and loads the weights.
     pub fn load(source: &ModelSource, device: &Device, dtype: DType) -> Result<Self> {
+        if source.format == Format::Gguf {
+            return Self::load_gguf(source, device, Some(dtype));
+        }
         let config = ConfigFile::read(&source.config)?;
         Self::check_model_type(&config)?;
         Self::from_checkpoint(&config, &Checkpoint::open(source, device, dtype)?)
+    }
+
+    /// Loads a GGUF file, keeping its projections quantized when `dtype` is `None` and
+    /// dequantizing everything to `dtype` otherwise.
+    pub fn load_gguf(source: &ModelSource, device: &Device, dtype: Option<DType>) -> Result<Self> {
+        let mut file = GgufFile::open(&source.weights[0])?;
+        Ok(Model::Decoder(file.load_llama(device, dtype)?))
     }
 
     /// Builds the family named by `config`'s `model_type` from already opened weights.

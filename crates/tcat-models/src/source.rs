@@ -11,13 +11,24 @@ pub struct ModelSource {
     pub name: String,
     /// The folder holding `config.json` and the optional side files.
     pub root: PathBuf,
-    /// `config.json`.
+    /// `config.json` (a GGUF file carries its configuration in its metadata instead).
     pub config: PathBuf,
+    /// How the checkpoint is stored.
+    pub format: Format,
     /// Weight files: one `model.safetensors`, the shards of a sharded index, or
     /// `pytorch_model.bin`.
     pub weights: Vec<PathBuf>,
     /// `tokenizer.json`, when present.
     pub tokenizer: Option<PathBuf>,
+}
+
+/// How a checkpoint is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Hugging Face layout: `config.json` beside safetensors or PyTorch weights.
+    HuggingFace,
+    /// One llama.cpp GGUF file holding metadata, tokenizer and (usually quantized) tensors.
+    Gguf,
 }
 
 const SAFETENSORS: &str = "model.safetensors";
@@ -26,12 +37,23 @@ const PYTORCH: &str = "pytorch_model.bin";
 
 impl ModelSource {
     /// Resolves `name`: an existing folder, an existing weights file (its folder holds
-    /// `config.json`), or else a hub id (`owner/name`, optionally `@revision`) fetched through
+    /// `config.json`), a `.gguf` file, or else a hub id (`owner/name`, optionally `@revision`) fetched through
     /// hf-hub, which honours `HF_HOME`, `HF_ENDPOINT` and `HF_HUB_OFFLINE`.
     pub fn resolve(name: &str) -> Result<Self> {
         let path = Path::new(name);
         if path.is_dir() {
             return Self::from_dir(name, path);
+        }
+        if path.is_file() && path.extension().is_some_and(|e| e == "gguf") {
+            let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            return Ok(Self {
+                name: name.to_string(),
+                root,
+                config: path.to_path_buf(),
+                format: Format::Gguf,
+                weights: vec![path.to_path_buf()],
+                tokenizer: None,
+            });
         }
         if path.is_file() {
             let root = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -75,7 +97,14 @@ impl ModelSource {
             }
         }
         let tokenizer = Some(root.join("tokenizer.json")).filter(|p| p.is_file());
-        Ok(Self { name: name.to_string(), root: root.to_path_buf(), config, weights, tokenizer })
+        Ok(Self {
+            name: name.to_string(),
+            root: root.to_path_buf(),
+            config,
+            format: Format::HuggingFace,
+            weights,
+            tokenizer,
+        })
     }
 }
 
@@ -192,7 +221,7 @@ mod hub {
             get(side)?;
         }
         let root = config.parent().map(Path::to_path_buf).unwrap_or_default();
-        Ok(ModelSource { name: name.to_string(), root, config, weights, tokenizer })
+        Ok(ModelSource { name: name.to_string(), root, config, format: Format::HuggingFace, weights, tokenizer })
     }
 }
 
