@@ -24,7 +24,8 @@ fn main() -> Result<()> {
         max_new_tokens: 20,
         sampling: Sampling::Sample { temperature: 0.8, top_k: Some(50), top_p: Some(0.95) },
         seed: 42,
-        stop_tokens: None, // the model's EOS ids
+        repetition_penalty: 1.1,
+        ..Default::default() // stop at the model's EOS ids
     };
     let out = generate(decoder, &[ids], &config, |_, _| {})?;
     println!("{}", tokenizer.decode(&out[0], true).map_err(anyhow::Error::msg)?);

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device};
 use clap::{Args, ValueEnum};
-use tcat_models::{Batch, Format, GenerationConfig, Model, ModelSource, Sampling, SentenceConfig, load_tokenizer};
+use tcat_models::{
+    Batch, ChatMessage, ChatTemplate, Format, GenerationConfig, Model, ModelSource, Sampling, SentenceConfig,
+    load_tokenizer,
+};
 use tokenizers::Tokenizer;
 
 use crate::parse_ids;
@@ -256,6 +259,15 @@ pub struct GenerateArgs {
     /// Sampler seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Penalise tokens already present (1 = off; CTRL used 1.2).
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f64,
+    /// Stop a row when its generated text ends with this string (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Wrap each --prompt as a user message in the model's chat template.
+    #[arg(long, requires = "prompt")]
+    chat: bool,
     /// Print one JSON line per prompt: {"ids": [...], "text": ...}.
     #[arg(long)]
     json: bool,
@@ -272,13 +284,49 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
         args.prompt_ids.iter().map(|s| parse_ids("--prompt-ids", s)).collect::<Result<_>>()?
     } else {
         let tok = tok.as_ref().context("--prompt needs a tokenizer.json beside the model; use --prompt-ids")?;
-        let prompts = args.prompt.iter().map(|p| encode(tok, p)).collect::<Result<Vec<_>>>()?;
+        let prompts = if args.chat {
+            let template = ChatTemplate::from_source(&source)?.context("--chat: the model ships no chat template")?;
+            args.prompt
+                .iter()
+                .map(|p| {
+                    let text = template.render(&[ChatMessage::user(p.as_str())], true)?;
+                    // The template writes the special tokens itself.
+                    let enc =
+                        tok.encode(text.as_str(), false).map_err(|e| anyhow::anyhow!("tokenizing {text:?}: {e}"))?;
+                    Ok(enc.get_ids().to_vec())
+                })
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            args.prompt.iter().map(|p| encode(tok, p)).collect::<Result<Vec<_>>>()?
+        };
         if let Some(i) = prompts.iter().position(Vec::is_empty) {
             bail!("--prompt {:?} tokenizes to no tokens", args.prompt[i]);
         }
         prompts
     };
-    let config = GenerationConfig { max_new_tokens: args.max_new_tokens, sampling, seed: args.seed, stop_tokens: None };
+    let stop_sequences = match &tok {
+        Some(tok) => args
+            .stop
+            .iter()
+            .map(|s| {
+                Ok(tok
+                    .encode(s.as_str(), false)
+                    .map_err(|e| anyhow::anyhow!("tokenizing --stop {s:?}: {e}"))?
+                    .get_ids()
+                    .to_vec())
+            })
+            .collect::<Result<Vec<_>>>()?,
+        None if args.stop.is_empty() => vec![],
+        None => bail!("--stop needs a tokenizer"),
+    };
+    let config = GenerationConfig {
+        max_new_tokens: args.max_new_tokens,
+        sampling,
+        seed: args.seed,
+        stop_tokens: None,
+        stop_sequences,
+        repetition_penalty: args.repetition_penalty,
+    };
     let decode = |ids: &[u32]| -> Result<String> {
         let tok = tok.as_ref().expect("decode is only called with a tokenizer");
         tok.decode(ids, true).map_err(|e| anyhow::anyhow!("decoding: {e}"))

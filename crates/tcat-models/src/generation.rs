@@ -55,6 +55,26 @@ pub struct GenerationConfig {
     pub seed: u64,
     /// A row stops after producing one of these (the model's EOS ids by default).
     pub stop_tokens: Option<Vec<u32>>,
+    /// A row stops once its generated ids end with one of these sequences (stop strings,
+    /// tokenized); the sequence is kept in the output.
+    pub stop_sequences: Vec<Vec<u32>>,
+    /// Penalty on tokens already present in the row (Keskar et al. 2019, CTRL §4.1): positive
+    /// logits are divided by it, negative ones multiplied; 1 disables it.
+    pub repetition_penalty: f64,
+}
+
+impl Default for GenerationConfig {
+    /// Greedy decoding of up to 32 tokens, stopping at the model's EOS.
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 32,
+            sampling: Sampling::Greedy,
+            seed: 0,
+            stop_tokens: None,
+            stop_sequences: vec![],
+            repetition_penalty: 1.0,
+        }
+    }
 }
 
 /// Generates continuations of `prompts` (one row each, padded on the left into one batch).
@@ -81,6 +101,9 @@ pub fn generate(
     let longest = batch.seq_len();
     model.check_length(longest + config.max_new_tokens)?;
     let stop = config.stop_tokens.clone().unwrap_or_else(|| model.eos_token_ids().to_vec());
+    if !(config.repetition_penalty > 0.0 && config.repetition_penalty.is_finite()) {
+        return Err(Error::InvalidInput(format!("repetition penalty must be > 0, got {}", config.repetition_penalty)));
+    }
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut caches = model.new_caches(longest + config.max_new_tokens);
     let mut outputs: Vec<Vec<u32>> = prompts.to_vec();
@@ -95,13 +118,18 @@ pub fn generate(
         let last = logits.narrow(1, logits.dim(1)? - 1, 1)?.squeeze(1)?.to_dtype(DType::F32)?;
         let rows: Vec<Vec<f32>> = last.to_vec2()?;
         let mut chosen = Vec::with_capacity(rows.len());
-        for (row, logits) in rows.iter().enumerate() {
-            let id = if finished[row] { model.pad_token_id() } else { choose(logits, config.sampling, &mut rng) };
-            if !finished[row] {
-                outputs[row].push(id);
-                on_token(row, id);
-                finished[row] = stop.contains(&id);
+        for (row, logits) in rows.into_iter().enumerate() {
+            if finished[row] {
+                chosen.push(model.pad_token_id());
+                continue;
             }
+            let logits = penalize_repeats(logits, &outputs[row], config.repetition_penalty);
+            let id = choose(&logits, config.sampling, &mut rng);
+            outputs[row].push(id);
+            on_token(row, id);
+            let generated = &outputs[row][prompts[row].len()..];
+            finished[row] =
+                stop.contains(&id) || config.stop_sequences.iter().any(|s| !s.is_empty() && generated.ends_with(s));
             chosen.push(id);
         }
         if finished.iter().all(|&f| f) {
@@ -114,6 +142,22 @@ pub fn generate(
         mask = Tensor::cat(&[&mask, &mask.narrow(1, 0, 1)?.ones_like()?], 1)?;
     }
     Ok(outputs)
+}
+
+/// Applies the repetition penalty to the logits of tokens in `seen`.
+fn penalize_repeats(mut logits: Vec<f32>, seen: &[u32], penalty: f64) -> Vec<f32> {
+    if penalty == 1.0 {
+        return logits;
+    }
+    let mut done = std::collections::HashSet::new();
+    for &id in seen {
+        if let Some(l) = logits.get_mut(id as usize)
+            && done.insert(id)
+        {
+            *l = if *l > 0.0 { (*l as f64 / penalty) as f32 } else { (*l as f64 * penalty) as f32 };
+        }
+    }
+    logits
 }
 
 /// Picks a token from one row of logits.
@@ -193,6 +237,14 @@ mod tests {
         let s = Sampling::Sample { temperature: 1.0, top_k: None, top_p: None };
         let ones = (0..4000).filter(|_| choose(&logits, s, &mut rng) == 1).count();
         assert!((2850..3150).contains(&ones), "{ones}");
+    }
+
+    #[test]
+    fn repetition_penalty_pushes_seen_tokens_down() {
+        let logits = vec![2.0f32, -1.0, 3.0, 0.5];
+        let out = penalize_repeats(logits.clone(), &[0, 1, 0], 2.0);
+        assert_eq!(out, vec![1.0, -2.0, 3.0, 0.5]);
+        assert_eq!(penalize_repeats(logits.clone(), &[0], 1.0), logits);
     }
 
     #[test]

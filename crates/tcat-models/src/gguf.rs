@@ -253,3 +253,27 @@ pub fn tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
     tok.add_special_tokens(&special);
     Ok(tok)
 }
+
+/// The chat template in a GGUF file's metadata (`tokenizer.chat_template`), if any.
+pub fn chat_template(path: &Path) -> Result<Option<crate::ChatTemplate>> {
+    let file = GgufFile::open(path)?;
+    let meta = &file.content.metadata;
+    let Some(template) = meta.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()) else {
+        return Ok(None);
+    };
+    let tokens = meta.get("tokenizer.ggml.tokens").and_then(|v| v.to_vec().ok());
+    let token = |key: &str| -> String {
+        let id = meta.get(key).and_then(|v| v.to_u32().ok());
+        match (id, tokens) {
+            (Some(id), Some(tokens)) => {
+                tokens.get(id as usize).and_then(|t| t.to_string().ok()).cloned().unwrap_or_default()
+            }
+            _ => String::new(),
+        }
+    };
+    Ok(Some(crate::ChatTemplate::new(
+        template.clone(),
+        token("tokenizer.ggml.bos_token_id"),
+        token("tokenizer.ggml.eos_token_id"),
+    )))
+}

@@ -20,6 +20,7 @@
 mod batch;
 pub mod bert;
 pub mod bloom;
+mod chat;
 mod checkpoint;
 mod config;
 pub mod ctrl;
@@ -43,6 +44,7 @@ mod source;
 mod tokenizer;
 
 pub use batch::Batch;
+pub use chat::{ChatMessage, ChatTemplate};
 pub use checkpoint::Checkpoint;
 pub use config::ConfigFile;
 pub use decoder::DecoderModel;

@@ -86,6 +86,7 @@ fn seeded_sampling_is_reproducible() {
         sampling: Sampling::Sample { temperature: 1.3, top_k: Some(50), top_p: Some(0.95) },
         seed,
         stop_tokens: Some(vec![]),
+        ..Default::default()
     };
     let a = generate(decoder, &prompts, &config(42), |_, _| {}).unwrap();
     let b = generate(decoder, &prompts, &config(42), |_, _| {}).unwrap();
@@ -102,7 +103,13 @@ fn generation_stops_at_eos() {
     let free = generate(
         decoder,
         &prompt,
-        &GenerationConfig { max_new_tokens: 6, sampling: Sampling::Greedy, seed: 0, stop_tokens: Some(vec![]) },
+        &GenerationConfig {
+            max_new_tokens: 6,
+            sampling: Sampling::Greedy,
+            seed: 0,
+            stop_tokens: Some(vec![]),
+            ..Default::default()
+        },
         |_, _| {},
     )
     .unwrap();
@@ -111,10 +118,37 @@ fn generation_stops_at_eos() {
     let stopped = generate(
         decoder,
         &prompt,
-        &GenerationConfig { max_new_tokens: 6, sampling: Sampling::Greedy, seed: 0, stop_tokens: Some(vec![first]) },
+        &GenerationConfig {
+            max_new_tokens: 6,
+            sampling: Sampling::Greedy,
+            seed: 0,
+            stop_tokens: Some(vec![first]),
+            ..Default::default()
+        },
         |_, id| streamed.push(id),
     )
     .unwrap();
     assert_eq!(stopped[0], vec![11, 250, 3, first]);
     assert_eq!(streamed, vec![first]);
+}
+
+#[test]
+fn stop_sequences_and_repetition_penalty() {
+    let model = load("gpt2");
+    let decoder = model.as_decoder().unwrap();
+    let prompt = vec![vec![11u32, 250, 3]];
+    let base = GenerationConfig { max_new_tokens: 8, stop_tokens: Some(vec![]), ..Default::default() };
+    let free = generate(decoder, &prompt, &base, |_, _| {}).unwrap();
+    let pair = free[0][4..6].to_vec();
+    let stopped =
+        generate(decoder, &prompt, &GenerationConfig { stop_sequences: vec![pair.clone()], ..base.clone() }, |_, _| {})
+            .unwrap();
+    assert_eq!(stopped[0], free[0][..6].to_vec(), "stops right after the sequence {pair:?}");
+    // The tiny greedy model repeats itself; a strong penalty must change the continuation.
+    assert!(free[0][3..].windows(2).any(|w| w[0] == w[1]), "fixture no longer repeats: {:?}", free[0]);
+    let penalized =
+        generate(decoder, &prompt, &GenerationConfig { repetition_penalty: 100.0, ..base.clone() }, |_, _| {}).unwrap();
+    assert!(!penalized[0][3..].windows(2).any(|w| w[0] == w[1]), "{:?}", penalized[0]);
+    let bad = GenerationConfig { repetition_penalty: 0.0, ..base };
+    assert!(generate(decoder, &prompt, &bad, |_, _| {}).is_err());
 }

@@ -119,7 +119,13 @@ fn too_long_and_out_of_vocab_inputs_are_rejected() {
     let source = ModelSource::resolve(fixture("gpt2").to_str().unwrap()).unwrap();
     let model = Model::load(&source, &dev, DType::F32).unwrap();
     let decoder = model.as_decoder().unwrap();
-    let config = GenerationConfig { max_new_tokens: 60, sampling: Sampling::Greedy, seed: 0, stop_tokens: None };
+    let config = GenerationConfig {
+        max_new_tokens: 60,
+        sampling: Sampling::Greedy,
+        seed: 0,
+        stop_tokens: None,
+        ..Default::default()
+    };
     let err = generate(decoder, &[vec![1; 10]], &config, |_, _| {}).unwrap_err().to_string();
     assert!(err.contains("70 tokens") && err.contains("n_positions"), "{err}");
     assert!(generate(decoder, &[vec![]], &config, |_, _| {}).is_err());

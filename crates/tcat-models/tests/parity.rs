@@ -67,7 +67,13 @@ fn gpt2_logits_match_transformers() {
 }
 
 fn greedy(max_new_tokens: usize) -> GenerationConfig {
-    GenerationConfig { max_new_tokens, sampling: Sampling::Greedy, seed: 0, stop_tokens: Some(vec![]) }
+    GenerationConfig {
+        max_new_tokens,
+        sampling: Sampling::Greedy,
+        seed: 0,
+        stop_tokens: Some(vec![]),
+        ..Default::default()
+    }
 }
 
 #[test]
