@@ -104,6 +104,24 @@ impl AttentionMask {
         hides_keys || self.key_padding.is_some()
     }
 
+    /// Draws which keys (columns) each query (row) of batch row 0 sees, `■` for visible and
+    /// `·` for masked, for docs and debugging.
+    ///
+    /// ```
+    /// use tcat_attention::AttentionMask;
+    /// let grid = AttentionMask::causal().with_sliding_window(2).grid(4, 4).unwrap();
+    /// assert_eq!(grid, "■···\n■■··\n·■■·\n··■■\n");
+    /// ```
+    pub fn grid(&self, q_len: usize, kv_len: usize) -> Result<String> {
+        let device = Device::Cpu;
+        let batch = self.key_padding.as_ref().map_or(Ok(1), |k| k.dim(0))?;
+        let rows: Vec<Vec<u8>> = match self.allowed(batch, q_len, kv_len, &device)? {
+            None => vec![vec![1; kv_len]; q_len],
+            Some(allowed) => allowed.broadcast_as((batch, 1, q_len, kv_len))?.get(0)?.get(0)?.to_vec2()?,
+        };
+        Ok(rows.iter().map(|r| r.iter().map(|&a| if a != 0 { '■' } else { '·' }).collect::<String>() + "\n").collect())
+    }
+
     /// The boolean mask as a `u8` tensor broadcastable to `[batch, 1, q_len, kv_len]`
     /// (1 = may attend), or `None` when nothing is masked.
     pub fn allowed(&self, batch: usize, q_len: usize, kv_len: usize, device: &Device) -> Result<Option<Tensor>> {

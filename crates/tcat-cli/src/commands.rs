@@ -337,8 +337,11 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
     let mut so_far = prompts[0].clone();
     if stream {
         shown = decode(&so_far)?;
-        write!(out, "{shown}")?;
-        out.flush()?;
+        // A chat prompt is the template's text: stream only the reply.
+        if !args.chat {
+            write!(out, "{shown}")?;
+            out.flush()?;
+        }
     }
     let outputs = tcat_models::generate(decoder, &prompts, &config, |_, id| {
         if !stream {
