@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: fetch the real MiniLM weights (once, into
+# The whole test suite on a fresh machine: fetch the real MiniLM and SmolLM2 weights (once, into
 # ${TCAT_CACHE:-~/.cache/tcat}), then build and run every test of the workspace in one cargo
 # invocation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TCAT_MINILM_DIR="$(bash scripts/fetch_minilm.sh | tail -n 1)"
-export TCAT_MINILM_DIR
+TCAT_SMOLLM2="$(bash scripts/fetch_smollm2.sh | tail -n 1)"
+export TCAT_MINILM_DIR TCAT_SMOLLM2
 cargo test --workspace "$@"

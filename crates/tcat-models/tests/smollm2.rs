@@ -1,0 +1,114 @@
+//! Real weights from GGUF: SmolLM2-135M-Instruct (Q4_1) against `transformers`, which
+//! dequantizes the same file to f32 (tests/fixtures/smollm2/make_expected.py). The file is
+//! fetched by scripts/fetch_smollm2.sh; the test fails (not skips) when it is missing.
+
+mod common;
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use common::fixture;
+use tcat_models::gguf::{GgufFile, chat_template, tokenizer};
+use tcat_models::{Batch, ChatMessage, GenerationConfig, generate};
+
+fn gguf_path() -> PathBuf {
+    let path = std::env::var_os("TCAT_SMOLLM2").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("TCAT_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/tcat"))
+            .join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    });
+    assert!(path.is_file(), "{} not found: run scripts/fetch_smollm2.sh (or set TCAT_SMOLLM2)", path.display());
+    path
+}
+
+#[derive(serde::Deserialize)]
+struct TokenizerCase {
+    text: String,
+    ids: Vec<u32>,
+}
+
+#[derive(serde::Deserialize)]
+struct Expected {
+    prompt: String,
+    prompt_ids: Vec<u32>,
+    logits_prefix16: Vec<Vec<f32>>,
+    logits_last_top100: Vec<(u32, f32)>,
+    greedy_ids: Vec<u32>,
+    chat_text: String,
+    chat_ids: Vec<u32>,
+    chat_greedy_ids: Vec<u32>,
+    tokenizer_cases: Vec<TokenizerCase>,
+}
+
+fn expected() -> Expected {
+    serde_json::from_str(&std::fs::read_to_string(fixture("smollm2/expected.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn smollm2_tokenizer_and_chat_template_match_transformers() {
+    let path = gguf_path();
+    let exp = expected();
+    let tok = tokenizer(&path).unwrap();
+    for case in &exp.tokenizer_cases {
+        let ids = tok.encode(case.text.as_str(), false).unwrap().get_ids().to_vec();
+        assert_eq!(ids, case.ids, "{:?}", case.text);
+    }
+    assert_eq!(tok.encode(exp.prompt.as_str(), true).unwrap().get_ids(), exp.prompt_ids.as_slice());
+    let template = chat_template(&path).unwrap().expect("SmolLM2 ships a chat template");
+    let text = template.render(&[ChatMessage::user("What is 2+2?")], true).unwrap();
+    assert_eq!(text, exp.chat_text);
+    assert_eq!(tok.encode(text.as_str(), false).unwrap().get_ids(), exp.chat_ids.as_slice());
+}
+
+#[test]
+fn smollm2_dequantized_matches_transformers() {
+    let exp = expected();
+    let model = GgufFile::open(&gguf_path()).unwrap().load_llama(&Device::Cpu, Some(DType::F32)).unwrap();
+    let batch = Batch::right_padded(std::slice::from_ref(&exp.prompt_ids), None, 0, &Device::Cpu).unwrap();
+    let logits = model.logits(&batch).unwrap().squeeze(0).unwrap();
+    let prefix: Vec<Vec<f32>> = logits.narrow(1, 0, 16).unwrap().to_vec2().unwrap();
+    let mut worst = 0f32;
+    for (got, want) in prefix.iter().zip(&exp.logits_prefix16) {
+        for (g, w) in got.iter().zip(want) {
+            worst = worst.max((g - w).abs());
+        }
+    }
+    let last = logits.get(logits.dim(0).unwrap() - 1).unwrap();
+    for &(id, want) in &exp.logits_last_top100 {
+        let got = last.get(id as usize).unwrap().to_scalar::<f32>().unwrap();
+        worst = worst.max((got - want).abs());
+    }
+    eprintln!("SmolLM2 f32 logits: max abs difference {worst:e}");
+    assert!(worst <= 1e-4, "logits differ by {worst}");
+
+    let greedy = |prompt: &[u32], want: &[u32]| {
+        let config =
+            GenerationConfig { max_new_tokens: want.len() - prompt.len(), stop_tokens: Some(vec![]), ..Default::default() };
+        let got = generate(&model, &[prompt.to_vec()], &config, |_, _| {}).unwrap();
+        assert_eq!(got[0], want);
+    };
+    greedy(&exp.prompt_ids, &exp.greedy_ids);
+    greedy(&exp.chat_ids, &exp.chat_greedy_ids);
+}
+
+#[test]
+fn smollm2_quantized_stays_close_to_the_dequantized_model() {
+    // Q4_1 weights times Q8_1-quantized activations: the logits move a little, the answer
+    // must not.
+    let exp = expected();
+    let path = gguf_path();
+    let model = GgufFile::open(&path).unwrap().load_llama(&Device::Cpu, None).unwrap();
+    let batch = Batch::right_padded(std::slice::from_ref(&exp.prompt_ids), None, 0, &Device::Cpu).unwrap();
+    let logits = model.logits(&batch).unwrap().squeeze(0).unwrap();
+    let last = logits.get(logits.dim(0).unwrap() - 1).unwrap();
+    let top_want = exp.logits_last_top100[0].0;
+    let top_got = last.argmax(0).unwrap().to_scalar::<u32>().unwrap();
+    assert_eq!(top_got, top_want, "quantized model's next token");
+    let want: Vec<f32> = exp.logits_last_top100.iter().map(|&(_, v)| v).collect();
+    let got: Vec<f32> = exp.logits_last_top100.iter().map(|&(i, _)| last.get(i as usize).unwrap().to_scalar().unwrap()).collect();
+    let (want, got) = (Tensor::new(want, &Device::Cpu).unwrap(), Tensor::new(got, &Device::Cpu).unwrap());
+    let rel = ((&got - &want).unwrap().sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap())
+        / want.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
+    assert!(rel < 0.05, "quantized top-100 logits off by {rel} relative");
+}
