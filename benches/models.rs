@@ -1,1 +1,427 @@
-fn main() {}
+//! tcat against candle-transformers, side by side: the same random weights, in the same process,
+//! on the CPU in f32.
+//!
+//! - `bert_base_forward_8x128`: BERT-base encoder forward over 8 × 128 token ids (no padding),
+//!   tcat's `EncoderModel::hidden_states` against `candle_transformers::models::bert::BertModel`.
+//! - `gpt2_124m_decode_64`: greedy decoding of 64 tokens after a 16-token prompt, batch 1,
+//!   reported in tokens/s. candle-transformers has no GPT-2; its nearest model is GPT-BigCode
+//!   (`models::bigcode`, GPT-2 plus optional multi-query attention), but its multi-head path
+//!   (`multi_query: false`) does not run in 0.11.1: it reshapes the fused QKV output to
+//!   `[batch, seq, hidden, 3 · head_dim]` (hidden where the head count belongs), which fails for
+//!   any shape. So the group holds three variants:
+//!   - `tcat`: GPT-2 124M (multi-head), loaded by `tcat::models` from GPT-2 names;
+//!   - `tcat-mqa`: the same shapes with one key/value head, loaded by tcat's `gpt_bigcode`
+//!     family from exactly the peer's tensors and decoded by tcat's `generate`;
+//!   - `candle-transformers-mqa`: `bigcode::GPTBigCode` with `multi_query: true`.
+//!
+//!   `tcat-mqa` against `candle-transformers-mqa` is the like-for-like ratio; `tcat` against
+//!   `tcat-mqa` is what the 11 extra key/value heads cost (≈ 10% more weights per token).
+//!
+//! Before timing, each pair is checked to compute the same thing (see `check_*`).
+//!
+//! ```text
+//! cargo bench --bench models
+//! ```
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, ensure};
+use candle_core::{D, DType, Device, IndexOp, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::generation::LogitsProcessor;
+use candle_transformers::models::{bert, bigcode};
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use tcat::models::{Batch, Checkpoint, ConfigFile, DecoderModel, GenerationConfig, Model, Sampling, generate};
+
+// Faulting in fresh pages for every intermediate tensor costs up to 2× with the system allocator
+// on the benchmark machine; both sides allocate through this one.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Standard deviation of the random weights (GPT-2's and BERT's `initializer_range`).
+const INIT_STD: f32 = 0.02;
+
+// BERT-base.
+const BERT_VOCAB: usize = 30522;
+const BERT_HIDDEN: usize = 768;
+const BERT_LAYERS: usize = 12;
+const BERT_HEADS: usize = 12;
+const BERT_INTERMEDIATE: usize = 3072;
+const BERT_POSITIONS: usize = 512;
+const BERT_TYPES: usize = 2;
+const BERT_BATCH: usize = 8;
+const BERT_SEQ: usize = 128;
+
+// GPT-2 124M.
+const GPT2_VOCAB: usize = 50257;
+const GPT2_POSITIONS: usize = 1024;
+const GPT2_HIDDEN: usize = 768;
+const GPT2_LAYERS: usize = 12;
+const GPT2_HEADS: usize = 12;
+const GPT2_HEAD_DIM: usize = GPT2_HIDDEN / GPT2_HEADS;
+const GPT2_EPS: f64 = 1e-5;
+const PROMPT_LEN: usize = 16;
+const NEW_TOKENS: usize = 64;
+/// Greedy tokens compared between implementations before timing.
+const CHECKED_TOKENS: usize = 8;
+
+/// SplitMix64 with Box–Muller normals: fixed seeds give the same weights and ids on every run.
+struct Rng {
+    state: u64,
+    spare: Option<f64>,
+}
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self { state: seed, spare: None }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in the open interval (0, 1).
+    fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self) -> f64 {
+        if let Some(z) = self.spare.take() {
+            return z;
+        }
+        let r = (-2.0 * self.uniform().ln()).sqrt();
+        let (s, c) = (std::f64::consts::TAU * self.uniform()).sin_cos();
+        self.spare = Some(r * s);
+        r * c
+    }
+
+    fn token_ids(&mut self, n: usize, vocab: usize) -> Vec<u32> {
+        (0..n).map(|_| (self.next_u64() % vocab as u64) as u32).collect()
+    }
+}
+
+/// A map of named random tensors, as a checkpoint would hold them.
+struct Weights {
+    map: HashMap<String, Tensor>,
+    rng: Rng,
+    device: Device,
+}
+
+impl Weights {
+    fn new(seed: u64, device: &Device) -> Self {
+        Self { map: HashMap::new(), rng: Rng::new(seed), device: device.clone() }
+    }
+
+    /// `mean + INIT_STD · N(0, 1)` of shape `dims`, stored under `name`.
+    fn normal(&mut self, name: impl Into<String>, dims: &[usize], mean: f32) -> Result<()> {
+        let n = dims.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| mean + INIT_STD * self.rng.normal() as f32).collect();
+        self.map.insert(name.into(), Tensor::from_vec(data, dims, &self.device)?);
+        Ok(())
+    }
+
+    /// `{prefix}.weight` of shape `dims` and `{prefix}.bias` of `out` features.
+    fn linear(&mut self, prefix: &str, dims: [usize; 2], out: usize) -> Result<()> {
+        self.normal(format!("{prefix}.weight"), &dims, 0.0)?;
+        self.normal(format!("{prefix}.bias"), &[out], 0.0)
+    }
+
+    fn layer_norm(&mut self, prefix: &str, dim: usize) -> Result<()> {
+        self.normal(format!("{prefix}.weight"), &[dim], 1.0)?;
+        self.normal(format!("{prefix}.bias"), &[dim], 0.0)
+    }
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+    Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// BERT-base forward
+// ---------------------------------------------------------------------------------------------
+
+/// The `config.json` both sides read (candle-transformers' `bert::Config` needs the dropout and
+/// initializer fields; tcat ignores them).
+fn bert_config_json() -> serde_json::Value {
+    serde_json::json!({
+        "model_type": "bert",
+        "vocab_size": BERT_VOCAB,
+        "hidden_size": BERT_HIDDEN,
+        "num_hidden_layers": BERT_LAYERS,
+        "num_attention_heads": BERT_HEADS,
+        "intermediate_size": BERT_INTERMEDIATE,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "max_position_embeddings": BERT_POSITIONS,
+        "type_vocab_size": BERT_TYPES,
+        "initializer_range": INIT_STD,
+        "layer_norm_eps": 1e-12,
+        "pad_token_id": 0,
+    })
+}
+
+/// BERT weights under Hugging Face `BertModel` names (no `bert.` prefix, no pooler, no head).
+fn bert_weights(device: &Device) -> Result<HashMap<String, Tensor>> {
+    let (h, i) = (BERT_HIDDEN, BERT_INTERMEDIATE);
+    let mut w = Weights::new(0xbe27, device);
+    w.normal("embeddings.word_embeddings.weight", &[BERT_VOCAB, h], 0.0)?;
+    w.normal("embeddings.position_embeddings.weight", &[BERT_POSITIONS, h], 0.0)?;
+    w.normal("embeddings.token_type_embeddings.weight", &[BERT_TYPES, h], 0.0)?;
+    w.layer_norm("embeddings.LayerNorm", h)?;
+    for layer in 0..BERT_LAYERS {
+        let p = format!("encoder.layer.{layer}");
+        for proj in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
+            w.linear(&format!("{p}.{proj}"), [h, h], h)?;
+        }
+        w.layer_norm(&format!("{p}.attention.output.LayerNorm"), h)?;
+        w.linear(&format!("{p}.intermediate.dense"), [i, h], i)?;
+        w.linear(&format!("{p}.output.dense"), [h, i], h)?;
+        w.layer_norm(&format!("{p}.output.LayerNorm"), h)?;
+    }
+    Ok(w.map)
+}
+
+fn bench_bert(c: &mut Criterion) {
+    let device = Device::Cpu;
+    let weights = timed("bert: random weights", || bert_weights(&device)).expect("BERT weights");
+    let json = bert_config_json();
+
+    let config = ConfigFile { path: "bench".into(), json: json.clone() };
+    let vb = VarBuilder::from_tensors(weights.clone(), DType::F32, &device);
+    let model = Model::from_checkpoint(&config, &Checkpoint::from_var_builder(vb, "random")).expect("tcat BERT");
+    let tcat = model.as_encoder().expect("BERT is an encoder");
+
+    let peer_config: bert::Config = serde_json::from_value(json).expect("candle-transformers BERT config");
+    let vb = VarBuilder::from_tensors(weights, DType::F32, &device);
+    let peer = bert::BertModel::load(vb, &peer_config).expect("candle-transformers BERT");
+
+    let mut rng = Rng::new(0x1d5);
+    let rows: Vec<Vec<u32>> = (0..BERT_BATCH).map(|_| rng.token_ids(BERT_SEQ, BERT_VOCAB)).collect();
+    let batch = Batch::right_padded(&rows, None, 0, &device).expect("batch");
+    let input_ids = batch.input_ids().clone();
+    let token_type_ids = input_ids.zeros_like().expect("token types");
+
+    // Same computation: the last hidden states agree.
+    let ours = tcat.hidden_states(&batch).expect("tcat forward");
+    let theirs = peer.forward(&input_ids, &token_type_ids, None).expect("candle-transformers forward");
+    let diff = max_abs_diff(&ours, &theirs).expect("diff");
+    eprintln!("check bert: max |tcat - candle-transformers| over hidden states {:?} = {diff:.2e}", ours.dims());
+    assert!(diff < 1e-3, "BERT outputs differ by {diff}");
+
+    let mut group = c.benchmark_group("bert_base_forward_8x128");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(25));
+    group.bench_function("tcat", |b| b.iter(|| tcat.hidden_states(&batch).unwrap()));
+    group
+        .bench_function("candle-transformers", |b| b.iter(|| peer.forward(&input_ids, &token_type_ids, None).unwrap()));
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPT-2 124M greedy decoding
+// ---------------------------------------------------------------------------------------------
+
+fn gpt2_config_json() -> serde_json::Value {
+    serde_json::json!({
+        "model_type": "gpt2",
+        "vocab_size": GPT2_VOCAB,
+        "n_positions": GPT2_POSITIONS,
+        "n_embd": GPT2_HIDDEN,
+        "n_layer": GPT2_LAYERS,
+        "n_head": GPT2_HEADS,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": GPT2_EPS,
+    })
+}
+
+/// GPT-2 weights under Hugging Face `GPT2Model` names, projections in `Conv1D` layout
+/// (`[in, out]`), LM head tied to `wte`.
+fn gpt2_weights(device: &Device) -> Result<HashMap<String, Tensor>> {
+    let h = GPT2_HIDDEN;
+    let mut w = Weights::new(0x6e72, device);
+    w.normal("wte.weight", &[GPT2_VOCAB, h], 0.0)?;
+    w.normal("wpe.weight", &[GPT2_POSITIONS, h], 0.0)?;
+    for layer in 0..GPT2_LAYERS {
+        let p = format!("h.{layer}");
+        w.layer_norm(&format!("{p}.ln_1"), h)?;
+        w.linear(&format!("{p}.attn.c_attn"), [h, 3 * h], 3 * h)?;
+        w.linear(&format!("{p}.attn.c_proj"), [h, h], h)?;
+        w.layer_norm(&format!("{p}.ln_2"), h)?;
+        w.linear(&format!("{p}.mlp.c_fc"), [h, 4 * h], 4 * h)?;
+        w.linear(&format!("{p}.mlp.c_proj"), [4 * h, h], h)?;
+    }
+    w.layer_norm("ln_f", h)?;
+    Ok(w.map)
+}
+
+/// The GPT-BigCode multi-query checkpoint derived from the GPT-2 one: names under
+/// `transformer.`, projections transposed to `nn.Linear` layout (`[out, in]`, contiguous, as a
+/// checkpoint stores them), and `c_attn` keeping all query heads but only the first key and
+/// value head (`[q | k₀ | v₀]`, the order GPT-BigCode splits it in).
+fn bigcode_mqa_weights(gpt2: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
+    let (h, d) = (GPT2_HIDDEN, GPT2_HEAD_DIM);
+    let mut map = HashMap::new();
+    for (name, t) in gpt2 {
+        let t = if name.ends_with("attn.c_attn.weight") {
+            Tensor::cat(&[t.narrow(1, 0, h)?, t.narrow(1, h, d)?, t.narrow(1, 2 * h, d)?], 1)?.t()?.contiguous()?
+        } else if name.ends_with("attn.c_attn.bias") {
+            Tensor::cat(&[t.narrow(0, 0, h)?, t.narrow(0, h, d)?, t.narrow(0, 2 * h, d)?], 0)?
+        } else if name.contains(".c_") && name.ends_with(".weight") {
+            t.t()?.contiguous()?
+        } else {
+            t.clone()
+        };
+        map.insert(format!("transformer.{name}"), t);
+    }
+    Ok(map)
+}
+
+/// GPT-2 124M shapes with multi-query attention. GPT-BigCode's MLP applies `Tensor::gelu`, the
+/// tanh approximation, i.e. GPT-2's `gelu_new`: the same activation as tcat's GPT-2.
+fn bigcode_mqa_config() -> bigcode::Config {
+    bigcode::Config {
+        vocab_size: GPT2_VOCAB,
+        max_position_embeddings: GPT2_POSITIONS,
+        num_hidden_layers: GPT2_LAYERS,
+        hidden_size: GPT2_HIDDEN,
+        layer_norm_epsilon: GPT2_EPS,
+        n_inner: Some(4 * GPT2_HIDDEN),
+        num_attention_heads: GPT2_HEADS,
+        multi_query: true,
+        use_cache: true,
+    }
+}
+
+/// GPT-BigCode (multi-query) loaded by tcat's `gpt_bigcode` family from the peer's checkpoint.
+fn tcat_bigcode_mqa(vb: VarBuilder<'static>) -> tcat::core::Result<Model> {
+    let json = serde_json::json!({
+        "model_type": "gpt_bigcode",
+        "vocab_size": GPT2_VOCAB,
+        "n_positions": GPT2_POSITIONS,
+        "n_embd": GPT2_HIDDEN,
+        "n_layer": GPT2_LAYERS,
+        "n_head": GPT2_HEADS,
+        "n_inner": 4 * GPT2_HIDDEN,
+        "activation_function": "gelu_pytorch_tanh",
+        "layer_norm_epsilon": GPT2_EPS,
+        "multi_query": true,
+    });
+    Model::from_checkpoint(&ConfigFile { path: "bench".into(), json }, &Checkpoint::from_var_builder(vb, "random"))
+}
+
+fn greedy(max_new_tokens: usize) -> GenerationConfig {
+    GenerationConfig { max_new_tokens, sampling: Sampling::Greedy, stop_tokens: Some(vec![]), ..Default::default() }
+}
+
+/// tcat's decoding: prompt followed by `n` greedy tokens.
+fn tcat_decode(model: &DecoderModel, prompt: &[u32], n: usize) -> Vec<u32> {
+    let mut out = generate(model, &[prompt.to_vec()], &greedy(n), |_, _| {}).unwrap();
+    out.pop().unwrap()
+}
+
+/// candle-transformers' decoding, as its bigcode example does it: the whole prompt first, then
+/// one token per step against the model's own KV cache, argmax of the last logits through
+/// `LogitsProcessor` (no temperature). Returns the prompt followed by `n` tokens.
+fn bigcode_decode(model: &mut bigcode::GPTBigCode, prompt: &[u32], n: usize, device: &Device) -> Vec<u32> {
+    let mut tokens = prompt.to_vec();
+    let mut sampler = LogitsProcessor::new(0, None, None);
+    for step in 0..n {
+        let (past, context) =
+            if step == 0 { (0, &tokens[..]) } else { (tokens.len() - 1, &tokens[tokens.len() - 1..]) };
+        let input = Tensor::new(context, device).unwrap().unsqueeze(0).unwrap();
+        let logits = model.forward(&input, past).unwrap().squeeze(0).unwrap();
+        tokens.push(sampler.sample(&logits).unwrap());
+    }
+    tokens
+}
+
+/// GPT-2 has no peer to agree with, so tcat checks itself: the cached greedy tokens are the
+/// argmax of one uncached forward pass over prompt + generated tokens.
+fn check_gpt2(model: &DecoderModel, prompt: &[u32], device: &Device) -> Result<()> {
+    let tokens = tcat_decode(model, prompt, CHECKED_TOKENS);
+    let context = &tokens[..PROMPT_LEN + CHECKED_TOKENS - 1];
+    let logits = model.logits(&Batch::right_padded(&[context.to_vec()], None, 0, device)?)?;
+    let uncached = logits.i((0, PROMPT_LEN - 1..))?.argmax(D::Minus1)?.to_vec1::<u32>()?;
+    eprintln!("check gpt2: cached greedy {:?}, uncached argmax {uncached:?}", &tokens[PROMPT_LEN..]);
+    ensure!(uncached == tokens[PROMPT_LEN..], "tcat GPT-2: cached decoding differs from the uncached forward");
+    Ok(())
+}
+
+/// tcat's multi-query decoder and GPT-BigCode agree on the prompt's last logits and on the first
+/// greedy tokens.
+fn check_mqa(tcat: &DecoderModel, vb: &VarBuilder<'static>, prompt: &[u32], device: &Device) -> Result<()> {
+    let ours = tcat.logits(&Batch::right_padded(&[prompt.to_vec()], None, 0, device)?)?.i((0, PROMPT_LEN - 1))?;
+    let mut peer = bigcode::GPTBigCode::load(vb.clone(), bigcode_mqa_config())?;
+    let theirs = peer.forward(&Tensor::new(prompt, device)?.unsqueeze(0)?, 0)?.squeeze(0)?;
+    let diff = max_abs_diff(&ours, &theirs)?;
+    let ours = tcat_decode(tcat, prompt, CHECKED_TOKENS);
+    let mut peer = bigcode::GPTBigCode::load(vb.clone(), bigcode_mqa_config())?;
+    let theirs = bigcode_decode(&mut peer, prompt, CHECKED_TOKENS, device);
+    eprintln!(
+        "check gpt2 mqa: max |tcat - candle-transformers| over prompt logits = {diff:.2e}; greedy tokens tcat {:?}, \
+         candle-transformers {:?}",
+        &ours[PROMPT_LEN..],
+        &theirs[PROMPT_LEN..]
+    );
+    ensure!(diff < 1e-3, "multi-query logits differ by {diff}");
+    ensure!(ours == theirs, "multi-query greedy tokens differ");
+    Ok(())
+}
+
+fn bench_gpt2(c: &mut Criterion) {
+    let device = Device::Cpu;
+    let gpt2 = timed("gpt2: random weights", || gpt2_weights(&device)).expect("GPT-2 weights");
+    let mqa = bigcode_mqa_weights(&gpt2).expect("GPT-BigCode weights");
+    let prompt = Rng::new(0x9e7).token_ids(PROMPT_LEN, GPT2_VOCAB);
+
+    let config = ConfigFile { path: "bench".into(), json: gpt2_config_json() };
+    let vb = VarBuilder::from_tensors(gpt2, DType::F32, &device);
+    let model = Model::from_checkpoint(&config, &Checkpoint::from_var_builder(vb, "random")).expect("tcat GPT-2");
+    let tcat = model.as_decoder().expect("GPT-2 is a decoder");
+
+    let mqa_vb = VarBuilder::from_tensors(mqa, DType::F32, &device);
+    let tcat_mqa = tcat_bigcode_mqa(mqa_vb.clone()).expect("tcat GPT-BigCode");
+    let tcat_mqa = tcat_mqa.as_decoder().expect("GPT-BigCode is a decoder");
+
+    check_gpt2(tcat, &prompt, &device).expect("GPT-2 check");
+    check_mqa(tcat_mqa, &mqa_vb, &prompt, &device).expect("multi-query check");
+
+    let mut group = c.benchmark_group("gpt2_124m_decode_64");
+    group
+        .throughput(Throughput::Elements(NEW_TOKENS as u64))
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(20));
+    group.bench_function("tcat", |b| b.iter(|| tcat_decode(tcat, &prompt, NEW_TOKENS)));
+    group.bench_function("tcat-mqa", |b| b.iter(|| tcat_decode(tcat_mqa, &prompt, NEW_TOKENS)));
+    // The model owns its KV cache and has no reset, so each run loads a fresh one (untimed; the
+    // tensors are shared, loading only builds the causal-mask table).
+    group.bench_function("candle-transformers-mqa", |b| {
+        b.iter_batched(
+            || bigcode::GPTBigCode::load(mqa_vb.clone(), bigcode_mqa_config()).unwrap(),
+            |mut peer| bigcode_decode(&mut peer, &prompt, NEW_TOKENS, &device),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+/// Times one untimed-by-criterion call (building weights, loading), for the log.
+fn timed<T>(label: &str, f: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let out = f();
+    eprintln!("{label}: {:.2?}", start.elapsed());
+    out
+}
+
+criterion_group!(benches, bench_bert, bench_gpt2);
+criterion_main!(benches);
