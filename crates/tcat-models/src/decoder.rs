@@ -73,9 +73,34 @@ impl DecoderModel {
         mask: &AttentionMask,
         caches: Option<&mut [KvCache]>,
     ) -> Result<Tensor> {
-        let x = self.embeddings.forward(input_ids, Some(position_ids), None)?;
-        let h = self.stack.forward(&x, mask, Some(position_ids), caches)?;
+        let h = self.hidden_states(input_ids, position_ids, mask, caches)?;
         Ok(self.head.forward(&h)?)
+    }
+
+    /// Logits `[batch, vocab]` of the last position only, as decoding needs them: the
+    /// vocabulary projection of the other prompt positions is skipped.
+    pub fn forward_last(
+        &self,
+        input_ids: &Tensor,
+        position_ids: &Tensor,
+        mask: &AttentionMask,
+        caches: Option<&mut [KvCache]>,
+    ) -> Result<Tensor> {
+        let h = self.hidden_states(input_ids, position_ids, mask, caches)?;
+        let last = h.narrow(1, h.dim(1)? - 1, 1)?.squeeze(1)?;
+        Ok(self.head.forward(&last)?)
+    }
+
+    /// The final hidden states `[batch, seq, hidden]` (after the final norm).
+    pub fn hidden_states(
+        &self,
+        input_ids: &Tensor,
+        position_ids: &Tensor,
+        mask: &AttentionMask,
+        caches: Option<&mut [KvCache]>,
+    ) -> Result<Tensor> {
+        let x = self.embeddings.forward(input_ids, Some(position_ids), None)?;
+        Ok(self.stack.forward(&x, mask, Some(position_ids), caches)?)
     }
 
     /// Logits of a right-padded batch in one pass (no cache), as `tcat forward` writes them.

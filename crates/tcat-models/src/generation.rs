@@ -114,8 +114,7 @@ pub fn generate(
     let mut next_position: Vec<u32> = batch.lengths().iter().map(|&l| l as u32).collect();
     for _ in 0..config.max_new_tokens {
         let attention = AttentionMask::causal().with_key_padding(mask.clone());
-        let logits = model.forward(&input, &positions, &attention, Some(&mut caches))?;
-        let last = logits.narrow(1, logits.dim(1)? - 1, 1)?.squeeze(1)?.to_dtype(DType::F32)?;
+        let last = model.forward_last(&input, &positions, &attention, Some(&mut caches))?.to_dtype(DType::F32)?;
         let rows: Vec<Vec<f32>> = last.to_vec2()?;
         let mut chosen = Vec::with_capacity(rows.len());
         for (row, logits) in rows.into_iter().enumerate() {

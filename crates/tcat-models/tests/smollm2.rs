@@ -83,8 +83,11 @@ fn smollm2_dequantized_matches_transformers() {
     assert!(worst <= 1e-4, "logits differ by {worst}");
 
     let greedy = |prompt: &[u32], want: &[u32]| {
-        let config =
-            GenerationConfig { max_new_tokens: want.len() - prompt.len(), stop_tokens: Some(vec![]), ..Default::default() };
+        let config = GenerationConfig {
+            max_new_tokens: want.len() - prompt.len(),
+            stop_tokens: Some(vec![]),
+            ..Default::default()
+        };
         let got = generate(&model, &[prompt.to_vec()], &config, |_, _| {}).unwrap();
         assert_eq!(got[0], want);
     };
@@ -106,7 +109,8 @@ fn smollm2_quantized_stays_close_to_the_dequantized_model() {
     let top_got = last.argmax(0).unwrap().to_scalar::<u32>().unwrap();
     assert_eq!(top_got, top_want, "quantized model's next token");
     let want: Vec<f32> = exp.logits_last_top100.iter().map(|&(_, v)| v).collect();
-    let got: Vec<f32> = exp.logits_last_top100.iter().map(|&(i, _)| last.get(i as usize).unwrap().to_scalar().unwrap()).collect();
+    let got: Vec<f32> =
+        exp.logits_last_top100.iter().map(|&(i, _)| last.get(i as usize).unwrap().to_scalar().unwrap()).collect();
     let (want, got) = (Tensor::new(want, &Device::Cpu).unwrap(), Tensor::new(got, &Device::Cpu).unwrap());
     let rel = ((&got - &want).unwrap().sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap())
         / want.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
