@@ -17,6 +17,10 @@
 //!   `tcat-mqa` against `candle-transformers-mqa` is the like-for-like ratio; `tcat` against
 //!   `tcat-mqa` is what the 11 extra key/value heads cost (≈ 10% more weights per token).
 //!
+//! - `smollm2_135m_decode_64` / `smollm2_135m_prefill_128`: the real SmolLM2-135M-Instruct GGUF
+//!   (Q4_1) when scripts/fetch_smollm2.sh has fetched it: tcat quantized and dequantized to f32
+//!   beside `candle_transformers::models::quantized_llama` on the same file.
+//!
 //! Before timing, each pair is checked to compute the same thing (see `check_*`).
 //!
 //! ```text
@@ -30,8 +34,9 @@ use anyhow::{Result, ensure};
 use candle_core::{D, DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::generation::LogitsProcessor;
-use candle_transformers::models::{bert, bigcode};
+use candle_transformers::models::{bert, bigcode, quantized_llama};
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use tcat::models::gguf::GgufFile;
 use tcat::models::{Batch, Checkpoint, ConfigFile, DecoderModel, GenerationConfig, Model, Sampling, generate};
 
 // Faulting in fresh pages for every intermediate tensor costs up to 2× with the system allocator
@@ -423,5 +428,96 @@ fn timed<T>(label: &str, f: impl FnOnce() -> T) -> T {
     out
 }
 
-criterion_group!(benches, bench_bert, bench_gpt2);
+// ---------------------------------------------------------------------------------------------
+// SmolLM2-135M (LLaMA architecture) from its GGUF Q4_1 file
+// ---------------------------------------------------------------------------------------------
+
+/// The real GGUF file fetched by scripts/fetch_smollm2.sh, if present.
+fn smollm2_path() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("TCAT_SMOLLM2").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("TCAT_CACHE")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/tcat")
+            })
+            .join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    });
+    path.is_file().then_some(path)
+}
+
+fn quantized_llama(path: &std::path::Path, device: &Device) -> quantized_llama::ModelWeights {
+    let mut file = std::fs::File::open(path).unwrap();
+    let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
+    quantized_llama::ModelWeights::from_gguf(content, &mut file, device).unwrap()
+}
+
+/// candle-transformers' decoding loop for `quantized_llama`, as its example runs it.
+fn quantized_llama_decode(
+    model: &mut quantized_llama::ModelWeights,
+    prompt: &[u32],
+    n: usize,
+    device: &Device,
+) -> Vec<u32> {
+    model.clear_kv_cache();
+    let mut tokens = prompt.to_vec();
+    let mut sampler = LogitsProcessor::new(0, None, None);
+    for step in 0..n {
+        let (past, context) =
+            if step == 0 { (0, &tokens[..]) } else { (tokens.len() - 1, &tokens[tokens.len() - 1..]) };
+        let input = Tensor::new(context, device).unwrap().unsqueeze(0).unwrap();
+        let logits = model.forward(&input, past).unwrap().squeeze(0).unwrap();
+        tokens.push(sampler.sample(&logits).unwrap());
+    }
+    tokens
+}
+
+/// SmolLM2-135M-Instruct, Q4_1: prompt processing (128 tokens) and decoding (64 tokens after a
+/// 16-token prompt), tcat (quantized and dequantized to f32) beside candle-transformers'
+/// `quantized_llama` on the same file.
+fn bench_smollm2(c: &mut Criterion) {
+    let Some(path) = smollm2_path() else {
+        eprintln!("smollm2: GGUF not found, skipped (run scripts/fetch_smollm2.sh)");
+        return;
+    };
+    let device = Device::Cpu;
+    let load = |dtype| GgufFile::open(&path).unwrap().load_llama(&device, dtype).unwrap();
+    let (tcat_q, tcat_f32) = (load(None), load(Some(DType::F32)));
+    let mut peer = quantized_llama(&path, &device);
+    let vocab = tcat_q.vocab_size();
+    let prompt = Rng::new(0x5e1).token_ids(PROMPT_LEN, vocab);
+    let long_prompt = Rng::new(0x5e2).token_ids(128, vocab);
+    let ours = tcat_decode(&tcat_q, &prompt, CHECKED_TOKENS);
+    let theirs = quantized_llama_decode(&mut peer, &prompt, CHECKED_TOKENS, &device);
+    eprintln!(
+        "check smollm2 q4_1: greedy tcat {:?}, candle-transformers {:?}",
+        &ours[PROMPT_LEN..],
+        &theirs[PROMPT_LEN..]
+    );
+    assert_eq!(ours, theirs, "quantized greedy tokens differ");
+
+    let mut group = c.benchmark_group("smollm2_135m_decode_64");
+    group
+        .throughput(Throughput::Elements(NEW_TOKENS as u64))
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(15));
+    group.bench_function("tcat-q4_1", |b| b.iter(|| tcat_decode(&tcat_q, &prompt, NEW_TOKENS)));
+    group.bench_function("tcat-f32", |b| b.iter(|| tcat_decode(&tcat_f32, &prompt, NEW_TOKENS)));
+    group.bench_function("candle-transformers-q4_1", |b| {
+        b.iter(|| quantized_llama_decode(&mut peer, &prompt, NEW_TOKENS, &device))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("smollm2_135m_prefill_128");
+    group.throughput(Throughput::Elements(128)).sample_size(10).sampling_mode(SamplingMode::Flat);
+    group.bench_function("tcat-q4_1", |b| b.iter(|| tcat_decode(&tcat_q, &long_prompt, 1)));
+    group.bench_function("tcat-f32", |b| b.iter(|| tcat_decode(&tcat_f32, &long_prompt, 1)));
+    group.bench_function("candle-transformers-q4_1", |b| {
+        b.iter(|| quantized_llama_decode(&mut peer, &long_prompt, 1, &device))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_bert, bench_gpt2, bench_smollm2);
 criterion_main!(benches);
