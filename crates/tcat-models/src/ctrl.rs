@@ -11,6 +11,7 @@ use tcat_core::{Linear, Result, WeightLayout};
 use tcat_position::{AbsolutePositions, SinusoidalLayout, sinusoidal_table};
 
 use crate::config::TokenIds;
+use crate::decoder::special_ids;
 use crate::{Checkpoint, ConfigFile, DecoderModel};
 
 /// CTRL's per-layer LayerNorm ε (fixed in the reference implementation).
@@ -69,8 +70,7 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
         };
         let bias =
             if root.contains_tensor("lm_head.bias") { Some(root.get(cfg.vocab_size, "lm_head.bias")?) } else { None };
-        let eos = cfg.eos_token_id.to_vec();
-        let pad = cfg.pad_token_id.or(eos.first().copied()).unwrap_or(0);
+        let (eos, pad) = special_ids(&cfg.eos_token_id, cfg.pad_token_id, 0);
         let embeddings = Embeddings::new(word, Some(AbsolutePositions::new(table, 0)), None, None)
             .with_word_scale((h as f64).sqrt());
         Ok(DecoderModel::new(

@@ -2,9 +2,11 @@
 //! layers, and an LM head.
 
 use candle_core::Tensor;
+use candle_nn::VarBuilder;
 use tcat_attention::{AttentionMask, KvCache};
 use tcat_blocks::{Embeddings, LmHead, Stack};
 use tcat_core::{Error, Result};
+use tcat_core::{Linear, WeightLayout};
 use tcat_position::sequential_position_ids;
 
 use crate::Batch;
@@ -127,4 +129,23 @@ impl DecoderModel {
         }
         Ok(())
     }
+}
+
+/// The LM head stored as `lm_head.weight` under `root`, or, when the checkpoint omits it
+/// (tied weights are saved once), the word-embedding table.
+pub(crate) fn lm_head_or_tied(root: &VarBuilder, word: &Tensor) -> candle_core::Result<LmHead> {
+    let (vocab, hidden) = word.dims2()?;
+    if root.contains_tensor("lm_head.weight") {
+        Ok(LmHead::new(Linear::load(root.pp("lm_head"), hidden, vocab, false, WeightLayout::OutIn)?))
+    } else {
+        Ok(LmHead::tied(word))
+    }
+}
+
+/// End-of-sequence ids and the padding id: the config's pad token, else the first EOS, else
+/// `fallback`.
+pub(crate) fn special_ids(eos: &crate::config::TokenIds, pad: Option<u32>, fallback: u32) -> (Vec<u32>, u32) {
+    let eos = eos.to_vec();
+    let pad = pad.or(eos.first().copied()).unwrap_or(fallback);
+    (eos, pad)
 }

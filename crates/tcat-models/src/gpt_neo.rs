@@ -5,11 +5,12 @@
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 use tcat_attention::{MultiHeadAttention, QkvProjection};
-use tcat_blocks::{Activation, Embeddings, FeedForward, LmHead, Norm, Residual, Stack, TransformerLayer};
+use tcat_blocks::{Activation, Embeddings, FeedForward, Norm, Residual, Stack, TransformerLayer};
 use tcat_core::{Linear, Result, WeightLayout};
 use tcat_position::AbsolutePositions;
 
 use crate::config::TokenIds;
+use crate::decoder::{lm_head_or_tied, special_ids};
 use crate::{Checkpoint, ConfigFile, DecoderModel};
 
 /// The fields of a GPT-Neo `config.json` that shape the network.
@@ -86,13 +87,8 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
             .map(|(i, kind)| layer(vb.pp(format!("h.{i}")), &cfg, act, kind == "local"))
             .collect::<candle_core::Result<Vec<_>>>()?;
         let final_norm = Norm::load_layer_norm(vb.pp("ln_f"), h, cfg.layer_norm_epsilon)?;
-        let head = if root.contains_tensor("lm_head.weight") {
-            LmHead::new(Linear::load(root.pp("lm_head"), h, cfg.vocab_size, false, WeightLayout::OutIn)?)
-        } else {
-            LmHead::tied(&word)
-        };
-        let eos = cfg.eos_token_id.to_vec();
-        let pad = cfg.pad_token_id.or(eos.first().copied()).unwrap_or(0);
+        let head = lm_head_or_tied(&root, &word)?;
+        let (eos, pad) = special_ids(&cfg.eos_token_id, cfg.pad_token_id, 0);
         Ok(DecoderModel::new(
             Embeddings::new(word, Some(positions), None, None),
             Stack::new(layers, Some(final_norm)),

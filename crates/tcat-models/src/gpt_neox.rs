@@ -11,6 +11,7 @@ use tcat_core::{Linear, Result, WeightLayout};
 use tcat_position::{RotaryEmbedding, RotaryLayout};
 
 use crate::config::TokenIds;
+use crate::decoder::special_ids;
 use crate::rope_config::rotary_config;
 use crate::{Checkpoint, ConfigFile, DecoderModel};
 
@@ -87,8 +88,7 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
         } else {
             LmHead::new(Linear::load(root.pp("embed_out"), h, cfg.vocab_size, false, WeightLayout::OutIn)?)
         };
-        let eos = cfg.eos_token_id.to_vec();
-        let pad = cfg.pad_token_id.or(eos.first().copied()).unwrap_or(0);
+        let (eos, pad) = special_ids(&cfg.eos_token_id, cfg.pad_token_id, 0);
         Ok(DecoderModel::new(
             Embeddings::new(word, None, None, None),
             Stack::new(layers, Some(final_norm)),

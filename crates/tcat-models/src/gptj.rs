@@ -10,6 +10,7 @@ use tcat_core::{Linear, Result, WeightLayout};
 use tcat_position::{RopeScaling, RotaryConfig, RotaryEmbedding, RotaryLayout};
 
 use crate::config::TokenIds;
+use crate::decoder::special_ids;
 use crate::{Checkpoint, ConfigFile, DecoderModel};
 
 /// The fields of a GPT-J `config.json` that shape the network.
@@ -82,8 +83,7 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
         let final_norm = Norm::load_layer_norm(vb.pp("ln_f"), h, cfg.layer_norm_epsilon)?;
         let bias = root.contains_tensor("lm_head.bias");
         let head = LmHead::new(Linear::load(root.pp("lm_head"), h, cfg.vocab_size, bias, WeightLayout::OutIn)?);
-        let eos = cfg.eos_token_id.to_vec();
-        let pad = cfg.pad_token_id.or(eos.first().copied()).unwrap_or(0);
+        let (eos, pad) = special_ids(&cfg.eos_token_id, cfg.pad_token_id, 0);
         Ok(DecoderModel::new(
             Embeddings::new(word, None, None, None),
             Stack::new(layers, Some(final_norm)),

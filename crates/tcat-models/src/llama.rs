@@ -12,6 +12,7 @@ use tcat_core::{Linear, Result, WeightLayout};
 use tcat_position::{RotaryEmbedding, RotaryLayout};
 
 use crate::config::TokenIds;
+use crate::decoder::special_ids;
 use crate::rope_config::rotary_config;
 use crate::{Checkpoint, ConfigFile, DecoderModel};
 
@@ -108,8 +109,7 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
         } else {
             LmHead::tied(&word)
         };
-        let eos = cfg.eos_token_id.to_vec();
-        let pad = cfg.pad_token_id.or(eos.first().copied()).unwrap_or(0);
+        let (eos, pad) = special_ids(&cfg.eos_token_id, cfg.pad_token_id, 0);
         let embeddings = Embeddings::new(word, None, None, None);
         Ok(DecoderModel::new(
             embeddings,

@@ -5,11 +5,12 @@
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 use tcat_attention::{MultiHeadAttention, QkvProjection};
-use tcat_blocks::{Activation, Embeddings, FeedForward, LmHead, Norm, Residual, Stack, TransformerLayer};
+use tcat_blocks::{Activation, Embeddings, FeedForward, Norm, Residual, Stack, TransformerLayer};
 use tcat_core::{Linear, Result, WeightLayout};
 use tcat_position::AbsolutePositions;
 
 use crate::config::TokenIds;
+use crate::decoder::{lm_head_or_tied, special_ids};
 use crate::{Checkpoint, ConfigFile, DecoderModel};
 
 /// OPT's position table starts two rows in (a fairseq legacy).
@@ -92,13 +93,8 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
         } else {
             None
         };
-        let head = if root.contains_tensor("lm_head.weight") {
-            LmHead::new(Linear::load(root.pp("lm_head"), h, cfg.vocab_size, false, WeightLayout::OutIn)?)
-        } else {
-            LmHead::tied(&word)
-        };
-        let eos = cfg.eos_token_id.to_vec();
-        let pad = cfg.pad_token_id.or(eos.first().copied()).unwrap_or(1);
+        let head = lm_head_or_tied(&root, &word)?;
+        let (eos, pad) = special_ids(&cfg.eos_token_id, cfg.pad_token_id, 1);
         Ok(DecoderModel::new(
             Embeddings::new(word, Some(positions), None, None),
             Stack::new(layers, final_norm),
