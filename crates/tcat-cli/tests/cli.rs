@@ -295,3 +295,23 @@ fn forward_and_generate_work_for_every_decoder_family() {
         assert!(want.starts_with(&ids) && ids.len() > 5, "{name}: {ids:?} vs {want:?}");
     }
 }
+
+/// `tcat generate` on the real GGUF file (fetched by scripts/fetch_smollm2.sh): quantized by
+/// default, and the tokenizer comes from the GGUF metadata.
+#[test]
+fn generate_runs_a_gguf_model() {
+    let path = std::env::var_os("TCAT_SMOLLM2").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("TCAT_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/tcat"))
+            .join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    });
+    assert!(path.is_file(), "run scripts/fetch_smollm2.sh first ({} missing)", path.display());
+    let m = path.to_str().unwrap();
+    let stdout =
+        ok(&["generate", "--model", m, "--prompt", "The capital of France is", "--max-new-tokens", "2", "--json"]);
+    let line: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(line["text"].as_str().unwrap().starts_with("The capital of France is Paris"), "{line}");
+    let chat = ok(&["generate", "--model", m, "--chat", "--prompt", "What is 2+2?", "--max-new-tokens", "12"]);
+    assert!(chat.contains('4') && !chat.contains("<|im_start|>"), "{chat}");
+}
