@@ -104,7 +104,9 @@ fn gpt2_batched_left_padded_greedy_matches_transformers() {
 }
 
 /// Every family in f16 and bf16 on the CPU: relative error ‖a − b‖ / ‖a‖ over the real
-/// positions against f32 stays within 1e-2 (f16) and 2e-2 (bf16).
+/// positions against f32 stays within 1e-2, or within 10% of the error of transformers' own f16 /
+/// bf16 run on the same fixture where that alone reaches the bar (`half_precision.json`, made by
+/// `measure_half_precision.py`: its bf16 LLaMA fixtures sit at 0.99e-2 and 1.00e-2).
 #[test]
 fn half_precision_stays_close_to_f32() {
     let families = [
@@ -126,6 +128,8 @@ fn half_precision_stays_close_to_f32() {
         "openai-gpt",
         "ctrl",
     ];
+    let reference_errors: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("half_precision.json")).unwrap()).unwrap();
     let mut report = vec![];
     for name in families {
         let exp = expected(name);
@@ -145,11 +149,11 @@ fn half_precision_stays_close_to_f32() {
         for dtype in [DType::F16, DType::BF16] {
             let half = run(&load(name, dtype));
             let rel = norm(&(&half - &reference).unwrap()) / norm(&reference);
-            report.push(format!("{name} {dtype:?}: {rel:.2e}"));
-            // bf16 keeps 8 mantissa bits against f16's 11: rounding the weights alone costs it
-            // ~8x f16's error (measured 5e-3..1.04e-2 here, f16 7e-4..1.3e-3).
-            let tol = if dtype == DType::BF16 { 2e-2 } else { 1e-2 };
-            assert!(rel <= tol, "{name} {dtype:?}: relative error {rel}");
+            let key = if dtype == DType::BF16 { "bf16" } else { "f16" };
+            let theirs = reference_errors[name][key].as_f64().expect("half_precision.json lists every fixture") as f32;
+            report.push(format!("{name} {key}: tcat {rel:.2e}, transformers {theirs:.2e}"));
+            let tol = f32::max(1e-2, 1.1 * theirs);
+            assert!(rel <= tol, "{name} {key}: relative error {rel:.3e} > {tol:.3e} (transformers: {theirs:.3e})");
         }
     }
     eprintln!("{}", report.join("\n"));
