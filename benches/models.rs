@@ -19,7 +19,8 @@
 //!
 //! - `smollm2_135m_decode_64` / `smollm2_135m_prefill_128`: the real SmolLM2-135M-Instruct GGUF
 //!   (Q4_1) when scripts/fetch_smollm2.sh has fetched it: tcat quantized and dequantized to f32
-//!   beside `candle_transformers::models::quantized_llama` on the same file.
+//!   beside candle-transformers' `quantized_llama` on the same file and its f32 `llama` on the
+//!   same weights dequantized and renamed to the Hugging Face layout.
 //!
 //! Before timing, each pair is checked to compute the same thing (see `check_*`).
 //!
@@ -34,7 +35,7 @@ use anyhow::{Result, ensure};
 use candle_core::{D, DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::generation::LogitsProcessor;
-use candle_transformers::models::{bert, bigcode, quantized_llama};
+use candle_transformers::models::{bert, bigcode, llama, quantized_llama};
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use tcat::models::gguf::GgufFile;
 use tcat::models::{Batch, Checkpoint, ConfigFile, DecoderModel, GenerationConfig, Model, Sampling, generate};
@@ -471,6 +472,86 @@ fn quantized_llama_decode(
     tokens
 }
 
+/// candle-transformers' f32 `llama` on the GGUF's weights: every tensor dequantized to f32 and
+/// renamed to the Hugging Face layout, with the query and key rows put back in Hugging Face's
+/// order (llama.cpp's converter stores row `h·D + 2i + j` of Hugging Face's row `h·D + j·D/2 + i`).
+fn llama_f32_from_gguf(path: &std::path::Path, device: &Device) -> Result<(llama::Llama, llama::Config)> {
+    let mut file = std::fs::File::open(path)?;
+    let content = candle_core::quantized::gguf_file::Content::read(&mut file)?;
+    let meta = |k: &str| -> Result<u32> { Ok(content.metadata[&format!("llama.{k}")].to_u32()?) };
+    let (layers, heads, kv_heads) = (
+        meta("block_count")? as usize,
+        meta("attention.head_count")? as usize,
+        meta("attention.head_count_kv")? as usize,
+    );
+    let hidden = meta("embedding_length")? as usize;
+    let head_dim = hidden / heads;
+    let unpermute = |w: Tensor, n: usize| -> Result<Tensor> {
+        let cols = w.dim(1)?;
+        Ok(w.reshape((n, head_dim / 2, 2, cols))?.transpose(1, 2)?.reshape((n * head_dim, cols))?)
+    };
+    let mut tensors = HashMap::new();
+    for name in content.tensor_infos.keys() {
+        let w = content.tensor(&mut file, name, device)?.dequantize(device)?;
+        let (hf, w) = match name.split('.').collect::<Vec<_>>()[..] {
+            ["token_embd", "weight"] => ("model.embed_tokens.weight".to_string(), w),
+            ["output_norm", "weight"] => ("model.norm.weight".to_string(), w),
+            ["output", "weight"] => ("lm_head.weight".to_string(), w),
+            ["blk", i, part, "weight"] => {
+                let (hf_part, w) = match part {
+                    "attn_q" => ("self_attn.q_proj", unpermute(w, heads)?),
+                    "attn_k" => ("self_attn.k_proj", unpermute(w, kv_heads)?),
+                    "attn_v" => ("self_attn.v_proj", w),
+                    "attn_output" => ("self_attn.o_proj", w),
+                    "ffn_gate" => ("mlp.gate_proj", w),
+                    "ffn_up" => ("mlp.up_proj", w),
+                    "ffn_down" => ("mlp.down_proj", w),
+                    "attn_norm" => ("input_layernorm", w),
+                    "ffn_norm" => ("post_attention_layernorm", w),
+                    other => anyhow::bail!("unexpected GGUF tensor part {other}"),
+                };
+                (format!("model.layers.{i}.{hf_part}.weight"), w)
+            }
+            _ => anyhow::bail!("unexpected GGUF tensor {name}"),
+        };
+        tensors.insert(hf, w);
+    }
+    let config = llama::Config {
+        hidden_size: hidden,
+        intermediate_size: tensors["model.layers.0.mlp.gate_proj.weight"].dim(0)?,
+        vocab_size: tensors["model.embed_tokens.weight"].dim(0)?,
+        num_hidden_layers: layers,
+        num_attention_heads: heads,
+        num_key_value_heads: kv_heads,
+        use_flash_attn: false,
+        rms_norm_eps: content.metadata["llama.attention.layer_norm_rms_epsilon"].to_f32()? as f64,
+        rope_theta: content.metadata["llama.rope.freq_base"].to_f32()?,
+        bos_token_id: None,
+        eos_token_id: None,
+        rope_scaling: None,
+        max_position_embeddings: meta("context_length")? as usize,
+        tie_word_embeddings: !tensors.contains_key("lm_head.weight"),
+    };
+    let model = llama::Llama::load(VarBuilder::from_tensors(tensors, DType::F32, device), &config)?;
+    Ok((model, config))
+}
+
+/// candle-transformers' decoding loop for `llama`, as its example runs it (a fresh cache per
+/// sequence, the whole prompt first, then one token per step).
+fn llama_decode(model: &llama::Llama, config: &llama::Config, prompt: &[u32], n: usize, device: &Device) -> Vec<u32> {
+    let mut cache = llama::Cache::new(true, DType::F32, config, device).unwrap();
+    let mut tokens = prompt.to_vec();
+    let mut sampler = LogitsProcessor::new(0, None, None);
+    for step in 0..n {
+        let (past, context) =
+            if step == 0 { (0, &tokens[..]) } else { (tokens.len() - 1, &tokens[tokens.len() - 1..]) };
+        let input = Tensor::new(context, device).unwrap().unsqueeze(0).unwrap();
+        let logits = model.forward(&input, past, &mut cache).unwrap().squeeze(0).unwrap();
+        tokens.push(sampler.sample(&logits).unwrap());
+    }
+    tokens
+}
+
 /// SmolLM2-135M-Instruct, Q4_1: prompt processing (128 tokens) and decoding (64 tokens after a
 /// 16-token prompt), tcat (quantized and dequantized to f32) beside candle-transformers'
 /// `quantized_llama` on the same file.
@@ -496,6 +577,13 @@ fn bench_smollm2(c: &mut Criterion) {
     let theirs = quantized_llama_decode(&mut peer, &capital, 1, &device);
     eprintln!("check smollm2 q4_1: next token tcat {:?}, candle-transformers {:?}", &ours[5..], &theirs[5..]);
     assert_eq!(ours, theirs, "quantized models disagree on the next token of real text");
+    // The f32 pair is near-exact (both within ~1e-4 of transformers), so it must agree on the
+    // random prompt's greedy continuation too.
+    let (peer_f32, peer_config) = llama_f32_from_gguf(&path, &device).unwrap();
+    let ours = tcat_decode(&tcat_f32, &prompt, CHECKED_TOKENS);
+    let theirs = llama_decode(&peer_f32, &peer_config, &prompt, CHECKED_TOKENS, &device);
+    eprintln!("check smollm2 f32: tcat {:?}, candle-transformers {:?}", &ours[PROMPT_LEN..], &theirs[PROMPT_LEN..]);
+    assert_eq!(ours, theirs, "f32 models disagree on greedy tokens");
 
     let mut group = c.benchmark_group("smollm2_135m_decode_64");
     group
@@ -509,6 +597,9 @@ fn bench_smollm2(c: &mut Criterion) {
     group.bench_function("candle-transformers-q4_1", |b| {
         b.iter(|| quantized_llama_decode(&mut peer, &prompt, NEW_TOKENS, &device))
     });
+    group.bench_function("candle-transformers-f32", |b| {
+        b.iter(|| llama_decode(&peer_f32, &peer_config, &prompt, NEW_TOKENS, &device))
+    });
     group.finish();
 
     let mut group = c.benchmark_group("smollm2_135m_prefill_128");
@@ -517,6 +608,9 @@ fn bench_smollm2(c: &mut Criterion) {
     group.bench_function("tcat-f32", |b| b.iter(|| tcat_decode(&tcat_f32, &long_prompt, 1)));
     group.bench_function("candle-transformers-q4_1", |b| {
         b.iter(|| quantized_llama_decode(&mut peer, &long_prompt, 1, &device))
+    });
+    group.bench_function("candle-transformers-f32", |b| {
+        b.iter(|| llama_decode(&peer_f32, &peer_config, &long_prompt, 1, &device))
     });
     group.finish();
 }

@@ -39,6 +39,7 @@ pub mod openai_gpt;
 pub mod opt;
 pub mod roberta;
 mod rope_config;
+mod sampler;
 mod sentence;
 mod source;
 mod tokenizer;
