@@ -10,8 +10,17 @@ fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
 }
 
+/// Runs `tcat` on the device named by `TCAT_TEST_DEVICE` (the CPU when unset), unless the
+/// arguments choose one themselves.
 fn tcat(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tcat")).args(args).output().expect("tcat runs")
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcat"));
+    command.args(args);
+    if let Ok(device) = std::env::var("TCAT_TEST_DEVICE")
+        && !args.contains(&"--device")
+    {
+        command.args(["--device", &device]);
+    }
+    command.output().expect("tcat runs")
 }
 
 fn ok(args: &[&str]) -> String {

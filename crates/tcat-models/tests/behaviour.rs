@@ -2,7 +2,7 @@
 
 mod common;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use common::*;
 use tcat_attention::AttentionMask;
 use tcat_models::{Batch, GenerationConfig, Model, ModelSource, Sampling, generate};
@@ -10,14 +10,14 @@ use tcat_position::sequential_position_ids;
 
 fn load(name: &str) -> Model {
     let source = ModelSource::resolve(fixture(name).to_str().unwrap()).unwrap();
-    Model::load(&source, &Device::Cpu, DType::F32).unwrap()
+    Model::load(&source, &device(), DType::F32).unwrap()
 }
 
 const ROWS: [&[u32]; 3] = [&[5, 17, 33, 8, 91, 12, 40], &[7, 3, 99], &[64]];
 
 #[test]
 fn padded_batch_equals_rows_one_by_one() {
-    let dev = Device::Cpu;
+    let dev = device();
     for name in ["bert", "roberta", "distilbert", "gpt2"] {
         let model = load(name);
         let rows: Vec<Vec<u32>> = ROWS.iter().map(|r| r.to_vec()).collect();
@@ -39,7 +39,7 @@ fn padded_batch_equals_rows_one_by_one() {
 
 #[test]
 fn cached_decoding_equals_full_forward_at_every_step() {
-    let dev = Device::Cpu;
+    let dev = device();
     let model = load("gpt2");
     let decoder = model.as_decoder().unwrap();
     let ids: Vec<u32> = vec![11, 250, 3, 77, 190, 42, 8, 120, 5, 66];
@@ -151,4 +151,14 @@ fn stop_sequences_and_repetition_penalty() {
     assert!(!penalized[0][3..].windows(2).any(|w| w[0] == w[1]), "{:?}", penalized[0]);
     let bad = GenerationConfig { repetition_penalty: 0.0, ..base };
     assert!(generate(decoder, &prompt, &bad, |_, _| {}).is_err());
+}
+
+#[test]
+fn the_test_device_comes_from_the_environment() {
+    // Every device-generic test loads its model on `device()`; without TCAT_TEST_DEVICE that is
+    // the CPU, and with it the named device (so the same suite runs unchanged on a GPU machine).
+    match std::env::var("TCAT_TEST_DEVICE") {
+        Err(_) => assert!(device().is_cpu()),
+        Ok(name) => assert!(device().same_device(&tcat_core::parse_device(&name).unwrap())),
+    }
 }

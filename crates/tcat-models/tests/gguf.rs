@@ -84,10 +84,10 @@ fn write_llama_gguf(path: &std::path::Path, permute: bool) {
 fn gguf_logits(permute: bool, tag: &str) -> (Tensor, HashMap<String, Tensor>) {
     let path = std::env::temp_dir().join(format!("tcat-llama-{tag}-{}.gguf", std::process::id()));
     write_llama_gguf(&path, permute);
-    let model = GgufFile::open(&path).unwrap().load_llama(&Device::Cpu, Some(DType::F32)).unwrap();
+    let model = GgufFile::open(&path).unwrap().load_llama(&device(), Some(DType::F32)).unwrap();
     let exp = expected("llama");
     let mask = &exp["attention_mask"];
-    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, 0, &Device::Cpu).unwrap();
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, 0, &device()).unwrap();
     let logits = model.logits(&batch).unwrap();
     std::fs::remove_file(path).ok();
     (logits, exp)
@@ -119,7 +119,7 @@ fn gguf_quantized_path_generates_like_the_dense_one() {
     let config =
         GenerationConfig { max_new_tokens: want.len() - prompt.len(), stop_tokens: Some(vec![]), ..Default::default() };
     // F32 "quantized" tensors go through QMatMul, which is exact for F32.
-    let model = GgufFile::open(&path).unwrap().load_llama(&Device::Cpu, None).unwrap();
+    let model = GgufFile::open(&path).unwrap().load_llama(&device(), None).unwrap();
     let got = generate(&model, &[prompt], &config, |_, _| {}).unwrap();
     assert_eq!(got[0], want);
     std::fs::remove_file(path).ok();

@@ -6,8 +6,8 @@ mod common;
 
 use std::path::PathBuf;
 
-use candle_core::{DType, Device};
-use common::fixture;
+use candle_core::DType;
+use common::{device, fixture};
 use tcat_models::{Batch, Model, ModelSource, SentenceConfig, load_tokenizer};
 
 fn minilm_dir() -> PathBuf {
@@ -44,7 +44,7 @@ fn minilm_sentence_embeddings_match_transformers() {
     let dir = minilm_dir();
     let expected: Expected =
         serde_json::from_str(&std::fs::read_to_string(fixture("minilm/expected.json")).unwrap()).unwrap();
-    let dev = Device::Cpu;
+    let dev = device();
     let source = ModelSource::resolve(dir.to_str().unwrap()).unwrap();
     let tokenizer = load_tokenizer(source.tokenizer.as_ref().unwrap()).unwrap();
     let ids: Vec<Vec<u32>> =

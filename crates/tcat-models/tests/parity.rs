@@ -11,7 +11,7 @@ const TOL: f32 = 1e-4;
 
 fn load(name: &str, dtype: DType) -> Model {
     let source = ModelSource::resolve(fixture(name).to_str().unwrap()).unwrap();
-    Model::load(&source, &Device::Cpu, dtype).unwrap()
+    Model::load(&source, &device(), dtype).unwrap()
 }
 
 fn check_encoder(name: &str) {
@@ -21,7 +21,7 @@ fn check_encoder(name: &str) {
     let mask = &exp["attention_mask"];
     let rows = rows(&exp["input_ids"], mask);
     let types = exp.get("token_type_ids").map(|t| rows_of_types(t, mask));
-    let batch = Batch::right_padded(&rows, types.as_deref(), encoder.pad_token_id(), &Device::Cpu).unwrap();
+    let batch = Batch::right_padded(&rows, types.as_deref(), encoder.pad_token_id(), &device()).unwrap();
     let hidden = encoder.hidden_states(&batch).unwrap();
     let d = masked_max_diff(&hidden, &exp["hidden_states"], mask);
     assert!(d <= TOL, "{name} hidden_states differ by {d}");
@@ -59,8 +59,7 @@ fn gpt2_logits_match_transformers() {
     let model = load("gpt2", DType::F32);
     let decoder = model.as_decoder().unwrap();
     let mask = &exp["attention_mask"];
-    let batch =
-        Batch::right_padded(&rows(&exp["input_ids"], mask), None, decoder.pad_token_id(), &Device::Cpu).unwrap();
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, decoder.pad_token_id(), &device()).unwrap();
     let logits = decoder.logits(&batch).unwrap();
     let d = masked_max_diff(&logits, &exp["logits"], mask);
     assert!(d <= TOL, "gpt2 logits differ by {d}");
@@ -136,13 +135,13 @@ fn half_precision_stays_close_to_f32() {
         let mask = &exp["attention_mask"];
         let rows = rows(&exp["input_ids"], mask);
         let run = |model: &Model| -> Tensor {
-            let batch = Batch::right_padded(&rows, None, model.pad_token_id(), &Device::Cpu).unwrap();
+            let batch = Batch::right_padded(&rows, None, model.pad_token_id(), &device()).unwrap();
             let out = match model {
                 Model::Encoder(m) => m.hidden_states(&batch).unwrap(),
                 Model::Decoder(m) => m.logits(&batch).unwrap(),
             };
             let keep = mask.to_dtype(DType::F32).unwrap().unsqueeze(2).unwrap();
-            out.to_dtype(DType::F32).unwrap().broadcast_mul(&keep).unwrap()
+            host(&out).to_dtype(DType::F32).unwrap().broadcast_mul(&keep).unwrap()
         };
         let reference = run(&load(name, DType::F32));
         let norm = |t: &Tensor| -> f32 { t.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar().unwrap() };
@@ -166,7 +165,7 @@ fn pytorch_bin_checkpoint_loads() {
     let model = load("distilbert-bin", DType::F32);
     let encoder = model.as_encoder().unwrap();
     let mask = &exp["attention_mask"];
-    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, 0, &Device::Cpu).unwrap();
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, 0, &device()).unwrap();
     let d = masked_max_diff(&encoder.hidden_states(&batch).unwrap(), &exp["hidden_states"], mask);
     assert!(d <= TOL, "pytorch_model.bin hidden_states differ by {d}");
 }
@@ -193,11 +192,11 @@ fn sharded_safetensors_checkpoint_loads() {
     std::fs::copy(fixture("bert").join("config.json"), dir.join("config.json")).unwrap();
     let source = ModelSource::resolve(dir.to_str().unwrap()).unwrap();
     assert_eq!(source.weights.len(), 2);
-    let model = Model::load(&source, &Device::Cpu, DType::F32).unwrap();
+    let model = Model::load(&source, &device(), DType::F32).unwrap();
     let exp = expected("bert");
     let mask = &exp["attention_mask"];
     let types = rows(&exp["token_type_ids"], mask);
-    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), Some(&types), 0, &Device::Cpu).unwrap();
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), Some(&types), 0, &device()).unwrap();
     let d = masked_max_diff(&model.as_encoder().unwrap().hidden_states(&batch).unwrap(), &exp["hidden_states"], mask);
     assert!(d <= TOL, "sharded hidden_states differ by {d}");
     std::fs::remove_dir_all(dir).ok();
@@ -208,8 +207,7 @@ fn check_decoder(name: &str) {
     let model = load(name, DType::F32);
     let decoder = model.as_decoder().unwrap();
     let mask = &exp["attention_mask"];
-    let batch =
-        Batch::right_padded(&rows(&exp["input_ids"], mask), None, decoder.pad_token_id(), &Device::Cpu).unwrap();
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, decoder.pad_token_id(), &device()).unwrap();
     let d = masked_max_diff(&decoder.logits(&batch).unwrap(), &exp["logits"], mask);
     assert!(d <= TOL, "{name} logits differ by {d}");
 

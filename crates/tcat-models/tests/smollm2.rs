@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
-use common::fixture;
+use common::{device, fixture};
 use tcat_models::gguf::{GgufFile, chat_template, tokenizer};
 use tcat_models::{Batch, ChatMessage, GenerationConfig, generate};
 
@@ -64,8 +64,8 @@ fn smollm2_tokenizer_and_chat_template_match_transformers() {
 #[test]
 fn smollm2_dequantized_matches_transformers() {
     let exp = expected();
-    let model = GgufFile::open(&gguf_path()).unwrap().load_llama(&Device::Cpu, Some(DType::F32)).unwrap();
-    let batch = Batch::right_padded(std::slice::from_ref(&exp.prompt_ids), None, 0, &Device::Cpu).unwrap();
+    let model = GgufFile::open(&gguf_path()).unwrap().load_llama(&device(), Some(DType::F32)).unwrap();
+    let batch = Batch::right_padded(std::slice::from_ref(&exp.prompt_ids), None, 0, &device()).unwrap();
     let logits = model.logits(&batch).unwrap().squeeze(0).unwrap();
     let prefix: Vec<Vec<f32>> = logits.narrow(1, 0, 16).unwrap().to_vec2().unwrap();
     let mut worst = 0f32;
@@ -101,8 +101,8 @@ fn smollm2_quantized_stays_close_to_the_dequantized_model() {
     // must not.
     let exp = expected();
     let path = gguf_path();
-    let model = GgufFile::open(&path).unwrap().load_llama(&Device::Cpu, None).unwrap();
-    let batch = Batch::right_padded(std::slice::from_ref(&exp.prompt_ids), None, 0, &Device::Cpu).unwrap();
+    let model = GgufFile::open(&path).unwrap().load_llama(&device(), None).unwrap();
+    let batch = Batch::right_padded(std::slice::from_ref(&exp.prompt_ids), None, 0, &device()).unwrap();
     let logits = model.logits(&batch).unwrap().squeeze(0).unwrap();
     let last = logits.get(logits.dim(0).unwrap() - 1).unwrap();
     let top_want = exp.logits_last_top100[0].0;

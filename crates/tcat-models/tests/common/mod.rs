@@ -7,6 +7,19 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 
+/// The device the device-generic tests run on: `TCAT_TEST_DEVICE` (`cpu`, `cuda:0`, `metal`, as
+/// `--device` takes them), the CPU when unset. The reference values stay on the host; results
+/// are compared there.
+pub fn device() -> Device {
+    let name = std::env::var("TCAT_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    tcat_core::parse_device(&name).unwrap_or_else(|e| panic!("TCAT_TEST_DEVICE={name}: {e}"))
+}
+
+/// `t` on the host, for comparisons with the reference values.
+pub fn host(t: &Tensor) -> Tensor {
+    t.to_device(&Device::Cpu).unwrap()
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
 }
@@ -29,15 +42,15 @@ pub fn rows(ids: &Tensor, mask: &Tensor) -> Vec<Vec<u32>> {
 /// `[batch, seq, ..]`.
 pub fn masked_max_diff(a: &Tensor, b: &Tensor, mask: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shapes differ");
-    let diff = (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap()).unwrap().abs().unwrap();
+    let diff = (host(a).to_dtype(DType::F32).unwrap() - host(b).to_dtype(DType::F32).unwrap()).unwrap().abs().unwrap();
     let diff = diff.flatten_from(2).unwrap().max(2).unwrap();
-    let keep = mask.to_dtype(DType::F32).unwrap();
+    let keep = host(mask).to_dtype(DType::F32).unwrap();
     let v: Vec<Vec<f32>> = (diff * keep).unwrap().to_vec2().unwrap();
     v.into_iter().flatten().fold(0.0, f32::max)
 }
 
 pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shapes differ");
-    let d = (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap()).unwrap().abs().unwrap();
+    let d = (host(a).to_dtype(DType::F32).unwrap() - host(b).to_dtype(DType::F32).unwrap()).unwrap().abs().unwrap();
     d.flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
 }
