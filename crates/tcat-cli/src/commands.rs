@@ -214,19 +214,20 @@ pub fn fill_mask(args: FillMaskArgs, device: &Device, dtype: Option<DType>) -> R
     let mut out = std::io::stdout().lock();
     for &pos in &positions {
         let probs = candle_nn::ops::softmax_last_dim(&logits.get(pos)?.to_dtype(DType::F32)?)?;
-        let probs: Vec<f32> = probs.to_vec1()?;
-        let mut order: Vec<usize> = (0..probs.len()).collect();
-        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-        for &id in order.iter().take(args.top_k) {
-            let token = tok.id_to_token(id as u32).unwrap_or_default();
+        // Rank on the device; only the top k (id, probability) pairs come to the host.
+        let k = args.top_k.min(probs.dim(0)?);
+        let top = probs.arg_sort_last_dim(false)?.narrow(0, 0, k)?;
+        let scores: Vec<f32> = probs.gather(&top, 0)?.to_vec1()?;
+        for (id, score) in top.to_vec1::<u32>()?.into_iter().zip(scores) {
+            let token = tok.id_to_token(id).unwrap_or_default();
             let mut filled = ids.clone();
-            filled[pos] = id as u32;
+            filled[pos] = id;
             let sequence = tok.decode(&filled, true).map_err(|e| anyhow::anyhow!("decoding: {e}"))?;
             if args.json {
-                let line = serde_json::json!({"position": pos, "token_id": id, "token": token, "score": probs[id], "sequence": sequence});
+                let line = serde_json::json!({"position": pos, "token_id": id, "token": token, "score": score, "sequence": sequence});
                 writeln!(out, "{line}")?;
             } else {
-                writeln!(out, "{:.4}  {token:<15} {sequence}", probs[id])?;
+                writeln!(out, "{score:.4}  {token:<15} {sequence}")?;
             }
         }
     }
