@@ -115,8 +115,13 @@ pub fn generate(
     let mut mask = batch.attention_mask().clone();
     let mut input = batch.input_ids().clone();
     let mut positions = positions_from_attention_mask(&mask)?;
+    let padded = batch.is_padded();
     for _ in 0..config.max_new_tokens {
-        let attention = AttentionMask::causal().with_key_padding(mask.clone());
+        // Unpadded prompts (a single one, or all of one length) need no key-padding mask.
+        let attention = match padded {
+            true => AttentionMask::causal().with_key_padding(mask.clone()),
+            false => AttentionMask::causal(),
+        };
         let last = model.forward_last(&input, &positions, &attention, Some(&mut caches))?;
         let ids = sampler.choose(&last)?;
         sampler.observe(&ids)?;
@@ -140,7 +145,9 @@ pub fn generate(
         input = ids.unsqueeze(1)?;
         let last_position = positions.dim(1)? - 1;
         positions = (positions.narrow(1, last_position, 1)? + 1.0)?;
-        mask = Tensor::cat(&[&mask, &mask.narrow(1, 0, 1)?.ones_like()?], 1)?;
+        if padded {
+            mask = Tensor::cat(&[&mask, &mask.narrow(1, 0, 1)?.ones_like()?], 1)?;
+        }
     }
     Ok(outputs)
 }
