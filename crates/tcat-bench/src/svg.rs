@@ -89,7 +89,7 @@ pub fn plot(rows: &[Measurement], title: &str) -> String {
     let mut decade = y_lo;
     while decade <= y_hi + 1e-9 {
         let y = py(decade);
-        let label = format_duration(std::time::Duration::from_secs_f64(10f64.powf(decade)));
+        let label = decade_label(decade as i32);
         let _ = writeln!(
             s,
             r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#dddddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
@@ -159,6 +159,19 @@ pub fn plot(rows: &[Measurement], title: &str) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// `10^k` seconds as a round label: `1 ms`, `100 ms`, `10 s`.
+fn decade_label(k: i32) -> String {
+    let (unit, shift) = match k {
+        k if k >= 0 => ("s", 0),
+        -3..=-1 => ("ms", 3),
+        -6..=-4 => ("µs", 6),
+        _ => ("ns", 9),
+    };
+    let exponent = (k + shift).max(0) as u32;
+    let value = 10u64.checked_pow(exponent).map_or(format!("1e{exponent}"), |v| v.to_string());
+    format!("{value} {unit}")
 }
 
 /// Escapes text for XML content and attribute values.
@@ -259,6 +272,12 @@ pub(crate) mod tests {
             check_text(&attrs[eq + 2..value_end])?;
             attrs = &attrs[value_end + 1..];
         }
+    }
+
+    #[test]
+    fn decade_labels() {
+        let labels: Vec<String> = [-10, -9, -7, -6, -4, -3, -1, 0, 2].map(decade_label).into();
+        assert_eq!(labels, ["1 ns", "1 ns", "100 ns", "1 µs", "100 µs", "1 ms", "100 ms", "1 s", "100 s"]);
     }
 
     #[test]
