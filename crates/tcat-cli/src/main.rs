@@ -2,15 +2,20 @@
 //!
 //! Commands: `forward` (hidden states or logits to a safetensors file), `embed` (sentence
 //! embeddings), `fill-mask` (masked-LM predictions) and `generate` (text continuation with the
-//! KV cache). Every command takes `--device` and `--dtype`.
+//! KV cache), plus `bench attention` (attention variants timed against sequence length). Every
+//! command takes `--device` and `--dtype`.
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
+mod bench;
 mod commands;
 
+// mimalloc, wrapped to count live and peak heap bytes for `tcat bench` (two relaxed atomic
+// updates per allocation).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tcat_bench::memory::CountingAllocator<mimalloc::MiMalloc> =
+    tcat_bench::memory::CountingAllocator::new(mimalloc::MiMalloc);
 
 /// The Transformer catalog made executable.
 #[derive(Parser)]
@@ -44,6 +49,9 @@ enum Command {
     FillMask(commands::FillMaskArgs),
     /// Continue a prompt with a causal language model.
     Generate(commands::GenerateArgs),
+    /// Benchmark blocks: time and peak memory against sequence length.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,6 +74,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Embed(args) => commands::embed(args, &device, dtype),
         Command::FillMask(args) => commands::fill_mask(args, &device, dtype),
         Command::Generate(args) => commands::generate(args, &device, dtype),
+        Command::Bench(command) => bench::run(command, &device, dtype),
     }
 }
 

@@ -1,0 +1,35 @@
+//! The attention variants of tcat, as a benchmark.
+//!
+//! Every attention in the catalog computes `softmax(Q Kᵀ / √d) V` (Vaswani et al. 2017,
+//! "Attention Is All You Need", eq. 1); the variants differ in which keys each query sees and in
+//! how much time and memory that costs as the sequence grows. This crate names the variants
+//! ([`Variant`], parsed from `dense`, `sliding:256`, ...), runs them on random inputs
+//! ([`Inputs`], [`measure`]: warm-up, device-synchronised median of N runs, peak heap memory
+//! through [`memory::CountingAllocator`]), and reports the results as a table or JSON rows
+//! ([`report`]) and as an SVG plot of time against sequence length ([`svg`]).
+//!
+//! It is shared by `tcat bench attention` and by the criterion bench `benches/attention.rs`.
+//!
+//! ```
+//! use candle_core::{DType, Device};
+//! use tcat_bench::{Inputs, Shape, Variant, measure, report};
+//! let mut rows = Vec::new();
+//! for seq in [16, 32] {
+//!     let inputs = Inputs::random(Shape { batch: 1, heads: 2, seq, head_dim: 8 }, DType::F32, &Device::Cpu).unwrap();
+//!     for v in Variant::parse_list("dense,sliding:8").unwrap() {
+//!         rows.push(measure(v, &inputs, 2).unwrap());
+//!     }
+//! }
+//! println!("{}", report::table(&rows));
+//! let plot = tcat_bench::svg::plot(&rows, "attention");
+//! assert_eq!(plot.matches("<polyline").count(), 2);
+//! ```
+
+mod measure;
+pub mod memory;
+pub mod report;
+pub mod svg;
+mod variant;
+
+pub use measure::{Inputs, Measurement, Shape, measure, median};
+pub use variant::{Variant, parse_lengths};

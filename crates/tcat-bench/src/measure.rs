@@ -1,0 +1,146 @@
+//! Timing and peak memory of one variant at one shape.
+//!
+//! A measurement builds random `q`, `k`, `v` once, runs the variant once untimed (warm-up:
+//! thread pools, allocator pages, kernel caches), then `repeats` times, each run timed to the
+//! end of the device's work ([`Device::synchronize`] after every run, which waits for CUDA or
+//! Metal and is free on the CPU) and its peak heap memory tracked by [`crate::memory`]. The
+//! median time is reported, as the benchmark literature (and criterion) does, because it
+//! ignores the occasional run disturbed by the rest of the machine.
+
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Result, Tensor};
+
+use crate::Variant;
+use crate::memory::track_peak;
+
+/// The shape of one benchmark input: `q`, `k`, `v` are `[batch, heads, seq, head_dim]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Batch rows.
+    pub batch: usize,
+    /// Attention heads (query and key/value alike).
+    pub heads: usize,
+    /// Sequence length of queries and keys.
+    pub seq: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+impl Shape {
+    /// Bytes of one materialised `[batch, heads, seq, seq]` score matrix in `dtype`.
+    ///
+    /// ```
+    /// let s = tcat_bench::Shape { batch: 1, heads: 2, seq: 4, head_dim: 8 };
+    /// assert_eq!(s.score_bytes(candle_core::DType::F32), 1 * 2 * 4 * 4 * 4);
+    /// ```
+    pub fn score_bytes(&self, dtype: DType) -> usize {
+        self.batch * self.heads * self.seq * self.seq * dtype.size_in_bytes()
+    }
+}
+
+/// Random `q`, `k`, `v` of one [`Shape`], drawn from N(0, 1).
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// Queries `[batch, heads, seq, head_dim]`.
+    pub q: Tensor,
+    /// Keys, same shape.
+    pub k: Tensor,
+    /// Values, same shape.
+    pub v: Tensor,
+}
+
+impl Inputs {
+    /// Draws the three tensors in `dtype` on `device`.
+    pub fn random(shape: Shape, dtype: DType, device: &Device) -> Result<Self> {
+        let Shape { batch, heads, seq, head_dim } = shape;
+        if batch == 0 || heads == 0 || seq == 0 || head_dim == 0 {
+            candle_core::bail!("benchmark shape {shape:?}: every dimension must be at least 1");
+        }
+        let draw = || Tensor::randn(0f32, 1., (batch, heads, seq, head_dim), device)?.to_dtype(dtype);
+        Ok(Self { q: draw()?, k: draw()?, v: draw()? })
+    }
+
+    /// The shape of the inputs.
+    pub fn shape(&self) -> Result<Shape> {
+        let (batch, heads, seq, head_dim) = self.q.dims4()?;
+        Ok(Shape { batch, heads, seq, head_dim })
+    }
+}
+
+/// The outcome of [`measure`].
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    /// What ran.
+    pub variant: Variant,
+    /// On what shape.
+    pub shape: Shape,
+    /// In what dtype.
+    pub dtype: DType,
+    /// Wall time of each timed run, in order.
+    pub times: Vec<Duration>,
+    /// Median of `times`.
+    pub median: Duration,
+    /// Highest heap bytes allocated above the inputs during any timed run, output included;
+    /// `None` off the CPU or without a [`CountingAllocator`](crate::memory::CountingAllocator).
+    pub peak_bytes: Option<usize>,
+}
+
+/// Times `variant` on `inputs`: one warm-up run, then the median of `repeats` device-
+/// synchronised runs, with the peak heap memory of the timed runs.
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use tcat_bench::{Inputs, Shape, Variant, measure};
+/// let shape = Shape { batch: 1, heads: 2, seq: 16, head_dim: 8 };
+/// let inputs = Inputs::random(shape, DType::F32, &Device::Cpu).unwrap();
+/// let m = measure(Variant::Dense, &inputs, 3).unwrap();
+/// assert_eq!(m.times.len(), 3);
+/// assert!(m.peak_bytes.is_none()); // no counting allocator installed in this doctest
+/// ```
+pub fn measure(variant: Variant, inputs: &Inputs, repeats: usize) -> Result<Measurement> {
+    if repeats == 0 {
+        candle_core::bail!("repeats must be at least 1, found 0");
+    }
+    let shape = inputs.shape()?;
+    let device = inputs.q.device();
+    let run = || -> Result<Duration> {
+        let start = Instant::now();
+        let out = variant.run(&inputs.q, &inputs.k, &inputs.v)?;
+        device.synchronize()?;
+        let elapsed = start.elapsed();
+        drop(out);
+        Ok(elapsed)
+    };
+    run()?;
+    let mut times = Vec::with_capacity(repeats);
+    let mut peak: Option<usize> = None;
+    for _ in 0..repeats {
+        let (time, bytes) = track_peak(run);
+        times.push(time?);
+        peak = match (peak, bytes) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let peak_bytes = if device.is_cpu() { peak } else { None };
+    Ok(Measurement { variant, shape, dtype: inputs.q.dtype(), median: median(&times), times, peak_bytes })
+}
+
+/// The median of `times` (the mean of the middle two for an even count).
+///
+/// ```
+/// use std::time::Duration;
+/// let ms = |n| Duration::from_millis(n);
+/// assert_eq!(tcat_bench::median(&[ms(5), ms(1), ms(3)]), ms(3));
+/// assert_eq!(tcat_bench::median(&[ms(4), ms(1), ms(2), ms(9)]), ms(3));
+/// ```
+pub fn median(times: &[Duration]) -> Duration {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    match sorted.len() {
+        0 => Duration::ZERO,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2,
+    }
+}

@@ -1,0 +1,269 @@
+//! The registry of attention variants that `tcat bench attention` and `benches/attention.rs` run.
+//!
+//! Every variant computes scaled dot-product attention (Vaswani et al. 2017, "Attention Is All
+//! You Need", eq. 1) over the same `q`, `k`, `v`; they differ in which keys each query sees and
+//! in how the scores are computed. Today all of them go through tcat's one
+//! [`scaled_dot_product_attention`], which materialises the `[batch, heads, seq, seq]` scores:
+//! `dense` with the causal mask, `dense-bidirectional` with none, and `sliding:W` with the
+//! causal sliding window of Longformer (Beltagy et al. 2020, "Longformer: The Long-Document
+//! Transformer", §3.1) and Mistral.
+
+use std::fmt;
+
+use candle_core::{Result, Tensor};
+use tcat_attention::{AttentionMask, scaled_dot_product_attention};
+
+/// One attention variant, as named on the command line (`dense`, `sliding:256`, ...).
+///
+/// # Adding a variant
+///
+/// A new kernel joins the benchmark with a few lines in this file, and the compiler points at
+/// every place because the matches are exhaustive:
+///
+/// 1. an arm here, e.g. `Fused` or `Strided { stride: usize }`;
+/// 2. its syntax in [`Variant::SYNTAX`] (what the error for an unknown name lists) and a line
+///    in [`Variant::parse`], e.g. `("strided", Some(arg)) => Self::Strided { stride: number(name, arg)? }`;
+/// 3. its name in [`fmt::Display`] (it must parse back to the same variant);
+/// 4. its call in [`Variant::run`], e.g.
+///    `Self::Fused => tcat_attention::fused_attention(q, k, v, &AttentionMask::causal(), scale)`;
+/// 5. whether it avoids the `seq × seq` scores in [`Variant::memory_efficient`] (the criterion
+///    bench then also runs it at 16384 tokens), and, if the criterion bench should run it, an
+///    instance in [`Variant::benchmarked`].
+///
+/// ```
+/// use tcat_bench::Variant;
+/// let v: Variant = "sliding:256".parse().unwrap();
+/// assert_eq!(v, Variant::Sliding { window: 256 });
+/// assert_eq!(v.to_string(), "sliding:256");
+/// let err = "warp".parse::<Variant>().unwrap_err().to_string();
+/// assert!(err.contains("dense") && err.contains("sliding:W"), "{err}");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// Causal scaled dot-product attention with materialised scores.
+    Dense,
+    /// Unmasked scaled dot-product attention with materialised scores (encoders).
+    DenseBidirectional,
+    /// Causal attention restricted to the `window` most recent keys, through the same
+    /// materialised scores (`AttentionMask::causal().with_sliding_window(window)`).
+    Sliding {
+        /// Keys visible to each query, itself included.
+        window: usize,
+    },
+}
+
+impl Variant {
+    /// The accepted spellings, in the order an error message lists them.
+    pub const SYNTAX: &'static [&'static str] = &["dense", "dense-bidirectional", "sliding:W"];
+
+    /// Parses one variant name such as `dense` or `sliding:256`.
+    ///
+    /// ```
+    /// use tcat_bench::Variant;
+    /// assert_eq!(Variant::parse("dense").unwrap(), Variant::Dense);
+    /// assert!(Variant::parse("sliding:0").is_err());
+    /// ```
+    pub fn parse(name: &str) -> Result<Self> {
+        let name = name.trim();
+        let (kind, arg) = match name.split_once(':') {
+            Some((kind, arg)) => (kind, Some(arg)),
+            None => (name, None),
+        };
+        let known = Self::SYNTAX.join(", ");
+        Ok(match (kind, arg) {
+            ("dense", None) => Self::Dense,
+            ("dense-bidirectional", None) => Self::DenseBidirectional,
+            ("sliding", Some(arg)) => Self::Sliding { window: number(name, arg)? },
+            ("sliding", None) => {
+                candle_core::bail!("attention variant `sliding` needs a window: sliding:W, e.g. sliding:256")
+            }
+            (_, Some(_)) if Self::SYNTAX.contains(&kind) => {
+                candle_core::bail!("attention variant `{kind}` takes no `:` argument (found `{name}`); known: {known}")
+            }
+            _ => candle_core::bail!("unknown attention variant `{name}`; known: {known}"),
+        })
+    }
+
+    /// Parses a comma-separated list (`dense,sliding:256`), dropping repeats and keeping order.
+    ///
+    /// ```
+    /// use tcat_bench::Variant;
+    /// let vs = Variant::parse_list("dense, sliding:64,dense").unwrap();
+    /// assert_eq!(vs, [Variant::Dense, Variant::Sliding { window: 64 }]);
+    /// assert!(Variant::parse_list(" , ").is_err());
+    /// ```
+    pub fn parse_list(text: &str) -> Result<Vec<Self>> {
+        let mut out: Vec<Self> = Vec::new();
+        for name in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let v = Self::parse(name)?;
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        }
+        if out.is_empty() {
+            candle_core::bail!("no attention variant in `{text}`; known: {}", Self::SYNTAX.join(", "));
+        }
+        Ok(out)
+    }
+
+    /// The instances the criterion bench (`benches/attention.rs`) runs.
+    pub fn benchmarked() -> Vec<Self> {
+        vec![Self::Dense, Self::DenseBidirectional, Self::Sliding { window: 256 }]
+    }
+
+    /// Whether the variant's memory grows slower than the `seq × seq` score matrix, so that it
+    /// is worth running at lengths where dense attention does not fit.
+    pub fn memory_efficient(&self) -> bool {
+        match self {
+            // The sliding window is applied as a mask over the full scores today.
+            Self::Dense | Self::DenseBidirectional | Self::Sliding { .. } => false,
+        }
+    }
+
+    /// Runs the variant on `q` `[batch, heads, seq, head_dim]` and `k`, `v`
+    /// `[batch, kv_heads, seq, head_dim]`, with scale `head_dim^-1/2`.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use tcat_bench::Variant;
+    /// let q = Tensor::randn(0f32, 1., (1, 2, 5, 4), &Device::Cpu).unwrap();
+    /// let out = Variant::Sliding { window: 2 }.run(&q, &q, &q).unwrap();
+    /// assert_eq!(out.dims(), q.dims());
+    /// ```
+    pub fn run(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        let scale = (q.dims4()?.3 as f64).powf(-0.5);
+        match self {
+            Self::Dense => scaled_dot_product_attention(q, k, v, &AttentionMask::causal(), scale),
+            Self::DenseBidirectional => scaled_dot_product_attention(q, k, v, &AttentionMask::none(), scale),
+            Self::Sliding { window } => {
+                scaled_dot_product_attention(q, k, v, &AttentionMask::causal().with_sliding_window(*window), scale)
+            }
+        }
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Dense => write!(f, "dense"),
+            Self::DenseBidirectional => write!(f, "dense-bidirectional"),
+            Self::Sliding { window } => write!(f, "sliding:{window}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Variant {
+    type Err = candle_core::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
+/// A positive integer argument of a variant, e.g. the `256` of `sliding:256`.
+fn number(name: &str, arg: &str) -> Result<usize> {
+    match arg.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => candle_core::bail!("attention variant `{name}`: `{arg}` is not a positive integer"),
+    }
+}
+
+/// Parses comma-separated sequence lengths such as `512,2048,8192` (each at least 1).
+///
+/// ```
+/// assert_eq!(tcat_bench::parse_lengths("512, 2048").unwrap(), [512, 2048]);
+/// assert!(tcat_bench::parse_lengths("512,x").is_err());
+/// ```
+pub fn parse_lengths(text: &str) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match item.parse::<usize>() {
+            Ok(n) if n > 0 => {
+                if !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+            _ => candle_core::bail!("`{item}` is not a sequence length (expected a positive integer, e.g. 512,2048)"),
+        }
+    }
+    if out.is_empty() {
+        candle_core::bail!("no sequence length in `{text}` (expected e.g. 512,2048)");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    #[test]
+    fn names_round_trip() {
+        for v in [
+            Variant::Dense,
+            Variant::DenseBidirectional,
+            Variant::Sliding { window: 1 },
+            Variant::Sliding { window: 4096 },
+        ] {
+            assert_eq!(Variant::parse(&v.to_string()).unwrap(), v);
+        }
+        for v in Variant::benchmarked() {
+            assert_eq!(v.to_string().parse::<Variant>().unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn every_syntax_entry_parses() {
+        for syntax in Variant::SYNTAX {
+            let name = syntax.replace(":W", ":8");
+            assert!(Variant::parse(&name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn bad_names_are_errors_listing_the_known_ones() {
+        for bad in ["fused", "Dense", "dense:3", "sliding", "sliding:", "sliding:0", "sliding:-4", "sliding:x", ""] {
+            let err = Variant::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(bad.split(':').next().unwrap()), "{bad}: {err}");
+            if !bad.starts_with("sliding") {
+                assert!(err.contains("known: dense, dense-bidirectional, sliding:W"), "{bad}: {err}");
+            }
+        }
+        let err = Variant::parse_list("dense,strided:128").unwrap_err().to_string();
+        assert!(err.contains("`strided:128`") && err.contains("sliding:W"), "{err}");
+    }
+
+    #[test]
+    fn lists() {
+        assert_eq!(
+            Variant::parse_list("sliding:256,dense").unwrap(),
+            [Variant::Sliding { window: 256 }, Variant::Dense]
+        );
+        assert!(Variant::parse_list("").is_err());
+        assert_eq!(parse_lengths("32,64,32,").unwrap(), [32, 64]);
+        for bad in ["", ",", "0", "12,-1", "1.5", "x"] {
+            assert!(parse_lengths(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Each variant computes what its mask says: the same as sdpa's reference with that mask.
+    #[test]
+    fn variants_match_the_reference_attention() -> Result<()> {
+        let dev = Device::Cpu;
+        let q = Tensor::randn(0f32, 1., (2, 3, 7, 4), &dev)?;
+        let k = Tensor::randn(0f32, 1., (2, 3, 7, 4), &dev)?;
+        let v = Tensor::randn(0f32, 1., (2, 3, 7, 4), &dev)?;
+        let cases = [
+            (Variant::Dense, AttentionMask::causal()),
+            (Variant::DenseBidirectional, AttentionMask::none()),
+            (Variant::Sliding { window: 3 }, AttentionMask::causal().with_sliding_window(3)),
+        ];
+        for (variant, mask) in cases {
+            let got = variant.run(&q, &k, &v)?;
+            let want = tcat_attention::reference::attention(&q, &k, &v, &mask, 0.5)?;
+            let diff = (got - want)?.abs()?.flatten_all()?.max(0)?.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+            assert!(diff < 1e-5, "{variant}: {diff}");
+        }
+        Ok(())
+    }
+}

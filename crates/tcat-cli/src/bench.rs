@@ -1,0 +1,111 @@
+//! `tcat bench`: time and peak memory of blocks against sequence length.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device};
+use clap::{Args, Subcommand};
+use tcat_bench::{Inputs, Shape, Variant, measure, parse_lengths, report, svg};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Time attention variants on random q, k, v: a table of median time, peak memory and ratio
+    /// to dense per sequence length, and optionally an SVG plot.
+    Attention(AttentionArgs),
+}
+
+#[derive(Args)]
+pub struct AttentionArgs {
+    /// Comma-separated variants: dense, dense-bidirectional, sliding:W.
+    #[arg(long, default_value = "dense,sliding:256")]
+    variants: String,
+    /// Comma-separated sequence lengths (queries and keys).
+    #[arg(long, default_value = "512,2048")]
+    seq: String,
+    /// Batch rows.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Attention heads.
+    #[arg(long, default_value_t = 8)]
+    heads: usize,
+    /// Width of one head.
+    #[arg(long, default_value_t = 64)]
+    head_dim: usize,
+    /// Timed runs per variant and length, after one warm-up run; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Write a plot of median time against sequence length (log-log) to this SVG file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Print one JSON object per measurement instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(command: BenchCommand, device: &Device, dtype: Option<DType>) -> Result<()> {
+    match command {
+        BenchCommand::Attention(args) => attention(args, device, dtype.unwrap_or(DType::F32)),
+    }
+}
+
+fn device_name(device: &Device) -> &'static str {
+    if device.is_cuda() {
+        "cuda"
+    } else if device.is_metal() {
+        "metal"
+    } else {
+        "cpu"
+    }
+}
+
+fn attention(args: AttentionArgs, device: &Device, dtype: DType) -> Result<()> {
+    let variants = Variant::parse_list(&args.variants).context("--variants")?;
+    let seqs = parse_lengths(&args.seq).context("--seq")?;
+    for (flag, value) in [("--batch", args.batch), ("--heads", args.heads), ("--head-dim", args.head_dim)] {
+        anyhow::ensure!(value > 0, "{flag} must be at least 1, found 0");
+    }
+    anyhow::ensure!(args.repeats > 0, "--repeats must be at least 1, found 0");
+    let setup = format!(
+        "batch {}, heads {}, head_dim {}, {}, {}",
+        args.batch,
+        args.heads,
+        args.head_dim,
+        dtype.as_str(),
+        device_name(device)
+    );
+
+    let mut rows = Vec::new();
+    for &seq in &seqs {
+        let shape = Shape { batch: args.batch, heads: args.heads, seq, head_dim: args.head_dim };
+        let inputs = Inputs::random(shape, dtype, device).with_context(|| format!("random inputs of {shape:?}"))?;
+        for &variant in &variants {
+            if !args.json {
+                eprintln!("running {variant} at seq {seq} ...");
+            }
+            rows.push(measure(variant, &inputs, args.repeats).with_context(|| format!("{variant} at seq {seq}"))?);
+        }
+    }
+
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for mut row in report::json_rows(&rows) {
+            row["device"] = device_name(device).into();
+            writeln!(out, "{row}")?;
+        }
+    } else {
+        writeln!(out, "attention, {setup}; median of {} runs after a warm-up", args.repeats)?;
+        write!(out, "{}", report::table(&rows))?;
+        if rows.iter().any(|m| m.peak_bytes.is_some()) {
+            writeln!(out, "peak memory: heap bytes allocated above the inputs during one run, output included")?;
+        }
+    }
+    if let Some(path) = &args.svg {
+        let plot = svg::plot(&rows, &format!("attention: median time vs sequence length ({setup})"));
+        std::fs::write(path, plot).with_context(|| format!("writing {}", path.display()))?;
+        if !args.json {
+            writeln!(out, "plot written to {}", path.display())?;
+        }
+    }
+    Ok(())
+}
