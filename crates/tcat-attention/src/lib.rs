@@ -28,7 +28,7 @@ mod multi_head;
 pub mod reference;
 mod sdpa;
 
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, Retention};
 pub use mask::{AttentionMask, Causality};
 pub use multi_head::{MultiHeadAttention, QkvProjection};
 pub use sdpa::{scaled_dot_product_attention, split_grouped_shape};

@@ -148,6 +148,21 @@ impl MultiHeadAttention {
         self
     }
 
+    /// The sliding window of this layer's self-attention, if any.
+    pub fn sliding_window(&self) -> Option<usize> {
+        self.window
+    }
+
+    /// A KV cache for decoding up to `capacity` positions with this layer: a
+    /// [`sliding`](KvCache::sliding) one when a sliding window makes it smaller, a
+    /// [full](KvCache::new) one otherwise.
+    pub fn new_cache(&self, capacity: usize) -> KvCache {
+        match self.window {
+            Some(window) if 2 * window < capacity => KvCache::sliding(window),
+            _ => KvCache::new(capacity),
+        }
+    }
+
     /// Query heads.
     pub fn num_heads(&self) -> usize {
         self.num_heads
@@ -210,6 +225,17 @@ impl MultiHeadAttention {
         let (k, v) = match cache {
             Some(cache) => cache.append(&k, &v)?,
             None => (k, v),
+        };
+        // A sliding cache returns only the most recent keys: align the padding with them.
+        let kv_len = k.dim(2)?;
+        let narrowed;
+        let mask = match mask.key_padding() {
+            Some(keep) if keep.dim(1)? > kv_len => {
+                let all = keep.dim(1)?;
+                narrowed = mask.clone().with_key_padding(keep.narrow(1, all - kv_len, kv_len)?);
+                &narrowed
+            }
+            _ => mask,
         };
         if self.window.is_none() && self.alibi.is_none() {
             return self.attend(&q, &k, &v, mask);

@@ -34,9 +34,11 @@ impl Stack {
         &self.layers
     }
 
-    /// One empty [`KvCache`] per layer, each holding `capacity` positions.
+    /// One empty [`KvCache`] per layer for decoding up to `capacity` positions; sliding-window
+    /// layers get a sliding cache bounded by their window (see
+    /// [`MultiHeadAttention::new_cache`](tcat_attention::MultiHeadAttention::new_cache)).
     pub fn new_caches(&self, capacity: usize) -> Vec<KvCache> {
-        (0..self.layers.len()).map(|_| KvCache::new(capacity)).collect()
+        self.layers.iter().map(|layer| layer.attention().new_cache(capacity)).collect()
     }
 
     /// Runs every layer on `x` `[batch, seq, hidden]` at `positions` (for rotary layers). With
