@@ -23,12 +23,14 @@
 //! ```
 
 mod kv_cache;
+mod linear_attention;
 mod mask;
 mod multi_head;
 pub mod reference;
 mod sdpa;
 
 pub use kv_cache::{KvCache, Retention};
+pub use linear_attention::{LinearAttentionState, elu_feature_map, linear_attention};
 pub use mask::{AttentionMask, Causality};
 pub use multi_head::{MultiHeadAttention, QkvProjection};
 pub use sdpa::{scaled_dot_product_attention, split_grouped_shape};
