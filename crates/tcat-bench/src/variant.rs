@@ -2,11 +2,12 @@
 //!
 //! Every variant computes scaled dot-product attention (Vaswani et al. 2017, "Attention Is All
 //! You Need", eq. 1) over the same `q`, `k`, `v`; they differ in which keys each query sees and
-//! in how the scores are computed. Today all of them go through tcat's one
+//! in how the scores are computed. The softmax variants go through tcat's one
 //! [`scaled_dot_product_attention`], which materialises the `[batch, heads, seq, seq]` scores:
 //! `dense` with the causal mask, `dense-bidirectional` with none, and `sliding:W` with the
 //! causal sliding window of Longformer (Beltagy et al. 2020, "Longformer: The Long-Document
-//! Transformer", §3.1) and Mistral.
+//! Transformer", §3.1) and Mistral. `linear` is causal linear attention (Katharopoulos et al.
+//! 2020), linear in time and memory.
 
 use std::fmt;
 
@@ -50,11 +51,14 @@ pub enum Variant {
         /// Keys visible to each query, itself included.
         window: usize,
     },
+    /// Causal linear attention (Katharopoulos et al. 2020, `φ(x) = elu(x) + 1`), chunked: a
+    /// different kernel than softmax, so it computes a different function of the same inputs.
+    Linear,
 }
 
 impl Variant {
     /// The accepted spellings, in the order an error message lists them.
-    pub const SYNTAX: &'static [&'static str] = &["dense", "dense-bidirectional", "sliding:W"];
+    pub const SYNTAX: &'static [&'static str] = &["dense", "dense-bidirectional", "sliding:W", "linear"];
 
     /// Parses one variant name such as `dense` or `sliding:256`.
     ///
@@ -73,6 +77,7 @@ impl Variant {
         Ok(match (kind, arg) {
             ("dense", None) => Self::Dense,
             ("dense-bidirectional", None) => Self::DenseBidirectional,
+            ("linear", None) => Self::Linear,
             ("sliding", Some(arg)) => Self::Sliding { window: number(name, arg)? },
             ("sliding", None) => {
                 candle_core::bail!("attention variant `sliding` needs a window: sliding:W, e.g. sliding:256")
@@ -108,7 +113,7 @@ impl Variant {
 
     /// The instances the criterion bench (`benches/attention.rs`) runs.
     pub fn benchmarked() -> Vec<Self> {
-        vec![Self::Dense, Self::DenseBidirectional, Self::Sliding { window: 256 }]
+        vec![Self::Dense, Self::DenseBidirectional, Self::Sliding { window: 256 }, Self::Linear]
     }
 
     /// Whether the variant's memory grows slower than the `seq × seq` score matrix, so that it
@@ -117,6 +122,7 @@ impl Variant {
         match self {
             // The sliding window is applied as a mask over the full scores today.
             Self::Dense | Self::DenseBidirectional | Self::Sliding { .. } => false,
+            Self::Linear => true,
         }
     }
 
@@ -138,6 +144,7 @@ impl Variant {
             Self::Sliding { window } => {
                 scaled_dot_product_attention(q, k, v, &AttentionMask::causal().with_sliding_window(*window), scale)
             }
+            Self::Linear => tcat_attention::linear_attention(q, k, v, &AttentionMask::causal()),
         }
     }
 }
@@ -148,6 +155,7 @@ impl fmt::Display for Variant {
             Self::Dense => write!(f, "dense"),
             Self::DenseBidirectional => write!(f, "dense-bidirectional"),
             Self::Sliding { window } => write!(f, "sliding:{window}"),
+            Self::Linear => write!(f, "linear"),
         }
     }
 }
@@ -204,6 +212,7 @@ mod tests {
             Variant::DenseBidirectional,
             Variant::Sliding { window: 1 },
             Variant::Sliding { window: 4096 },
+            Variant::Linear,
         ] {
             assert_eq!(Variant::parse(&v.to_string()).unwrap(), v);
         }
