@@ -10,15 +10,18 @@
 //!   counts that are not powers of two.
 //! - Position-id rules: [`sequential_position_ids`], [`padding_aware_position_ids`] (RoBERTa)
 //!   and [`positions_from_attention_mask`] (left-padded decoding).
+//! - [`RelativePositionBias`]: T5's bucketed relative position bias (Raffel et al. 2020, §2.1).
 
 mod absolute;
 mod alibi;
 mod position_ids;
 mod rotary;
 mod sinusoidal;
+mod t5_bias;
 
 pub use absolute::AbsolutePositions;
 pub use alibi::{Alibi, alibi_slopes};
 pub use position_ids::{padding_aware_position_ids, positions_from_attention_mask, sequential_position_ids};
 pub use rotary::{RopeScaling, RotaryConfig, RotaryEmbedding, RotaryLayout};
 pub use sinusoidal::{SinusoidalLayout, sinusoidal_table};
+pub use t5_bias::{BucketDirection, RelativePositionBias, relative_position_bucket};
