@@ -7,7 +7,9 @@
 mod device;
 mod error;
 mod linear;
+mod ops;
 
 pub use device::{parse_device, parse_dtype};
 pub use error::{Error, Result};
 pub use linear::{Linear, WeightLayout};
+pub use ops::prefix_sum;

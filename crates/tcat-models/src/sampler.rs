@@ -7,9 +7,9 @@
 //! every device) and the chosen ids coming back (`[batch]` u32), which generation needs on the
 //! host anyway to stream tokens and test stop sequences.
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{D, DType, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use tcat_core::{Error, Result};
+use tcat_core::{Error, Result, prefix_sum};
 
 use crate::Sampling;
 
@@ -119,36 +119,10 @@ fn sample(
     Ok(order.gather(&position, 1)?.squeeze(1)?)
 }
 
-/// Inclusive prefix sums along the last axis of a `[rows, n]` f32 tensor, on its device.
-///
-/// candle's `cumsum` multiplies by an `n × n` triangular matrix, 10 GB for a 50k vocabulary;
-/// this sums blocks of `BLOCK` with a `BLOCK × BLOCK` triangle, then adds the prefix sums of the
-/// block totals (a second, `blocks × blocks` triangle), O(n · (BLOCK + blocks)) work.
-fn prefix_sum(x: &Tensor) -> Result<Tensor> {
-    const BLOCK: usize = 256;
-    let (rows, n) = x.dims2()?;
-    let blocks = n.div_ceil(BLOCK);
-    let padded = match blocks * BLOCK - n {
-        0 => x.clone(),
-        pad => x.pad_with_zeros(1, 0, pad)?,
-    };
-    let within = padded.reshape((rows * blocks, BLOCK))?.matmul(&upper_triangle(BLOCK, x.device())?)?;
-    let within = within.reshape((rows, blocks, BLOCK))?;
-    let totals = within.narrow(2, BLOCK - 1, 1)?.squeeze(2)?;
-    let before = (totals.matmul(&upper_triangle(blocks, x.device())?)? - &totals)?;
-    let sums = within.broadcast_add(&before.unsqueeze(2)?)?.reshape((rows, blocks * BLOCK))?;
-    Ok(sums.narrow(1, 0, n)?)
-}
-
-/// `[n, n]` f32 with ones on and above the diagonal: `x · U` sums each row's prefixes.
-fn upper_triangle(n: usize, device: &Device) -> Result<Tensor> {
-    let i = Tensor::arange(0u32, n as u32, device)?;
-    Ok(i.unsqueeze(1)?.broadcast_le(&i.unsqueeze(0)?)?.to_dtype(DType::F32)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     fn logits(rows: &[&[f32]]) -> Tensor {
         let v: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
@@ -158,21 +132,6 @@ mod tests {
     fn sampler(sampling: Sampling, penalty: f64, prompt: &[u32], vocab: usize) -> TokenSampler {
         let ids = Tensor::new(prompt, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
         TokenSampler::new(sampling, penalty, 7, &ids, &ids.ones_like().unwrap(), vocab).unwrap()
-    }
-
-    #[test]
-    fn prefix_sum_matches_a_running_total() {
-        for n in [1, 5, 256, 257, 1000] {
-            let x = Tensor::randn(0f32, 1., (3, n), &Device::Cpu).unwrap();
-            let got: Vec<Vec<f32>> = prefix_sum(&x).unwrap().to_vec2().unwrap();
-            for (row, got) in x.to_vec2::<f32>().unwrap().iter().zip(&got) {
-                let mut total = 0f64;
-                for (v, g) in row.iter().zip(got) {
-                    total += *v as f64;
-                    assert!((total - *g as f64).abs() < 1e-3, "n {n}: {total} vs {g}");
-                }
-            }
-        }
     }
 
     #[test]

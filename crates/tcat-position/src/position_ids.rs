@@ -49,6 +49,6 @@ pub fn padding_aware_position_ids(input_ids: &Tensor, padding_idx: u32) -> Resul
 /// ```
 pub fn positions_from_attention_mask(mask: &Tensor) -> Result<Tensor> {
     let real = mask.ne(&mask.zeros_like()?)?.to_dtype(DType::F32)?;
-    let counted = (real.cumsum(1)? - 1.0)?;
+    let counted = (tcat_core::prefix_sum(&real)? - 1.0)?;
     (counted * &real)?.to_dtype(DType::U32)
 }
