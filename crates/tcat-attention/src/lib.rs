@@ -22,6 +22,7 @@
 //! assert_eq!(out.dims(), &[1, 4, 3, 8]);
 //! ```
 
+mod fused;
 mod kv_cache;
 mod linear_attention;
 mod mask;
@@ -29,6 +30,7 @@ mod multi_head;
 pub mod reference;
 mod sdpa;
 
+pub use fused::fused_attention;
 pub use kv_cache::{KvCache, Retention};
 pub use linear_attention::{LinearAttentionState, elu_feature_map, linear_attention};
 pub use mask::{AttentionMask, Causality};

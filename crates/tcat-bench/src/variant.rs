@@ -7,12 +7,13 @@
 //! `dense` with the causal mask, `dense-bidirectional` with none, and `sliding:W` with the
 //! causal sliding window of Longformer (Beltagy et al. 2020, "Longformer: The Long-Document
 //! Transformer", §3.1) and Mistral. `linear` is causal linear attention (Katharopoulos et al.
-//! 2020), linear in time and memory.
+//! 2020), linear in time and memory. `fused` and `fused-sliding:W` run the same softmax attention
+//! as `dense` and `sliding:W` through tcat's tiled online-softmax kernel.
 
 use std::fmt;
 
 use candle_core::{Result, Tensor};
-use tcat_attention::{AttentionMask, scaled_dot_product_attention};
+use tcat_attention::{AttentionMask, fused_attention, scaled_dot_product_attention};
 
 /// One attention variant, as named on the command line (`dense`, `sliding:256`, ...).
 ///
@@ -51,6 +52,15 @@ pub enum Variant {
         /// Keys visible to each query, itself included.
         window: usize,
     },
+    /// Causal attention through the tiled online-softmax kernel ([`tcat_attention::fused_attention`]),
+    /// which never materialises the scores.
+    Fused,
+    /// The sliding window through the fused kernel, which skips the key tiles outside the
+    /// window: O(seq · window) time.
+    FusedSliding {
+        /// Keys visible to each query, itself included.
+        window: usize,
+    },
     /// Causal linear attention (Katharopoulos et al. 2020, `φ(x) = elu(x) + 1`), chunked: a
     /// different kernel than softmax, so it computes a different function of the same inputs.
     Linear,
@@ -58,7 +68,8 @@ pub enum Variant {
 
 impl Variant {
     /// The accepted spellings, in the order an error message lists them.
-    pub const SYNTAX: &'static [&'static str] = &["dense", "dense-bidirectional", "sliding:W", "linear"];
+    pub const SYNTAX: &'static [&'static str] =
+        &["dense", "dense-bidirectional", "sliding:W", "fused", "fused-sliding:W", "linear"];
 
     /// Parses one variant name such as `dense` or `sliding:256`.
     ///
@@ -78,6 +89,13 @@ impl Variant {
             ("dense", None) => Self::Dense,
             ("dense-bidirectional", None) => Self::DenseBidirectional,
             ("linear", None) => Self::Linear,
+            ("fused", None) => Self::Fused,
+            ("fused-sliding", Some(arg)) => Self::FusedSliding { window: number(name, arg)? },
+            ("fused-sliding", None) => {
+                candle_core::bail!(
+                    "attention variant `fused-sliding` needs a window: fused-sliding:W, e.g. fused-sliding:256"
+                )
+            }
             ("sliding", Some(arg)) => Self::Sliding { window: number(name, arg)? },
             ("sliding", None) => {
                 candle_core::bail!("attention variant `sliding` needs a window: sliding:W, e.g. sliding:256")
@@ -113,7 +131,14 @@ impl Variant {
 
     /// The instances the criterion bench (`benches/attention.rs`) runs.
     pub fn benchmarked() -> Vec<Self> {
-        vec![Self::Dense, Self::DenseBidirectional, Self::Sliding { window: 256 }, Self::Linear]
+        vec![
+            Self::Dense,
+            Self::DenseBidirectional,
+            Self::Sliding { window: 256 },
+            Self::Fused,
+            Self::FusedSliding { window: 256 },
+            Self::Linear,
+        ]
     }
 
     /// Whether the variant's memory grows slower than the `seq × seq` score matrix, so that it
@@ -122,7 +147,7 @@ impl Variant {
         match self {
             // The sliding window is applied as a mask over the full scores today.
             Self::Dense | Self::DenseBidirectional | Self::Sliding { .. } => false,
-            Self::Linear => true,
+            Self::Fused | Self::FusedSliding { .. } | Self::Linear => true,
         }
     }
 
@@ -144,6 +169,10 @@ impl Variant {
             Self::Sliding { window } => {
                 scaled_dot_product_attention(q, k, v, &AttentionMask::causal().with_sliding_window(*window), scale)
             }
+            Self::Fused => fused_attention(q, k, v, &AttentionMask::causal(), scale),
+            Self::FusedSliding { window } => {
+                fused_attention(q, k, v, &AttentionMask::causal().with_sliding_window(*window), scale)
+            }
             Self::Linear => tcat_attention::linear_attention(q, k, v, &AttentionMask::causal()),
         }
     }
@@ -155,6 +184,8 @@ impl fmt::Display for Variant {
             Self::Dense => write!(f, "dense"),
             Self::DenseBidirectional => write!(f, "dense-bidirectional"),
             Self::Sliding { window } => write!(f, "sliding:{window}"),
+            Self::Fused => write!(f, "fused"),
+            Self::FusedSliding { window } => write!(f, "fused-sliding:{window}"),
             Self::Linear => write!(f, "linear"),
         }
     }
@@ -213,6 +244,8 @@ mod tests {
             Variant::Sliding { window: 1 },
             Variant::Sliding { window: 4096 },
             Variant::Linear,
+            Variant::Fused,
+            Variant::FusedSliding { window: 3 },
         ] {
             assert_eq!(Variant::parse(&v.to_string()).unwrap(), v);
         }
@@ -231,7 +264,7 @@ mod tests {
 
     #[test]
     fn bad_names_are_errors_listing_the_known_ones() {
-        for bad in ["fused", "Dense", "dense:3", "sliding", "sliding:", "sliding:0", "sliding:-4", "sliding:x", ""] {
+        for bad in ["fusion", "Dense", "dense:3", "sliding", "sliding:", "sliding:0", "sliding:-4", "sliding:x", ""] {
             let err = Variant::parse(bad).unwrap_err().to_string();
             assert!(err.contains(bad.split(':').next().unwrap()), "{bad}: {err}");
             if !bad.starts_with("sliding") {
@@ -266,6 +299,8 @@ mod tests {
             (Variant::Dense, AttentionMask::causal()),
             (Variant::DenseBidirectional, AttentionMask::none()),
             (Variant::Sliding { window: 3 }, AttentionMask::causal().with_sliding_window(3)),
+            (Variant::Fused, AttentionMask::causal()),
+            (Variant::FusedSliding { window: 3 }, AttentionMask::causal().with_sliding_window(3)),
         ];
         for (variant, mask) in cases {
             let got = variant.run(&q, &k, &v)?;
