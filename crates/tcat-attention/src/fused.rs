@@ -11,7 +11,7 @@
 use candle_core::{DType, Result, Storage, Tensor};
 use rayon::prelude::*;
 
-use crate::{AttentionMask, Causality, scaled_dot_product_attention, split_grouped_shape};
+use crate::{AttentionMask, Causality, SparsePattern, scaled_dot_product_attention, split_grouped_shape};
 
 /// Queries per parallel task.
 const QUERY_TILE: usize = 32;
@@ -37,30 +37,56 @@ trait Visibility: Sync {
     fn tile(&self, q0: usize, q1: usize, k0: usize, k1: usize) -> TileVisibility;
 }
 
-impl Visibility for Causality {
+/// A mask's causality and sparse pattern together.
+struct MaskVisibility {
+    causality: Causality,
+    pattern: Option<SparsePattern>,
+    kv_len: usize,
+}
+
+impl Visibility for MaskVisibility {
     fn allows(&self, query: usize, key: usize) -> bool {
-        match *self {
-            Causality::Bidirectional => true,
-            Causality::Causal => key <= query,
-            Causality::SlidingWindow { window } => key <= query && key + window > query,
-        }
+        self.causality.allows(query, key) && self.pattern.is_none_or(|p| p.allows(query, key, self.kv_len))
     }
 
     fn tile(&self, q0: usize, q1: usize, k0: usize, k1: usize) -> TileVisibility {
-        let (first_q, last_q, first_k, last_k) = (q0, q1 - 1, k0, k1 - 1);
-        match *self {
-            Causality::Bidirectional => TileVisibility::Visible,
-            Causality::Causal if first_k > last_q => TileVisibility::Hidden,
-            Causality::Causal if last_k <= first_q => TileVisibility::Visible,
-            Causality::Causal => TileVisibility::Partial,
-            Causality::SlidingWindow { window } => {
-                if first_k > last_q || last_k + window <= first_q {
-                    TileVisibility::Hidden
-                } else if last_k <= first_q && first_k + window > last_q {
-                    TileVisibility::Visible
-                } else {
-                    TileVisibility::Partial
+        let causal = causal_tile(self.causality, q0, q1, k0, k1);
+        match (causal, &self.pattern) {
+            (TileVisibility::Hidden, _) | (_, None) => causal,
+            // Patterns are classified pair by pair: booleans, cheap beside the tile's products.
+            (_, Some(_)) => {
+                let (mut any, mut all) = (false, true);
+                for i in q0..q1 {
+                    for j in k0..k1 {
+                        let a = self.allows(i, j);
+                        (any, all) = (any || a, all && a);
+                    }
                 }
+                match (any, all) {
+                    (false, _) => TileVisibility::Hidden,
+                    (true, true) => TileVisibility::Visible,
+                    (true, false) => TileVisibility::Partial,
+                }
+            }
+        }
+    }
+}
+
+/// How much of the tile of queries `q0..q1` and keys `k0..k1` a causality lets through.
+fn causal_tile(causality: Causality, q0: usize, q1: usize, k0: usize, k1: usize) -> TileVisibility {
+    let (first_q, last_q, first_k, last_k) = (q0, q1 - 1, k0, k1 - 1);
+    match causality {
+        Causality::Bidirectional => TileVisibility::Visible,
+        Causality::Causal if first_k > last_q => TileVisibility::Hidden,
+        Causality::Causal if last_k <= first_q => TileVisibility::Visible,
+        Causality::Causal => TileVisibility::Partial,
+        Causality::SlidingWindow { window } => {
+            if first_k > last_q || last_k + window <= first_q {
+                TileVisibility::Hidden
+            } else if last_k <= first_q && first_k + window > last_q {
+                TileVisibility::Visible
+            } else {
+                TileVisibility::Partial
             }
         }
     }
@@ -135,7 +161,22 @@ pub fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask,
         })
         .collect::<Result<_>>()?;
     let (q_data, k_data, v_data, bias_slices) = (views[0].data, views[1].data, views[2].data, &views[3..]);
-    let causality = mask.causality();
+    if let Some(pattern) = mask.pattern() {
+        pattern.validate()?;
+    }
+    let segments: Option<Vec<u32>> = match mask.segments() {
+        None => None,
+        Some(ids) => {
+            if ids.dims() != [batch, kv_len] || q_len > kv_len {
+                candle_core::bail!(
+                    "segment ids have shape {:?}, expected [{batch}, {kv_len}] with q_len = {q_len} ≤ kv_len",
+                    ids.dims()
+                );
+            }
+            Some(ids.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?)
+        }
+    };
+    let visibility = MaskVisibility { causality: mask.causality(), pattern: mask.pattern().copied(), kv_len };
     let shape = Shape { q_len, kv_len, head_dim, scale: scale as f32 };
     let mut out = vec![0f32; batch * heads * q_len * head_dim];
     out.par_chunks_mut(q_len * head_dim).enumerate().for_each(|(bh, out_bh)| {
@@ -145,10 +186,19 @@ pub fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask,
         let k_bh = &k_data[kvh * kv_len * head_dim..][..kv_len * head_dim];
         let v_bh = &v_data[kvh * kv_len * head_dim..][..kv_len * head_dim];
         let keep_b = keep.as_ref().map(|k| &k[b * kv_len..][..kv_len]);
+        let segments_b = segments.as_ref().map(|s| &s[b * kv_len..][..kv_len]);
         out_bh.par_chunks_mut(QUERY_TILE * head_dim).enumerate().for_each(|(tile, out_tile)| {
             let q0 = tile * QUERY_TILE;
             let rows = out_tile.len() / head_dim;
-            let ctx = TileContext { shape: &shape, b, h, keep: keep_b, biases: bias_slices, visibility: &causality };
+            let ctx = TileContext {
+                shape: &shape,
+                b,
+                h,
+                keep: keep_b,
+                segments: segments_b,
+                biases: bias_slices,
+                visibility: &visibility,
+            };
             ctx.run(&q_bh[q0 * head_dim..][..rows * head_dim], k_bh, v_bh, q0, out_tile);
         });
     });
@@ -183,6 +233,8 @@ struct TileContext<'a, V: Visibility> {
     b: usize,
     h: usize,
     keep: Option<&'a [u8]>,
+    /// Segment ids of the batch row's keys (block-diagonal masks).
+    segments: Option<&'a [u32]>,
     biases: &'a [BiasView<'a>],
     visibility: &'a V,
 }
@@ -236,10 +288,11 @@ impl<V: Visibility> TileContext<'_, V> {
                         *s += bias.data[at + j * stride];
                     }
                 }
-                if tile == TileVisibility::Partial || self.keep.is_some() {
+                if tile == TileVisibility::Partial || self.keep.is_some() || self.segments.is_some() {
                     for (j, s) in (k0..k1).zip(scores.iter_mut()) {
                         let visible = (tile == TileVisibility::Visible || self.visibility.allows(abs, j))
-                            && self.keep.is_none_or(|keep| keep[j] != 0);
+                            && self.keep.is_none_or(|keep| keep[j] != 0)
+                            && self.segments.is_none_or(|seg| seg[abs] == seg[j]);
                         if !visible {
                             *s = f32::NEG_INFINITY;
                         }
@@ -358,7 +411,7 @@ mod tests {
                     (false, false) => TileVisibility::Hidden,
                     _ => TileVisibility::Partial,
                 };
-                assert_eq!(causality.tile(q0, q1, k0, k1), expected, "{causality:?} {q0}..{q1} x {k0}..{k1}");
+                assert_eq!(causal_tile(causality, q0, q1, k0, k1), expected, "{causality:?} {q0}..{q1} x {k0}..{k1}");
             }
         }
     }

@@ -27,6 +27,7 @@ mod kv_cache;
 mod linear_attention;
 mod mask;
 mod multi_head;
+mod pattern;
 pub mod reference;
 mod sdpa;
 
@@ -35,4 +36,5 @@ pub use kv_cache::{KvCache, Retention};
 pub use linear_attention::{LinearAttentionState, elu_feature_map, linear_attention};
 pub use mask::{AttentionMask, Causality};
 pub use multi_head::{MultiHeadAttention, QkvProjection};
+pub use pattern::{GridAxis, SparsePattern};
 pub use sdpa::{scaled_dot_product_attention, split_grouped_shape};

@@ -2,6 +2,8 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
+use crate::SparsePattern;
+
 /// Whether queries may look at later keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Causality {
@@ -45,7 +47,20 @@ pub enum Causality {
 pub struct AttentionMask {
     causality: Causality,
     key_padding: Option<Tensor>,
+    pattern: Option<SparsePattern>,
+    segments: Option<Tensor>,
     biases: Vec<Tensor>,
+}
+
+impl Causality {
+    /// Whether the query at absolute position `query` may see the key at `key`.
+    pub fn allows(&self, query: usize, key: usize) -> bool {
+        match *self {
+            Causality::Bidirectional => true,
+            Causality::Causal => key <= query,
+            Causality::SlidingWindow { window } => key <= query && key + window > query,
+        }
+    }
 }
 
 impl AttentionMask {
@@ -70,6 +85,39 @@ impl AttentionMask {
     pub fn with_key_padding(mut self, keep: Tensor) -> Self {
         self.key_padding = Some(keep);
         self
+    }
+
+    /// Restricts every query to the keys a [`SparsePattern`] allows (ANDed with the causality
+    /// and the padding). Fails on a pattern whose parameters cannot work (a zero stride).
+    pub fn with_pattern(mut self, pattern: SparsePattern) -> Self {
+        self.pattern = Some(pattern);
+        self
+    }
+
+    /// Block-diagonal attention for packed sequences: `segments` is `[batch, kv_len]` (an
+    /// integer id per key position), and a query sees only keys of its own segment; queries
+    /// take the ids of the last `q_len` positions.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use tcat_attention::AttentionMask;
+    /// let segments = Tensor::new(&[[0u32, 0, 1, 1, 1]], &Device::Cpu).unwrap();
+    /// let grid = AttentionMask::causal().with_segments(segments).grid(5, 5).unwrap();
+    /// assert_eq!(grid, "■····\n■■···\n··■··\n··■■·\n··■■■\n");
+    /// ```
+    pub fn with_segments(mut self, segments: Tensor) -> Self {
+        self.segments = Some(segments);
+        self
+    }
+
+    /// The sparse pattern, if any.
+    pub fn pattern(&self) -> Option<&SparsePattern> {
+        self.pattern.as_ref()
+    }
+
+    /// The segment ids of packed sequences, if any.
+    pub fn segments(&self) -> Option<&Tensor> {
+        self.segments.as_ref()
     }
 
     /// Adds `bias` (broadcastable to `[batch, heads, q_len, kv_len]`) to the scaled scores, as
@@ -101,7 +149,7 @@ impl AttentionMask {
             Causality::Causal => q_len > 1,
             Causality::SlidingWindow { window } => q_len > 1 || kv_len > window,
         };
-        hides_keys || self.key_padding.is_some()
+        hides_keys || self.key_padding.is_some() || self.pattern.is_some() || self.segments.is_some()
     }
 
     /// Draws which keys (columns) each query (row) of batch row 0 sees, `■` for visible and
@@ -114,7 +162,10 @@ impl AttentionMask {
     /// ```
     pub fn grid(&self, q_len: usize, kv_len: usize) -> Result<String> {
         let device = Device::Cpu;
-        let batch = self.key_padding.as_ref().map_or(Ok(1), |k| k.dim(0))?;
+        let batch = match (&self.key_padding, &self.segments) {
+            (Some(t), _) | (None, Some(t)) => t.dim(0)?,
+            (None, None) => 1,
+        };
         let rows: Vec<Vec<u8>> = match self.allowed(batch, q_len, kv_len, &device)? {
             None => vec![vec![1; kv_len]; q_len],
             Some(allowed) => allowed.broadcast_as((batch, 1, q_len, kv_len))?.get(0)?.get(0)?.to_vec2()?,
@@ -146,13 +197,45 @@ impl AttentionMask {
                 Some(keep.ne(&keep.zeros_like()?)?.reshape((batch, 1, 1, kv_len))?)
             }
         };
-        Ok(match (causal, padding) {
-            (None, None) => None,
-            (Some(c), None) => Some(c.reshape((1, 1, q_len, kv_len))?),
-            (None, Some(p)) => Some(p),
-            (Some(c), Some(p)) => Some(p.broadcast_mul(&c.reshape((1, 1, q_len, kv_len))?)?),
-        })
+        let pattern = match &self.pattern {
+            None => None,
+            Some(pattern) => Some(pattern_allowed(pattern, q_len, kv_len, device)?.reshape((1, 1, q_len, kv_len))?),
+        };
+        let segments = match &self.segments {
+            None => None,
+            Some(ids) => {
+                let (b, k) = ids.dims2()?;
+                if b != batch || k != kv_len || q_len > kv_len {
+                    candle_core::bail!(
+                        "segment ids have shape [{b}, {k}], expected [batch={batch}, kv_len={kv_len}] with q_len={q_len} ≤ kv_len"
+                    );
+                }
+                let ids = ids.to_device(device)?;
+                let queries = ids.narrow(1, kv_len - q_len, q_len)?.reshape((batch, 1, q_len, 1))?;
+                Some(queries.broadcast_eq(&ids.reshape((batch, 1, 1, kv_len))?)?)
+            }
+        };
+        let causal = causal.map(|c| c.reshape((1, 1, q_len, kv_len))).transpose()?;
+        let mut allowed: Option<Tensor> = None;
+        for part in [causal, padding, pattern, segments].into_iter().flatten() {
+            allowed = Some(match allowed {
+                None => part,
+                Some(a) => a.broadcast_mul(&part)?,
+            });
+        }
+        Ok(allowed)
     }
+}
+
+/// `[q_len, kv_len]` u8 from a pattern's predicate, with the queries at the end of the keys.
+/// Built on the host and copied to `device` once per call: sparse patterns serve presets and
+/// benchmarks, not a decoding loop.
+fn pattern_allowed(pattern: &SparsePattern, q_len: usize, kv_len: usize, device: &Device) -> Result<Tensor> {
+    pattern.validate()?;
+    let offset = kv_len.saturating_sub(q_len);
+    let cells: Vec<u8> =
+        (0..q_len).flat_map(|i| (0..kv_len).map(move |j| u8::from(pattern.allows(i + offset, j, kv_len)))).collect();
+    Tensor::from_vec(cells, (q_len, kv_len), device)
 }
 
 /// `[q_len, kv_len]` u8: 1 where key `j <= p` for the query's absolute position

@@ -31,6 +31,8 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask, scale
             Some(sum) => sum.iter().zip(&b).map(|(x, y)| x + y).collect(),
         });
     }
+    let segments: Option<Vec<Vec<f64>>> =
+        mask.segments().map(|t| t.to_dtype(candle_core::DType::F64)?.to_vec2()).transpose()?;
     let offset = kv_len as i64 - q_len as i64;
     let mut out = vec![0f64; batch * heads * q_len * head_dim];
     for b in 0..batch {
@@ -48,7 +50,10 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask, scale
                         }
                     };
                     let visible_pad = keep.as_ref().is_none_or(|keep| keep[b][j] != 0.0);
-                    if !(visible_causal && visible_pad) {
+                    let p = i as i64 + offset; // the query's absolute position
+                    let visible_pattern = mask.pattern().is_none_or(|pat| p >= 0 && pat.allows(p as usize, j, kv_len));
+                    let visible_segment = segments.as_ref().is_none_or(|s| p >= 0 && s[b][p as usize] == s[b][j]);
+                    if !(visible_causal && visible_pad && visible_pattern && visible_segment) {
                         *score = f64::NEG_INFINITY;
                         continue;
                     }

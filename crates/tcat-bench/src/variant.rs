@@ -8,12 +8,16 @@
 //! causal sliding window of Longformer (Beltagy et al. 2020, "Longformer: The Long-Document
 //! Transformer", §3.1) and Mistral. `linear` is causal linear attention (Katharopoulos et al.
 //! 2020), linear in time and memory. `fused` and `fused-sliding:W` run the same softmax attention
-//! as `dense` and `sliding:W` through tcat's tiled online-softmax kernel.
+//! as `dense` and `sliding:W` through tcat's tiled online-softmax kernel; `strided:L` (Child et al.
+//! 2019) and `bigbird` (Zaheer et al. 2020) run their sparse patterns through it.
 
 use std::fmt;
 
 use candle_core::{Result, Tensor};
-use tcat_attention::{AttentionMask, fused_attention, scaled_dot_product_attention};
+use tcat_attention::{AttentionMask, SparsePattern, fused_attention, scaled_dot_product_attention};
+
+/// The BigBird configuration of [`Variant::BigBird`].
+const BIGBIRD: SparsePattern = SparsePattern::BigBird { block: 64, window: 3, global: 2, random: 3, seed: 0 };
 
 /// One attention variant, as named on the command line (`dense`, `sliding:256`, ...).
 ///
@@ -61,6 +65,15 @@ pub enum Variant {
         /// Keys visible to each query, itself included.
         window: usize,
     },
+    /// The Sparse Transformer's strided pattern (Child et al. 2019) through the fused kernel,
+    /// which skips the key tiles the pattern hides.
+    Strided {
+        /// The pattern's stride `l`.
+        stride: usize,
+    },
+    /// BigBird's block-sparse pattern (Zaheer et al. 2020) through the fused kernel: blocks of
+    /// 64, a window of 3 blocks, 2 global and 3 random blocks (seed 0), bidirectional.
+    BigBird,
     /// Causal linear attention (Katharopoulos et al. 2020, `φ(x) = elu(x) + 1`), chunked: a
     /// different kernel than softmax, so it computes a different function of the same inputs.
     Linear,
@@ -69,7 +82,7 @@ pub enum Variant {
 impl Variant {
     /// The accepted spellings, in the order an error message lists them.
     pub const SYNTAX: &'static [&'static str] =
-        &["dense", "dense-bidirectional", "sliding:W", "fused", "fused-sliding:W", "linear"];
+        &["dense", "dense-bidirectional", "sliding:W", "fused", "fused-sliding:W", "strided:L", "bigbird", "linear"];
 
     /// Parses one variant name such as `dense` or `sliding:256`.
     ///
@@ -90,6 +103,11 @@ impl Variant {
             ("dense-bidirectional", None) => Self::DenseBidirectional,
             ("linear", None) => Self::Linear,
             ("fused", None) => Self::Fused,
+            ("bigbird", None) => Self::BigBird,
+            ("strided", Some(arg)) => Self::Strided { stride: number(name, arg)? },
+            ("strided", None) => {
+                candle_core::bail!("attention variant `strided` needs a stride: strided:L, e.g. strided:128")
+            }
             ("fused-sliding", Some(arg)) => Self::FusedSliding { window: number(name, arg)? },
             ("fused-sliding", None) => {
                 candle_core::bail!(
@@ -137,6 +155,8 @@ impl Variant {
             Self::Sliding { window: 256 },
             Self::Fused,
             Self::FusedSliding { window: 256 },
+            Self::Strided { stride: 128 },
+            Self::BigBird,
             Self::Linear,
         ]
     }
@@ -147,7 +167,7 @@ impl Variant {
         match self {
             // The sliding window is applied as a mask over the full scores today.
             Self::Dense | Self::DenseBidirectional | Self::Sliding { .. } => false,
-            Self::Fused | Self::FusedSliding { .. } | Self::Linear => true,
+            Self::Fused | Self::FusedSliding { .. } | Self::Strided { .. } | Self::BigBird | Self::Linear => true,
         }
     }
 
@@ -173,6 +193,14 @@ impl Variant {
             Self::FusedSliding { window } => {
                 fused_attention(q, k, v, &AttentionMask::causal().with_sliding_window(*window), scale)
             }
+            Self::Strided { stride } => fused_attention(
+                q,
+                k,
+                v,
+                &AttentionMask::none().with_pattern(SparsePattern::Strided { stride: *stride }),
+                scale,
+            ),
+            Self::BigBird => fused_attention(q, k, v, &AttentionMask::none().with_pattern(BIGBIRD), scale),
             Self::Linear => tcat_attention::linear_attention(q, k, v, &AttentionMask::causal()),
         }
     }
@@ -186,6 +214,8 @@ impl fmt::Display for Variant {
             Self::Sliding { window } => write!(f, "sliding:{window}"),
             Self::Fused => write!(f, "fused"),
             Self::FusedSliding { window } => write!(f, "fused-sliding:{window}"),
+            Self::Strided { stride } => write!(f, "strided:{stride}"),
+            Self::BigBird => write!(f, "bigbird"),
             Self::Linear => write!(f, "linear"),
         }
     }
@@ -246,6 +276,8 @@ mod tests {
             Variant::Linear,
             Variant::Fused,
             Variant::FusedSliding { window: 3 },
+            Variant::Strided { stride: 4 },
+            Variant::BigBird,
         ] {
             assert_eq!(Variant::parse(&v.to_string()).unwrap(), v);
         }
@@ -257,7 +289,7 @@ mod tests {
     #[test]
     fn every_syntax_entry_parses() {
         for syntax in Variant::SYNTAX {
-            let name = syntax.replace(":W", ":8");
+            let name = syntax.replace(":W", ":8").replace(":L", ":8");
             assert!(Variant::parse(&name).is_ok(), "{name}");
         }
     }
@@ -271,8 +303,8 @@ mod tests {
                 assert!(err.contains("known: dense, dense-bidirectional, sliding:W"), "{bad}: {err}");
             }
         }
-        let err = Variant::parse_list("dense,strided:128").unwrap_err().to_string();
-        assert!(err.contains("`strided:128`") && err.contains("sliding:W"), "{err}");
+        let err = Variant::parse_list("dense,strode:128").unwrap_err().to_string();
+        assert!(err.contains("`strode:128`") && err.contains("strided:L"), "{err}");
     }
 
     #[test]
@@ -301,6 +333,8 @@ mod tests {
             (Variant::Sliding { window: 3 }, AttentionMask::causal().with_sliding_window(3)),
             (Variant::Fused, AttentionMask::causal()),
             (Variant::FusedSliding { window: 3 }, AttentionMask::causal().with_sliding_window(3)),
+            (Variant::Strided { stride: 2 }, AttentionMask::none().with_pattern(SparsePattern::Strided { stride: 2 })),
+            (Variant::BigBird, AttentionMask::none().with_pattern(BIGBIRD)),
         ];
         for (variant, mask) in cases {
             let got = variant.run(&q, &k, &v)?;
