@@ -3,7 +3,9 @@
 # `--features cuda` on a machine without a GPU, then check that `--device cuda` fails cleanly there.
 #
 # Installs Debian's CUDA 11.8 toolkit (`nvidia-cuda-toolkit`) and the driver library `libcuda1`
-# (the binary links libcuda.so.1) from the `non-free` component. The machine's own APT sources
+# (the binary links libcuda.so.1) from the `non-free` component, and g++-11 explicitly: nvcc 11.8
+# rejects Debian's gcc 12, and the toolkit's dependency on an old host compiler is also met by
+# clang-14, with which Debian's nvcc then refuses to run unless told `-ccbin clang-14`. The machine's own APT sources
 # are left alone: a private APT configuration (under a temporary directory) lists the same Debian
 # mirrors with `contrib non-free non-free-firmware` added and keeps its own package lists.
 #
@@ -58,7 +60,7 @@ EOF
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo env APT_CONFIG="$apt_dir/apt.conf" apt-get update -q
     $sudo env APT_CONFIG="$apt_dir/apt.conf" DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends nvidia-cuda-toolkit libcuda1
+        apt-get install -y -q --no-install-recommends nvidia-cuda-toolkit libcuda1 g++-11
     $sudo rm -rf "$apt_dir"
 }
 
