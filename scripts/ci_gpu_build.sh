@@ -5,8 +5,8 @@
 # Installs Debian's CUDA 11.8 toolkit (`nvidia-cuda-toolkit`) and the driver library `libcuda1`
 # (the binary links libcuda.so.1) from the `non-free` component, and g++-11 explicitly: nvcc 11.8
 # rejects Debian's gcc 12, and the toolkit's dependency on an old host compiler is also met by
-# clang-14, with which Debian's nvcc then refuses to run unless told `-ccbin clang-14`. The machine's own APT sources
-# are left alone: a private APT configuration (under a temporary directory) lists the same Debian
+# clang-14, with which Debian's nvcc then refuses to run unless told `-ccbin clang-14`.
+# The machine's own APT sources are left alone: a private APT configuration (under a temporary directory) lists the same Debian
 # mirrors with `contrib non-free non-free-firmware` added and keeps its own package lists.
 #
 # Environment:
