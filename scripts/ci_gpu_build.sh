@@ -7,7 +7,8 @@
 # rejects Debian's gcc 12, and the toolkit's dependency on an old host compiler is also met by
 # clang-14, with which Debian's nvcc then refuses to run unless told `-ccbin clang-14`.
 # The machine's own APT sources are left alone: a private APT configuration (in a temporary
-# directory) lists the same Debian mirrors with `contrib non-free non-free-firmware` added and keeps its own package lists.
+# directory) lists the same Debian mirrors with `contrib non-free non-free-firmware` added and
+# keeps its own package lists.
 #
 # Environment:
 #   CARGO_TARGET_DIR  where to build (default: target/cuda, a target dir of its own, so the
