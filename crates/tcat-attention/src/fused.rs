@@ -53,21 +53,11 @@ impl Visibility for MaskVisibility {
         let causal = causal_tile(self.causality, q0, q1, k0, k1);
         match (causal, &self.pattern) {
             (TileVisibility::Hidden, _) | (_, None) => causal,
-            // Patterns are classified pair by pair: booleans, cheap beside the tile's products.
-            (_, Some(_)) => {
-                let (mut any, mut all) = (false, true);
-                for i in q0..q1 {
-                    for j in k0..k1 {
-                        let a = self.allows(i, j);
-                        (any, all) = (any || a, all && a);
-                    }
-                }
-                match (any, all) {
-                    (false, _) => TileVisibility::Hidden,
-                    (true, true) => TileVisibility::Visible,
-                    (true, false) => TileVisibility::Partial,
-                }
-            }
+            (_, Some(pattern)) => match pattern.tile(q0, q1, k0, k1, self.kv_len) {
+                (false, _) => TileVisibility::Hidden,
+                (true, true) if causal == TileVisibility::Visible => TileVisibility::Visible,
+                _ => TileVisibility::Partial,
+            },
         }
     }
 }

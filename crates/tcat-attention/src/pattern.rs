@@ -168,6 +168,34 @@ impl SparsePattern {
     }
 }
 
+impl SparsePattern {
+    /// Whether any and whether all of the pairs of queries `q0..q1` and keys `k0..k1` (absolute
+    /// positions, non-empty ranges) are allowed: what a tiled kernel needs to skip or trust a
+    /// tile. BigBird is decided per block pair, the others pair by pair.
+    pub fn tile(&self, q0: usize, q1: usize, k0: usize, k1: usize, kv_len: usize) -> (bool, bool) {
+        let (mut any, mut all) = (false, true);
+        match *self {
+            Self::BigBird { block, .. } => {
+                for a in q0 / block..=(q1 - 1) / block {
+                    for c in k0 / block..=(k1 - 1) / block {
+                        let ok = self.allows(a * block, c * block, kv_len);
+                        (any, all) = (any || ok, all && ok);
+                    }
+                }
+            }
+            _ => {
+                for i in q0..q1 {
+                    for j in k0..k1 {
+                        let ok = self.allows(i, j, kv_len);
+                        (any, all) = (any || ok, all && ok);
+                    }
+                }
+            }
+        }
+        (any, all)
+    }
+}
+
 /// The `r`-th random key block of query block `a` (SplitMix64 of the seed and both indices).
 fn random_block(seed: u64, a: usize, r: usize, blocks: usize) -> usize {
     let mut z = seed ^ (a as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (r as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);

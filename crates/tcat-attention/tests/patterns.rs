@@ -153,3 +153,17 @@ fn bad_patterns_are_errors() {
     let segments = Tensor::zeros((2, 4), DType::U32, &dev).unwrap(); // batch 2 for a batch of 1
     assert!(scaled_dot_product_attention(&q, &q, &q, &AttentionMask::none().with_segments(segments), 1.0).is_err());
 }
+
+#[test]
+fn tile_summaries_agree_with_the_pairs() {
+    let mut rng = StdRng::seed_from_u64(9);
+    for _ in 0..300 {
+        let pattern = random_pattern(&mut rng);
+        let kv_len = rng.random_range(1..60);
+        let (q0, k0) = (rng.random_range(0..kv_len), rng.random_range(0..kv_len));
+        let (q1, k1) = (rng.random_range(q0 + 1..=kv_len), rng.random_range(k0 + 1..=kv_len));
+        let pairs: Vec<bool> = (q0..q1).flat_map(|i| (k0..k1).map(move |j| pattern.allows(i, j, kv_len))).collect();
+        let want = (pairs.iter().any(|&p| p), pairs.iter().all(|&p| p));
+        assert_eq!(pattern.tile(q0, q1, k0, k1, kv_len), want, "{pattern:?} {q0}..{q1} x {k0}..{k1} of {kv_len}");
+    }
+}
