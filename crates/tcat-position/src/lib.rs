@@ -11,9 +11,12 @@
 //! - Position-id rules: [`sequential_position_ids`], [`padding_aware_position_ids`] (RoBERTa)
 //!   and [`positions_from_attention_mask`] (left-padded decoding).
 //! - [`RelativePositionBias`]: T5's bucketed relative position bias (Raffel et al. 2020, §2.1).
+//! - [`disentangled_bias`]: DeBERTa's content-to-position and position-to-content terms (He et
+//!   al. 2021), with v2's [`log_bucket_position`].
 
 mod absolute;
 mod alibi;
+mod deberta;
 mod position_ids;
 mod rotary;
 mod sinusoidal;
@@ -21,6 +24,7 @@ mod t5_bias;
 
 pub use absolute::AbsolutePositions;
 pub use alibi::{Alibi, alibi_slopes};
+pub use deberta::{LogBuckets, deberta_relative_positions, disentangled_bias, log_bucket_position};
 pub use position_ids::{padding_aware_position_ids, positions_from_attention_mask, sequential_position_ids};
 pub use rotary::{RopeScaling, RotaryConfig, RotaryEmbedding, RotaryLayout};
 pub use sinusoidal::{SinusoidalLayout, sinusoidal_table};
