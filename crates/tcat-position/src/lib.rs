@@ -13,6 +13,8 @@
 //! - [`RelativePositionBias`]: T5's bucketed relative position bias (Raffel et al. 2020, §2.1).
 //! - [`disentangled_bias`]: DeBERTa's content-to-position and position-to-content terms (He et
 //!   al. 2021), with v2's [`log_bucket_position`].
+//! - [`xl_position_bias`], [`xl_sinusoids`] and [`SegmentMemory`]: Transformer-XL's relative
+//!   encoding with global biases and segment-level recurrence (Dai et al. 2019).
 
 mod absolute;
 mod alibi;
@@ -21,6 +23,7 @@ mod position_ids;
 mod rotary;
 mod sinusoidal;
 mod t5_bias;
+mod transformer_xl;
 
 pub use absolute::AbsolutePositions;
 pub use alibi::{Alibi, alibi_slopes};
@@ -29,3 +32,4 @@ pub use position_ids::{padding_aware_position_ids, positions_from_attention_mask
 pub use rotary::{RopeScaling, RotaryConfig, RotaryEmbedding, RotaryLayout};
 pub use sinusoidal::{SinusoidalLayout, sinusoidal_table};
 pub use t5_bias::{BucketDirection, RelativePositionBias, relative_position_bucket};
+pub use transformer_xl::{SegmentMemory, xl_distance_range, xl_position_bias, xl_sinusoids};
