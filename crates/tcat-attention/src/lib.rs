@@ -29,6 +29,7 @@ mod mask;
 mod multi_head;
 mod pattern;
 pub mod reference;
+mod schedule;
 mod sdpa;
 
 pub use fused::fused_attention;
@@ -37,4 +38,5 @@ pub use linear_attention::{LinearAttentionState, elu_feature_map, linear_attenti
 pub use mask::{AttentionMask, Causality};
 pub use multi_head::{MultiHeadAttention, QkvProjection};
 pub use pattern::{GridAxis, SparsePattern};
+pub use schedule::{AttentionSchedule, LayerAttention};
 pub use sdpa::{scaled_dot_product_attention, split_grouped_shape};

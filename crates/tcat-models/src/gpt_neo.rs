@@ -4,7 +4,7 @@
 
 use candle_nn::VarBuilder;
 use serde::Deserialize;
-use tcat_attention::{MultiHeadAttention, QkvProjection};
+use tcat_attention::{AttentionSchedule, LayerAttention, MultiHeadAttention, QkvProjection};
 use tcat_blocks::{Activation, Embeddings, FeedForward, Norm, Residual, Stack, TransformerLayer};
 use tcat_core::{Linear, Result, WeightLayout};
 use tcat_position::AbsolutePositions;
@@ -81,10 +81,17 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
         let h = cfg.hidden_size;
         let word = vb.get((cfg.vocab_size, h), "wte.weight")?;
         let positions = AbsolutePositions::load(vb.pp("wpe"), cfg.max_position_embeddings, h, 0)?;
-        let layers = kinds
-            .iter()
-            .enumerate()
-            .map(|(i, kind)| layer(vb.pp(format!("h.{i}")), &cfg, act, kind == "local"))
+        let schedule = AttentionSchedule::cycle(
+            kinds
+                .iter()
+                .map(|k| match k.as_str() {
+                    "local" => LayerAttention::Local { window: cfg.window_size },
+                    _ => LayerAttention::Dense,
+                })
+                .collect(),
+        )?;
+        let layers = (0..kinds.len())
+            .map(|i| layer(vb.pp(format!("h.{i}")), &cfg, act, schedule.for_layer(i)))
             .collect::<candle_core::Result<Vec<_>>>()?;
         let final_norm = Norm::load_layer_norm(vb.pp("ln_f"), h, cfg.layer_norm_epsilon)?;
         let head = lm_head_or_tied(&root, &word)?;
@@ -101,7 +108,12 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
     build().map_err(|e| ckpt.error(e))
 }
 
-fn layer(vb: VarBuilder, cfg: &GptNeoConfig, act: Activation, local: bool) -> candle_core::Result<TransformerLayer> {
+fn layer(
+    vb: VarBuilder,
+    cfg: &GptNeoConfig,
+    act: Activation,
+    kind: LayerAttention,
+) -> candle_core::Result<TransformerLayer> {
     let h = cfg.hidden_size;
     let inner = cfg.intermediate_size.unwrap_or(4 * h);
     let lin = |name: &str, i, o, bias| Linear::load(vb.pp(name), i, o, bias, WeightLayout::OutIn);
@@ -110,7 +122,7 @@ fn layer(vb: VarBuilder, cfg: &GptNeoConfig, act: Activation, local: bool) -> ca
         k: lin("attn.attention.k_proj", h, h, false)?,
         v: lin("attn.attention.v_proj", h, h, false)?,
     };
-    let mut attention = MultiHeadAttention::new(
+    let attention = MultiHeadAttention::new(
         qkv,
         lin("attn.attention.out_proj", h, h, true)?,
         cfg.num_heads,
@@ -118,9 +130,7 @@ fn layer(vb: VarBuilder, cfg: &GptNeoConfig, act: Activation, local: bool) -> ca
         h / cfg.num_heads,
     )?
     .with_scale(1.0);
-    if local {
-        attention = attention.with_sliding_window(cfg.window_size);
-    }
+    let attention = kind.apply(attention);
     Ok(TransformerLayer::new(
         attention,
         Norm::load_layer_norm(vb.pp("ln_1"), h, cfg.layer_norm_epsilon)?,
