@@ -118,8 +118,9 @@ pub fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask,
         );
     }
     let (_, group) = split_grouped_shape(heads, kv_heads)?;
-    if q_len > kv_len && mask.causality() != Causality::Bidirectional {
-        // Queries before the first key (a negative cache offset): rare, left to the reference path.
+    if mask.explicit().is_some() || (q_len > kv_len && mask.causality() != Causality::Bidirectional) {
+        // An explicit q_len × kv_len mask is already materialised, and queries before the first
+        // key (a negative cache offset) are rare: both go to the materialised path.
         return scaled_dot_product_attention(q, k, v, mask, scale);
     }
     let f32_data = |t: &Tensor| t.to_dtype(DType::F32)?.contiguous();

@@ -31,6 +31,7 @@ mod pattern;
 pub mod reference;
 mod schedule;
 mod sdpa;
+mod two_stream;
 
 pub use fused::fused_attention;
 pub use kv_cache::{KvCache, Retention};
@@ -40,3 +41,4 @@ pub use multi_head::{MultiHeadAttention, QkvProjection};
 pub use pattern::{GridAxis, SparsePattern};
 pub use schedule::{AttentionSchedule, LayerAttention};
 pub use sdpa::{scaled_dot_product_attention, split_grouped_shape};
+pub use two_stream::{permutation_masks, two_stream_attention};

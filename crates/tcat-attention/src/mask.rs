@@ -49,6 +49,7 @@ pub struct AttentionMask {
     key_padding: Option<Tensor>,
     pattern: Option<SparsePattern>,
     segments: Option<Tensor>,
+    explicit: Option<Tensor>,
     biases: Vec<Tensor>,
 }
 
@@ -110,6 +111,19 @@ impl AttentionMask {
         self
     }
 
+    /// An explicit visibility mask, broadcastable to `[batch, 1, q_len, kv_len]`, non-zero where
+    /// the query may see the key (ANDed with everything else): for masks no type describes, such
+    /// as XLNet's permutation masks. The fused kernel hands such masks to the materialised path.
+    pub fn with_allowed(mut self, allowed: Tensor) -> Self {
+        self.explicit = Some(allowed);
+        self
+    }
+
+    /// The explicit visibility mask, if any.
+    pub fn explicit(&self) -> Option<&Tensor> {
+        self.explicit.as_ref()
+    }
+
     /// The sparse pattern, if any.
     pub fn pattern(&self) -> Option<&SparsePattern> {
         self.pattern.as_ref()
@@ -149,7 +163,11 @@ impl AttentionMask {
             Causality::Causal => q_len > 1,
             Causality::SlidingWindow { window } => q_len > 1 || kv_len > window,
         };
-        hides_keys || self.key_padding.is_some() || self.pattern.is_some() || self.segments.is_some()
+        hides_keys
+            || self.key_padding.is_some()
+            || self.pattern.is_some()
+            || self.segments.is_some()
+            || self.explicit.is_some()
     }
 
     /// Draws which keys (columns) each query (row) of batch row 0 sees, `■` for visible and
@@ -217,7 +235,14 @@ impl AttentionMask {
         };
         let causal = causal.map(|c| c.reshape((1, 1, q_len, kv_len))).transpose()?;
         let mut allowed: Option<Tensor> = None;
-        for part in [causal, padding, pattern, segments].into_iter().flatten() {
+        let explicit = match &self.explicit {
+            None => None,
+            Some(t) => {
+                let t = t.to_device(device)?;
+                Some(t.ne(&t.zeros_like()?)?.broadcast_as((batch, 1, q_len, kv_len))?)
+            }
+        };
+        for part in [causal, padding, pattern, segments, explicit].into_iter().flatten() {
             allowed = Some(match allowed {
                 None => part,
                 Some(a) => a.broadcast_mul(&part)?,

@@ -33,6 +33,10 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask, scale
     }
     let segments: Option<Vec<Vec<f64>>> =
         mask.segments().map(|t| t.to_dtype(candle_core::DType::F64)?.to_vec2()).transpose()?;
+    let explicit: Option<Vec<f64>> = mask
+        .explicit()
+        .map(|t| t.broadcast_as((batch, 1, q_len, kv_len))?.to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1())
+        .transpose()?;
     let offset = kv_len as i64 - q_len as i64;
     let mut out = vec![0f64; batch * heads * q_len * head_dim];
     for b in 0..batch {
@@ -53,7 +57,8 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask, scale
                     let p = i as i64 + offset; // the query's absolute position
                     let visible_pattern = mask.pattern().is_none_or(|pat| p >= 0 && pat.allows(p as usize, j, kv_len));
                     let visible_segment = segments.as_ref().is_none_or(|s| p >= 0 && s[b][p as usize] == s[b][j]);
-                    if !(visible_causal && visible_pad && visible_pattern && visible_segment) {
+                    let visible_explicit = explicit.as_ref().is_none_or(|e| e[(b * q_len + i) * kv_len + j] != 0.0);
+                    if !(visible_causal && visible_pad && visible_pattern && visible_segment && visible_explicit) {
                         *score = f64::NEG_INFINITY;
                         continue;
                     }
