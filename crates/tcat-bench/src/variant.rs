@@ -74,6 +74,9 @@ pub enum Variant {
     /// BigBird's block-sparse pattern (Zaheer et al. 2020) through the fused kernel: blocks of
     /// 64, a window of 3 blocks, 2 global and 3 random blocks (seed 0), bidirectional.
     BigBird,
+    /// candle-nn's CPU flash attention (`candle_nn::attention::flash_attn`, causal), a peer:
+    /// it takes `[batch, seq, heads, head_dim]`, so the transposes in and out are included.
+    CandleFlash,
     /// Causal linear attention (Katharopoulos et al. 2020, `φ(x) = elu(x) + 1`), chunked: a
     /// different kernel than softmax, so it computes a different function of the same inputs.
     Linear,
@@ -81,8 +84,17 @@ pub enum Variant {
 
 impl Variant {
     /// The accepted spellings, in the order an error message lists them.
-    pub const SYNTAX: &'static [&'static str] =
-        &["dense", "dense-bidirectional", "sliding:W", "fused", "fused-sliding:W", "strided:L", "bigbird", "linear"];
+    pub const SYNTAX: &'static [&'static str] = &[
+        "dense",
+        "dense-bidirectional",
+        "sliding:W",
+        "fused",
+        "fused-sliding:W",
+        "strided:L",
+        "bigbird",
+        "linear",
+        "candle-flash",
+    ];
 
     /// Parses one variant name such as `dense` or `sliding:256`.
     ///
@@ -104,6 +116,7 @@ impl Variant {
             ("linear", None) => Self::Linear,
             ("fused", None) => Self::Fused,
             ("bigbird", None) => Self::BigBird,
+            ("candle-flash", None) => Self::CandleFlash,
             ("strided", Some(arg)) => Self::Strided { stride: number(name, arg)? },
             ("strided", None) => {
                 candle_core::bail!("attention variant `strided` needs a stride: strided:L, e.g. strided:128")
@@ -158,6 +171,7 @@ impl Variant {
             Self::Strided { stride: 128 },
             Self::BigBird,
             Self::Linear,
+            Self::CandleFlash,
         ]
     }
 
@@ -167,7 +181,12 @@ impl Variant {
         match self {
             // The sliding window is applied as a mask over the full scores today.
             Self::Dense | Self::DenseBidirectional | Self::Sliding { .. } => false,
-            Self::Fused | Self::FusedSliding { .. } | Self::Strided { .. } | Self::BigBird | Self::Linear => true,
+            Self::Fused
+            | Self::FusedSliding { .. }
+            | Self::Strided { .. }
+            | Self::BigBird
+            | Self::Linear
+            | Self::CandleFlash => true,
         }
     }
 
@@ -202,6 +221,21 @@ impl Variant {
             ),
             Self::BigBird => fused_attention(q, k, v, &AttentionMask::none().with_pattern(BIGBIRD), scale),
             Self::Linear => tcat_attention::linear_attention(q, k, v, &AttentionMask::causal()),
+            Self::CandleFlash => {
+                let bshd = |t: &Tensor| t.transpose(1, 2)?.contiguous();
+                let causal = candle_nn::attention::AttnMask::causal();
+                let out = candle_nn::attention::flash_attn::<f32>(
+                    &bshd(q)?,
+                    &bshd(k)?,
+                    &bshd(v)?,
+                    scale as f32,
+                    causal,
+                    None,
+                    None,
+                )?;
+                // Documented as (B, H, S, D); normalise whichever layout comes back.
+                if out.dims() == q.dims() { Ok(out) } else { out.transpose(1, 2)?.contiguous() }
+            }
         }
     }
 }
@@ -217,6 +251,7 @@ impl fmt::Display for Variant {
             Self::Strided { stride } => write!(f, "strided:{stride}"),
             Self::BigBird => write!(f, "bigbird"),
             Self::Linear => write!(f, "linear"),
+            Self::CandleFlash => write!(f, "candle-flash"),
         }
     }
 }
@@ -278,6 +313,7 @@ mod tests {
             Variant::FusedSliding { window: 3 },
             Variant::Strided { stride: 4 },
             Variant::BigBird,
+            Variant::CandleFlash,
         ] {
             assert_eq!(Variant::parse(&v.to_string()).unwrap(), v);
         }
@@ -335,6 +371,7 @@ mod tests {
             (Variant::FusedSliding { window: 3 }, AttentionMask::causal().with_sliding_window(3)),
             (Variant::Strided { stride: 2 }, AttentionMask::none().with_pattern(SparsePattern::Strided { stride: 2 })),
             (Variant::BigBird, AttentionMask::none().with_pattern(BIGBIRD)),
+            (Variant::CandleFlash, AttentionMask::causal()),
         ];
         for (variant, mask) in cases {
             let got = variant.run(&q, &k, &v)?;
