@@ -1,370 +1,677 @@
-//! Memory-efficient fused attention for the CPU: tiled, with an online softmax (Milakov &
-//! Gimelshein 2018, "Online normalizer calculation for softmax"; Dao et al. 2022,
-//! "FlashAttention", Algorithm 1), so the `q_len × kv_len` scores are never materialised.
+//! Memory-efficient fused attention on the CPU: tiles and an online softmax.
 //!
-//! Each query keeps a running maximum `m`, a running normaliser `l` and an unnormalised output
-//! `o`; for every tile of keys, `m' = max(m, max_j s_j)`, `o ← o·e^{m−m'} + Σ_j e^{s_j−m'} v_j`,
-//! `l ← l·e^{m−m'} + Σ_j e^{s_j−m'}`, and finally `out = o / l`. Memory is O(tile) per thread
-//! besides the inputs and the output. Key tiles that the mask hides entirely are skipped, so a
-//! causal mask halves the work and a sliding window of `w` keys makes it O(n·w).
+//! Implements the tiled forward pass of FlashAttention (Dao, Fu, Ermon, Rudra and Ré 2022,
+//! "FlashAttention: Fast and Memory-Efficient Exact Attention with IO-Awareness", Algorithm 1)
+//! on top of the online softmax of Milakov and Gimelshein (2018, "Online normalizer calculation
+//! for softmax", Algorithm 3). Queries are cut into tiles of [`ROWS`] rows and keys into tiles
+//! of [`COLS`] keys; for each query tile the key tiles stream past while every row keeps a running
+//! maximum `m`, a running sum `ℓ` of `exp(s − m)` and an unnormalised output `o`. When a tile
+//! raises the maximum to `m'`, the old `ℓ` and `o` are rescaled by `exp(m − m')`; at the end the
+//! row is `o / ℓ`. The `seq × seq` score matrix is never materialised: memory is the inputs, the
+//! output and a few tiles per thread.
+//!
+//! Tiles that a mask hides entirely are skipped (causal attention does about half the work, a
+//! sliding window of `w` keys costs `O(n · w)`), tiles it shows entirely skip the per-element
+//! test. Which keys a query sees is a [`KeyVisibility`], so new sparse patterns only have to
+//! answer `allows(query, key)` (and may answer the per-tile question faster).
+//!
+//! Compute is `f32` whatever the input dtype; on x86-64 CPUs with AVX2 and FMA the kernel is
+//! compiled a second time for them and chosen at run time.
 
-use candle_core::{DType, Result, Storage, Tensor};
+use std::ops::Range;
+
+use candle_core::{DType, Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
 
-use crate::{AttentionMask, Causality, SparsePattern, scaled_dot_product_attention, split_grouped_shape};
+use crate::mask::{AttentionMask, Causality};
+use crate::pattern::SparsePattern;
+use crate::sdpa::{scaled_dot_product_attention, split_grouped_shape};
 
-/// Queries per parallel task.
-const QUERY_TILE: usize = 32;
-/// Keys per tile of the online softmax.
-const KEY_TILE: usize = 128;
+/// Query rows per tile.
+const ROWS: usize = 64;
+/// Keys per tile.
+const COLS: usize = 64;
+/// Width of the register blocks of the micro-kernels (two AVX registers).
+const LANES: usize = 16;
+/// Rows of the register blocks of the micro-kernels.
+const BLOCK_ROWS: usize = 4;
 
-/// How much of a tile of (query, key) pairs a mask lets through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TileVisibility {
-    /// No pair is visible: the tile is skipped.
-    Hidden,
-    /// Some pairs are visible: each is tested.
-    Partial,
-    /// Every pair is visible: none is tested.
-    Visible,
-}
-
-/// Which keys each query sees, by absolute position: what a tiled kernel asks of a mask.
-/// Queries sit at the end of the keys (query `i` of `q_len` at position `i + kv_len − q_len`).
-trait Visibility: Sync {
-    fn allows(&self, query: usize, key: usize) -> bool;
-    /// For queries `q0..q1` and keys `k0..k1` (absolute positions, non-empty ranges).
-    fn tile(&self, q0: usize, q1: usize, k0: usize, k1: usize) -> TileVisibility;
-}
-
-/// A mask's causality and sparse pattern together.
-struct MaskVisibility {
-    causality: Causality,
-    pattern: Option<SparsePattern>,
-    kv_len: usize,
-}
-
-impl Visibility for MaskVisibility {
-    fn allows(&self, query: usize, key: usize) -> bool {
-        self.causality.allows(query, key) && self.pattern.is_none_or(|p| p.allows(query, key, self.kv_len))
-    }
-
-    fn tile(&self, q0: usize, q1: usize, k0: usize, k1: usize) -> TileVisibility {
-        let causal = causal_tile(self.causality, q0, q1, k0, k1);
-        match (causal, &self.pattern) {
-            (TileVisibility::Hidden, _) | (_, None) => causal,
-            (_, Some(pattern)) => match pattern.tile(q0, q1, k0, k1, self.kv_len) {
-                (false, _) => TileVisibility::Hidden,
-                (true, true) if causal == TileVisibility::Visible => TileVisibility::Visible,
-                _ => TileVisibility::Partial,
-            },
-        }
-    }
-}
-
-/// How much of the tile of queries `q0..q1` and keys `k0..k1` a causality lets through.
-fn causal_tile(causality: Causality, q0: usize, q1: usize, k0: usize, k1: usize) -> TileVisibility {
-    let (first_q, last_q, first_k, last_k) = (q0, q1 - 1, k0, k1 - 1);
-    match causality {
-        Causality::Bidirectional => TileVisibility::Visible,
-        Causality::Causal if first_k > last_q => TileVisibility::Hidden,
-        Causality::Causal if last_k <= first_q => TileVisibility::Visible,
-        Causality::Causal => TileVisibility::Partial,
-        Causality::SlidingWindow { window } => {
-            if first_k > last_q || last_k + window <= first_q {
-                TileVisibility::Hidden
-            } else if last_k <= first_q && first_k + window > last_q {
-                TileVisibility::Visible
-            } else {
-                TileVisibility::Partial
-            }
-        }
-    }
-}
-
-/// Scaled dot-product attention computed tile by tile with an online softmax, equal to
-/// [`scaled_dot_product_attention`] (same shapes, masks, grouped-query heads without repeated
-/// keys, additive biases) but with memory independent of `q_len × kv_len`.
+/// Memory-efficient scaled dot-product attention, `softmax(Q Kᵀ · scale + bias, masked) V`,
+/// computed tile by tile with an online softmax (Milakov & Gimelshein 2018; Dao et al. 2022,
+/// FlashAttention, Algorithm 1) so that the `q_len × kv_len` scores are never stored.
 ///
-/// A query that sees no key at all gets the uniform average of all values, as the
-/// materialised path gives (it replaces masked scores by the dtype's minimum). Computation is
-/// in f32 whatever the input dtype; the output has the dtype of `v`. On devices other than the
-/// CPU this calls [`scaled_dot_product_attention`].
+/// Same contract as [`scaled_dot_product_attention`]: `q` is `[batch, heads, q_len, head_dim]`,
+/// `k` and `v` are `[batch, kv_heads, kv_len, head_dim]` with `heads` a multiple of `kv_heads`
+/// (grouped-query heads read their shared key/value head; nothing is repeated), `mask` gives the
+/// causality (bottom-right aligned causal, sliding window), key padding and additive biases
+/// (added after scaling). Returns `[batch, heads, q_len, head_dim]` in the dtype of `q`.
+///
+/// A query that sees no key at all (all its keys padded, or a causal query placed before the
+/// first key) gets the uniform average of all `kv_len` values, exactly what
+/// [`scaled_dot_product_attention`] gives when it fills masked scores with the dtype minimum.
+/// A score of `-inf` coming from a bias counts as masked.
+///
+/// On the CPU with `f32`, `f16` or `bf16` inputs the fused kernel runs in `f32`, in parallel over
+/// batch, key/value head and query tile; on other devices or dtypes this calls
+/// [`scaled_dot_product_attention`].
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
 /// use tcat_attention::{fused_attention, scaled_dot_product_attention, AttentionMask};
 /// let dev = Device::Cpu;
-/// let q = Tensor::randn(0f32, 1., (2, 4, 300, 16), &dev).unwrap();
-/// let kv = Tensor::randn(0f32, 1., (2, 2, 300, 16), &dev).unwrap();
-/// let mask = AttentionMask::causal().with_sliding_window(64);
-/// let fused = fused_attention(&q, &kv, &kv, &mask, 0.25).unwrap();
-/// let dense = scaled_dot_product_attention(&q, &kv, &kv, &mask, 0.25).unwrap();
-/// let diff = (fused - dense).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+/// // batch 1, 4 query heads sharing 2 key/value heads, 100 tokens, head_dim 16
+/// let q = Tensor::randn(0f32, 1., (1, 4, 100, 16), &dev).unwrap();
+/// let k = Tensor::randn(0f32, 1., (1, 2, 100, 16), &dev).unwrap();
+/// let v = Tensor::randn(0f32, 1., (1, 2, 100, 16), &dev).unwrap();
+/// let mask = AttentionMask::causal().with_sliding_window(32);
+/// let fused = fused_attention(&q, &k, &v, &mask, 0.25).unwrap();
+/// let plain = scaled_dot_product_attention(&q, &k, &v, &mask, 0.25).unwrap();
+/// let diff = (fused - plain).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
 /// assert!(diff < 1e-5);
 /// ```
 pub fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask, scale: f64) -> Result<Tensor> {
-    if !q.device().is_cpu() {
-        return scaled_dot_product_attention(q, k, v, mask, scale);
-    }
     let (batch, heads, q_len, head_dim) = q.dims4()?;
     let (kb, kv_heads, kv_len, kd) = k.dims4()?;
-    if k.dims() != v.dims() || kb != batch || kd != head_dim {
+    if k.dims() != v.dims() {
+        candle_core::bail!("fused_attention: keys {:?} and values {:?} differ in shape", k.dims(), v.dims());
+    }
+    if kb != batch || kd != head_dim {
         candle_core::bail!(
-            "fused attention: queries {:?}, keys {:?} and values {:?} do not fit",
-            q.dims(),
+            "fused_attention: keys {:?} do not match queries {:?} in batch or head_dim",
             k.dims(),
-            v.dims()
+            q.dims()
         );
     }
     let (_, group) = split_grouped_shape(heads, kv_heads)?;
-    if mask.explicit().is_some() || (q_len > kv_len && mask.causality() != Causality::Bidirectional) {
-        // An explicit q_len × kv_len mask is already materialised, and queries before the first
-        // key (a negative cache offset) are rare: both go to the materialised path.
+    let dtype = q.dtype();
+    if k.dtype() != dtype || v.dtype() != dtype {
+        candle_core::bail!("fused_attention: q, k, v dtypes differ: {:?}, {:?}, {:?}", dtype, k.dtype(), v.dtype());
+    }
+    let kernel_dtype = matches!(dtype, DType::F32 | DType::F16 | DType::BF16);
+    // Explicit q_len × kv_len masks are materialised already: the materialised path takes them.
+    if !q.device().is_cpu() || !kernel_dtype || mask.explicit().is_some() {
         return scaled_dot_product_attention(q, k, v, mask, scale);
     }
-    let f32_data = |t: &Tensor| t.to_dtype(DType::F32)?.contiguous();
-    // Keys transposed to [batch, kv_heads, head_dim, kv_len]: a query's scores against a tile of
-    // keys are then head_dim contiguous axpys.
-    let (qf, kf, vf) = (f32_data(q)?, f32_data(&k.transpose(2, 3)?)?, f32_data(v)?);
-    let keep: Option<Vec<u8>> = match mask.key_padding() {
+    if q_len == 0 || head_dim == 0 || batch == 0 || heads == 0 {
+        return Tensor::zeros((batch, heads, q_len, head_dim), dtype, q.device());
+    }
+    if kv_len == 0 {
+        candle_core::bail!("fused_attention: kv_len is 0, there is nothing to attend to");
+    }
+
+    let to_f32 = |t: &Tensor| t.to_dtype(DType::F32)?.contiguous();
+    let (q, k, v) = (to_f32(q)?, to_f32(k)?, to_f32(v)?);
+    let keep = match mask.key_padding() {
         None => None,
         Some(keep) => {
-            if keep.dims() != [batch, kv_len] {
-                candle_core::bail!("key padding mask has shape {:?}, expected [{batch}, {kv_len}]", keep.dims());
+            let (b, l) = keep.dims2()?;
+            if b != batch || l != kv_len {
+                candle_core::bail!("key padding mask has shape [{b}, {l}], expected [batch={batch}, kv_len={kv_len}]");
             }
-            Some(keep.ne(0u32)?.flatten_all()?.to_vec1::<u8>()?)
+            Some(to_f32(keep)?)
         }
     };
-    let biases: Vec<Tensor> = mask
-        .biases()
-        .iter()
-        .map(|b| b.to_dtype(DType::F32)?.broadcast_as((batch, heads, q_len, kv_len)))
-        .collect::<Result<_>>()?;
-    let guards: Vec<_> = [&qf, &kf, &vf].into_iter().chain(&biases).map(|t| t.storage_and_layout()).collect();
-    let views: Vec<BiasView<'_>> = guards
-        .iter()
-        .map(|(s, l)| match &**s {
-            Storage::Cpu(cpu) => {
-                Ok(BiasView { data: &cpu.as_slice::<f32>()?[l.start_offset()..], stride: l.stride().to_vec() })
-            }
-            _ => candle_core::bail!("fused attention: tensor not on the CPU"),
-        })
-        .collect::<Result<_>>()?;
-    let (q_data, k_data, v_data, bias_slices) = (views[0].data, views[1].data, views[2].data, &views[3..]);
     if let Some(pattern) = mask.pattern() {
         pattern.validate()?;
     }
-    let segments: Option<Vec<u32>> = match mask.segments() {
+    let segments = match mask.segments() {
         None => None,
         Some(ids) => {
             if ids.dims() != [batch, kv_len] || q_len > kv_len {
                 candle_core::bail!(
-                    "segment ids have shape {:?}, expected [{batch}, {kv_len}] with q_len = {q_len} ≤ kv_len",
+                    "segment ids have shape {:?}, expected [batch={batch}, kv_len={kv_len}] with q_len={q_len} ≤ kv_len",
                     ids.dims()
                 );
             }
-            Some(ids.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?)
+            Some(ids.to_dtype(DType::F32)?.contiguous()?)
         }
     };
-    let visibility = MaskVisibility { causality: mask.causality(), pattern: mask.pattern().copied(), kv_len };
-    let shape = Shape { q_len, kv_len, head_dim, scale: scale as f32 };
-    let mut out = vec![0f32; batch * heads * q_len * head_dim];
-    out.par_chunks_mut(q_len * head_dim).enumerate().for_each(|(bh, out_bh)| {
-        let (b, h) = (bh / heads, bh % heads);
-        let kvh = b * kv_heads + h / group;
-        let q_bh = &q_data[bh * q_len * head_dim..][..q_len * head_dim];
-        let k_bh = &k_data[kvh * kv_len * head_dim..][..kv_len * head_dim];
-        let v_bh = &v_data[kvh * kv_len * head_dim..][..kv_len * head_dim];
-        let keep_b = keep.as_ref().map(|k| &k[b * kv_len..][..kv_len]);
-        let segments_b = segments.as_ref().map(|s| &s[b * kv_len..][..kv_len]);
-        out_bh.par_chunks_mut(QUERY_TILE * head_dim).enumerate().for_each(|(tile, out_tile)| {
-            let q0 = tile * QUERY_TILE;
-            let rows = out_tile.len() / head_dim;
-            let ctx = TileContext {
-                shape: &shape,
-                b,
-                h,
-                keep: keep_b,
-                segments: segments_b,
-                biases: bias_slices,
-                visibility: &visibility,
-            };
-            ctx.run(&q_bh[q0 * head_dim..][..rows * head_dim], k_bh, v_bh, q0, out_tile);
+    let mut bias: Option<Tensor> = None;
+    for b in mask.biases() {
+        let b = b.to_dtype(DType::F32)?;
+        bias = Some(match bias {
+            None => b,
+            Some(sum) => sum.broadcast_add(&b)?,
         });
-    });
-    drop(views);
-    drop(guards);
-    Tensor::from_vec(out, (batch, heads, q_len, head_dim), q.device())?.to_dtype(v.dtype())
+    }
+    let bias = bias.map(|b| b.contiguous()?.broadcast_as((batch, heads, q_len, kv_len))).transpose()?;
+
+    let (q_guard, q_layout) = q.storage_and_layout();
+    let (k_guard, k_layout) = k.storage_and_layout();
+    let (v_guard, v_layout) = v.storage_and_layout();
+    let keep_guard = keep.as_ref().map(|t| t.storage_and_layout());
+    let segments_guard = segments.as_ref().map(|t| t.storage_and_layout());
+    let bias_guard = bias.as_ref().map(|t| t.storage_and_layout());
+    let bias_view = match &bias_guard {
+        None => None,
+        Some((guard, layout)) => {
+            let stride = layout.stride();
+            Some(BiasView {
+                data: cpu_f32(guard)?,
+                start: layout.start_offset(),
+                stride: [stride[0], stride[1], stride[2], stride[3]],
+            })
+        }
+    };
+    let problem = Problem {
+        q: contiguous_f32(&q_guard, q_layout)?,
+        k: contiguous_f32(&k_guard, k_layout)?,
+        v: contiguous_f32(&v_guard, v_layout)?,
+        keep: keep_guard.as_ref().map(|(g, l)| contiguous_f32(g, l)).transpose()?,
+        segments: segments_guard.as_ref().map(|(g, l)| contiguous_f32(g, l)).transpose()?,
+        bias: bias_view,
+        kv_heads,
+        group,
+        q_len,
+        kv_len,
+        head_dim,
+        scale: scale as f32,
+    };
+    let causal = |window| CausalWindow::new(q_len, kv_len, window);
+    let out = match (mask.causality(), mask.pattern().copied()) {
+        (Causality::Bidirectional, None) => run(&problem, &Dense, batch),
+        (Causality::Causal, None) => run(&problem, &causal(None), batch),
+        (Causality::SlidingWindow { window }, None) => run(&problem, &causal(Some(window)), batch),
+        (Causality::Bidirectional, Some(p)) => run(&problem, &Patterned::new(Dense, p, q_len, kv_len), batch),
+        (Causality::Causal, Some(p)) => run(&problem, &Patterned::new(causal(None), p, q_len, kv_len), batch),
+        (Causality::SlidingWindow { window }, Some(p)) => {
+            run(&problem, &Patterned::new(causal(Some(window)), p, q_len, kv_len), batch)
+        }
+    };
+    Tensor::from_vec(out, (batch, heads, q_len, head_dim), q.device())?.to_dtype(dtype)
 }
 
-/// The f32 data of a CPU tensor from its first element, with its strides; for a bias broadcast
-/// to `[batch, heads, q_len, kv_len]`, zero strides where it is broadcast.
-struct BiasView<'a> {
-    data: &'a [f32],
-    stride: Vec<usize>,
-}
-
-impl BiasView<'_> {
-    fn row(&self, b: usize, h: usize, i: usize) -> (usize, usize) {
-        (b * self.stride[0] + h * self.stride[1] + i * self.stride[2], self.stride[3])
+fn cpu_f32(storage: &Storage) -> Result<&[f32]> {
+    match storage {
+        Storage::Cpu(s) => s.as_slice::<f32>(),
+        _ => candle_core::bail!("fused_attention: expected a CPU tensor"),
     }
 }
 
-struct Shape {
+fn contiguous_f32<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]> {
+    if !layout.is_contiguous() {
+        candle_core::bail!("fused_attention: internal error, expected a contiguous tensor");
+    }
+    let start = layout.start_offset();
+    Ok(&cpu_f32(storage)?[start..start + layout.shape().elem_count()])
+}
+
+/// Whether a tile of queries × keys is hidden, shown, or mixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TileCover {
+    /// No query of the tile sees any key of the tile: skip it.
+    Hidden,
+    /// Every query sees every key: no per-element test.
+    Visible,
+    /// Some pairs are hidden: test each with [`KeyVisibility::allows`].
+    Partial,
+}
+
+/// Which keys each query may see, independent of batch and head (padding and biases are applied
+/// on top). Query indices are rows `0..q_len` of the query tensor, key indices `0..kv_len`.
+pub(crate) trait KeyVisibility: Sync {
+    /// Whether query `query` may attend to key `key`.
+    fn allows(&self, query: usize, key: usize) -> bool;
+
+    /// How the pattern covers `queries × keys` (both non-empty). The default tests every pair;
+    /// patterns answer faster where they can. It must never answer `Hidden` or `Visible` wrongly.
+    fn cover(&self, queries: Range<usize>, keys: Range<usize>) -> TileCover {
+        let (mut any, mut all) = (false, true);
+        for i in queries {
+            for j in keys.clone() {
+                let a = self.allows(i, j);
+                any |= a;
+                all &= a;
+            }
+        }
+        match (any, all) {
+            (false, _) => TileCover::Hidden,
+            (true, true) => TileCover::Visible,
+            (true, false) => TileCover::Partial,
+        }
+    }
+}
+
+/// Every query sees every key.
+struct Dense;
+
+impl KeyVisibility for Dense {
+    fn allows(&self, _: usize, _: usize) -> bool {
+        true
+    }
+
+    fn cover(&self, _: Range<usize>, _: Range<usize>) -> TileCover {
+        TileCover::Visible
+    }
+}
+
+/// Causal, bottom-right aligned (query `i` sits at `p = i + kv_len − q_len`, sees `j ≤ p`),
+/// optionally restricted to the `window` keys `p − window < j ≤ p`.
+struct CausalWindow {
+    offset: i64,
+    window: Option<i64>,
+}
+
+impl CausalWindow {
+    fn new(q_len: usize, kv_len: usize, window: Option<usize>) -> Self {
+        Self { offset: kv_len as i64 - q_len as i64, window: window.map(|w| w as i64) }
+    }
+}
+
+impl KeyVisibility for CausalWindow {
+    fn allows(&self, query: usize, key: usize) -> bool {
+        let (p, j) = (query as i64 + self.offset, key as i64);
+        j <= p && self.window.is_none_or(|w| j > p - w)
+    }
+
+    fn cover(&self, queries: Range<usize>, keys: Range<usize>) -> TileCover {
+        let (p_min, p_max) = (queries.start as i64 + self.offset, queries.end as i64 - 1 + self.offset);
+        let (j_min, j_max) = (keys.start as i64, keys.end as i64 - 1);
+        // Hidden: every key is after every query, or (window) too old for every query.
+        let after = j_min > p_max;
+        let too_old = self.window.is_some_and(|w| w == 0 || j_max <= p_min - w);
+        if after || too_old {
+            return TileCover::Hidden;
+        }
+        let all_before = j_max <= p_min;
+        let all_recent = self.window.is_none_or(|w| j_min > p_max - w);
+        if all_before && all_recent { TileCover::Visible } else { TileCover::Partial }
+    }
+}
+
+/// A causality further restricted by a [`SparsePattern`], which speaks absolute positions
+/// (queries at the end of the keys).
+struct Patterned<B> {
+    base: B,
+    pattern: SparsePattern,
+    offset: usize,
+    kv_len: usize,
+}
+
+impl<B> Patterned<B> {
+    fn new(base: B, pattern: SparsePattern, q_len: usize, kv_len: usize) -> Self {
+        Self { base, pattern, offset: kv_len.saturating_sub(q_len), kv_len }
+    }
+}
+
+impl<B: KeyVisibility> KeyVisibility for Patterned<B> {
+    fn allows(&self, query: usize, key: usize) -> bool {
+        self.base.allows(query, key) && self.pattern.allows(query + self.offset, key, self.kv_len)
+    }
+
+    fn cover(&self, queries: Range<usize>, keys: Range<usize>) -> TileCover {
+        let base = self.base.cover(queries.clone(), keys.clone());
+        if base == TileCover::Hidden {
+            return base;
+        }
+        let (q0, q1) = (queries.start + self.offset, queries.end + self.offset);
+        match self.pattern.tile(q0, q1, keys.start, keys.end, self.kv_len) {
+            (false, _) => TileCover::Hidden,
+            (true, true) if base == TileCover::Visible => TileCover::Visible,
+            _ => TileCover::Partial,
+        }
+    }
+}
+
+/// A `[batch, heads, q_len, kv_len]` view of the summed biases (strides may be 0).
+struct BiasView<'a> {
+    data: &'a [f32],
+    start: usize,
+    stride: [usize; 4],
+}
+
+/// The contiguous `f32` inputs of one call.
+struct Problem<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    keep: Option<&'a [f32]>,
+    /// Segment ids `[batch, kv_len]` of packed sequences (block-diagonal masks), as f32.
+    segments: Option<&'a [f32]>,
+    bias: Option<BiasView<'a>>,
+    kv_heads: usize,
+    group: usize,
     q_len: usize,
     kv_len: usize,
     head_dim: usize,
     scale: f32,
 }
 
-/// Everything one query tile needs.
-struct TileContext<'a, V: Visibility> {
-    shape: &'a Shape,
-    b: usize,
-    h: usize,
-    keep: Option<&'a [u8]>,
-    /// Segment ids of the batch row's keys (block-diagonal masks).
-    segments: Option<&'a [u32]>,
-    biases: &'a [BiasView<'a>],
-    visibility: &'a V,
+/// One unit of parallel work: rows `rows` of the `[group · q_len]` queries of key/value head
+/// `kv_head` in batch row `batch`. Rows are `(query head in group, query)` pairs in that order,
+/// which is also the memory order of `q` and of the output.
+struct Task<'o> {
+    batch: usize,
+    kv_head: usize,
+    rows: Range<usize>,
+    out: &'o mut [f32],
 }
 
-impl<V: Visibility> TileContext<'_, V> {
-    /// Attends queries `q0..q0 + rows` (their data in `q`) over all keys into `out`; `kt` holds
-    /// the keys transposed, `[head_dim, kv_len]`.
-    fn run(&self, q: &[f32], kt: &[f32], v: &[f32], q0: usize, out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if *HAS_AVX2_FMA {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
-            return unsafe { self.run_avx2(q, kt, v, q0, out) };
-        }
-        self.run_generic(q, kt, v, q0, out)
-    }
+/// Per-thread tile buffers. `dp` is `head_dim` rounded up to [`LANES`]; the padding stays zero.
+struct Scratch {
+    dp: usize,
+    q: Vec<f32>,  // [ROWS, dp], pre-scaled queries
+    kt: Vec<f32>, // [dp, COLS], keys transposed
+    v: Vec<f32>,  // [COLS, dp]
+    s: Vec<f32>,  // [ROWS, COLS], scores then probabilities
+    o: Vec<f32>,  // [ROWS, dp], unnormalised outputs
+    m: [f32; ROWS],
+    l: [f32; ROWS],
+    query: [usize; ROWS],
+    head: [usize; ROWS],
+}
 
-    /// [`run_generic`](Self::run_generic) compiled for AVX2 + FMA, so its loops vectorise 8-wide.
+impl Scratch {
+    fn new(head_dim: usize) -> Self {
+        let dp = head_dim.div_ceil(LANES) * LANES;
+        Self {
+            dp,
+            q: vec![0.; ROWS * dp],
+            kt: vec![0.; dp * COLS],
+            v: vec![0.; COLS * dp],
+            s: vec![0.; ROWS * COLS],
+            o: vec![0.; ROWS * dp],
+            m: [f32::NEG_INFINITY; ROWS],
+            l: [0.; ROWS],
+            query: [0; ROWS],
+            head: [0; ROWS],
+        }
+    }
+}
+
+/// Splits the output into tasks and runs them in parallel; returns `[batch, heads, q_len, d]`.
+fn run<V: KeyVisibility>(p: &Problem, vis: &V, batch: usize) -> Vec<f32> {
+    let rows_per_kv = p.group * p.q_len;
+    let mut out = vec![0f32; batch * p.kv_heads * rows_per_kv * p.head_dim];
+    // Tiles never straddle two query heads when a head has at least a tile of queries, so the
+    // causal skipping stays exact; short queries (decoding) fold the heads of a group together.
+    let mut ranges = Vec::new();
+    if p.q_len >= ROWS {
+        for g in 0..p.group {
+            let mut r = 0;
+            while r < p.q_len {
+                let end = (r + ROWS).min(p.q_len);
+                ranges.push(g * p.q_len + r..g * p.q_len + end);
+                r = end;
+            }
+        }
+    } else {
+        let mut r = 0;
+        while r < rows_per_kv {
+            let end = (r + ROWS).min(rows_per_kv);
+            ranges.push(r..end);
+            r = end;
+        }
+    }
+    let mut tasks = Vec::with_capacity(batch * p.kv_heads * ranges.len());
+    for (bkv, mut block) in out.chunks_mut(rows_per_kv * p.head_dim).enumerate() {
+        for range in &ranges {
+            let (tile, rest) = block.split_at_mut(range.len() * p.head_dim);
+            block = rest;
+            tasks.push(Task { batch: bkv / p.kv_heads, kv_head: bkv % p.kv_heads, rows: range.clone(), out: tile });
+        }
+    }
+    let fast = simd_available();
+    tasks.into_par_iter().for_each_init(
+        || Scratch::new(p.head_dim),
+        |scratch, task| {
+            #[cfg(target_arch = "x86_64")]
+            if fast {
+                // SAFETY: `simd_available` checked that the CPU has AVX2 and FMA.
+                unsafe { tile_avx2(p, vis, task, scratch) };
+                return;
+            }
+            let _ = fast;
+            tile::<V, false>(p, vis, task, scratch)
+        },
+    );
+    out
+}
+
+fn simd_available() -> bool {
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn run_avx2(&self, q: &[f32], kt: &[f32], v: &[f32], q0: usize, out: &mut [f32]) {
-        self.run_generic(q, kt, v, q0, out)
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
     }
-
-    #[inline(always)]
-    fn run_generic(&self, q: &[f32], kt: &[f32], v: &[f32], q0: usize, out: &mut [f32]) {
-        let Shape { q_len, kv_len, head_dim: d, scale, .. } = *self.shape;
-        let rows = q.len() / d;
-        let offset = kv_len - q_len.min(kv_len);
-        let (abs0, abs1) = (q0 + offset, q0 + rows + offset);
-        let mut max = vec![f32::NEG_INFINITY; rows];
-        let mut sum = vec![0f32; rows];
-        let mut scores = vec![0f32; KEY_TILE];
-        out.fill(0.0);
-        for k0 in (0..kv_len).step_by(KEY_TILE) {
-            let k1 = (k0 + KEY_TILE).min(kv_len);
-            let tile = self.visibility.tile(abs0, abs1, k0, k1);
-            if tile == TileVisibility::Hidden {
-                continue;
-            }
-            let scores = &mut scores[..k1 - k0];
-            for r in 0..rows {
-                let (i, abs) = (q0 + r, abs0 + r);
-                // Scores of one query against the tile: d contiguous axpys over the keys.
-                scores.fill(0.0);
-                for (x, &qx) in q[r * d..][..d].iter().enumerate() {
-                    axpy(qx * scale, &kt[x * kv_len + k0..x * kv_len + k1], scores);
-                }
-                for bias in self.biases {
-                    let (at, stride) = bias.row(self.b, self.h, i);
-                    for (j, s) in (k0..k1).zip(scores.iter_mut()) {
-                        *s += bias.data[at + j * stride];
-                    }
-                }
-                if tile == TileVisibility::Partial || self.keep.is_some() || self.segments.is_some() {
-                    for (j, s) in (k0..k1).zip(scores.iter_mut()) {
-                        let visible = (tile == TileVisibility::Visible || self.visibility.allows(abs, j))
-                            && self.keep.is_none_or(|keep| keep[j] != 0)
-                            && self.segments.is_none_or(|seg| seg[abs] == seg[j]);
-                        if !visible {
-                            *s = f32::NEG_INFINITY;
-                        }
-                    }
-                }
-                let tile_max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-                if tile_max == f32::NEG_INFINITY {
-                    continue;
-                }
-                let new_max = max[r].max(tile_max);
-                let rescale = (max[r] - new_max).exp();
-                let o = &mut out[r * d..][..d];
-                if rescale != 1.0 {
-                    o.iter_mut().for_each(|x| *x *= rescale);
-                    sum[r] *= rescale;
-                }
-                exp_shifted(scores, new_max);
-                sum[r] += scores.iter().sum::<f32>();
-                for (j, &p) in (k0..k1).zip(scores.iter()) {
-                    if p != 0.0 {
-                        axpy(p, &v[j * d..][..d], o);
-                    }
-                }
-                max[r] = new_max;
-            }
-        }
-        for r in 0..rows {
-            let o = &mut out[r * d..][..d];
-            if sum[r] > 0.0 {
-                let inv = 1.0 / sum[r];
-                o.iter_mut().for_each(|x| *x *= inv);
-            } else {
-                // No visible key: the materialised path's scores are all the same minimum, so
-                // its softmax is uniform over every key.
-                for j in 0..kv_len {
-                    axpy(1.0 / kv_len as f32, &v[j * d..][..d], o);
-                }
-            }
-        }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-static HAS_AVX2_FMA: std::sync::LazyLock<bool> =
-    std::sync::LazyLock::new(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"));
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2<V: KeyVisibility>(p: &Problem, vis: &V, task: Task, scratch: &mut Scratch) {
+    tile::<V, true>(p, vis, task, scratch)
+}
 
-/// `x ← exp(x − shift)` over a slice, in straight-line arithmetic that vectorises (Cephes'
-/// `expf`: range reduction by ln 2 and a degree-6 polynomial, relative error ≈ 1e-7). Results
-/// below e^-87 (masked scores among them) are 0.
+/// `a · b + c`, fused when the kernel is compiled for FMA.
 #[inline(always)]
-fn exp_shifted(xs: &mut [f32], shift: f32) {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    for x in xs.iter_mut() {
-        let t = *x - shift;
-        let underflow = t < -87.0;
-        let t = t.clamp(-87.0, 88.0);
-        // n = round(t / ln 2) without a libm call: truncate, then correct negatives.
-        let f = t * LOG2E + 0.5;
-        let mut n = f as i32;
-        if (n as f32) > f {
-            n -= 1;
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// One query tile against all the key tiles it sees (Algorithm 1, lines 7–15, of Dao et al.).
+#[inline(always)]
+fn tile<V: KeyVisibility, const FMA: bool>(p: &Problem, vis: &V, task: Task, sc: &mut Scratch) {
+    let (d, dp, n_rows) = (p.head_dim, sc.dp, task.rows.len());
+    let padded_rows = n_rows.div_ceil(BLOCK_ROWS) * BLOCK_ROWS;
+    let bkv = task.batch * p.kv_heads + task.kv_head;
+    let q_base = bkv * p.group * p.q_len * d;
+    let kv_base = bkv * p.kv_len * d;
+
+    for (r, row) in task.rows.clone().enumerate() {
+        sc.query[r] = row % p.q_len;
+        sc.head[r] = task.kv_head * p.group + row / p.q_len;
+        let src = &p.q[q_base + row * d..q_base + (row + 1) * d];
+        for (dst, &x) in sc.q[r * dp..r * dp + d].iter_mut().zip(src) {
+            *dst = x * p.scale;
         }
-        let nf = n as f32;
-        let r = t - nf * 0.693_359_4 - nf * -2.121_944_4e-4;
-        let z = r * r;
-        let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-            + 1.666_666_5e-1)
-            * r
-            + 0.5;
-        let y = p * z + r + 1.0;
-        let scaled = y * f32::from_bits(((n + 127) as u32) << 23);
-        *x = if underflow { 0.0 } else { scaled };
+    }
+    sc.q[n_rows * dp..padded_rows * dp].fill(0.);
+    sc.m[..padded_rows].fill(f32::NEG_INFINITY);
+    sc.l[..padded_rows].fill(0.);
+    sc.o[..padded_rows * dp].fill(0.);
+    let straddles = (task.rows.end - 1) / p.q_len != task.rows.start / p.q_len;
+    let queries = if straddles { 0..p.q_len } else { sc.query[0]..sc.query[n_rows - 1] + 1 };
+    let keep = p.keep.map(|keep| &keep[task.batch * p.kv_len..(task.batch + 1) * p.kv_len]);
+    let segments = p.segments.map(|ids| &ids[task.batch * p.kv_len..(task.batch + 1) * p.kv_len]);
+    let offset = p.kv_len.saturating_sub(p.q_len);
+
+    let mut j0 = 0;
+    while j0 < p.kv_len {
+        let n_cols = COLS.min(p.kv_len - j0);
+        let keys = j0..j0 + n_cols;
+        let cover = vis.cover(queries.clone(), keys.clone());
+        if cover == TileCover::Hidden {
+            j0 += n_cols;
+            continue;
+        }
+        // Stage Kᵀ and V of this tile (columns past n_cols keep stale finite values; masked below).
+        for c in 0..n_cols {
+            let krow = &p.k[kv_base + (j0 + c) * d..kv_base + (j0 + c + 1) * d];
+            for (x, &kx) in krow.iter().enumerate() {
+                sc.kt[x * COLS + c] = kx;
+            }
+            let vrow = &p.v[kv_base + (j0 + c) * d..kv_base + (j0 + c + 1) * d];
+            sc.v[c * dp..c * dp + d].copy_from_slice(vrow);
+        }
+        scores::<FMA>(&sc.q, &sc.kt, &mut sc.s, padded_rows, dp);
+
+        for r in 0..padded_rows {
+            let s = &mut sc.s[r * COLS..(r + 1) * COLS];
+            if r >= n_rows {
+                s.fill(0.);
+                continue;
+            }
+            let (i, h) = (sc.query[r], sc.head[r]);
+            if let Some(bias) = &p.bias {
+                let base = bias.start + task.batch * bias.stride[0] + h * bias.stride[1] + i * bias.stride[2];
+                for (c, x) in s[..n_cols].iter_mut().enumerate() {
+                    *x += bias.data[base + (j0 + c) * bias.stride[3]];
+                }
+            }
+            if cover == TileCover::Partial {
+                for (c, x) in s[..n_cols].iter_mut().enumerate() {
+                    if !vis.allows(i, j0 + c) {
+                        *x = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            if let Some(keep) = keep {
+                for (x, &k) in s[..n_cols].iter_mut().zip(&keep[j0..j0 + n_cols]) {
+                    if k == 0. {
+                        *x = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            if let Some(ids) = segments {
+                let own = ids[i + offset];
+                for (x, &id) in s[..n_cols].iter_mut().zip(&ids[j0..j0 + n_cols]) {
+                    if id != own {
+                        *x = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            s[n_cols..].fill(f32::NEG_INFINITY);
+
+            let m_new = sc.m[r].max(row_max(s));
+            if m_new == f32::NEG_INFINITY {
+                s.fill(0.); // nothing visible in this row yet
+                continue;
+            }
+            let alpha = fast_exp(sc.m[r] - m_new);
+            sc.l[r] = sc.l[r] * alpha + exp_shifted_sum(s, m_new);
+            sc.m[r] = m_new;
+            if alpha != 1. {
+                for x in &mut sc.o[r * dp..(r + 1) * dp] {
+                    *x *= alpha;
+                }
+            }
+        }
+        accumulate::<FMA>(&sc.s, &sc.v, &mut sc.o, padded_rows, n_cols, dp);
+        j0 += n_cols;
+    }
+
+    let mut mean: Option<Vec<f32>> = None;
+    for (r, out) in task.out.chunks_exact_mut(d).enumerate() {
+        if sc.m[r] == f32::NEG_INFINITY {
+            // Every key masked: the uniform average of all values, as the materialised path gives.
+            let mean = mean.get_or_insert_with(|| {
+                let mut sum = vec![0f32; d];
+                for vrow in p.v[kv_base..kv_base + p.kv_len * d].chunks_exact(d) {
+                    for (s, &x) in sum.iter_mut().zip(vrow) {
+                        *s += x;
+                    }
+                }
+                sum.iter().map(|s| s / p.kv_len as f32).collect()
+            });
+            out.copy_from_slice(mean);
+        } else {
+            let inv = 1. / sc.l[r];
+            for (o, &x) in out.iter_mut().zip(&sc.o[r * dp..r * dp + d]) {
+                *o = x * inv;
+            }
+        }
     }
 }
 
-/// `y += a · x`.
+/// `s[r, c] = Σ_x q[r, x] · kt[x, c]` for `r < rows`, all `COLS` columns, in 4 × 16 register blocks.
 #[inline(always)]
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
+fn scores<const FMA: bool>(q: &[f32], kt: &[f32], s: &mut [f32], rows: usize, dp: usize) {
+    for r0 in (0..rows).step_by(BLOCK_ROWS) {
+        let qr: [&[f32]; BLOCK_ROWS] = std::array::from_fn(|rr| &q[(r0 + rr) * dp..(r0 + rr + 1) * dp]);
+        for c0 in (0..COLS).step_by(LANES) {
+            let mut acc = [[0f32; LANES]; BLOCK_ROWS];
+            for (x, krow) in kt.chunks_exact(COLS).take(dp).enumerate() {
+                let kv: &[f32; LANES] = krow[c0..c0 + LANES].try_into().expect("LANES columns");
+                for rr in 0..BLOCK_ROWS {
+                    let qx = qr[rr][x];
+                    for l in 0..LANES {
+                        acc[rr][l] = madd::<FMA>(qx, kv[l], acc[rr][l]);
+                    }
+                }
+            }
+            for (rr, a) in acc.iter().enumerate() {
+                s[(r0 + rr) * COLS + c0..(r0 + rr) * COLS + c0 + LANES].copy_from_slice(a);
+            }
+        }
     }
+}
+
+/// `o[r, x] += Σ_{c < cols} p[r, c] · v[c, x]` for `r < rows`, in 4 × 16 register blocks.
+#[inline(always)]
+fn accumulate<const FMA: bool>(p: &[f32], v: &[f32], o: &mut [f32], rows: usize, cols: usize, dp: usize) {
+    for r0 in (0..rows).step_by(BLOCK_ROWS) {
+        let pr: [&[f32]; BLOCK_ROWS] = std::array::from_fn(|rr| &p[(r0 + rr) * COLS..(r0 + rr) * COLS + cols]);
+        for x0 in (0..dp).step_by(LANES) {
+            let mut acc = [[0f32; LANES]; BLOCK_ROWS];
+            for (rr, a) in acc.iter_mut().enumerate() {
+                a.copy_from_slice(&o[(r0 + rr) * dp + x0..(r0 + rr) * dp + x0 + LANES]);
+            }
+            for (c, vrow) in v.chunks_exact(dp).take(cols).enumerate() {
+                let vv: &[f32; LANES] = vrow[x0..x0 + LANES].try_into().expect("LANES columns");
+                for rr in 0..BLOCK_ROWS {
+                    let pc = pr[rr][c];
+                    for l in 0..LANES {
+                        acc[rr][l] = madd::<FMA>(pc, vv[l], acc[rr][l]);
+                    }
+                }
+            }
+            for (rr, a) in acc.iter().enumerate() {
+                o[(r0 + rr) * dp + x0..(r0 + rr) * dp + x0 + LANES].copy_from_slice(a);
+            }
+        }
+    }
+}
+
+/// The maximum of a `COLS`-long row, lane-wise so that it vectorises.
+#[inline(always)]
+fn row_max(s: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    for chunk in s.chunks_exact(LANES) {
+        for l in 0..LANES {
+            lanes[l] = if chunk[l] > lanes[l] { chunk[l] } else { lanes[l] };
+        }
+    }
+    lanes.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a })
+}
+
+/// Replaces each `x` of a `COLS`-long row by `exp(x − m)` and returns their sum.
+#[inline(always)]
+fn exp_shifted_sum(s: &mut [f32], m: f32) -> f32 {
+    let mut lanes = [0f32; LANES];
+    for chunk in s.chunks_exact_mut(LANES) {
+        for l in 0..LANES {
+            let e = fast_exp(chunk[l] - m);
+            chunk[l] = e;
+            lanes[l] += e;
+        }
+    }
+    lanes.iter().sum()
+}
+
+/// `exp(x)` for `x ≤ 88`, branch-free so that loops over it vectorise: `x = n ln 2 + r` with
+/// `|r| ≤ ln 2 / 2`, `exp(r)` by the degree-6 minimax polynomial of Cephes' `expf` (relative
+/// error about 1e-7), times `2ⁿ` built in the exponent bits. Arguments below −87 give exactly 0.
+#[inline(always)]
+fn fast_exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³: adding and subtracting it rounds to an integer
+    let xc = x.clamp(-87.0, 88.0);
+    let n = (xc * LOG2E + ROUND) - ROUND;
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    let mut poly = 1.987_569_1e-4;
+    poly = poly * r + 1.398_199_9e-3;
+    poly = poly * r + 8.333_452e-3;
+    poly = poly * r + 4.166_579_6e-2;
+    poly = poly * r + 0.166_666_65;
+    poly = poly * r + 0.5;
+    let e = poly * r * r + r + 1.0;
+    let pow2 = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if x < -87.0 { 0.0 } else { e * pow2 }
 }
 
 #[cfg(test)]
@@ -372,37 +679,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn polynomial_exp_is_within_a_few_ulps() {
-        let mut xs: Vec<f32> = (-9000..=0).map(|i| i as f32 / 100.0).collect();
-        let want: Vec<f64> = xs.iter().map(|&x| ((x - 1.5) as f64).exp()).collect(); // from the f32 difference
-        exp_shifted(&mut xs, 1.5);
-        for (i, (&got, &want)) in xs.iter().zip(&want).enumerate() {
-            if want < (-87f64).exp() {
-                assert_eq!(got, 0.0);
+    fn fast_exp_is_accurate() {
+        let mut x = -90f32;
+        while x <= 0. {
+            let (fast, exact) = (fast_exp(x), x.exp());
+            if x < -87.0 {
+                assert_eq!(fast, 0.);
             } else {
-                assert!(
-                    ((got as f64 - want) / want).abs() < 3e-7,
-                    "x = {}: {got} vs {want}",
-                    i as f32 / 100.0 - 90.0 - 1.5
-                );
+                assert!((fast - exact).abs() <= 3e-7 * exact, "exp({x}): {fast} vs {exact}");
             }
+            x += 0.013;
         }
-        let mut masked = [f32::NEG_INFINITY, 0.0];
-        exp_shifted(&mut masked, 0.0);
-        assert_eq!(masked, [0.0, 1.0]);
+        assert_eq!(fast_exp(0.), 1.);
+        assert_eq!(fast_exp(f32::NEG_INFINITY), 0.);
     }
 
     #[test]
-    fn tiles_agree_with_pairs() {
-        for causality in [Causality::Bidirectional, Causality::Causal, Causality::SlidingWindow { window: 5 }] {
-            for (q0, q1, k0, k1) in [(0, 4, 0, 4), (10, 14, 0, 4), (3, 6, 5, 9), (20, 30, 12, 18), (8, 9, 4, 9)] {
-                let pairs: Vec<bool> = (q0..q1).flat_map(|i| (k0..k1).map(move |j| causality.allows(i, j))).collect();
-                let expected = match (pairs.iter().all(|&p| p), pairs.iter().any(|&p| p)) {
-                    (true, _) => TileVisibility::Visible,
-                    (false, false) => TileVisibility::Hidden,
-                    _ => TileVisibility::Partial,
-                };
-                assert_eq!(causal_tile(causality, q0, q1, k0, k1), expected, "{causality:?} {q0}..{q1} x {k0}..{k1}");
+    fn causal_window_cover_agrees_with_the_pairwise_default() {
+        struct Pairwise<'a>(&'a CausalWindow);
+        impl KeyVisibility for Pairwise<'_> {
+            fn allows(&self, q: usize, k: usize) -> bool {
+                self.0.allows(q, k)
+            }
+        }
+        for (q_len, kv_len) in [(7, 7), (3, 9), (9, 3), (1, 5)] {
+            for window in [None, Some(0), Some(1), Some(2), Some(4), Some(20)] {
+                let vis = CausalWindow::new(q_len, kv_len, window);
+                for i0 in 0..q_len {
+                    for i1 in i0 + 1..=q_len {
+                        for j0 in 0..kv_len {
+                            for j1 in j0 + 1..=kv_len {
+                                assert_eq!(
+                                    vis.cover(i0..i1, j0..j1),
+                                    Pairwise(&vis).cover(i0..i1, j0..j1),
+                                    "q_len {q_len} kv_len {kv_len} window {window:?} {i0}..{i1} x {j0}..{j1}"
+                                );
+                            }
+                        }
+                    }
+                }
             }
         }
     }
