@@ -1,5 +1,7 @@
 //! The fast attention path against the plain reference, on random shapes and masks.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tcat_attention::{
@@ -28,7 +30,7 @@ fn random_keep(rng: &mut StdRng, batch: usize, kv_len: usize, dev: &Device) -> T
 
 #[test]
 fn fast_path_matches_reference_on_random_shapes() {
-    let dev = Device::Cpu;
+    let dev = common::device();
     let mut rng = StdRng::seed_from_u64(7);
     for case in 0..90 {
         let kv_heads = [1, 2, 3][rng.random_range(0..3)];
@@ -65,7 +67,7 @@ fn fast_path_matches_reference_on_random_shapes() {
 
 #[test]
 fn causal_mask_is_aligned_to_the_end_of_the_keys() {
-    let dev = Device::Cpu;
+    let dev = common::device();
     let allowed = AttentionMask::causal().allowed(1, 2, 4, &dev).unwrap().unwrap();
     let grid = allowed.reshape((2, 4)).unwrap().to_vec2::<u8>().unwrap();
     // two new queries after two cached keys: positions 2 and 3
@@ -76,7 +78,7 @@ fn causal_mask_is_aligned_to_the_end_of_the_keys() {
 
 #[test]
 fn a_fully_masked_row_is_finite() {
-    let dev = Device::Cpu;
+    let dev = common::device();
     let q = Tensor::randn(0f32, 1., (1, 1, 2, 4), &dev).unwrap();
     let k = Tensor::randn(0f32, 1., (1, 1, 2, 4), &dev).unwrap();
     let keep = Tensor::new(&[[0u32, 0]], &dev).unwrap();
@@ -87,7 +89,7 @@ fn a_fully_masked_row_is_finite() {
 
 #[test]
 fn mismatched_heads_are_an_error() {
-    let dev = Device::Cpu;
+    let dev = common::device();
     let q = Tensor::zeros((1, 4, 2, 8), DType::F32, &dev).unwrap();
     let k = Tensor::zeros((1, 3, 2, 8), DType::F32, &dev).unwrap();
     let err = scaled_dot_product_attention(&q, &k, &k, &AttentionMask::none(), 1.0).unwrap_err();
@@ -122,7 +124,7 @@ fn random_attention(
 
 #[test]
 fn cached_decoding_equals_full_forward_at_every_step() {
-    let dev = Device::Cpu;
+    let dev = common::device();
     let rope = |layout| {
         let cfg = RotaryConfig { rotary_dim: 4, base: 10000.0, layout, scaling: RopeScaling::None };
         RotaryEmbedding::new(cfg, 16, DType::F32, &dev).unwrap()
@@ -158,7 +160,7 @@ fn cached_decoding_equals_full_forward_at_every_step() {
 
 #[test]
 fn padded_batch_equals_rows_one_by_one() {
-    let dev = Device::Cpu;
+    let dev = common::device();
     let attn = random_attention(4, 2, 4, 16, false, &dev);
     let x = Tensor::randn(0f32, 1., (2, 5, 16), &dev).unwrap();
     let keep = Tensor::new(&[[1u32, 1, 1, 1, 1], [1, 1, 0, 0, 0]], &dev).unwrap();
@@ -173,7 +175,7 @@ fn padded_batch_equals_rows_one_by_one() {
 
 #[test]
 fn cross_attention_sees_all_memory() {
-    let dev = Device::Cpu;
+    let dev = common::device();
     let attn = random_attention(2, 2, 4, 8, false, &dev);
     let x = Tensor::randn(0f32, 1., (1, 3, 8), &dev).unwrap();
     let memory = Tensor::randn(0f32, 1., (1, 6, 8), &dev).unwrap();

@@ -1,6 +1,8 @@
 //! The fused (tiled, online-softmax) attention against the plain reference and the materialised
 //! path, on random shapes and masks.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tcat_attention::{AttentionMask, fused_attention, reference, scaled_dot_product_attention};
@@ -90,7 +92,7 @@ fn inputs(c: &Case, dev: &Device) -> (Tensor, Tensor, Tensor) {
 
 #[test]
 fn fused_matches_reference_and_sdpa_on_random_shapes() {
-    let dev = Device::Cpu;
+    let dev = common::device();
     let mut rng = StdRng::seed_from_u64(11);
     for case in 0..150 {
         // Lengths up to 150 cross several 64-wide tiles and are rarely multiples of them.
@@ -120,7 +122,7 @@ fn fused_matches_reference_and_sdpa_on_random_shapes() {
 
 #[test]
 fn fully_masked_rows_average_all_values_like_sdpa() {
-    let dev = Device::Cpu;
+    let dev = common::device();
     let (q_len, kv_len) = (70, 67);
     let c = Case { batch: 2, heads: 3, kv_heads: 1, q_len, kv_len, head_dim: 8 };
     let (q, k, v) = inputs(&c, &dev);
@@ -153,7 +155,7 @@ fn fully_masked_rows_average_all_values_like_sdpa() {
 
 #[test]
 fn half_precision_matches_the_f64_reference() {
-    let dev = Device::Cpu;
+    let dev = common::device();
     let mut rng = StdRng::seed_from_u64(5);
     for case in 0..40 {
         let c = random_case(&mut rng, 140);
@@ -176,7 +178,7 @@ fn half_precision_matches_the_f64_reference() {
 
 #[test]
 fn non_contiguous_inputs_are_accepted() {
-    let dev = Device::Cpu;
+    let dev = common::device();
     // [batch, seq, heads, d] transposed to [batch, heads, seq, d], as projections produce them.
     let q = Tensor::randn(0f32, 1., (2, 77, 4, 16), &dev).unwrap().transpose(1, 2).unwrap();
     let k = Tensor::randn(0f32, 1., (2, 77, 2, 16), &dev).unwrap().transpose(1, 2).unwrap();
@@ -189,7 +191,7 @@ fn non_contiguous_inputs_are_accepted() {
 
 #[test]
 fn bad_shapes_are_errors_not_panics() {
-    let dev = Device::Cpu;
+    let dev = common::device();
     let q = Tensor::zeros((1, 3, 4, 8), DType::F32, &dev).unwrap();
     let k = Tensor::zeros((1, 2, 4, 8), DType::F32, &dev).unwrap();
     let err = fused_attention(&q, &k, &k, &AttentionMask::none(), 1.).unwrap_err().to_string();

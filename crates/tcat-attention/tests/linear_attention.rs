@@ -1,7 +1,9 @@
 //! Linear attention against a loop-by-loop f64 reference: the chunked causal form, the
 //! recurrent form token by token, and the non-causal form with key padding.
 
-use candle_core::{DType, Device, Tensor};
+mod common;
+
+use candle_core::{DType, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tcat_attention::{AttentionMask, LinearAttentionState, linear_attention};
 
@@ -56,7 +58,7 @@ fn shapes() -> Vec<(usize, usize, usize, usize, usize, usize)> {
 
 fn inputs(shape: (usize, usize, usize, usize, usize, usize), seed: u64) -> (Tensor, Tensor, Tensor) {
     let (b, h, kvh, n, d, dv) = shape;
-    let dev = Device::Cpu;
+    let dev = common::device();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut t = |dims: (usize, usize, usize, usize)| {
         let len = dims.0 * dims.1 * dims.2 * dims.3;
@@ -102,7 +104,7 @@ fn non_causal_form_with_key_padding_matches_the_reference() {
         let (b, n) = (shape.0, shape.3);
         let keep: Vec<Vec<u32>> =
             (0..b).map(|r| (0..n).map(|j| u32::from(j + r * 2 < n || j == 0)).collect()).collect();
-        let keep_t = Tensor::new(keep.clone(), &Device::Cpu).unwrap();
+        let keep_t = Tensor::new(keep.clone(), &common::device()).unwrap();
         let got = linear_attention(&q, &k, &v, &AttentionMask::none().with_key_padding(keep_t)).unwrap();
         let d = max_diff(&got, &reference(&q, &k, &v, false, Some(&keep)));
         assert!(d < 1e-5, "{shape:?}: {d}");
@@ -112,7 +114,7 @@ fn non_causal_form_with_key_padding_matches_the_reference() {
 #[test]
 fn unsupported_masks_are_refused() {
     let (q, k, v) = inputs((1, 2, 2, 5, 4, 4), 0);
-    let bias = Tensor::zeros((1, 2, 5, 5), DType::F32, &Device::Cpu).unwrap();
+    let bias = Tensor::zeros((1, 2, 5, 5), DType::F32, &common::device()).unwrap();
     assert!(linear_attention(&q, &k, &v, &AttentionMask::none().with_bias(bias)).is_err());
     assert!(linear_attention(&q, &k, &v, &AttentionMask::causal().with_sliding_window(2)).is_err());
     let short = q.narrow(2, 0, 2).unwrap();

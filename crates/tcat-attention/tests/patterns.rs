@@ -1,7 +1,9 @@
 //! Sparse patterns and block-diagonal masks: the mask tensor equals the predicate, and the
 //! materialised and fused attentions with them equal the loop reference.
 
-use candle_core::{DType, Device, Tensor};
+mod common;
+
+use candle_core::{DType, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tcat_attention::{
     AttentionMask, GridAxis, SparsePattern, fused_attention, reference, scaled_dot_product_attention,
@@ -46,7 +48,7 @@ fn mask_tensors_equal_the_predicate() {
         let kv_len = rng.random_range(1..40);
         let q_len = rng.random_range(1..=kv_len);
         let allowed =
-            AttentionMask::none().with_pattern(pattern).allowed(1, q_len, kv_len, &Device::Cpu).unwrap().unwrap();
+            AttentionMask::none().with_pattern(pattern).allowed(1, q_len, kv_len, &common::device()).unwrap().unwrap();
         let rows: Vec<Vec<u8>> = allowed.squeeze(0).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
         for (i, row) in rows.iter().enumerate() {
             for (j, &a) in row.iter().enumerate() {
@@ -62,7 +64,7 @@ fn mask_tensors_equal_the_predicate() {
 
 #[test]
 fn attention_with_patterns_and_segments_matches_the_reference() {
-    let dev = Device::Cpu;
+    let dev = common::device();
     let mut rng = StdRng::seed_from_u64(5);
     for case in 0..60 {
         let kv_heads = [1, 2][rng.random_range(0..2)];
@@ -138,7 +140,7 @@ fn bigbird_is_deterministic_per_seed_and_global_both_ways() {
 
 #[test]
 fn bad_patterns_are_errors() {
-    let dev = Device::Cpu;
+    let dev = common::device();
     let q = Tensor::zeros((1, 1, 4, 4), DType::F32, &dev).unwrap();
     for bad in [
         SparsePattern::Strided { stride: 0 },

@@ -1,6 +1,8 @@
 //! A sliding-window layer decoded with a sliding KV cache equals the same layer run over the
 //! whole sequence at once, at every step and far past the window.
 
+mod common;
+
 use candle_core::{D, DType, Device, Tensor};
 use tcat_attention::{AttentionMask, KvCache, MultiHeadAttention, QkvProjection, Retention};
 use tcat_core::Linear;
@@ -40,7 +42,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 /// Decodes `x` in the given chunk sizes with a sliding cache and compares every chunk's output
 /// with the full pass.
 fn check(window: usize, chunks: &[usize], batch: usize, heads: usize, kv_heads: usize) {
-    let dev = Device::Cpu;
+    let dev = common::device();
     let hidden = heads * 4;
     let attn = layer(hidden, heads, kv_heads, window, &dev);
     let total: usize = chunks.iter().sum();
@@ -87,7 +89,7 @@ fn window_one_sees_only_itself() {
 fn sliding_windows_with_left_padding_align_the_key_mask() {
     // Row 1 is left-padded by two tokens; the padding mask grows with the sequence while the
     // cache drops old keys, and the layer narrows the mask to the keys it holds.
-    let dev = Device::Cpu;
+    let dev = common::device();
     let (window, hidden) = (4, 16);
     let attn = layer(hidden, 4, 2, window, &dev);
     let total = 12;
@@ -127,7 +129,7 @@ fn sliding_windows_with_left_padding_align_the_key_mask() {
 
 #[test]
 fn layers_choose_their_cache() {
-    let dev = Device::Cpu;
+    let dev = common::device();
     let attn = layer(8, 2, 2, 16, &dev);
     assert_eq!(attn.new_cache(1000).retention(), Retention::Window { window: 16 });
     assert_eq!(attn.new_cache(20).retention(), Retention::All { capacity: 20 });

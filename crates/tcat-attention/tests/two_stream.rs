@@ -1,7 +1,9 @@
 //! XLNet's two streams against masks written out from the rule (content: rank(j) ≤ rank(i);
 //! query: rank(j) < rank(i); remembered positions visible to all) and the loop reference.
 
-use candle_core::{Device, Tensor};
+mod common;
+
+use candle_core::Tensor;
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use tcat_attention::{AttentionMask, permutation_masks, reference, two_stream_attention};
 
@@ -15,7 +17,7 @@ fn rule_mask(order: &[usize], memory: usize, strict: bool) -> Tensor {
             cells[i * (memory + len) + j] = u8::from(visible);
         }
     }
-    Tensor::from_vec(cells, (1, 1, len, memory + len), &Device::Cpu).unwrap()
+    Tensor::from_vec(cells, (1, 1, len, memory + len), &common::device()).unwrap()
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -24,7 +26,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 
 #[test]
 fn both_streams_follow_the_factorisation_order() {
-    let dev = Device::Cpu;
+    let dev = common::device();
     let mut rng = StdRng::seed_from_u64(4);
     for (len, memory, heads, kv_heads) in [(1, 0, 1, 1), (5, 0, 2, 2), (7, 3, 4, 2), (6, 2, 3, 1)] {
         let mut order: Vec<usize> = (0..len).collect();
@@ -52,7 +54,7 @@ fn both_streams_follow_the_factorisation_order() {
 
 #[test]
 fn bad_orders_are_errors() {
-    let dev = Device::Cpu;
+    let dev = common::device();
     assert!(permutation_masks(&[0, 0, 1], 0, &dev).is_err());
     assert!(permutation_masks(&[0, 3], 0, &dev).is_err());
     let q = Tensor::zeros((1, 1, 3, 4), candle_core::DType::F32, &dev).unwrap();
