@@ -8,7 +8,7 @@
 //! multi-query attention are one `num_kv_heads` setting of that one module. [`KvCache`]
 //! preallocates the keys and values for incremental decoding.
 //!
-//! [`reference`] holds the plain, loop-by-loop version that the fast paths are tested against.
+//! [`reference`](mod@reference) holds the plain, loop-by-loop version that the fast paths are tested against.
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
