@@ -1,5 +1,6 @@
 //! Shared foundations of tcat: the typed [`Error`], the [`Linear`] projection every block uses
-//! (with the checkpoint's [`WeightLayout`]), and parsing of `--device` / `--dtype` strings.
+//! (with the checkpoint's [`WeightLayout`]) and its [`quantized`] CPU kernels, and parsing of
+//! `--device` / `--dtype` strings.
 //!
 //! Nothing here implements a paper; these are the pieces the block crates would otherwise each
 //! write again.
@@ -8,6 +9,7 @@ mod device;
 mod error;
 mod linear;
 mod ops;
+pub mod quantized;
 
 pub use device::{parse_device, parse_dtype};
 pub use error::{Error, Result};

@@ -1,11 +1,14 @@
 //! The affine projection `y = x Wᵀ + b` used by every block, loaded in either of the two layouts
-//! checkpoints store, dense or quantized (GGUF blocks run by candle's quantized matmul).
+//! checkpoints store, dense or quantized (GGUF blocks: tcat's own CPU kernels for Q4_0, Q4_1 and
+//! Q8_0, candle's quantized matmul for the other formats and devices).
 
 use std::sync::Arc;
 
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor};
 use candle_nn::VarBuilder;
+
+use crate::quantized::BlockMatrix;
 
 /// How a checkpoint stores a projection's weight matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,6 +46,8 @@ const DEQUANTIZE_FROM_ROWS: usize = 16;
 #[derive(Debug, Clone)]
 enum Weight {
     Dense(Tensor),
+    /// Blocks run by [`crate::quantized`] (CPU, Q4_0 / Q4_1 / Q8_0).
+    Blocks(Arc<BlockMatrix>),
     Quantized(QMatMul),
 }
 
@@ -54,11 +59,16 @@ impl Linear {
         Self { weight: Weight::Dense(weight), bias, shape }
     }
 
-    /// A projection from a quantized `[out, in]` weight (e.g. a GGUF tensor), multiplied by
-    /// candle's quantized kernels without dequantizing it.
+    /// A projection from a quantized `[out, in]` weight (e.g. a GGUF tensor), multiplied without
+    /// dequantizing it: by [`crate::quantized`]'s kernels where they cover the format and device,
+    /// else by candle's quantized matmul.
     pub fn quantized(weight: Arc<QTensor>, bias: Option<Tensor>) -> candle_core::Result<Self> {
         let (out_features, in_features) = weight.shape().dims2()?;
-        Ok(Self { weight: Weight::Quantized(QMatMul::from_arc(weight)?), bias, shape: (out_features, in_features) })
+        let weight = match BlockMatrix::from_qtensor(&weight)? {
+            Some(blocks) => Weight::Blocks(Arc::new(blocks)),
+            None => Weight::Quantized(QMatMul::from_arc(weight)?),
+        };
+        Ok(Self { weight, bias, shape: (out_features, in_features) })
     }
 
     /// Loads `weight` (and `bias` when `bias` is true) under `vb`.
@@ -81,7 +91,7 @@ impl Linear {
     pub fn weight(&self) -> Option<&Tensor> {
         match &self.weight {
             Weight::Dense(w) => Some(w),
-            Weight::Quantized(_) => None,
+            Weight::Blocks(_) | Weight::Quantized(_) => None,
         }
     }
 
@@ -115,6 +125,12 @@ impl Module for Linear {
                 return affine_in_f32(&x2, w, self.bias.as_ref())?.reshape(self.output_dims(lead));
             }
             Weight::Dense(w) => x2.matmul(&w.t()?)?,
+            Weight::Blocks(b) if rows >= DEQUANTIZE_FROM_ROWS => {
+                let (out, inp) = b.dims();
+                let w = Tensor::from_vec(b.dequantize(), (out, inp), x2.device())?;
+                x2.matmul(&w.to_dtype(x2.dtype())?.t()?)?
+            }
+            Weight::Blocks(b) => blocks_matmul(b, &x2)?,
             // Many rows (a prompt): dequantizing once and running the dense matmul is far faster
             // than candle's per-row quantized dot products; one row (decoding): stay quantized.
             Weight::Quantized(QMatMul::QTensor(q)) if rows >= DEQUANTIZE_FROM_ROWS => {
@@ -136,6 +152,17 @@ impl Linear {
         dims.push(self.out_features());
         dims
     }
+}
+
+/// `x Wᵀ` by the block kernels, in f32, returned in `x`'s dtype.
+fn blocks_matmul(w: &BlockMatrix, x: &Tensor) -> candle_core::Result<Tensor> {
+    let (rows, _) = x.dims2()?;
+    let (out, _) = w.dims();
+    // `x` is on the CPU (block matrices exist only there): this copies, it does not transfer.
+    let input = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let mut y = vec![0f32; rows * out];
+    w.matmul(&input, rows, &mut y)?;
+    Tensor::from_vec(y, (rows, out), x.device())?.to_dtype(x.dtype())
 }
 
 /// Whether `x` is bf16 on the CPU, where candle has no bf16 matmul kernel and widens both operands

@@ -1,0 +1,107 @@
+//! The AVX2 kernels: four weight rows against one quantized input row, block by block.
+//!
+//! Per block, the 4-bit values are widened to 32 unsigned bytes (low nibbles, then high ones),
+//! multiplied with the input's signed bytes by `vpmaddubsw` (pairs summed to i16, which cannot
+//! overflow: |15 · 128 · 2| < 2¹⁵), summed to eight i32 by `vpmaddwd`, converted and scaled with
+//! one FMA. Q8_0's signed weights use the usual sign trick (`|w| · sign(p, w)`). The scalar
+//! terms of Q4_0 and Q4_1 (`−8 d dₓ Σp` and `m dₓ Σp`) are accumulated beside.
+
+#![cfg(target_arch = "x86_64")]
+
+use std::arch::x86_64::*;
+
+use super::{BlockFormat, InputBlock};
+
+/// Whether this CPU runs these kernels.
+pub(super) fn available() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+}
+
+const Q4_0: u8 = 0;
+const Q4_1: u8 = 1;
+const Q8_0: u8 = 2;
+
+/// Dot products of `input` with four weight rows.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C, and each row must hold `input.len()` blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot4(format: BlockFormat, rows: [&[u8]; 4], input: &[InputBlock]) -> [f32; 4] {
+    for row in rows {
+        assert!(row.len() >= input.len() * format.block_bytes(), "weight row shorter than the input");
+    }
+    // SAFETY: lengths checked above; the features are the caller's contract.
+    unsafe {
+        match format {
+            BlockFormat::Q4_0 => dot4_format::<Q4_0>(rows, input),
+            BlockFormat::Q4_1 => dot4_format::<Q4_1>(rows, input),
+            BlockFormat::Q8_0 => dot4_format::<Q8_0>(rows, input),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot4_format<const F: u8>(rows: [&[u8]; 4], input: &[InputBlock]) -> [f32; 4] {
+    let bytes = match F {
+        Q4_0 => BlockFormat::Q4_0.block_bytes(),
+        Q4_1 => BlockFormat::Q4_1.block_bytes(),
+        _ => BlockFormat::Q8_0.block_bytes(),
+    };
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut offsets = [0f32; 4];
+    for (b, x) in input.iter().enumerate() {
+        // SAFETY: `x.qs` is 32 bytes; the block pointers stay inside their rows (checked by `dot4`).
+        unsafe {
+            let p = _mm256_loadu_si256(x.qs.as_ptr().cast());
+            for r in 0..4 {
+                let block = rows[r].as_ptr().add(b * bytes);
+                let d = f16_to_f32(block) * x.d;
+                let products = match F {
+                    Q4_0 => {
+                        offsets[r] -= 8.0 * d * x.sum as f32;
+                        _mm256_maddubs_epi16(nibbles(block.add(2)), p)
+                    }
+                    Q4_1 => {
+                        offsets[r] += f16_to_f32(block.add(2)) * x.d * x.sum as f32;
+                        _mm256_maddubs_epi16(nibbles(block.add(4)), p)
+                    }
+                    _ => {
+                        let w = _mm256_loadu_si256(block.add(2).cast());
+                        _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(p, w))
+                    }
+                };
+                let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(products, ones));
+                acc[r] = _mm256_fmadd_ps(sums, _mm256_set1_ps(d), acc[r]);
+            }
+        }
+    }
+    std::array::from_fn(|r| horizontal_sum(acc[r]) + offsets[r])
+}
+
+/// The 32 4-bit values of the 16 bytes at `qs`, as unsigned bytes in value order.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn nibbles(qs: *const u8) -> __m256i {
+    // SAFETY: the caller points at 16 readable bytes.
+    let packed = unsafe { _mm_loadu_si128(qs.cast()) };
+    let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+}
+
+/// The little-endian f16 at `at`, widened.
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+unsafe fn f16_to_f32(at: *const u8) -> f32 {
+    // SAFETY: the caller points at two readable bytes.
+    let bits = unsafe { at.cast::<u16>().read_unaligned() };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+#[target_feature(enable = "avx2")]
+#[inline]
+fn horizontal_sum(v: __m256) -> f32 {
+    let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+    _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)))
+}

@@ -1,0 +1,156 @@
+use super::*;
+use candle_core::{Device, Module, Tensor, quantized::QMatMul};
+
+const FORMATS: [GgmlDType; 3] = [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0];
+
+/// `n` values uniform in `[-1, 1)` from a fixed seed (SplitMix64).
+fn uniform(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// A random `[rows, cols]` matrix quantized by candle (weights off zero-mean, so that Q4_1's
+/// offset matters), and its blocks.
+fn random(dtype: GgmlDType, rows: usize, cols: usize, seed: u64) -> (QTensor, BlockMatrix) {
+    let values: Vec<f32> = uniform(rows * cols, seed).iter().map(|v| 2.0 * v + 0.3).collect();
+    let w = Tensor::from_vec(values, (rows, cols), &Device::Cpu).unwrap();
+    let q = QTensor::quantize(&w, dtype).unwrap();
+    let m = BlockMatrix::from_qtensor(&q).unwrap().expect("supported format");
+    (q, m)
+}
+
+fn inputs(m: usize, cols: usize, seed: u64) -> Vec<f32> {
+    uniform(m * cols, seed ^ 0x5eed).iter().map(|v| 3.0 * v).collect()
+}
+
+#[test]
+fn dequantize_equals_candles() {
+    for dtype in FORMATS {
+        let (q, m) = random(dtype, 5, 96, 1);
+        let want: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(m.dequantize(), want, "{dtype:?}");
+    }
+}
+
+#[test]
+fn quantized_inputs_round_to_the_nearest_step() {
+    let x = inputs(1, 64, 2);
+    let mut blocks = vec![InputBlock { d: 0.0, sum: 0, qs: [0; BLOCK] }; 2];
+    quantize_row(&x, &mut blocks);
+    for (chunk, b) in x.chunks(BLOCK).zip(&blocks) {
+        assert_eq!(b.sum, b.qs.iter().map(|&q| q as i32).sum::<i32>());
+        assert!(b.qs.iter().any(|&q| q.unsigned_abs() == 127), "the largest value maps to ±127");
+        for (v, q) in chunk.iter().zip(b.qs) {
+            assert!((v - b.d * q as f32).abs() <= 0.5 * b.d * 1.0001, "{v} vs {}", b.d * q as f32);
+        }
+    }
+    quantize_row(&[0f32; BLOCK], &mut blocks[..1]);
+    assert_eq!((blocks[0].d, blocks[0].sum, blocks[0].qs), (0.0, 0, [0; BLOCK]));
+}
+
+/// The reference dot product is the f64 dot product of the dequantized weights and the
+/// dequantized inputs: the block formulas are right.
+#[test]
+fn reference_dot_is_the_dot_of_the_dequantized_operands() {
+    for dtype in FORMATS {
+        let (_, m) = random(dtype, 3, 128, 3);
+        let x = inputs(1, 128, 4);
+        let mut blocks = vec![InputBlock { d: 0.0, sum: 0, qs: [0; BLOCK] }; 4];
+        quantize_row(&x, &mut blocks);
+        let xs: Vec<f64> = blocks.iter().flat_map(|b| b.qs.map(|q| b.d as f64 * q as f64)).collect();
+        let w = m.dequantize();
+        for r in 0..3 {
+            let want: f64 = w[r * 128..(r + 1) * 128].iter().zip(&xs).map(|(w, x)| *w as f64 * x).sum();
+            let got = reference::dot(m.format(), m.row(r), &blocks) as f64;
+            assert!((got - want).abs() < 1e-4 * want.abs().max(1.0), "{dtype:?} row {r}: {got} vs {want}");
+        }
+    }
+}
+
+/// Every kernel this CPU runs against the reference, on row counts around the four-row
+/// unrolling and several lengths.
+#[test]
+fn kernels_equal_the_reference() {
+    let mut kernels = vec![Kernel::Reference];
+    if Kernel::detect() != Kernel::Reference {
+        kernels.push(Kernel::detect());
+    }
+    eprintln!("kernels: {kernels:?}");
+    for kernel in kernels {
+        for dtype in FORMATS {
+            for (rows, cols) in [(1, 32), (3, 64), (4, 96), (7, 576), (9, 1536)] {
+                let (_, m) = random(dtype, rows, cols, rows as u64);
+                let x = inputs(1, cols, cols as u64);
+                let mut blocks = vec![InputBlock { d: 0.0, sum: 0, qs: [0; BLOCK] }; cols / BLOCK];
+                quantize_row(&x, &mut blocks);
+                for first in (0..rows).step_by(4) {
+                    let count = 4.min(rows - first);
+                    let mut got = [0f32; 4];
+                    kernel.dot_rows(&m, first, count, &blocks, &mut got);
+                    for (r, got) in got.iter().enumerate().take(count) {
+                        let row = m.row(first + r);
+                        let want = reference::dot(m.format(), row, &blocks);
+                        // Both sum the same integers; only the order of the f32 additions differs.
+                        let blocks = row.chunks(m.format().block_bytes()).zip(&blocks);
+                        let scale: f32 = blocks.map(|(b, x)| reference::block_dot(m.format(), b, x).abs()).sum();
+                        let err = (got - want).abs();
+                        let at = format!("{kernel:?} {dtype:?} [{rows}, {cols}] row {}", first + r);
+                        assert!(err <= 1e-5 * scale.max(1.0), "{at}: {got} vs {want}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Several input rows at once equal each row alone, and the product is close to the dense one
+/// and to candle's quantized matmul (which also quantizes its inputs to 8 bits).
+#[test]
+fn matmul_matches_dense_and_candle() {
+    let dev = Device::Cpu;
+    for dtype in FORMATS {
+        let (rows, cols, m) = (37, 256, 5);
+        let (q, w) = random(dtype, rows, cols, 11);
+        let x = inputs(m, cols, 12);
+        let mut y = vec![0f32; m * rows];
+        w.matmul(&x, m, &mut y).unwrap();
+        for i in 0..m {
+            let mut one = vec![0f32; rows];
+            w.matmul(&x[i * cols..(i + 1) * cols], 1, &mut one).unwrap();
+            assert_eq!(one, y[i * rows..(i + 1) * rows], "{dtype:?} row {i}");
+        }
+        let xt = Tensor::from_vec(x.clone(), (m, cols), &dev).unwrap();
+        let dense = xt.matmul(&q.dequantize(&dev).unwrap().t().unwrap()).unwrap().flatten_all().unwrap();
+        let dense: Vec<f32> = dense.to_vec1().unwrap();
+        let candle: Vec<f32> =
+            QMatMul::from_qtensor(q).unwrap().forward(&xt).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let scale = dense.iter().fold(0f32, |a, v| a.max(v.abs()));
+        for ((got, want), peer) in y.iter().zip(&dense).zip(&candle) {
+            // 8-bit inputs: errors of about 1% of the output scale (a wrong layout is ~100%).
+            assert!((got - want).abs() < 0.02 * scale, "{dtype:?}: {got} vs dense {want}");
+            assert!((got - peer).abs() < 0.02 * scale, "{dtype:?}: {got} vs candle {peer}");
+        }
+    }
+}
+
+#[test]
+fn mismatched_shapes_are_errors() {
+    let (_, w) = random(GgmlDType::Q4_1, 4, 64, 5);
+    let mut y = vec![0f32; 4];
+    let err = w.matmul(&[0f32; 63], 1, &mut y).unwrap_err().to_string();
+    assert!(err.contains("63") && err.contains("[4, 64]"), "{err}");
+    let err = BlockMatrix::new(BlockFormat::Q8_0, 2, 32, vec![0; 67]).unwrap_err().to_string();
+    assert!(err.contains("68 bytes") && err.contains("67"), "{err}");
+    assert!(BlockMatrix::new(BlockFormat::Q4_0, 1, 48, vec![]).is_err());
+    let k = QTensor::quantize(&Tensor::zeros((2, 256), candle_core::DType::F32, &Device::Cpu).unwrap(), GgmlDType::Q4K)
+        .unwrap();
+    assert!(BlockMatrix::from_qtensor(&k).unwrap().is_none(), "k-quants are left to candle");
+}
