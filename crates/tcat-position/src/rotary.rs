@@ -30,6 +30,93 @@ pub enum RopeScaling {
         /// Context extension factor.
         factor: f64,
     },
+    /// Dynamic NTK scaling (Hugging Face `rope_type` `dynamic`): the NTK-aware base grows with
+    /// the sequence once it passes `original_max_positions`, `θ' = θ · (factor · len / L −
+    /// (factor − 1))^(d/(d−2))`, and is `θ` up to there. The rule depends on the current length,
+    /// which one fixed table cannot follow, so [`RotaryEmbedding::new`] builds tables up to
+    /// `original_max_positions` only (where the frequencies are the base ones, exactly) and
+    /// refuses longer ones.
+    DynamicNtk {
+        /// Context extension factor.
+        factor: f64,
+        /// The length `L` up to which the base frequencies apply.
+        original_max_positions: usize,
+    },
+    /// Llama 3.1's frequency-dependent interpolation (Meta 2024, "The Llama 3 Herd of Models";
+    /// Hugging Face `rope_type` `llama3`). With wavelength `λ = 2π / ω` of each base frequency
+    /// `ω` and `L = original_max_positions`: frequencies whose `λ < L / high_freq_factor` stay,
+    /// those whose `λ > L / low_freq_factor` are divided by `factor`, and the ones between are
+    /// blended, `ω' = (1 − s) · ω / factor + s · ω` with `s = (L / λ − low_freq_factor) /
+    /// (high_freq_factor − low_freq_factor)`.
+    Llama3 {
+        /// Interpolation factor of the low frequencies (8 in Llama 3.1).
+        factor: f64,
+        /// Wavelengths above `L / low_freq_factor` are fully interpolated (1 in Llama 3.1).
+        low_freq_factor: f64,
+        /// Wavelengths below `L / high_freq_factor` are kept (4 in Llama 3.1).
+        high_freq_factor: f64,
+        /// The context length `L` the model was pretrained on (8192 in Llama 3.1).
+        original_max_positions: usize,
+    },
+}
+
+impl RopeScaling {
+    /// Checks the parameters: positive factors, and for [`Llama3`](Self::Llama3)
+    /// `high_freq_factor > low_freq_factor` and a positive original length.
+    pub fn validate(&self) -> Result<()> {
+        let positive = |name: &str, v: f64| -> Result<()> {
+            if v > 0.0 && v.is_finite() {
+                Ok(())
+            } else {
+                candle_core::bail!("rope scaling: `{name}` must be a positive number, got {v}")
+            }
+        };
+        match *self {
+            RopeScaling::None => Ok(()),
+            RopeScaling::Linear { factor } | RopeScaling::NtkAware { factor } => positive("factor", factor),
+            RopeScaling::DynamicNtk { factor, original_max_positions } => {
+                positive("factor", factor)?;
+                if original_max_positions == 0 {
+                    candle_core::bail!("rope scaling dynamic: `max_position_embeddings` must be positive");
+                }
+                Ok(())
+            }
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_positions } => {
+                positive("factor", factor)?;
+                positive("low_freq_factor", low_freq_factor)?;
+                positive("high_freq_factor", high_freq_factor)?;
+                if high_freq_factor <= low_freq_factor {
+                    candle_core::bail!(
+                        "rope scaling llama3: `high_freq_factor` ({high_freq_factor}) must exceed `low_freq_factor` ({low_freq_factor})"
+                    );
+                }
+                if original_max_positions == 0 {
+                    candle_core::bail!("rope scaling llama3: `original_max_position_embeddings` must be positive");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The scaled inverse frequency of one base inverse frequency `inv_freq` (computed in f64).
+    /// Linear and NTK-aware scaling act on the positions and the base instead and return it as is.
+    fn scale_frequency(&self, inv_freq: f64) -> f64 {
+        match *self {
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_positions } => {
+                let context = original_max_positions as f64;
+                let wavelength = 2.0 * std::f64::consts::PI / inv_freq;
+                if wavelength < context / high_freq_factor {
+                    inv_freq
+                } else if wavelength > context / low_freq_factor {
+                    inv_freq / factor
+                } else {
+                    let smooth = (context / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                    (1.0 - smooth) * inv_freq / factor + smooth * inv_freq
+                }
+            }
+            _ => inv_freq,
+        }
+    }
 }
 
 /// The shape of a rotary embedding.
@@ -44,6 +131,28 @@ pub struct RotaryConfig {
     pub layout: RotaryLayout,
     /// Frequency scaling.
     pub scaling: RopeScaling,
+}
+
+impl RotaryConfig {
+    /// The `rotary_dim / 2` inverse frequencies `ω_i = θ^(−2i/rotary_dim)` after the scaling's
+    /// frequency rule (NTK-aware: a larger θ; Llama 3: per-frequency interpolation; linear
+    /// scaling divides the positions instead, and dynamic NTK within its original length keeps
+    /// them, so both leave them as they are), rounded to f32 as
+    /// the reference implementations hold them.
+    pub fn inverse_frequencies(&self) -> Result<Vec<f32>> {
+        let d = self.rotary_dim;
+        if d == 0 || !d.is_multiple_of(2) {
+            candle_core::bail!("rotary_dim must be a positive even number, got {d}");
+        }
+        self.scaling.validate()?;
+        let base = match self.scaling {
+            RopeScaling::NtkAware { factor } => self.base * factor.powf(d as f64 / (d as f64 - 2.0)),
+            _ => self.base,
+        };
+        Ok((0..d / 2)
+            .map(|i| self.scaling.scale_frequency(1.0 / base.powf(2.0 * i as f64 / d as f64)) as f32)
+            .collect())
+    }
 }
 
 /// Precomputed cos/sin tables applied to queries and keys with candle-nn's rope kernels.
@@ -76,13 +185,19 @@ impl RotaryEmbedding {
         if d == 0 || !d.is_multiple_of(2) {
             candle_core::bail!("rotary_dim must be a positive even number, got {d}");
         }
-        let (base, position_scale) = match config.scaling {
-            RopeScaling::None => (config.base, 1.0),
-            RopeScaling::Linear { factor } => (config.base, 1.0 / factor),
-            RopeScaling::NtkAware { factor } => (config.base * factor.powf(d as f64 / (d as f64 - 2.0)), 1.0),
+        let inv_freq = config.inverse_frequencies()?;
+        if let RopeScaling::DynamicNtk { original_max_positions, .. } = config.scaling
+            && max_positions > original_max_positions
+        {
+            candle_core::bail!(
+                "rope scaling dynamic: a table of {max_positions} positions passes the original {original_max_positions}, \
+                 where dynamic NTK frequencies change with the sequence length (not supported)"
+            );
+        }
+        let position_scale = match config.scaling {
+            RopeScaling::Linear { factor } => 1.0 / factor,
+            _ => 1.0,
         };
-        // Computed in f32 as the reference implementations do, so angles round the same way.
-        let inv_freq: Vec<f32> = (0..d / 2).map(|i| (1.0 / base.powf(2.0 * i as f64 / d as f64)) as f32).collect();
         let positions: Vec<f32> = (0..max_positions).map(|p| (p as f64 * position_scale) as f32).collect();
         let inv_freq = Tensor::from_vec(inv_freq, (1, d / 2), device)?;
         let positions = Tensor::from_vec(positions, (max_positions, 1), device)?;
@@ -169,9 +284,12 @@ mod tests {
         let dev = Device::Cpu;
         for layout in [RotaryLayout::HalfSplit, RotaryLayout::Interleaved] {
             for (rotary_dim, head_dim) in [(8, 8), (2, 8), (4, 6), (16, 16)] {
-                for scaling in
-                    [RopeScaling::None, RopeScaling::Linear { factor: 2.0 }, RopeScaling::NtkAware { factor: 4.0 }]
-                {
+                for scaling in [
+                    RopeScaling::None,
+                    RopeScaling::Linear { factor: 2.0 },
+                    RopeScaling::NtkAware { factor: 4.0 },
+                    LLAMA3_SMALL,
+                ] {
                     let cfg = RotaryConfig { rotary_dim, base: 10000.0, layout, scaling };
                     let rope = RotaryEmbedding::new(cfg, 40, DType::F32, &dev).unwrap();
                     let x = Tensor::randn(0f32, 1., (2, 3, 5, head_dim), &dev).unwrap();
@@ -180,6 +298,97 @@ mod tests {
                     assert!(d < 1e-5, "{cfg:?} head_dim {head_dim}: {d}");
                 }
             }
+        }
+    }
+
+    /// Llama 3 scaling with a short original context, so that the 4 frequencies of a rotary
+    /// dim of 8 at θ = 500000 (wavelengths 6.3, 167, 4443, 118000) fall in all three bands.
+    const LLAMA3_SMALL: RopeScaling =
+        RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_positions: 256 };
+
+    /// The Llama 3 rule written the other way round: a smoothing weight
+    /// `s = (L/λ − low) / (high − low)` clamped to [0, 1] blends `ω / factor` (s = 0) and `ω`
+    /// (s = 1); the band edges follow from the clamp. In f32, as PyTorch evaluates it.
+    fn llama3_by_clamp(theta: f32, dim: usize, factor: f32, low: f32, high: f32, context: f32) -> Vec<f32> {
+        (0..dim / 2)
+            .map(|i| {
+                let w = 1.0 / theta.powf((2 * i) as f32 / dim as f32);
+                let wavelength = 2.0 * std::f32::consts::PI / w;
+                let s = ((context / wavelength - low) / (high - low)).clamp(0.0, 1.0);
+                (1.0 - s) * w / factor + s * w
+            })
+            .collect()
+    }
+
+    #[test]
+    fn llama3_frequencies_match_the_written_out_rule() {
+        // Llama 3.1 8B: head_dim 128, θ 500000, factor 8, low 1, high 4, context 8192.
+        let cfg = RotaryConfig {
+            rotary_dim: 128,
+            base: 500000.0,
+            layout: RotaryLayout::HalfSplit,
+            scaling: RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_positions: 8192,
+            },
+        };
+        let got = cfg.inverse_frequencies().unwrap();
+        let want = llama3_by_clamp(500000.0, 128, 8.0, 1.0, 4.0, 8192.0);
+        let base = RotaryConfig { scaling: RopeScaling::None, ..cfg }.inverse_frequencies().unwrap();
+        assert_eq!(got.len(), 64);
+        let (mut kept, mut divided, mut blended) = (0, 0, 0);
+        for (i, ((g, w), b)) in got.iter().zip(&want).zip(&base).enumerate() {
+            assert!((g - w).abs() <= 1e-6 * w.abs(), "frequency {i}: {g} vs {w}");
+            if g == b {
+                kept += 1;
+            } else if (g * 8.0 - b).abs() <= 1e-6 * b {
+                divided += 1;
+            } else {
+                assert!(g > &(b / 8.0) && g < b, "frequency {i}: {g} not between {b}/8 and {b}");
+                blended += 1;
+            }
+        }
+        // The highest frequency (ω₀ = 1, wavelength 2π) is kept; the lowest is divided by 8.
+        assert_eq!(got[0], 1.0);
+        assert!((got[63] * 8.0 - base[63]).abs() <= 1e-6 * base[63]);
+        assert!(kept > 0 && divided > 0 && blended > 0, "bands {kept} / {blended} / {divided}");
+
+        let small =
+            RotaryConfig { rotary_dim: 8, base: 500000.0, layout: RotaryLayout::HalfSplit, scaling: LLAMA3_SMALL };
+        let got = small.inverse_frequencies().unwrap();
+        let want = llama3_by_clamp(500000.0, 8, 8.0, 1.0, 4.0, 256.0);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-6 * w.abs(), "{got:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn dynamic_ntk_keeps_the_base_frequencies_within_the_original_length() {
+        let scaling = RopeScaling::DynamicNtk { factor: 4.0, original_max_positions: 32 };
+        let cfg = RotaryConfig { rotary_dim: 8, base: 10000.0, layout: RotaryLayout::HalfSplit, scaling };
+        let plain = RotaryConfig { scaling: RopeScaling::None, ..cfg };
+        assert_eq!(cfg.inverse_frequencies().unwrap(), plain.inverse_frequencies().unwrap());
+        let dev = Device::Cpu;
+        let rope = RotaryEmbedding::new(cfg, 32, DType::F32, &dev).unwrap();
+        let base = RotaryEmbedding::new(plain, 32, DType::F32, &dev).unwrap();
+        assert_eq!(max_diff(&rope.cos, &base.cos), 0.0);
+        let err = RotaryEmbedding::new(cfg, 33, DType::F32, &dev).unwrap_err().to_string();
+        assert!(err.contains("dynamic") && err.contains("33") && err.contains("32"), "{err}");
+    }
+
+    #[test]
+    fn llama3_parameters_are_checked() {
+        let bad = [
+            RopeScaling::Llama3 { factor: 0.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_positions: 8 },
+            RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 4.0, high_freq_factor: 4.0, original_max_positions: 8 },
+            RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_positions: 0 },
+        ];
+        for scaling in bad {
+            let cfg = RotaryConfig { rotary_dim: 8, base: 10000.0, layout: RotaryLayout::HalfSplit, scaling };
+            let err = RotaryEmbedding::new(cfg, 8, DType::F32, &Device::Cpu).unwrap_err().to_string();
+            assert!(err.contains("llama3") || err.contains("factor"), "{err}");
         }
     }
 
