@@ -49,8 +49,9 @@ pub struct Gpt2Config {
     /// Padding token, when the config names one.
     #[serde(default)]
     pub pad_token_id: Option<u32>,
-    /// GPT-BigCode: one key/value head shared by all query heads.
-    #[serde(default)]
+    /// GPT-BigCode: one key/value head shared by all query heads (`true` when absent, as in
+    /// `GPTBigCodeConfig`; GPT-2 ignores it).
+    #[serde(default = "yes")]
     pub multi_query: bool,
 }
 
@@ -59,7 +60,8 @@ pub struct Gpt2Config {
 pub(crate) enum Variant {
     /// OpenAI's GPT-2: `Conv1D` weights stored `[in, out]`, multi-head attention.
     Gpt2,
-    /// GPT-BigCode: `nn.Linear` weights, multi-query attention when `multi_query`.
+    /// GPT-BigCode: `nn.Linear` weights, multi-query attention when `multi_query` (the
+    /// default), otherwise multi-head attention with a per-head fused `c_attn`.
     BigCode,
 }
 
@@ -133,14 +135,15 @@ fn layer(
     if cfg.scale_attn_by_inverse_layer_idx {
         scale /= (index + 1) as f64;
     }
-    let attention = MultiHeadAttention::new(
-        QkvProjection::Fused(conv1d("attn.c_attn", h, h + 2 * kv_heads * head_dim)?),
-        conv1d("attn.c_proj", h, h)?,
-        cfg.n_head,
-        kv_heads,
-        head_dim,
-    )?
-    .with_scale(scale);
+    let c_attn = conv1d("attn.c_attn", h, h + 2 * kv_heads * head_dim)?;
+    // GPT-2 and multi-query GPT-BigCode split `c_attn`'s output as [Q | K | V]; multi-head
+    // GPT-BigCode views it per head as (heads, 3 · head_dim) and splits each head [q_h | k_h | v_h].
+    let qkv = match variant {
+        Variant::BigCode if !cfg.multi_query => QkvProjection::FusedPerHead(c_attn),
+        _ => QkvProjection::Fused(c_attn),
+    };
+    let attention =
+        MultiHeadAttention::new(qkv, conv1d("attn.c_proj", h, h)?, cfg.n_head, kv_heads, head_dim)?.with_scale(scale);
     Ok(TransformerLayer::new(
         attention,
         Norm::load_layer_norm(vb.pp("ln_1"), h, cfg.layer_norm_epsilon)?,
