@@ -1,13 +1,13 @@
 //! The causal language model shared by decoder-only families: embeddings, a stack of causal
 //! layers, and an LM head.
 
-use candle_core::Tensor;
+use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 use tcat_attention::{AttentionMask, KvCache};
 use tcat_blocks::{Embeddings, LmHead, Stack};
 use tcat_core::{Error, Result};
 use tcat_core::{Linear, WeightLayout};
-use tcat_position::sequential_position_ids;
+use tcat_position::{AbsolutePositions, sequential_position_ids};
 
 use crate::Batch;
 
@@ -20,6 +20,18 @@ pub struct DecoderModel {
     max_positions: usize,
     eos_token_ids: Vec<u32>,
     pad_token_id: u32,
+    projection: Option<WidthProjection>,
+}
+
+/// Token vectors narrower than the hidden states (OPT-350m's `word_embed_proj_dim`): the word
+/// vectors go through `project_in` before the positions (which are hidden-wide) are added, and
+/// the final hidden states through `project_out` before the LM head (tied to the narrow
+/// word table). Both are plain [`Linear`] projections; this is wiring only.
+#[derive(Debug, Clone)]
+struct WidthProjection {
+    project_in: Linear,
+    positions: Option<AbsolutePositions>,
+    project_out: Linear,
 }
 
 impl DecoderModel {
@@ -32,7 +44,20 @@ impl DecoderModel {
         eos_token_ids: Vec<u32>,
         pad_token_id: u32,
     ) -> Self {
-        Self { embeddings, stack, head, max_positions, eos_token_ids, pad_token_id }
+        Self { embeddings, stack, head, max_positions, eos_token_ids, pad_token_id, projection: None }
+    }
+
+    /// Projects the word vectors by `project_in` before `positions` are added and the final
+    /// hidden states by `project_out` before the head (OPT-350m). `embeddings` must then hold
+    /// the word table only: the hidden-wide positions are added after `project_in`.
+    pub fn with_width_projection(
+        mut self,
+        project_in: Linear,
+        positions: Option<AbsolutePositions>,
+        project_out: Linear,
+    ) -> Self {
+        self.projection = Some(WidthProjection { project_in, positions, project_out });
+        self
     }
 
     /// Vocabulary size.
@@ -93,7 +118,8 @@ impl DecoderModel {
         Ok(self.head.forward(&last)?)
     }
 
-    /// The final hidden states `[batch, seq, hidden]` (after the final norm).
+    /// The final hidden states `[batch, seq, hidden]` (after the final norm, and after
+    /// `project_out` when the model has a width projection).
     pub fn hidden_states(
         &self,
         input_ids: &Tensor,
@@ -101,8 +127,16 @@ impl DecoderModel {
         mask: &AttentionMask,
         caches: Option<&mut [KvCache]>,
     ) -> Result<Tensor> {
-        let x = self.embeddings.forward(input_ids, Some(position_ids), None)?;
-        Ok(self.stack.forward(&x, mask, Some(position_ids), caches)?)
+        let Some(projection) = &self.projection else {
+            let x = self.embeddings.forward(input_ids, Some(position_ids), None)?;
+            return Ok(self.stack.forward(&x, mask, Some(position_ids), caches)?);
+        };
+        let mut x = projection.project_in.forward(&self.embeddings.forward(input_ids, None, None)?)?;
+        if let Some(positions) = &projection.positions {
+            x = (x + positions.forward(position_ids)?)?;
+        }
+        let h = self.stack.forward(&x, mask, Some(position_ids), caches)?;
+        Ok(projection.project_out.forward(&h)?)
     }
 
     /// Logits of a right-padded batch in one pass (no cache), as `tcat forward` writes them.

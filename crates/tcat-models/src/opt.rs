@@ -1,6 +1,7 @@
 //! OPT (Zhang et al. 2022, "OPT: Open Pre-trained Transformer Language Models"): a decoder
 //! with learned positions offset by 2, ReLU, pre-LN (`do_layer_norm_before`, all released sizes
-//! but 350m) or post-LN. Hugging Face `model_type` `opt`.
+//! but 350m) or post-LN, and token vectors narrower than the hidden states with linear
+//! projections in and out (350m's `word_embed_proj_dim`). Hugging Face `model_type` `opt`.
 
 use candle_nn::VarBuilder;
 use serde::Deserialize;
@@ -36,7 +37,8 @@ pub struct OptConfig {
     /// Pre-LN (true) or post-LN.
     #[serde(default = "yes")]
     pub do_layer_norm_before: bool,
-    /// Width of the token embeddings (a projection is needed when it differs from hidden).
+    /// Width of the token embeddings (`hidden_size` when absent); when it differs,
+    /// `project_in` / `project_out` map between the two widths (OPT-350m).
     #[serde(default)]
     pub word_embed_proj_dim: Option<usize>,
     /// Feed-forward activation name.
@@ -69,12 +71,8 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
     config.require_heads("hidden_size", cfg.hidden_size, "num_attention_heads", cfg.num_attention_heads)?;
     config.require_positive("vocab_size", cfg.vocab_size)?;
     config.require_positive("max_position_embeddings", cfg.max_position_embeddings)?;
-    if let Some(d) = cfg.word_embed_proj_dim.filter(|d| *d != cfg.hidden_size) {
-        return Err(config.error(format!(
-            "`word_embed_proj_dim` ({d}) differs from `hidden_size` ({}): the projected embeddings of OPT-350m are not supported yet",
-            cfg.hidden_size
-        )));
-    }
+    let word_dim = cfg.word_embed_proj_dim.unwrap_or(cfg.hidden_size);
+    config.require_positive("word_embed_proj_dim", word_dim)?;
     let act =
         cfg.activation_function.parse::<Activation>().map_err(|e| config.error(format!("activation_function: {e}")))?;
     let root = ckpt.vb();
@@ -82,7 +80,7 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
     let vb = if prefix.is_empty() { root.clone() } else { root.pp(prefix) };
     let build = || -> candle_core::Result<DecoderModel> {
         let h = cfg.hidden_size;
-        let word = vb.get((cfg.vocab_size, h), "embed_tokens.weight")?;
+        let word = vb.get((cfg.vocab_size, word_dim), "embed_tokens.weight")?;
         let rows = cfg.max_position_embeddings + POSITION_OFFSET;
         let positions = AbsolutePositions::load(vb.pp("embed_positions"), rows, h, POSITION_OFFSET)?;
         let layers = (0..cfg.num_hidden_layers)
@@ -95,13 +93,21 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
         };
         let head = lm_head_or_tied(&root, &word)?;
         let (eos, pad) = special_ids(&cfg.eos_token_id, cfg.pad_token_id, 1);
-        Ok(DecoderModel::new(
-            Embeddings::new(word, Some(positions), None, None),
-            Stack::new(layers, final_norm),
-            head,
-            cfg.max_position_embeddings,
-            eos,
-            pad,
+        let stack = Stack::new(layers, final_norm);
+        let max = cfg.max_position_embeddings;
+        if word_dim == h {
+            let embeddings = Embeddings::new(word, Some(positions), None, None);
+            return Ok(DecoderModel::new(embeddings, stack, head, max, eos, pad));
+        }
+        // OPT-350m: 512-wide token vectors, projected in after the lookup (before the 1024-wide
+        // positions are added) and out after the final norm (before the tied head); no biases.
+        let project = |name: &str, i, o| Linear::load(vb.pp(name), i, o, false, WeightLayout::OutIn);
+        let (project_in, project_out) = (project("project_in", word_dim, h)?, project("project_out", h, word_dim)?);
+        let embeddings = Embeddings::new(word, None, None, None);
+        Ok(DecoderModel::new(embeddings, stack, head, max, eos, pad).with_width_projection(
+            project_in,
+            Some(positions),
+            project_out,
         ))
     };
     build().map_err(|e| ckpt.error(e))
