@@ -38,13 +38,50 @@ pub(crate) fn rotary_config(
                     .filter(|f| *f > 0.0)
                     .ok_or_else(|| config.error(format!("rope scaling `{kind}` needs a positive `factor`")))
             };
+            let field = |name: &str| {
+                number(block.get(name))
+                    .filter(|v| *v > 0.0)
+                    .ok_or_else(|| config.error(format!("rope scaling `{kind}` needs a positive `{name}`")))
+            };
+            let max_positions = json.get("max_position_embeddings").and_then(Value::as_u64);
             match kind {
                 "default" => RopeScaling::None,
                 "linear" => RopeScaling::Linear { factor: factor()? },
                 "ntk" => RopeScaling::NtkAware { factor: factor()? },
+                "dynamic" => RopeScaling::DynamicNtk {
+                    factor: factor()?,
+                    original_max_positions: max_positions
+                        .ok_or_else(|| config.error("rope scaling `dynamic` needs `max_position_embeddings`"))?
+                        as usize,
+                },
+                "llama3" => {
+                    // As transformers: a top-level `original_max_position_embeddings` wins, then the
+                    // scaling block's, then `max_position_embeddings`.
+                    let original = json
+                        .get("original_max_position_embeddings")
+                        .or_else(|| block.get("original_max_position_embeddings"))
+                        .and_then(Value::as_u64)
+                        .or(max_positions)
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| {
+                            config.error("rope scaling `llama3` needs a positive `original_max_position_embeddings`")
+                        })?;
+                    let (low_freq_factor, high_freq_factor) = (field("low_freq_factor")?, field("high_freq_factor")?);
+                    if high_freq_factor <= low_freq_factor {
+                        return Err(config.error(format!(
+                            "rope scaling `llama3`: `high_freq_factor` ({high_freq_factor}) must exceed `low_freq_factor` ({low_freq_factor})"
+                        )));
+                    }
+                    RopeScaling::Llama3 {
+                        factor: factor()?,
+                        low_freq_factor,
+                        high_freq_factor,
+                        original_max_positions: original as usize,
+                    }
+                }
                 other => {
                     return Err(config.error(format!(
-                        "rope scaling type `{other}` is not supported yet (supported: default, linear, ntk)"
+                        "rope scaling type `{other}` is not supported yet (supported: default, linear, ntk, dynamic, llama3)"
                     )));
                 }
             }
