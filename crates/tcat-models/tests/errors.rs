@@ -130,3 +130,26 @@ fn too_long_and_out_of_vocab_inputs_are_rejected() {
     assert!(err.contains("70 tokens") && err.contains("n_positions"), "{err}");
     assert!(generate(decoder, &[vec![]], &config, |_, _| {}).is_err());
 }
+
+#[test]
+fn unknown_rope_scaling_type_is_named_with_the_supported_ones() {
+    let dir = broken_copy(
+        "llama-llama3",
+        "rope",
+        |_| {},
+        |c| c.replace("\"rope_type\": \"llama3\"", "\"rope_type\": \"yarn\""),
+    );
+    let err = load_err(&dir);
+    assert!(err.contains("`yarn`") && err.contains("llama3") && err.contains("linear"), "{err}");
+    let dir = broken_copy(
+        "llama-llama3",
+        "lowhigh",
+        |_| {},
+        |c| c.replace("\"high_freq_factor\": 4.0", "\"high_freq_factor\": 0.5"),
+    );
+    let err = load_err(&dir);
+    assert!(err.contains("high_freq_factor") && err.contains("low_freq_factor"), "{err}");
+    let dir = broken_copy("llama-llama3", "nolow", |_| {}, |c| c.replace("\"low_freq_factor\"", "\"low\""));
+    let err = load_err(&dir);
+    assert!(err.contains("needs a positive `low_freq_factor`"), "{err}");
+}

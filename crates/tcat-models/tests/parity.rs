@@ -124,6 +124,9 @@ fn half_precision_stays_close_to_f32() {
         "opt",
         "opt-postln",
         "gpt_bigcode",
+        "gpt_bigcode-mha",
+        "opt-350m-like",
+        "llama-llama3",
         "openai-gpt",
         "ctrl",
     ];
@@ -209,6 +212,7 @@ fn check_decoder(name: &str) {
     let mask = &exp["attention_mask"];
     let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, decoder.pad_token_id(), &device()).unwrap();
     let d = masked_max_diff(&decoder.logits(&batch).unwrap(), &exp["logits"], mask);
+    eprintln!("{name}: logits max abs diff {d:.2e}");
     assert!(d <= TOL, "{name} logits differ by {d}");
 
     let to_u32 = |t: &Tensor| -> Vec<u32> { t.to_vec1::<i64>().unwrap().iter().map(|&i| i as u32).collect() };
@@ -263,6 +267,21 @@ fn gpt_bigcode_multi_query_matches_transformers() {
 }
 
 #[test]
+fn gpt_bigcode_multi_head_per_head_fused_qkv_matches_transformers() {
+    check_decoder("gpt_bigcode-mha");
+}
+
+#[test]
+fn opt_350m_like_projected_embeddings_match_transformers() {
+    check_decoder("opt-350m-like");
+}
+
+#[test]
+fn llama_with_llama3_rope_scaling_matches_transformers() {
+    check_decoder("llama-llama3");
+}
+
+#[test]
 fn opt_pre_ln_matches_transformers() {
     check_decoder("opt");
 }
@@ -290,4 +309,35 @@ fn openai_gpt_post_ln_matches_transformers() {
 #[test]
 fn ctrl_sinusoidal_positions_match_transformers() {
     check_decoder("ctrl");
+}
+
+/// A copy of fixture `name` whose config.json is rewritten by `edit` (weights and expected
+/// outputs unchanged).
+fn fixture_with_config(name: &str, tag: &str, edit: impl Fn(String) -> String) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tcat-parity-{name}-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["model.safetensors", "expected.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture(name).join(file), dir.join(file)).unwrap();
+    }
+    let config = std::fs::read_to_string(fixture(name).join("config.json")).unwrap();
+    let edited = edit(config.clone());
+    assert_ne!(edited, config, "the edit must change the config");
+    std::fs::write(dir.join("config.json"), edited).unwrap();
+    dir
+}
+
+/// `GPTBigCodeConfig` defaults `multi_query` to true: a config without the field is the
+/// multi-query layout (c_attn 32 + 2 · 8 wide in the fixture), not multi-head.
+#[test]
+fn gpt_bigcode_without_multi_query_field_is_multi_query() {
+    let dir = fixture_with_config("gpt_bigcode", "default-mq", |c| c.replace("\"multi_query\": true,", ""));
+    let exp = expected("gpt_bigcode");
+    let source = ModelSource::resolve(dir.to_str().unwrap()).unwrap();
+    let model = Model::load(&source, &device(), DType::F32).unwrap();
+    let decoder = model.as_decoder().unwrap();
+    let mask = &exp["attention_mask"];
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, decoder.pad_token_id(), &device()).unwrap();
+    let d = masked_max_diff(&decoder.logits(&batch).unwrap(), &exp["logits"], mask);
+    assert!(d <= TOL, "gpt_bigcode without `multi_query` logits differ by {d}");
+    std::fs::remove_dir_all(dir).ok();
 }
