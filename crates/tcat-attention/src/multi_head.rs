@@ -183,6 +183,10 @@ impl MultiHeadAttention {
     ///
     /// `positions` (`[batch, seq]`) place the tokens for rotary embeddings; when absent they
     /// continue from the cache, `len..len + seq` in every row. Without rotary they are unused.
+    ///
+    /// The mask's key padding and segment ids cover the keys attended to, or every position
+    /// so far: with a sliding cache, which holds only the most recent keys, they are narrowed to
+    /// their last columns. Biases must already have one column per attended key.
     pub fn forward(
         &self,
         x: &Tensor,
@@ -226,17 +230,10 @@ impl MultiHeadAttention {
             Some(cache) => cache.append(&k, &v)?,
             None => (k, v),
         };
-        // A sliding cache returns only the most recent keys: align the padding with them.
-        let kv_len = k.dim(2)?;
-        let narrowed;
-        let mask = match mask.key_padding() {
-            Some(keep) if keep.dim(1)? > kv_len => {
-                let all = keep.dim(1)?;
-                narrowed = mask.clone().with_key_padding(keep.narrow(1, all - kv_len, kv_len)?);
-                &narrowed
-            }
-            _ => mask,
-        };
+        // A sliding cache returns only the most recent keys: align the padding and the segment
+        // ids (given for every position so far) with them.
+        let narrowed = align_to_held_keys(mask, k.dim(2)?)?;
+        let mask = narrowed.as_ref().unwrap_or(mask);
         if self.window.is_none() && self.alibi.is_none() {
             return self.attend(&q, &k, &v, mask);
         }
@@ -299,4 +296,27 @@ impl MultiHeadAttention {
         let (b, s, _) = x.dims3()?;
         x.reshape((b, s, heads, self.head_dim))?.transpose(1, 2)?.contiguous()
     }
+}
+
+/// The mask with its key padding and segment ids narrowed to their last `kv_len` positions,
+/// when they cover more (a sliding cache holds only the most recent keys); `None` when nothing
+/// needs narrowing.
+fn align_to_held_keys(mask: &AttentionMask, kv_len: usize) -> Result<Option<AttentionMask>> {
+    let last = |t: &Tensor| -> Result<Option<Tensor>> {
+        let all = t.dim(1)?;
+        if all > kv_len { Ok(Some(t.narrow(1, all - kv_len, kv_len)?)) } else { Ok(None) }
+    };
+    let keep = mask.key_padding().map(last).transpose()?.flatten();
+    let segments = mask.segments().map(last).transpose()?.flatten();
+    if keep.is_none() && segments.is_none() {
+        return Ok(None);
+    }
+    let mut aligned = mask.clone();
+    if let Some(keep) = keep {
+        aligned = aligned.with_key_padding(keep);
+    }
+    if let Some(segments) = segments {
+        aligned = aligned.with_segments(segments);
+    }
+    Ok(Some(aligned))
 }
