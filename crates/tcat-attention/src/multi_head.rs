@@ -252,14 +252,46 @@ impl MultiHeadAttention {
         self.attend(&q, &k, &v, &mask)
     }
 
-    /// Cross-attention: queries from `x`, keys and values from `memory`.
+    /// Cross-attention, the encoder-decoder attention of Vaswani et al. 2017 ("Attention Is
+    /// All You Need", §3.2.3): queries from the decoder states `x` (`[batch, q_len, hidden]`),
+    /// keys and values from the encoder output `memory` (`[batch, mem_len, hidden]`), every
+    /// query seeing every memory position the mask keeps (typically the memory's key padding,
+    /// `[batch, mem_len]`). Needs [`QkvProjection::Separate`].
+    ///
+    /// The memory does not change while decoding, so a decoder computes its keys and values
+    /// once with [`project_kv`](Self::project_kv) and runs each step through
+    /// [`project_q`](Self::project_q) and [`attend`](Self::attend):
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use tcat_attention::{AttentionMask, MultiHeadAttention, QkvProjection};
+    /// use tcat_core::Linear;
+    /// let dev = Device::Cpu;
+    /// let proj = |o, i| Linear::new(Tensor::randn(0f32, 0.3, (o, i), &dev).unwrap(), None);
+    /// let qkv = QkvProjection::Separate { q: proj(8, 8), k: proj(8, 8), v: proj(8, 8) };
+    /// let attn = MultiHeadAttention::new(qkv, proj(8, 8), 2, 2, 4).unwrap();
+    /// let memory = Tensor::randn(0f32, 1., (1, 6, 8), &dev).unwrap(); // encoder output
+    /// let keep = Tensor::new(&[[1u32, 1, 1, 1, 0, 0]], &dev).unwrap(); // two padded positions
+    /// let mask = AttentionMask::none().with_key_padding(keep);
+    /// let decoder = Tensor::randn(0f32, 1., (1, 3, 8), &dev).unwrap();
+    ///
+    /// let all_at_once = attn.forward_cross(&decoder, &memory, &mask).unwrap();
+    /// let (k, v) = attn.project_kv(&memory).unwrap(); // once
+    /// for t in 0..3 {
+    ///     let q = attn.project_q(&decoder.narrow(1, t, 1).unwrap()).unwrap();
+    ///     let step = attn.attend(&q, &k, &v, &mask).unwrap();
+    ///     let diff = (step - all_at_once.narrow(1, t, 1).unwrap()).unwrap().abs().unwrap();
+    ///     assert!(diff.max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-6);
+    /// }
+    /// ```
     pub fn forward_cross(&self, x: &Tensor, memory: &Tensor, mask: &AttentionMask) -> Result<Tensor> {
         let (k, v) = self.project_kv(memory)?;
         let q = self.project_q(x)?;
         self.attend(&q, &k, &v, mask)
     }
 
-    /// Queries of `x`, split into heads: `[batch, heads, seq, head_dim]`.
+    /// Queries of `x`, split into heads: `[batch, heads, seq, head_dim]` (no rotary: for
+    /// cross-attention, see [`forward_cross`](Self::forward_cross)).
     pub fn project_q(&self, x: &Tensor) -> Result<Tensor> {
         match &self.qkv {
             QkvProjection::Separate { q, .. } => self.split_heads(&q.forward(x)?, self.num_heads),
@@ -269,7 +301,9 @@ impl MultiHeadAttention {
         }
     }
 
-    /// Keys and values of `memory`, split into heads: `[batch, kv_heads, seq, head_dim]` each.
+    /// Keys and values of `memory`, split into heads: `[batch, kv_heads, seq, head_dim]` each;
+    /// computed once per encoder output and reused at every decoding step (see
+    /// [`forward_cross`](Self::forward_cross)).
     pub fn project_kv(&self, memory: &Tensor) -> Result<(Tensor, Tensor)> {
         match &self.qkv {
             QkvProjection::Separate { k, v, .. } => Ok((
