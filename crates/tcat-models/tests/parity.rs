@@ -24,9 +24,11 @@ fn check_encoder(name: &str) {
     let batch = Batch::right_padded(&rows, types.as_deref(), encoder.pad_token_id(), &device()).unwrap();
     let hidden = encoder.hidden_states(&batch).unwrap();
     let d = masked_max_diff(&hidden, &exp["hidden_states"], mask);
+    eprintln!("{name}: hidden_states max abs diff {d:.2e}");
     assert!(d <= TOL, "{name} hidden_states differ by {d}");
     let logits = encoder.mlm_logits(&hidden).unwrap();
     let d = masked_max_diff(&logits, &exp["mlm_logits"], mask);
+    eprintln!("{name}: mlm_logits max abs diff {d:.2e}");
     assert!(d <= TOL, "{name} mlm_logits differ by {d}");
     if let Some(pooled) = exp.get("pooler_output") {
         let d = max_diff(&encoder.pooled(&hidden).unwrap(), pooled);
@@ -46,6 +48,11 @@ fn bert_matches_transformers() {
 #[test]
 fn roberta_matches_transformers() {
     check_encoder("roberta");
+}
+
+#[test]
+fn xlm_roberta_matches_transformers() {
+    check_encoder("xlm-roberta");
 }
 
 #[test]
@@ -111,6 +118,7 @@ fn half_precision_stays_close_to_f32() {
     let families = [
         "bert",
         "roberta",
+        "xlm-roberta",
         "distilbert",
         "gpt2",
         "llama",
