@@ -97,12 +97,45 @@ pub enum SparsePattern {
 /// Which earlier image tokens an image token sees in DALL-E's masks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GridAxis {
-    /// Row attention: the earlier tokens of its own row.
+    /// Row attention (Fig. 11a): the `cols` image tokens before it and itself, a band of
+    /// `cols + 1` positions in raster order: the Sparse Transformer's local head with `l = cols`
+    /// (Child et al. 2019, §4.2), which covers the earlier tokens of its own row and the row
+    /// above from its own column on. (The paper defines its masks by this figure; the band
+    /// is how the figure reads, e.g. token 8 of a 4 × 4 image, counted from 1, sees 4 to 8.)
+    ///
+    /// One text token, then a 2 × 3 image: the image token at row 1, column 0 (position 4) sees
+    /// the whole first row; the one at row 1, column 2 (position 6) sees positions 3 to 6.
+    ///
+    /// ```
+    /// use tcat_attention::{AttentionMask, GridAxis, SparsePattern};
+    /// let row = SparsePattern::Dalle { text: 1, rows: 2, cols: 3, axis: GridAxis::Row };
+    /// let grid = AttentionMask::none().with_pattern(row).grid(7, 7).unwrap();
+    /// assert_eq!(grid, "■······\n■■·····\n■■■····\n■■■■···\n■■■■■··\n■·■■■■·\n■··■■■■\n");
+    /// ```
     Row,
-    /// Column attention: the tokens above it in its own column.
+    /// Column attention (Fig. 11b): the tokens above it in its own column, `(i − j) mod cols
+    /// = 0`: the Sparse Transformer's strided head with `l = cols`. See the grid of
+    /// [`SparsePattern::Dalle`].
     Column,
-    /// Convolutional attention: the earlier tokens within a `kernel × kernel` neighbourhood:
-    /// rows `r − kernel + 1 ..= r`, columns `c − kernel / 2 ..= c + kernel / 2`.
+    /// Convolutional attention (Fig. 11d, the last layer): the earlier tokens within a
+    /// `kernel × kernel` neighbourhood ending at its own row: rows `r − kernel + 1 ..= r`,
+    /// columns `c − kernel / 2 ..= c + kernel / 2` (no wrap-around at the image's edges).
+    ///
+    /// One text token, then a 3 × 3 image with `kernel: 2` (rows `r − 1 ..= r`, columns
+    /// `c − 1 ..= c + 1`): the last image token (row 2, column 2, position 9) sees the text,
+    /// positions 5 and 6 of row 1 and 8 and itself in row 2.
+    ///
+    /// ```
+    /// use tcat_attention::{AttentionMask, GridAxis, SparsePattern};
+    /// let axis = GridAxis::Convolutional { kernel: 2 };
+    /// let conv = SparsePattern::Dalle { text: 1, rows: 3, cols: 3, axis };
+    /// let grid = AttentionMask::none().with_pattern(conv).grid(10, 10).unwrap();
+    /// assert_eq!(
+    ///     grid,
+    ///     "■·········\n■■········\n■■■·······\n■·■■······\n■■■·■·····\n\
+    ///      ■■■■■■····\n■·■■·■■···\n■···■■·■··\n■···■■■■■·\n■····■■·■■\n"
+    /// );
+    /// ```
     Convolutional {
         /// Neighbourhood width (11 in the paper's last layer).
         kernel: usize,
@@ -159,7 +192,7 @@ impl SparsePattern {
                 let (tq, tk) = (query - text, key - text);
                 let (rq, cq, rk, ck) = (tq / cols, tq % cols, tk / cols, tk % cols);
                 match axis {
-                    GridAxis::Row => rq == rk,
+                    GridAxis::Row => tq - tk <= cols,
                     GridAxis::Column => cq == ck,
                     GridAxis::Convolutional { kernel } => rq - rk < kernel && cq.abs_diff(ck) <= kernel / 2,
                 }

@@ -62,6 +62,123 @@ fn mask_tensors_equal_the_predicate() {
     }
 }
 
+/// Row `i` of the `[q_len, kv_len]` mask of `pattern`, queries at the end of the keys.
+fn mask_rows(pattern: SparsePattern, q_len: usize, kv_len: usize) -> Vec<Vec<bool>> {
+    let allowed =
+        AttentionMask::none().with_pattern(pattern).allowed(1, q_len, kv_len, &common::device()).unwrap().unwrap();
+    let rows: Vec<Vec<u8>> = allowed.squeeze(0).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+    rows.into_iter().map(|r| r.into_iter().map(|a| a != 0).collect()).collect()
+}
+
+/// Compares the mask with `want` (`[n][n]`, the sets written out from the paper) for the whole
+/// square and for the last rows only (queries after a cache).
+fn assert_mask(pattern: SparsePattern, want: &[Vec<bool>]) {
+    let n = want.len();
+    for q_len in [n, n.div_ceil(2), 1] {
+        let got = mask_rows(pattern, q_len, n);
+        for (i, row) in got.iter().enumerate() {
+            let p = n - q_len + i;
+            assert_eq!(row, &want[p], "{pattern:?}: query {p} of {n} (q_len {q_len})");
+        }
+    }
+}
+
+/// The fixed pattern of Child et al. 2019 (§4.2) as sets: with `l = block` and `c = summary`,
+/// `A(1)_i = {j : ⌊j/l⌋ = ⌊i/l⌋}` and `A(2)_i = {j : j mod l ∈ {l − c, …, l − 1}}`, both
+/// restricted to `j ≤ i` (autoregressive). Built by listing members, not by testing pairs.
+fn fixed_sets(block: usize, summary: usize, n: usize) -> Vec<Vec<bool>> {
+    let mut sets = vec![vec![false; n]; n];
+    for (i, set) in sets.iter_mut().enumerate() {
+        // A(1): the query's own block, from its start up to the query.
+        for member in set.iter_mut().take(i + 1).skip(i - i % block) {
+            *member = true;
+        }
+        // A(2): the last `summary` positions of every block, those not after the query.
+        for start in (0..n).step_by(block) {
+            let (first, end) = (start + block - summary, (start + block).min(i + 1));
+            for member in set.iter_mut().take(end).skip(first) {
+                *member = true;
+            }
+        }
+    }
+    sets
+}
+
+#[test]
+fn fixed_pattern_equals_the_sets_of_the_paper() {
+    for block in 1..=6 {
+        for summary in 1..=block {
+            for n in [1, 5, 12, 31] {
+                assert_mask(SparsePattern::Fixed { block, summary }, &fixed_sets(block, summary, n));
+            }
+        }
+    }
+}
+
+/// DALL-E's masks (Ramesh et al. 2021, appendix B.1, Fig. 11) as sets over `text` text tokens
+/// followed by a `rows × cols` image in raster order: text queries see the text up to
+/// themselves; image queries see all the text and, among the image tokens up to themselves:
+/// row, the previous `cols` ones (a band of `cols + 1`); column, those `cols`, `2·cols`, …
+/// before it; convolutional, those at rows `r − k + 1 ..= r` and columns `c − k/2 ..= c + k/2`.
+fn dalle_sets(text: usize, rows: usize, cols: usize, axis: GridAxis) -> Vec<Vec<bool>> {
+    let n = text + rows * cols;
+    let mut sets = vec![vec![false; n]; n];
+    for (i, set) in sets.iter_mut().enumerate() {
+        if i < text {
+            set[..=i].iter_mut().for_each(|m| *m = true);
+            continue;
+        }
+        set[..text].iter_mut().for_each(|m| *m = true);
+        let (r, c) = ((i - text) / cols, (i - text) % cols);
+        let image = |row: usize, col: usize| text + row * cols + col;
+        match axis {
+            GridAxis::Row => {
+                for back in 0..=cols.min(i - text) {
+                    set[i - back] = true;
+                }
+            }
+            GridAxis::Column => {
+                for above in 0..=r {
+                    set[image(above, c)] = true;
+                }
+            }
+            GridAxis::Convolutional { kernel } => {
+                for row in r.saturating_sub(kernel - 1)..=r {
+                    for col in c.saturating_sub(kernel / 2)..=(c + kernel / 2).min(cols - 1) {
+                        if image(row, col) <= i {
+                            set[image(row, col)] = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    sets
+}
+
+#[test]
+fn dalle_masks_equal_the_sets_of_the_paper() {
+    for text in [0, 1, 4] {
+        for (rows, cols) in [(1, 1), (2, 3), (4, 4), (3, 5), (5, 2)] {
+            let mut axes = vec![GridAxis::Row, GridAxis::Column];
+            axes.extend((1..=5).map(|kernel| GridAxis::Convolutional { kernel }));
+            for axis in axes {
+                assert_mask(SparsePattern::Dalle { text, rows, cols, axis }, &dalle_sets(text, rows, cols, axis));
+            }
+        }
+    }
+}
+
+#[test]
+fn dalle_row_band_reads_the_figure() {
+    // Ramesh et al. 2021, Fig. 11a on a 4 × 4 image: image token 8 (counted from 1) sees tokens
+    // 4 to 8: 5, 6, 7 of its own row and 4, above it, from the row before.
+    let sets = dalle_sets(0, 4, 4, GridAxis::Row);
+    let seen: Vec<usize> = (0..16).filter(|&j| sets[7][j]).map(|j| j + 1).collect();
+    assert_eq!(seen, [4, 5, 6, 7, 8]);
+    assert_eq!(mask_rows(SparsePattern::Dalle { text: 0, rows: 4, cols: 4, axis: GridAxis::Row }, 16, 16)[7], sets[7]);
+}
+
 #[test]
 fn attention_with_patterns_and_segments_matches_the_reference() {
     let dev = common::device();
