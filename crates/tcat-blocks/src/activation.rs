@@ -1,6 +1,10 @@
 //! The activation functions of the catalogued feed-forward layers.
+//!
+//! Contiguous f32 tensors on the CPU are mapped by [`tcat_core::math`]'s branch-free
+//! approximations on every core (vectorised where the CPU allows); other dtypes and devices use
+//! candle's own ops.
 
-use candle_core::{Result, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 
 /// A feed-forward activation, named as Hugging Face configs name it.
 ///
@@ -46,6 +50,15 @@ impl std::str::FromStr for Activation {
 impl Activation {
     /// Applies the activation elementwise.
     pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        if x.device().is_cpu() && x.dtype() == DType::F32 {
+            // Strided views are rare here (activations follow a matmul): copy them first.
+            return x.contiguous()?.apply_op1_no_bwd(&CpuActivation(self));
+        }
+        self.apply_candle(x)
+    }
+
+    /// The activation by candle's tensor ops (any device and dtype).
+    pub fn apply_candle(self, x: &Tensor) -> Result<Tensor> {
         match self {
             Activation::Gelu => x.gelu_erf(),
             Activation::GeluTanh => x.gelu(),
@@ -56,10 +69,63 @@ impl Activation {
     }
 }
 
+/// The elementwise map of an activation over a CPU f32 tensor.
+struct CpuActivation(Activation);
+
+impl CustomOp1 for CpuActivation {
+    fn name(&self) -> &'static str {
+        "tcat-activation"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        use tcat_core::math::{erf, sigmoid, tanh};
+        let (CpuStorage::F32(data), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
+            candle_core::bail!("{}: expects a contiguous f32 tensor", self.name());
+        };
+        let xs = &data[start..end];
+        let out = match self.0 {
+            Activation::Gelu => map(xs, |x| 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))),
+            Activation::GeluTanh => {
+                const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+                map(xs, |x| 0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x))))
+            }
+            Activation::QuickGelu => map(xs, |x| x * sigmoid(1.702 * x)),
+            Activation::Silu => map(xs, |x| x * sigmoid(x)),
+            Activation::Relu => map(xs, |x| x.max(0.0)),
+        };
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+fn map(xs: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    tcat_core::math::map(xs, f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// The CPU map against candle's ops, densely over the range where activations differ from
+    /// their asymptotes, and on a strided view.
+    #[test]
+    fn cpu_map_equals_candle_ops() {
+        let xs: Vec<f32> = (0..=40_000).map(|i| -12.0 + 24.0 * i as f32 / 40_000.0).collect();
+        let t = Tensor::from_vec(xs.clone(), xs.len(), &Device::Cpu).unwrap();
+        for act in [Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu, Activation::Silu, Activation::Relu] {
+            let fast = act.apply(&t).unwrap().to_vec1::<f32>().unwrap();
+            let slow = act.apply_candle(&t).unwrap().to_vec1::<f32>().unwrap();
+            for ((x, f), s) in xs.iter().zip(&fast).zip(&slow) {
+                assert!((f - s).abs() <= 1e-6 * x.abs().max(1.0), "{act:?}({x}): {f} vs candle {s}");
+            }
+        }
+        let m = Tensor::from_vec(xs[..600].to_vec(), (20, 30), &Device::Cpu).unwrap().t().unwrap();
+        let fast = Activation::Gelu.apply(&m).unwrap().to_vec2::<f32>().unwrap();
+        let slow = Activation::Gelu.apply_candle(&m).unwrap().to_vec2::<f32>().unwrap();
+        for (f, s) in fast.iter().flatten().zip(slow.iter().flatten()) {
+            assert!((f - s).abs() <= 1e-5, "strided: {f} vs {s}");
+        }
+    }
 
     /// Each activation against its textbook formula in f64.
     #[test]

@@ -8,6 +8,7 @@
 mod device;
 mod error;
 mod linear;
+pub mod math;
 mod ops;
 pub mod quantized;
 
