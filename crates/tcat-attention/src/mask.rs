@@ -7,15 +7,31 @@ use crate::SparsePattern;
 /// Whether queries may look at later keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Causality {
-    /// Every query sees every key (encoders, cross-attention).
+    /// Every query sees every key (encoders, cross-attention; Vaswani et al. 2017, §3.2.3).
+    ///
+    /// ```
+    /// use tcat_attention::AttentionMask;
+    /// assert_eq!(AttentionMask::none().grid(2, 3).unwrap(), "■■■\n■■■\n");
+    /// ```
     #[default]
     Bidirectional,
-    /// Query `i` of `q_len` sees key `j` of `kv_len` iff `j <= i + (kv_len - q_len)`.
+    /// Query `i` of `q_len` sees key `j` of `kv_len` iff `j <= i + (kv_len - q_len)`: the
+    /// decoder's masked self-attention of Vaswani et al. 2017 ("Attention Is All You Need",
+    /// §3.2.3: "preventing leftward information flow"), which keeps generation
+    /// auto-regressive.
     ///
     /// The mask is aligned to the end of the keys ("bottom-right"): with `kv_len - q_len` keys
     /// already in a cache, the new queries sit at absolute positions `kv_len - q_len + i`. This
     /// is the causal mask with a KV offset that incremental decoding needs, and it equals the
     /// usual lower-triangular mask when `q_len == kv_len`.
+    ///
+    /// ```
+    /// use tcat_attention::AttentionMask;
+    /// // A full pass over 4 tokens: lower-triangular.
+    /// assert_eq!(AttentionMask::causal().grid(4, 4).unwrap(), "■···\n■■··\n■■■·\n■■■■\n");
+    /// // Two new tokens after two cached ones: positions 2 and 3 see the cache and themselves.
+    /// assert_eq!(AttentionMask::causal().grid(2, 4).unwrap(), "■■■·\n■■■■\n");
+    /// ```
     Causal,
     /// Causal, and each query sees only the `window` most recent keys, itself included:
     /// key `j` is visible from absolute position `p` iff `p − window < j ≤ p` (local attention
@@ -97,7 +113,13 @@ impl AttentionMask {
 
     /// Block-diagonal attention for packed sequences: `segments` is `[batch, kv_len]` (an
     /// integer id per key position), and a query sees only keys of its own segment; queries
-    /// take the ids of the last `q_len` positions.
+    /// take the ids of the last `q_len` positions. Several short sequences then share one row
+    /// without attending to each other, the block-diagonal mask of sequence packing without
+    /// cross-contamination (Krell et al. 2021, "Efficient Sequence Packing without
+    /// Cross-contamination: Accelerating Large Language Models without Impacting
+    /// Performance", §3). While decoding with a cache, pass the ids of every position so far.
+    ///
+    /// Two sequences of 2 and 3 tokens packed in one causal row:
     ///
     /// ```
     /// use candle_core::{Device, Tensor};

@@ -26,7 +26,28 @@ pub enum QkvProjection {
     FusedPerHead(Linear),
 }
 
-/// Multi-head attention: project, split into heads, attend, merge, project out.
+/// Multi-head attention (Vaswani et al. 2017, §3.2.2): project, split into heads, attend,
+/// merge, project out. `num_kv_heads` chooses the variant, one type for all three:
+///
+/// - `num_kv_heads == num_heads`: multi-head attention, one key/value head per query head;
+/// - `num_kv_heads == 1`: multi-query attention (Shazeer 2019, "Fast Transformer Decoding: One
+///   Write-Head is All You Need"), every query head sharing one key/value head, which shrinks
+///   the KV cache by `num_heads`;
+/// - in between: grouped-query attention (Ainslie et al. 2023, "GQA: Training Generalized
+///   Multi-Query Transformer Models from Multi-Head Checkpoints"), groups of
+///   `num_heads / num_kv_heads` consecutive query heads sharing one key/value head.
+///
+/// Which key/value head each of 8 query heads reads:
+///
+/// ```text
+/// query head     0 1 2 3 4 5 6 7
+/// multi-head     0 1 2 3 4 5 6 7   num_kv_heads = 8
+/// grouped-query  0 0 1 1 2 2 3 3   num_kv_heads = 4
+/// multi-query    0 0 0 0 0 0 0 0   num_kv_heads = 1
+/// ```
+///
+/// Keys and values are never repeated per query head (see
+/// [`scaled_dot_product_attention`](crate::scaled_dot_product_attention)).
 ///
 /// Self-attention goes through [`forward`](Self::forward), optionally with a [`KvCache`] for
 /// incremental decoding, and with rotary positions applied to queries and keys when the module
@@ -40,13 +61,30 @@ pub enum QkvProjection {
 /// use tcat_attention::{AttentionMask, MultiHeadAttention, QkvProjection};
 /// use tcat_core::Linear;
 /// let dev = Device::Cpu;
-/// let proj = |o, i| Linear::new(Tensor::randn(0f32, 0.2, (o, i), &dev).unwrap(), None);
+/// let w = |o, i| Tensor::randn(0f32, 0.2, (o, i), &dev).unwrap();
+/// let (wq, wk, wv, wo) = (w(16, 16), w(8, 16), w(8, 16), w(16, 16));
 /// // 16-dim model, 4 query heads sharing 2 key/value heads of dim 4 (grouped-query attention)
-/// let qkv = QkvProjection::Separate { q: proj(16, 16), k: proj(8, 16), v: proj(8, 16) };
-/// let attn = MultiHeadAttention::new(qkv, proj(16, 16), 4, 2, 4).unwrap();
+/// let qkv = QkvProjection::Separate {
+///     q: Linear::new(wq.clone(), None),
+///     k: Linear::new(wk.clone(), None),
+///     v: Linear::new(wv.clone(), None),
+/// };
+/// let gqa = MultiHeadAttention::new(qkv, Linear::new(wo.clone(), None), 4, 2, 4).unwrap();
 /// let x = Tensor::randn(0f32, 1., (2, 5, 16), &dev).unwrap();
-/// let y = attn.forward(&x, &AttentionMask::causal(), None, None).unwrap();
+/// let y = gqa.forward(&x, &AttentionMask::causal(), None, None).unwrap();
 /// assert_eq!(y.dims(), &[2, 5, 16]);
+///
+/// // It equals multi-head attention whose key/value head g is copied to query heads 2g, 2g+1:
+/// let repeat = |w: &Tensor| w.reshape((2, 1, 4, 16)).unwrap().repeat((1, 2, 1, 1)).unwrap().reshape((16, 16)).unwrap();
+/// let qkv = QkvProjection::Separate {
+///     q: Linear::new(wq, None),
+///     k: Linear::new(repeat(&wk), None),
+///     v: Linear::new(repeat(&wv), None),
+/// };
+/// let mha = MultiHeadAttention::new(qkv, Linear::new(wo, None), 4, 4, 4).unwrap();
+/// let y_mha = mha.forward(&x, &AttentionMask::causal(), None, None).unwrap();
+/// let diff = (y - y_mha).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+/// assert!(diff < 1e-6);
 /// ```
 #[derive(Debug, Clone)]
 pub struct MultiHeadAttention {

@@ -2,7 +2,7 @@
 //! and locally banded sparse layers (Brown et al. 2020, "Language Models are Few-Shot
 //! Learners", §2.1) and GPT-Neo alternates global and local (window 256) layers.
 
-use crate::MultiHeadAttention;
+use crate::{AttentionMask, MultiHeadAttention};
 
 /// What one layer's self-attention sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +17,15 @@ pub enum LayerAttention {
 }
 
 impl LayerAttention {
+    /// Restricts `mask` to this kind: unchanged for [`Dense`](Self::Dense), a sliding window
+    /// for [`Local`](Self::Local) (for code that calls the attention function directly).
+    pub fn restrict(self, mask: AttentionMask) -> AttentionMask {
+        match self {
+            Self::Dense => mask,
+            Self::Local { window } => mask.with_sliding_window(window),
+        }
+    }
+
     /// Sets this kind on an attention module.
     pub fn apply(self, attention: MultiHeadAttention) -> MultiHeadAttention {
         match self {
@@ -34,6 +43,19 @@ impl LayerAttention {
 /// let gpt3 = AttentionSchedule::alternating(LayerAttention::Dense, LayerAttention::Local { window: 256 });
 /// assert_eq!(gpt3.for_layer(0), LayerAttention::Dense);
 /// assert_eq!(gpt3.for_layer(3), LayerAttention::Local { window: 256 });
+/// ```
+///
+/// What each layer sees, over 5 tokens, with GPT-Neo's `["global", "local"]` list and a window
+/// of 2: the even layers are causal, the odd ones a band of two keys.
+///
+/// ```
+/// use tcat_attention::{AttentionMask, AttentionSchedule, LayerAttention};
+/// let neo = AttentionSchedule::cycle(vec![LayerAttention::Dense, LayerAttention::Local { window: 2 }]).unwrap();
+/// let grids: Vec<String> =
+///     (0..3).map(|layer| neo.for_layer(layer).restrict(AttentionMask::causal()).grid(5, 5).unwrap()).collect();
+/// let dense = "■····\n■■···\n■■■··\n■■■■·\n■■■■■\n";
+/// let local = "■····\n■■···\n·■■··\n··■■·\n···■■\n";
+/// assert_eq!(grids, [dense, local, dense]);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttentionSchedule {
