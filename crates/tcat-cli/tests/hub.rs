@@ -1,8 +1,9 @@
 //! Loading a model by hub id, end to end through hf-hub, with no internet.
 //!
 //! A small HTTP/1.1 server on 127.0.0.1 stands in for the Hugging Face hub: it serves the BERT
-//! fixture as the repository `tcat-test/tiny-bert` on the two routes hf-hub's sync API uses (the
-//! repository info and `resolve/main/{file}` with `Range`), and records every request. `tcat`
+//! fixture as the repository `tcat-test/tiny-bert` (or the GPT-2 fixture with a chat template as
+//! `tcat-test/tiny-chat`) on the two routes hf-hub's sync API uses (the repository info and
+//! `resolve/main/{file}` with `Range`), and records every request. `tcat`
 //! runs as a child process with `HF_ENDPOINT` pointing at that server and `HF_HOME` at a fresh
 //! folder; the test process's own environment is never changed.
 
@@ -21,8 +22,9 @@ const REPO: &str = "tcat-test/tiny-bert";
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 /// What the repository holds (its `siblings`).
 const FILES: [&str; 4] = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"];
-/// What loading a BERT encoder with its tokenizer must download.
-const NEEDED: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
+/// What loading a BERT encoder with its tokenizer must download (all of it: the tokenizer
+/// config is one of the optional side files fetched when the repository has it).
+const NEEDED: [&str; 4] = FILES;
 const TEXT: &str = "hello world";
 /// How long one `tcat` run may take before it is killed and the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
@@ -50,6 +52,16 @@ struct Blob {
     etag: String,
 }
 
+impl Blob {
+    fn new(name: &str, bytes: Vec<u8>) -> Self {
+        let mut h = DefaultHasher::new();
+        bytes.hash(&mut h);
+        // Hex only: hf-hub names the blob's lock file with `set_extension`, so no dots.
+        let etag = format!("{:016x}{:08x}", h.finish(), bytes.len());
+        Blob { name: name.to_string(), bytes, etag }
+    }
+}
+
 /// A hub on 127.0.0.1 serving the fixture as `REPO`; stops when dropped.
 struct Hub {
     port: u16,
@@ -59,19 +71,21 @@ struct Hub {
 }
 
 impl Hub {
+    /// The BERT fixture as `REPO`.
     fn start() -> Self {
-        let blobs: Vec<Blob> = FILES
+        let blobs = FILES
             .iter()
             .map(|name| {
                 let bytes =
                     std::fs::read(fixture().join(name)).unwrap_or_else(|e| panic!("reading fixture {name}: {e}"));
-                let mut h = DefaultHasher::new();
-                bytes.hash(&mut h);
-                // Hex only: hf-hub names the blob's lock file with `set_extension`, so no dots.
-                let etag = format!("{:016x}{:08x}", h.finish(), bytes.len());
-                Blob { name: name.to_string(), bytes, etag }
+                Blob::new(name, bytes)
             })
             .collect();
+        Self::serve(REPO, blobs)
+    }
+
+    /// `blobs` as the repository `repo`.
+    fn serve(repo: &'static str, blobs: Vec<Blob>) -> Self {
         let blobs = Arc::new(blobs);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener.set_nonblocking(true).expect("non-blocking listener");
@@ -86,7 +100,7 @@ impl Hub {
                     match listener.accept() {
                         Ok((stream, _)) => {
                             let (blobs, seen) = (blobs.clone(), seen.clone());
-                            workers.push(std::thread::spawn(move || serve(stream, &blobs, &seen)));
+                            workers.push(std::thread::spawn(move || serve(stream, repo, &blobs, &seen)));
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(5)),
                     }
@@ -119,7 +133,7 @@ impl Drop for Hub {
 }
 
 /// Answers one request on `stream`, then closes it.
-fn serve(stream: TcpStream, blobs: &[Blob], seen: &Mutex<Vec<Seen>>) {
+fn serve(stream: TcpStream, repo: &str, blobs: &[Blob], seen: &Mutex<Vec<Seen>>) {
     // An accepted socket may inherit the listener's non-blocking mode on some platforms.
     if stream.set_nonblocking(false).is_err()
         || stream.set_read_timeout(Some(SOCKET_TIMEOUT)).is_err()
@@ -154,7 +168,7 @@ fn serve(stream: TcpStream, blobs: &[Blob], seen: &Mutex<Vec<Seen>>) {
             range = Some(value.trim().to_string());
         }
     }
-    let response = respond(&method, &path, range.as_deref(), blobs);
+    let response = respond(&method, &path, range.as_deref(), repo, blobs);
     seen.lock().unwrap().push(Seen { method, path, range, status: response.status });
     let mut head = format!("HTTP/1.1 {} {}\r\n", response.status, reason(response.status));
     for (name, value) in &response.headers {
@@ -191,13 +205,13 @@ fn not_found(message: &str) -> Response {
     }
 }
 
-fn respond(method: &str, path: &str, range: Option<&str>, blobs: &[Blob]) -> Response {
+fn respond(method: &str, path: &str, range: Option<&str>, repo: &str, blobs: &[Blob]) -> Response {
     if method != "GET" {
         return Response { status: 405, headers: vec![("Allow", "GET".into())], body: Vec::new() };
     }
-    if path == format!("/api/models/{REPO}/revision/main") {
+    if path == format!("/api/models/{repo}/revision/main") {
         let siblings: Vec<_> = blobs.iter().map(|b| serde_json::json!({ "rfilename": b.name })).collect();
-        let info = serde_json::json!({ "id": REPO, "sha": COMMIT, "siblings": siblings });
+        let info = serde_json::json!({ "id": repo, "sha": COMMIT, "siblings": siblings });
         return Response {
             status: 200,
             headers: vec![("Content-Type", "application/json".into())],
@@ -207,7 +221,7 @@ fn respond(method: &str, path: &str, range: Option<&str>, blobs: &[Blob]) -> Res
     if path.starts_with("/api/") {
         return not_found("Repository not found");
     }
-    let Some(name) = path.strip_prefix(&format!("/{REPO}/resolve/main/")) else {
+    let Some(name) = path.strip_prefix(&format!("/{repo}/resolve/main/")) else {
         return not_found("Repository not found");
     };
     let Some(blob) = blobs.iter().find(|b| b.name == name) else {
@@ -385,7 +399,11 @@ fn hidden_states(file: &Path) -> Vec<f32> {
 }
 
 fn resolve_path(file: &str) -> String {
-    format!("/{REPO}/resolve/main/{file}")
+    repo_resolve_path(REPO, file)
+}
+
+fn repo_resolve_path(repo: &str, file: &str) -> String {
+    format!("/{repo}/resolve/main/{file}")
 }
 
 fn api_path(repo: &str) -> String {
@@ -492,6 +510,78 @@ fn unknown_repo_fails_clearly() {
     let seen = hub.seen();
     assert_eq!(seen.len(), 1, "only the repo info is asked for: {seen:#?}");
     assert_eq!((seen[0].path.as_str(), seen[0].status), (api_path(repo).as_str(), 404));
+}
+
+const CHAT_REPO: &str = "tcat-test/tiny-chat";
+/// A template that starts every turn with `bos_token` (`<|endoftext|>`, id 0 in the GPT-2
+/// fixture's tokenizer), so the prompt ids show whether it was applied.
+const CHAT_TEMPLATE: &str = "{% for m in messages %}{{ bos_token }}{{ m.role }}: {{ m.content }}\n{% endfor %}\
+                             {% if add_generation_prompt %}assistant:{% endif %}";
+
+/// The GPT-2 fixture as a chat model: its config, weights, tokenizer and generation config, with
+/// the chat template either inside `tokenizer_config.json` or as `chat_template.jinja`.
+fn chat_repo_files(template_file: bool) -> Vec<(&'static str, Vec<u8>)> {
+    let gpt2 = fixture().join("../gpt2");
+    let read = |name: &str| std::fs::read(gpt2.join(name)).unwrap_or_else(|e| panic!("gpt2 fixture {name}: {e}"));
+    let mut config: serde_json::Value = serde_json::from_slice(&read("tokenizer_config.json")).unwrap();
+    assert!(config.get("chat_template").is_none(), "the gpt2 fixture ships no template of its own");
+    let mut files: Vec<(&'static str, Vec<u8>)> =
+        ["config.json", "model.safetensors", "tokenizer.json", "generation_config.json"]
+            .into_iter()
+            .map(|name| (name, read(name)))
+            .collect();
+    if template_file {
+        files.push(("chat_template.jinja", CHAT_TEMPLATE.as_bytes().to_vec()));
+    } else {
+        config["chat_template"] = CHAT_TEMPLATE.into();
+    }
+    files.push(("tokenizer_config.json", config.to_string().into_bytes()));
+    files
+}
+
+/// The ids `generate --json` printed.
+fn generated_ids(run: &Run) -> Vec<u64> {
+    let value: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("generate --json prints JSON");
+    value["ids"].as_array().expect("`ids` is an array").iter().map(|i| i.as_u64().expect("ids are numbers")).collect()
+}
+
+/// `generate --chat` by hub id needs the tokenizer config (and, in newer repositories, the
+/// template file): both are fetched, and the result equals the same files in a local folder.
+#[test]
+fn hub_id_generate_chat_fetches_the_tokenizer_config_and_template() {
+    let chat = ["--chat", "--prompt", "hello", "--max-new-tokens", "4", "--json"];
+    for template_file in [false, true] {
+        let files = chat_repo_files(template_file);
+        let home = TempHome::new(if template_file { "chat-jinja" } else { "chat-config" });
+        let local = home.0.join("local");
+        std::fs::create_dir_all(&local).unwrap();
+        for (name, bytes) in &files {
+            std::fs::write(local.join(name), bytes).unwrap();
+        }
+        let want = generated_ids(
+            &tcat(&[&["generate", "--model", local.to_str().unwrap()][..], &chat].concat()[..], &[]).ok(),
+        );
+        assert_eq!(want[0], 0, "the template's bos_token opens the prompt: {want:?}");
+
+        let hub = Hub::serve(CHAT_REPO, files.iter().map(|(name, bytes)| Blob::new(name, bytes.clone())).collect());
+        let endpoint = hub.endpoint();
+        let env = [("HF_HOME", home.path()), ("HF_ENDPOINT", endpoint.as_str())];
+        let got = generated_ids(&tcat(&[&["generate", "--model", CHAT_REPO][..], &chat].concat()[..], &env).ok());
+        assert_eq!(got, want, "chat generation by hub id vs the same files in a folder");
+
+        let seen = hub.seen();
+        assert!(seen.iter().all(|s| s.status == 200 || s.status == 206), "requests: {seen:#?}");
+        for (name, _) in &files {
+            assert!(
+                seen.iter()
+                    .any(|s| s.path == repo_resolve_path(CHAT_REPO, name) && s.range.as_deref() == Some("bytes=0-")),
+                "{name} was not downloaded: {seen:#?}"
+            );
+        }
+        let snapshot = home.0.join("hub/models--tcat-test--tiny-chat/snapshots").join(COMMIT);
+        assert!(snapshot.join("tokenizer_config.json").is_file() && snapshot.join("generation_config.json").is_file());
+        assert_eq!(snapshot.join("chat_template.jinja").is_file(), template_file);
+    }
 }
 
 #[test]

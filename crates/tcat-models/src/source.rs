@@ -34,6 +34,9 @@ pub enum Format {
 const SAFETENSORS: &str = "model.safetensors";
 const SHARD_INDEX: &str = "model.safetensors.index.json";
 const PYTORCH: &str = "pytorch_model.bin";
+/// Files fetched beside the weights when a hub repository has them (none is required).
+const SIDE_FILES: [&str; 5] =
+    ["modules.json", "1_Pooling/config.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"];
 
 impl ModelSource {
     /// Resolves `name`: an existing folder, an existing weights file (its folder holds
@@ -216,8 +219,10 @@ mod hub {
             return Err(Error::Hub(format!("{name}: no {SAFETENSORS}, {SHARD_INDEX} or {PYTORCH}")));
         };
         let tokenizer = get("tokenizer.json")?;
-        // Side files of sentence-transformers folders.
-        for side in ["modules.json", "1_Pooling/config.json"] {
+        // Side files, each optional: sentence-transformers' pooling setup, the tokenizer's
+        // special tokens and chat template (`--chat`), the chat template as its own file (newer
+        // repositories), and the generation defaults.
+        for side in SIDE_FILES {
             get(side)?;
         }
         let root = config.parent().map(Path::to_path_buf).unwrap_or_default();
