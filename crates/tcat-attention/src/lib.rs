@@ -5,7 +5,8 @@
 //! [`scaled_dot_product_attention`], with a typed [`AttentionMask`] (none, causal aligned to the
 //! end of the keys, key padding, or both) and an optional additive bias from a position scheme.
 //! [`MultiHeadAttention`] wraps it with the projections; multi-head, grouped-query and
-//! multi-query attention are one `num_kv_heads` setting of that one module. [`KvCache`]
+//! multi-query attention are one `num_kv_heads` setting of that one module, which calls either
+//! that function or the tiled [`fused_attention`] as its [`AttentionKernel`] says. [`KvCache`]
 //! preallocates the keys and values for incremental decoding.
 //!
 //! [`reference`](mod@reference) holds the plain, loop-by-loop version that the fast paths are tested against.
@@ -37,7 +38,7 @@ pub use fused::fused_attention;
 pub use kv_cache::{KvCache, Retention};
 pub use linear_attention::{LinearAttentionState, elu_feature_map, linear_attention};
 pub use mask::{AttentionMask, Causality};
-pub use multi_head::{MultiHeadAttention, QkvProjection};
+pub use multi_head::{AttentionKernel, MultiHeadAttention, QkvProjection};
 pub use pattern::{GridAxis, SparsePattern};
 pub use schedule::{AttentionSchedule, LayerAttention};
 pub use sdpa::{scaled_dot_product_attention, split_grouped_shape};

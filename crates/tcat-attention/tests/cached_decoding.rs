@@ -3,18 +3,22 @@
 //! padding), T5's causal relative bias, the causal sparse patterns (Sparse Transformer strided
 //! and fixed, DALL-E row / column / convolutional) and block-diagonal segments of packed
 //! sequences (with a full and with a sliding cache). Each case decodes token by token and in
-//! uneven chunks and compares every step's output with the matching rows of the full pass.
+//! uneven chunks and compares every step's output with the matching rows of the full pass, with
+//! either attention kernel.
 
 mod common;
 
 use candle_core::{D, DType, Device, Tensor};
-use tcat_attention::{AttentionMask, GridAxis, KvCache, MultiHeadAttention, QkvProjection, SparsePattern};
+use tcat_attention::{
+    AttentionKernel, AttentionMask, GridAxis, KvCache, MultiHeadAttention, QkvProjection, SparsePattern,
+};
 use tcat_core::Linear;
 use tcat_position::{
     Alibi, BucketDirection, RelativePositionBias, RopeScaling, RotaryConfig, RotaryEmbedding, RotaryLayout,
 };
 
 const HIDDEN: usize = 24;
+const KERNELS: [AttentionKernel; 2] = [AttentionKernel::Materialized, AttentionKernel::Fused];
 
 fn layer(heads: usize, kv_heads: usize, dev: &Device) -> MultiHeadAttention {
     let head_dim = HIDDEN / heads;
@@ -43,9 +47,10 @@ fn max_diff(a: &Tensor, b: &Tensor, real: Option<&Tensor>) -> f32 {
     d.flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
 }
 
-/// Feeds `x` (`[batch, total, hidden]`) to `attn` chunk by chunk through `cache`, the step over
-/// keys `0..at + n` masked by `mask(at, n)` and placed by `positions` (sliced per step), and
-/// checks each step against the same rows of `full`.
+/// Feeds `x` (`[batch, total, hidden]`) to `attn` chunk by chunk through a copy of `cache`, the
+/// step over keys `0..at + n` masked by `mask(at, n)` and placed by `positions` (sliced per
+/// step), and checks each step against the same rows of `full` (the materialised full pass),
+/// once per attention kernel.
 #[allow(clippy::too_many_arguments)]
 fn decode_and_compare(
     what: &str,
@@ -53,23 +58,27 @@ fn decode_and_compare(
     x: &Tensor,
     full: &Tensor,
     chunks: &[usize],
-    mut cache: KvCache,
+    cache: KvCache,
     mask: impl Fn(usize, usize) -> AttentionMask,
     positions: Option<&Tensor>,
     real: Option<&Tensor>,
 ) {
     let total: usize = chunks.iter().sum();
     assert_eq!(total, x.dim(1).unwrap(), "{what}: chunks must cover the sequence");
-    let mut at = 0;
-    for &n in chunks {
-        let p = positions.map(|p| p.narrow(1, at, n).unwrap());
-        let got = attn.forward(&x.narrow(1, at, n).unwrap(), &mask(at, n), p.as_ref(), Some(&mut cache)).unwrap();
-        let real = real.map(|r| r.narrow(1, at, n).unwrap());
-        let d = max_diff(&got, &full.narrow(1, at, n).unwrap(), real.as_ref());
-        assert!(d <= 1e-5, "{what}, chunks {chunks:?}: the step at {at} (+{n}) differs from the full pass by {d}");
-        at += n;
+    for kernel in KERNELS {
+        let attn = attn.clone().with_kernel(kernel);
+        let mut cache = cache.clone();
+        let mut at = 0;
+        for &n in chunks {
+            let p = positions.map(|p| p.narrow(1, at, n).unwrap());
+            let got = attn.forward(&x.narrow(1, at, n).unwrap(), &mask(at, n), p.as_ref(), Some(&mut cache)).unwrap();
+            let real = real.map(|r| r.narrow(1, at, n).unwrap());
+            let d = max_diff(&got, &full.narrow(1, at, n).unwrap(), real.as_ref());
+            assert!(d <= 1e-5, "{what}, {kernel:?}, chunks {chunks:?}: the step at {at} (+{n}) differs by {d}");
+            at += n;
+        }
+        assert_eq!(cache.len(), total);
     }
-    assert_eq!(cache.len(), total);
 }
 
 const TOTAL: usize = 15;
