@@ -233,6 +233,8 @@ impl AttentionMask {
                         "key padding mask has shape [{b}, {k}], expected [batch={batch}, kv_len={kv_len}]"
                     );
                 }
+                // A no-op when `keep` is on `device` already: candle then returns the same
+                // storage (an `Arc` clone), so nothing is copied per call.
                 let keep = keep.to_device(device)?;
                 Some(keep.ne(&keep.zeros_like()?)?.reshape((batch, 1, 1, kv_len))?)
             }
@@ -250,7 +252,7 @@ impl AttentionMask {
                         "segment ids have shape [{b}, {k}], expected [batch={batch}, kv_len={kv_len}] with q_len={q_len} ≤ kv_len"
                     );
                 }
-                let ids = ids.to_device(device)?;
+                let ids = ids.to_device(device)?; // no copy when already there, as above
                 let queries = ids.narrow(1, kv_len - q_len, q_len)?.reshape((batch, 1, q_len, 1))?;
                 Some(queries.broadcast_eq(&ids.reshape((batch, 1, 1, kv_len))?)?)
             }
@@ -260,7 +262,7 @@ impl AttentionMask {
         let explicit = match &self.explicit {
             None => None,
             Some(t) => {
-                let t = t.to_device(device)?;
+                let t = t.to_device(device)?; // no copy when already there, as above
                 Some(t.ne(&t.zeros_like()?)?.broadcast_as((batch, 1, q_len, kv_len))?)
             }
         };

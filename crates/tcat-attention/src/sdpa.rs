@@ -1,6 +1,6 @@
 //! The attention function every tcat model calls.
 
-use candle_core::{D, DType, Result, Tensor};
+use candle_core::{D, DType, Device, Result, Tensor};
 
 use crate::mask::{AttentionMask, masked_fill_value};
 
@@ -46,15 +46,25 @@ pub fn scaled_dot_product_attention(
         None => scores,
         Some(allowed) => {
             let allowed = allowed.broadcast_as(scores.shape())?;
-            let fill = Tensor::new(masked_fill_value(scores.dtype()), scores.device())?
-                .to_dtype(scores.dtype())?
-                .broadcast_as(scores.shape())?;
+            let fill = masked_fill_scalar(scores.dtype(), scores.device())?.broadcast_as(scores.shape())?;
             allowed.where_cond(&scores, &fill)?
         }
     };
     let probs = candle_nn::ops::softmax_last_dim(&scores.contiguous()?)?.to_dtype(value_dtype)?;
     let probs = probs.reshape((batch, kv_heads, group * q_len, kv_len))?;
     probs.matmul(&v.contiguous()?)?.reshape((batch, heads, q_len, head_dim))
+}
+
+/// The fill of masked scores as a 0-d tensor, set on `device` itself (candle's `const_set`):
+/// no host-to-device copy per call. The scores are f32 or f64 here (half precision is
+/// softmaxed in f32); other dtypes take a zero tensor shifted by the value.
+fn masked_fill_scalar(dtype: DType, device: &Device) -> Result<Tensor> {
+    let value = masked_fill_value(dtype);
+    match dtype {
+        DType::F32 => Tensor::full(value as f32, (), device),
+        DType::F64 => Tensor::full(value, (), device),
+        _ => Tensor::zeros((), dtype, device)?.affine(0.0, value),
+    }
 }
 
 /// Splits `heads` query heads into `(kv_heads, heads / kv_heads)` groups, failing with a

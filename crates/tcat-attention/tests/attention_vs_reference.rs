@@ -172,3 +172,32 @@ fn padded_batch_equals_rows_one_by_one() {
         assert!(max_abs_diff(&batched.narrow(0, 1, 1).unwrap().narrow(1, 0, 2).unwrap(), &row1) < 1e-5);
     }
 }
+
+#[test]
+fn masked_attention_in_f64_and_half_precision_matches_the_reference() {
+    // The masked-score fill is made on the device per dtype: f64 scores, and f16/bf16 inputs
+    // whose scores are softmaxed in f32. Row 1 of the batch is fully padded (uniform average).
+    let dev = common::device();
+    let q = Tensor::randn(0f32, 1., (2, 4, 5, 8), &dev).unwrap();
+    let k = Tensor::randn(0f32, 1., (2, 2, 5, 8), &dev).unwrap();
+    let v = Tensor::randn(0f32, 1., (2, 2, 5, 8), &dev).unwrap();
+    let keep = Tensor::new(&[[1u32, 1, 1, 0, 1], [0, 0, 0, 0, 0]], &dev).unwrap();
+    let mask = AttentionMask::causal().with_key_padding(keep);
+    for (dtype, tolerance) in [(DType::F64, 1e-12), (DType::F32, 1e-6), (DType::F16, 1e-2), (DType::BF16, 2e-2)] {
+        let (q, k, v) = (q.to_dtype(dtype).unwrap(), k.to_dtype(dtype).unwrap(), v.to_dtype(dtype).unwrap());
+        let fast = scaled_dot_product_attention(&q, &k, &v, &mask, 0.3).unwrap();
+        assert_eq!(fast.dtype(), dtype);
+        let slow = reference::attention(&q, &k, &v, &mask, 0.3).unwrap();
+        let diff = (fast.to_dtype(DType::F64).unwrap() - slow.to_dtype(DType::F64).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert!(diff <= tolerance, "{dtype:?}: {diff}");
+    }
+}
