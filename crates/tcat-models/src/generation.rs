@@ -99,7 +99,23 @@ pub fn generate(
     let batch = Batch::left_padded(prompts, model.pad_token_id(), &device)?;
     batch.check_vocab(model.vocab_size())?;
     let longest = batch.seq_len();
-    model.check_length(longest + config.max_new_tokens)?;
+    let total = longest.checked_add(config.max_new_tokens).ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "max_new_tokens {} plus the {longest}-token prompt overflows; the model positions at most {} tokens",
+            config.max_new_tokens,
+            model.max_positions()
+        ))
+    })?;
+    // Past the context: name the two parts, and the most that fits after this prompt.
+    model.check_length(total).map_err(|e| match e {
+        Error::SequenceTooLong { len, max, limit } => Error::InvalidInput(format!(
+            "a {longest}-token prompt plus max_new_tokens {} needs {len} tokens, more than the model's {max} \
+             positions ({limit}); max_new_tokens can be at most {} here",
+            config.max_new_tokens,
+            max.saturating_sub(longest)
+        )),
+        e => e,
+    })?;
     let stop = config.stop_tokens.clone().unwrap_or_else(|| model.eos_token_ids().to_vec());
     let mut sampler = TokenSampler::new(
         config.sampling,
@@ -109,7 +125,7 @@ pub fn generate(
         batch.attention_mask(),
         model.vocab_size(),
     )?;
-    let mut caches = model.new_caches(longest + config.max_new_tokens);
+    let mut caches = model.new_caches(total);
     let mut outputs: Vec<Vec<u32>> = prompts.to_vec();
     let mut finished = vec![false; prompts.len()];
     let mut mask = batch.attention_mask().clone();

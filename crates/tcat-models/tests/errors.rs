@@ -128,6 +128,12 @@ fn too_long_and_out_of_vocab_inputs_are_rejected() {
     };
     let err = generate(decoder, &[vec![1; 10]], &config, |_, _| {}).unwrap_err().to_string();
     assert!(err.contains("70 tokens") && err.contains("n_positions"), "{err}");
+    assert!(err.contains("max_new_tokens 60") && err.contains("at most 54"), "{err}");
+    // A length that overflows `usize` is an error naming both parts, not an arithmetic panic.
+    let huge = GenerationConfig { max_new_tokens: usize::MAX, ..config.clone() };
+    let err = generate(decoder, &[vec![1; 10]], &huge, |_, _| {}).unwrap_err().to_string();
+    assert!(err.contains(&format!("max_new_tokens {}", usize::MAX)) && err.contains("10-token prompt"), "{err}");
+    assert!(err.contains("64 tokens"), "{err}");
     assert!(generate(decoder, &[vec![]], &config, |_, _| {}).is_err());
 }
 
