@@ -110,7 +110,7 @@ pub struct EmbedArgs {
     /// Print one JSON object per line: {"text": ..., "embedding": [...]}.
     #[arg(long)]
     json: bool,
-    /// Texts to embed (an empty string is a valid text).
+    /// Texts to embed (an empty string is a valid text when the tokenizer adds special tokens).
     #[arg(required = true)]
     texts: Vec<String>,
 }
@@ -131,7 +131,7 @@ pub fn embed(args: EmbedArgs, device: &Device, dtype: Option<DType>) -> Result<(
         None => sentence.map_or(tcat_blocks::SentencePooling::Mean, |s| s.pooling),
     };
     let normalize = args.normalize || sentence.is_some_and(|s| s.normalize);
-    let rows = args.texts.iter().map(|t| encode(&tok, t)).collect::<Result<Vec<_>>>()?;
+    let rows = encode_texts(&tok, &args.texts)?;
     let batch = Batch::right_padded(&rows, None, encoder.pad_token_id(), device)?;
     let hidden = encoder.hidden_states(&batch)?;
     let mut pooled = pooling.pool(&hidden, batch.attention_mask())?;
@@ -165,6 +165,19 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
     let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
     dot / (na * nb).max(1e-12)
+}
+
+/// The ids of each text to embed; a text without tokens (an empty string, with a tokenizer
+/// that adds no special tokens) has no embedding and is an error naming it.
+fn encode_texts(tok: &Tokenizer, texts: &[String]) -> Result<Vec<Vec<u32>>> {
+    let rows = texts.iter().map(|t| encode(tok, t)).collect::<Result<Vec<_>>>()?;
+    if let Some(i) = rows.iter().position(Vec::is_empty) {
+        bail!(
+            "text {:?} tokenizes to no tokens (this tokenizer adds no special tokens), so it has no embedding",
+            texts[i]
+        );
+    }
+    Ok(rows)
 }
 
 fn encode(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
@@ -379,4 +392,29 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A word-level tokenizer without special tokens or a post-processor: "" gives no ids.
+    fn bare_tokenizer() -> Tokenizer {
+        let json = r#"{
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+            "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "cat": 1, "mat": 2}, "unk_token": "[UNK]"}
+        }"#;
+        json.parse().unwrap()
+    }
+
+    #[test]
+    fn a_text_without_tokens_is_named() {
+        let tok = bare_tokenizer();
+        let texts = ["cat mat".to_string()];
+        assert_eq!(encode_texts(&tok, &texts).unwrap(), [vec![1, 2]]);
+        let texts = ["cat".to_string(), String::new()];
+        let err = encode_texts(&tok, &texts).unwrap_err().to_string();
+        assert!(err.contains("text \"\" tokenizes to no tokens"), "{err}");
+    }
 }
