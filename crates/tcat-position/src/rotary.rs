@@ -275,13 +275,21 @@ impl RotaryEmbedding {
 mod tests {
     use super::*;
 
+    /// `TCAT_TEST_DEVICE` (`cpu`, `cuda:0`, `metal`), the CPU when unset.
+    fn device() -> Device {
+        let name = std::env::var("TCAT_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+        tcat_core::parse_device(&name).unwrap_or_else(|e| panic!("TCAT_TEST_DEVICE={name}: {e}"))
+    }
+
+    /// Largest |a - b|, on the host.
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let (a, b) = (a.to_device(&Device::Cpu).unwrap(), b.to_device(&Device::Cpu).unwrap());
         (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
     }
 
     #[test]
     fn kernels_match_the_pairwise_reference() {
-        let dev = Device::Cpu;
+        let dev = device();
         for layout in [RotaryLayout::HalfSplit, RotaryLayout::Interleaved] {
             for (rotary_dim, head_dim) in [(8, 8), (2, 8), (4, 6), (16, 16)] {
                 for scaling in [
@@ -370,7 +378,7 @@ mod tests {
         let cfg = RotaryConfig { rotary_dim: 8, base: 10000.0, layout: RotaryLayout::HalfSplit, scaling };
         let plain = RotaryConfig { scaling: RopeScaling::None, ..cfg };
         assert_eq!(cfg.inverse_frequencies().unwrap(), plain.inverse_frequencies().unwrap());
-        let dev = Device::Cpu;
+        let dev = device();
         let rope = RotaryEmbedding::new(cfg, 32, DType::F32, &dev).unwrap();
         let base = RotaryEmbedding::new(plain, 32, DType::F32, &dev).unwrap();
         assert_eq!(max_diff(&rope.cos, &base.cos), 0.0);
@@ -387,7 +395,7 @@ mod tests {
         ];
         for scaling in bad {
             let cfg = RotaryConfig { rotary_dim: 8, base: 10000.0, layout: RotaryLayout::HalfSplit, scaling };
-            let err = RotaryEmbedding::new(cfg, 8, DType::F32, &Device::Cpu).unwrap_err().to_string();
+            let err = RotaryEmbedding::new(cfg, 8, DType::F32, &device()).unwrap_err().to_string();
             assert!(err.contains("llama3") || err.contains("factor"), "{err}");
         }
     }
@@ -395,7 +403,7 @@ mod tests {
     /// The defining property: ⟨R(m)q, R(n)k⟩ depends only on m − n.
     #[test]
     fn scores_depend_only_on_relative_position() {
-        let dev = Device::Cpu;
+        let dev = device();
         for layout in [RotaryLayout::HalfSplit, RotaryLayout::Interleaved] {
             let cfg = RotaryConfig { rotary_dim: 8, base: 10000.0, layout, scaling: RopeScaling::None };
             let rope = RotaryEmbedding::new(cfg, 64, DType::F32, &dev).unwrap();
@@ -414,7 +422,7 @@ mod tests {
     /// The layouts differ: a half-split checkpoint read as interleaved gives other values.
     #[test]
     fn layouts_are_not_interchangeable() {
-        let dev = Device::Cpu;
+        let dev = device();
         let make = |layout| {
             let cfg = RotaryConfig { rotary_dim: 8, base: 10000.0, layout, scaling: RopeScaling::None };
             RotaryEmbedding::new(cfg, 8, DType::F32, &dev).unwrap()

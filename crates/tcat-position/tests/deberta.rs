@@ -5,7 +5,10 @@
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Device, Tensor};
+mod common;
+
+use candle_core::{DType, Tensor};
+use common::{device, max_diff};
 use tcat_position::{LogBuckets, deberta_relative_positions, disentangled_bias, log_bucket_position};
 
 const HEADS: usize = 4;
@@ -14,11 +17,7 @@ const BUCKETS: LogBuckets = LogBuckets { bucket_size: 8, max_position: 16 };
 
 fn fixture() -> HashMap<String, Tensor> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/positions/deberta.safetensors");
-    candle_core::safetensors::load(path, &Device::Cpu).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    candle_core::safetensors::load(path, &device()).unwrap()
 }
 
 #[test]
@@ -31,7 +30,7 @@ fn log_buckets_match_transformers() {
         let got = log_bucket_position(offsets, LogBuckets { bucket_size, max_position }).unwrap();
         assert_eq!(got.to_vec1::<i64>().unwrap(), fx[key].to_vec1::<i64>().unwrap(), "{key}");
     }
-    let rel = deberta_relative_positions(21, 21, Some(BUCKETS), &Device::Cpu).unwrap();
+    let rel = deberta_relative_positions(21, 21, Some(BUCKETS), &device()).unwrap();
     assert_eq!(rel.to_vec2::<i64>().unwrap(), fx["relative_pos"].to_vec2::<i64>().unwrap());
 }
 
@@ -57,7 +56,7 @@ fn attention_probabilities_match_transformers() {
     let pos_query = project(&rel_emb, &fx, "query_proj").squeeze(0).unwrap();
     let pos_key = project(&rel_emb, &fx, "key_proj").squeeze(0).unwrap();
     let len = hidden.dim(1).unwrap();
-    let rel = deberta_relative_positions(len, len, Some(BUCKETS), &Device::Cpu).unwrap();
+    let rel = deberta_relative_positions(len, len, Some(BUCKETS), &device()).unwrap();
     let scale = 1.0 / ((head_dim * 3) as f64).sqrt(); // c2p and p2c: three terms
     let bias = disentangled_bias(&q, &k, Some(&pos_query), Some(&pos_key), &rel, SPAN, scale).unwrap();
     let scores = ((q.matmul(&k.t().unwrap()).unwrap() * scale).unwrap() + &bias).unwrap();
@@ -71,7 +70,7 @@ fn attention_probabilities_match_transformers() {
 
 #[test]
 fn bad_shapes_are_errors() {
-    let dev = Device::Cpu;
+    let dev = device();
     let q = Tensor::zeros((1, 2, 5, 4), DType::F32, &dev).unwrap();
     let rel = deberta_relative_positions(5, 5, None, &dev).unwrap();
     let wrong = Tensor::zeros((2, 5, 4), DType::F32, &dev).unwrap(); // 5 rows for span 3

@@ -1,7 +1,10 @@
 //! Position ids from attention masks against a running count, on masks long enough to cross
 //! the prefix-sum blocks.
 
-use candle_core::{Device, Tensor};
+mod common;
+
+use candle_core::Tensor;
+use common::device;
 use tcat_position::positions_from_attention_mask;
 
 #[test]
@@ -13,7 +16,7 @@ fn positions_count_the_real_tokens_before_each_one() {
             (0..len).map(|j| u32::from(j % 7 != 3)).collect(),
             vec![1; len],
         ];
-        let mask = Tensor::new(rows.clone(), &Device::Cpu).unwrap();
+        let mask = Tensor::new(rows.clone(), &device()).unwrap();
         let got: Vec<Vec<u32>> = positions_from_attention_mask(&mask).unwrap().to_vec2().unwrap();
         for (row, got) in rows.iter().zip(&got) {
             let mut seen = 0u32;

@@ -2,7 +2,10 @@
 //! `T5Attention._relative_position_bucket` gives (tests/fixtures/positions/t5_buckets.json), and
 //! the bias against a lookup written out loop by loop.
 
-use candle_core::{DType, Device, Tensor};
+mod common;
+
+use candle_core::{DType, Tensor};
+use common::device;
 use tcat_position::{BucketDirection, RelativePositionBias, relative_position_bucket};
 
 fn fixture() -> serde_json::Value {
@@ -18,7 +21,7 @@ fn direction(bidirectional: bool) -> BucketDirection {
 fn buckets_match_transformers() {
     let fx = fixture();
     let relative: Vec<i64> = serde_json::from_value(fx["relative_positions"].clone()).unwrap();
-    let rel = Tensor::new(relative.as_slice(), &Device::Cpu).unwrap();
+    let rel = Tensor::new(relative.as_slice(), &device()).unwrap();
     for case in fx["cases"].as_array().unwrap() {
         let (bi, n, max) = (
             case["bidirectional"].as_bool().unwrap(),
@@ -38,7 +41,7 @@ fn buckets_match_transformers() {
 fn bias_looks_up_each_pair_with_queries_at_the_end_of_the_keys() {
     let fx = fixture();
     let relative: Vec<i64> = serde_json::from_value(fx["relative_positions"].clone()).unwrap();
-    let dev = Device::Cpu;
+    let dev = device();
     for case in fx["cases"].as_array().unwrap().iter().take(4) {
         let (bi, n, max) = (
             case["bidirectional"].as_bool().unwrap(),
@@ -69,7 +72,7 @@ fn bias_looks_up_each_pair_with_queries_at_the_end_of_the_keys() {
 
 #[test]
 fn bad_parameters_are_errors() {
-    let dev = Device::Cpu;
+    let dev = device();
     let table = |n| Tensor::zeros((n, 2), DType::F32, &dev).unwrap();
     assert!(RelativePositionBias::new(table(2), BucketDirection::Bidirectional, 10).is_err());
     assert!(RelativePositionBias::new(table(32), BucketDirection::Causal, 8).is_err());

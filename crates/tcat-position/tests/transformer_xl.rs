@@ -1,7 +1,10 @@
 //! Transformer-XL's position term against a loop that writes out `(q_i + v)·W_R R_{i−j}` with
 //! the sinusoid computed in f64, with and without remembered positions.
 
-use candle_core::{DType, Device, Tensor};
+mod common;
+
+use candle_core::{DType, Tensor};
+use common::{device, max_diff};
 use tcat_position::{SegmentMemory, xl_distance_range, xl_position_bias, xl_sinusoids};
 
 fn sinusoid(distance: f64, dim: usize) -> Vec<f64> {
@@ -12,7 +15,7 @@ fn sinusoid(distance: f64, dim: usize) -> Vec<f64> {
 
 #[test]
 fn position_term_matches_the_formula() {
-    let dev = Device::Cpu;
+    let dev = device();
     let (batch, heads, head_dim, model_dim) = (2, 3, 4, 10);
     for (q_len, kv_len) in [(1, 1), (5, 5), (3, 8), (1, 9)] {
         let q = Tensor::randn(0f32, 1., (batch, heads, q_len, head_dim), &dev).unwrap();
@@ -65,7 +68,7 @@ fn position_term_matches_the_formula() {
 fn remembered_keys_see_the_same_distances_as_one_long_segment() {
     // A segment of 3 after 4 remembered positions: its bias rows equal the last 3 rows of the
     // bias over all 7 positions.
-    let dev = Device::Cpu;
+    let dev = device();
     let q = Tensor::randn(0f32, 1., (1, 2, 7, 4), &dev).unwrap();
     let v = Tensor::randn(0f32, 1., (2, 4), &dev).unwrap();
     let project = |q_len, kv_len| {
@@ -76,13 +79,13 @@ fn remembered_keys_see_the_same_distances_as_one_long_segment() {
     };
     let full = xl_position_bias(&q, &v, &project(7, 7), 7, 1.0).unwrap().narrow(2, 4, 3).unwrap();
     let segment = xl_position_bias(&q.narrow(2, 4, 3).unwrap(), &v, &project(3, 7), 7, 1.0).unwrap();
-    let d: f32 = (full - segment).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+    let d = max_diff(&full, &segment);
     assert!(d < 1e-5, "{d}");
 }
 
 #[test]
 fn memory_keeps_the_last_positions_per_layer() {
-    let dev = Device::Cpu;
+    let dev = device();
     let mut memory = SegmentMemory::new(2, 4);
     let segment = |start: f32| Tensor::arange(start, start + 3.0, &dev).unwrap().reshape((1, 3, 1)).unwrap();
     memory.update(1, &segment(0.0)).unwrap();
@@ -96,7 +99,7 @@ fn memory_keeps_the_last_positions_per_layer() {
 
 #[test]
 fn bad_shapes_are_errors() {
-    let dev = Device::Cpu;
+    let dev = device();
     assert!(xl_sinusoids(0, 3, 5, &dev).is_err());
     let q = Tensor::zeros((1, 2, 3, 4), DType::F32, &dev).unwrap();
     let v = Tensor::zeros((2, 4), DType::F32, &dev).unwrap();
