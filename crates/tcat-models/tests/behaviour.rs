@@ -153,12 +153,32 @@ fn stop_sequences_and_repetition_penalty() {
     assert!(generate(decoder, &prompt, &bad, |_, _| {}).is_err());
 }
 
+/// The device the suite claims to run on is the one the models compute on: `TCAT_TEST_DEVICE`
+/// naming a GPU gives a GPU device (not a silent CPU fallback), and the outputs of a model
+/// loaded there stay there (nothing moves them to the CPU behind the caller's back). On a CPU
+/// run only the first part can fail.
 #[test]
-fn the_test_device_comes_from_the_environment() {
-    // Every device-generic test loads its model on `device()`; without TCAT_TEST_DEVICE that is
-    // the CPU, and with it the named device (so the same suite runs unchanged on a GPU machine).
+fn models_compute_on_the_test_device() {
+    let dev = device();
     match std::env::var("TCAT_TEST_DEVICE") {
-        Err(_) => assert!(device().is_cpu()),
-        Ok(name) => assert!(device().same_device(&tcat_core::parse_device(&name).unwrap())),
+        Err(_) => assert!(dev.is_cpu(), "no TCAT_TEST_DEVICE: the CPU, got {:?}", dev.location()),
+        Ok(name) => {
+            let cpu = name.split(':').next() == Some("cpu");
+            assert_eq!(dev.is_cpu(), cpu, "TCAT_TEST_DEVICE={name} gave {:?}", dev.location());
+        }
+    }
+    for name in ["bert", "gpt2"] {
+        let model = load(name);
+        let batch = Batch::right_padded(&[vec![5, 17, 33]], None, model.pad_token_id(), &dev).unwrap();
+        let out = match &model {
+            Model::Encoder(m) => m.hidden_states(&batch).unwrap(),
+            Model::Decoder(m) => m.logits(&batch).unwrap(),
+        };
+        assert!(
+            out.device().same_device(&dev),
+            "{name}: output on {:?}, model on {:?}",
+            out.device().location(),
+            dev.location()
+        );
     }
 }

@@ -10,7 +10,7 @@ use common::*;
 use tcat_models::{Batch, GenerationConfig, Model, ModelSource, Sampling, generate};
 
 fn load_err(dir: &Path) -> String {
-    let dev = Device::Cpu;
+    let dev = device();
     match ModelSource::resolve(dir.to_str().unwrap()).and_then(|s| Model::load(&s, &dev, DType::F32)) {
         Ok(_) => panic!("loading {} should fail", dir.display()),
         Err(e) => e.to_string(),
@@ -26,6 +26,7 @@ fn broken_copy(
 ) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("tcat-broken-{name}-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // Host tensors: they are only edited and written back to a file.
     let mut weights = candle_core::safetensors::load(fixture(name).join("model.safetensors"), &Device::Cpu).unwrap();
     edit(&mut weights);
     candle_core::safetensors::save(&weights, dir.join("model.safetensors")).unwrap();
@@ -103,7 +104,7 @@ fn missing_model_is_reported() {
 
 #[test]
 fn too_long_and_out_of_vocab_inputs_are_rejected() {
-    let dev = Device::Cpu;
+    let dev = device();
     let source = ModelSource::resolve(fixture("bert").to_str().unwrap()).unwrap();
     let model = Model::load(&source, &dev, DType::F32).unwrap();
     let encoder = model.as_encoder().unwrap();
