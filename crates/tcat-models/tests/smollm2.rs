@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
-use common::{device, fixture};
+use common::{device, fixture, host};
 use tcat_models::gguf::{GgufFile, chat_template, tokenizer};
 use tcat_models::{Batch, ChatMessage, GenerationConfig, generate};
 
@@ -115,4 +115,32 @@ fn smollm2_quantized_stays_close_to_the_dequantized_model() {
     let rel = ((&got - &want).unwrap().sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap())
         / want.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
     assert!(rel < 0.05, "quantized top-100 logits off by {rel} relative");
+}
+
+#[test]
+fn smollm2_f16_stays_close_to_f32() {
+    // The same file dequantized to f16 instead of f32: ‖f16 − f32‖ / ‖f32‖ over the logits of
+    // every prompt position within 1e-2 (DESIGN.md's half-precision bar), and the same next token.
+    let exp = expected();
+    let path = gguf_path();
+    // The logits of the prompt (f32, on the host) and the one greedy token `generate` picks.
+    let run = |dtype| -> (Tensor, u32) {
+        let model = GgufFile::open(&path).unwrap().load_llama(&device(), Some(dtype)).unwrap();
+        let batch = Batch::right_padded(std::slice::from_ref(&exp.prompt_ids), None, 0, &device()).unwrap();
+        let logits = model.logits(&batch).unwrap();
+        assert_eq!(logits.dtype(), dtype);
+        let config = GenerationConfig { max_new_tokens: 1, stop_tokens: Some(vec![]), ..Default::default() };
+        let ids = generate(&model, std::slice::from_ref(&exp.prompt_ids), &config, |_, _| {}).unwrap();
+        (host(&logits).to_dtype(DType::F32).unwrap().squeeze(0).unwrap(), ids[0][exp.prompt_ids.len()])
+    };
+    let ((full, full_token), (half, half_token)) = (run(DType::F32), run(DType::F16));
+    assert_eq!(half.dims(), full.dims());
+    let norm = |t: &Tensor| -> f32 { t.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar().unwrap() };
+    let rel = norm(&(&half - &full).unwrap()) / norm(&full);
+    eprintln!("SmolLM2 f16 logits: relative error {rel:.2e} against f32");
+    assert!(rel <= 1e-2, "f16 logits off by {rel:.3e} relative");
+    let next = |t: &Tensor| t.get(t.dim(0).unwrap() - 1).unwrap().argmax(0).unwrap().to_scalar::<u32>().unwrap();
+    assert_eq!(next(&full), exp.logits_last_top100[0].0, "f32 next token");
+    assert_eq!(next(&half), next(&full), "f16 next token");
+    assert_eq!((full_token, half_token), (next(&full), next(&full)), "greedy generate in f32 and f16");
 }
