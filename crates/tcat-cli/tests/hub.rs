@@ -313,10 +313,14 @@ impl Run {
 }
 
 /// Runs `tcat` with a hub environment of its own: `env` on top of a cleared hub and proxy setup
-/// (ureq would send even 127.0.0.1 through a proxy from the environment).
+/// (ureq would send even 127.0.0.1 through a proxy from the environment), on the device named
+/// by `TCAT_TEST_DEVICE` (the CPU when unset).
 fn tcat(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tcat"));
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if let Ok(device) = std::env::var("TCAT_TEST_DEVICE") {
+        cmd.args(["--device", &device]);
+    }
     for var in [
         "HF_HOME",
         "HF_ENDPOINT",
