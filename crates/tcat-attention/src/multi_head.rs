@@ -26,6 +26,27 @@ pub enum QkvProjection {
     FusedPerHead(Linear),
 }
 
+impl QkvProjection {
+    /// Separate query, key and value projections stacked into one [`Fused`](Self::Fused)
+    /// projection (one matmul reads the input once) when they are held alike, else kept
+    /// [`Separate`](Self::Separate). For self-attention: cross-attention projects queries and
+    /// keys from different inputs and needs them separate.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use tcat_attention::QkvProjection;
+    /// use tcat_core::Linear;
+    /// let lin = |o| Linear::new(Tensor::zeros((o, 8), DType::F32, &Device::Cpu).unwrap(), None);
+    /// assert!(matches!(QkvProjection::stacked(lin(8), lin(4), lin(4)), QkvProjection::Fused(_)));
+    /// ```
+    pub fn stacked(q: Linear, k: Linear, v: Linear) -> Self {
+        match Linear::stack_outputs(&[q.clone(), k.clone(), v.clone()]) {
+            Ok(qkv) => Self::Fused(qkv),
+            Err(_) => Self::Separate { q, k, v },
+        }
+    }
+}
+
 /// Which implementation of scaled dot-product attention a [`MultiHeadAttention`] calls; both
 /// take every mask and bias and agree within float rounding (≤ 1e-5 in the tests).
 ///

@@ -24,28 +24,51 @@ use crate::Activation;
 /// ```
 #[derive(Debug, Clone)]
 pub struct FeedForward {
-    gate: Option<Linear>,
-    up: Linear,
+    inner: Inner,
     down: Linear,
     activation: Activation,
+}
+
+/// The `hidden → inner` projections.
+#[derive(Debug, Clone)]
+enum Inner {
+    Plain(Linear),
+    /// Gate and up projections held apart (when they cannot be stacked).
+    Gated {
+        gate: Linear,
+        up: Linear,
+    },
+    /// `[gate | up]` as one projection of twice the width: one matmul reads `x` once.
+    GatedStacked(Linear),
 }
 
 impl FeedForward {
     /// A plain network from its `hidden → inner` and `inner → hidden` projections.
     pub fn new(up: Linear, down: Linear, activation: Activation) -> Self {
-        Self { gate: None, up, down, activation }
+        Self { inner: Inner::Plain(up), down, activation }
     }
 
-    /// A gated network: `down(activation(gate(x)) ⊙ up(x))`.
+    /// A gated network: `down(activation(gate(x)) ⊙ up(x))`. Gate and up are stacked into one
+    /// projection ([`Linear::stack_outputs`]) when they are held alike.
     pub fn gated(gate: Linear, up: Linear, down: Linear, activation: Activation) -> Self {
-        Self { gate: Some(gate), up, down, activation }
+        let inner = match Linear::stack_outputs(&[gate.clone(), up.clone()]) {
+            Ok(stacked) if gate.out_features() == up.out_features() => Inner::GatedStacked(stacked),
+            _ => Inner::Gated { gate, up },
+        };
+        Self { inner, down, activation }
     }
 
     /// Applies the network to `[.., hidden]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let inner = match &self.gate {
-            None => self.activation.apply(&self.up.forward(x)?)?,
-            Some(gate) => (self.activation.apply(&gate.forward(x)?)? * self.up.forward(x)?)?,
+        let inner = match &self.inner {
+            Inner::Plain(up) => self.activation.apply(&up.forward(x)?)?,
+            Inner::Gated { gate, up } => (self.activation.apply(&gate.forward(x)?)? * up.forward(x)?)?,
+            Inner::GatedStacked(gate_up) => {
+                let both = gate_up.forward(x)?;
+                let width = gate_up.out_features() / 2;
+                let last = both.rank() - 1;
+                (self.activation.apply(&both.narrow(last, 0, width)?)? * both.narrow(last, width, width)?)?
+            }
         };
         self.down.forward(&inner)
     }
@@ -67,7 +90,13 @@ mod tests {
         let silu = (&g * candle_nn::ops::sigmoid(&g).unwrap()).unwrap();
         let inner = (silu * x.broadcast_matmul(&up.weight().unwrap().t().unwrap()).unwrap()).unwrap();
         let want = inner.broadcast_matmul(&down.weight().unwrap().t().unwrap()).unwrap();
-        let d: f32 = (ffn.forward(&x).unwrap() - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        let d: f32 = (ffn.forward(&x).unwrap() - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        assert!(d < 1e-5, "{d}");
+        assert!(matches!(ffn.inner, Inner::GatedStacked(_)), "dense gate and up are stacked");
+        // Held apart (as when the two cannot be stacked), the same formula.
+        let apart = FeedForward { inner: Inner::Gated { gate, up }, down, activation: Activation::Silu };
+        let d: f32 =
+            (apart.forward(&x).unwrap() - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
         assert!(d < 1e-5, "{d}");
     }
 }

@@ -71,6 +71,63 @@ impl Linear {
         Ok(Self { weight, bias, shape: (out_features, in_features) })
     }
 
+    /// One projection computing `parts` side by side: its output is their outputs concatenated
+    /// (e.g. `[q | k | v]`), from one matmul that reads the input once. The parts must share
+    /// `in_features` and be held alike (all dense, or all blocks of one format); a missing bias
+    /// counts as zeros when another part has one.
+    ///
+    /// ```
+    /// use candle_core::{Device, Module, Tensor};
+    /// use tcat_core::Linear;
+    /// let dev = Device::Cpu;
+    /// let a = Linear::new(Tensor::new(&[[1f32, 0.]], &dev).unwrap(), None);
+    /// let b = Linear::new(Tensor::new(&[[0f32, 1.], [1., 1.]], &dev).unwrap(), Some(Tensor::new(&[5f32, 6.], &dev).unwrap()));
+    /// let both = Linear::stack_outputs(&[a, b]).unwrap();
+    /// let y = both.forward(&Tensor::new(&[[2f32, 3.]], &dev).unwrap()).unwrap();
+    /// assert_eq!(y.to_vec2::<f32>().unwrap(), [[2., 8., 11.]]);
+    /// ```
+    pub fn stack_outputs(parts: &[Linear]) -> candle_core::Result<Self> {
+        let Some(first) = parts.first() else { candle_core::bail!("stack_outputs: no projections to stack") };
+        let in_features = first.in_features();
+        if let Some(p) = parts.iter().find(|p| p.in_features() != in_features) {
+            candle_core::bail!("stack_outputs: in_features {} and {} differ", in_features, p.in_features());
+        }
+        let out_features = parts.iter().map(Linear::out_features).sum();
+        let weight = match &first.weight {
+            Weight::Dense(_) => {
+                let dense: Option<Vec<&Tensor>> = parts.iter().map(Linear::weight).collect();
+                let Some(dense) = dense else { candle_core::bail!("stack_outputs: dense and quantized parts mixed") };
+                Weight::Dense(Tensor::cat(&dense, 0)?)
+            }
+            Weight::Blocks(_) => {
+                let blocks: Option<Vec<&BlockMatrix>> = parts
+                    .iter()
+                    .map(|p| match &p.weight {
+                        Weight::Blocks(b) => Some(b.as_ref()),
+                        _ => None,
+                    })
+                    .collect();
+                let Some(blocks) = blocks else { candle_core::bail!("stack_outputs: block and other parts mixed") };
+                Weight::Blocks(Arc::new(BlockMatrix::stack_rows(&blocks)?))
+            }
+            Weight::Quantized(_) => candle_core::bail!("stack_outputs: candle-quantized projections cannot be stacked"),
+        };
+        let bias = match parts.iter().find_map(Linear::bias) {
+            None => None,
+            Some(like) => {
+                let biases = parts
+                    .iter()
+                    .map(|p| match p.bias() {
+                        Some(b) => Ok(b.clone()),
+                        None => Tensor::zeros(p.out_features(), like.dtype(), like.device()),
+                    })
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Some(Tensor::cat(&biases, 0)?)
+            }
+        };
+        Ok(Self { weight, bias, shape: (out_features, in_features) })
+    }
+
     /// Loads `weight` (and `bias` when `bias` is true) under `vb`.
     pub fn load(
         vb: VarBuilder,
@@ -241,6 +298,30 @@ mod tests {
         let d = (quant.forward(&x).unwrap() - dense.forward(&x).unwrap()).unwrap();
         let d: f32 = d.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
         assert!(d < 1e-4, "{d}");
+    }
+
+    #[test]
+    fn stacked_outputs_equal_the_parts_side_by_side() {
+        use candle_core::quantized::GgmlDType;
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1., (3, 64), &dev).unwrap();
+        let w: Vec<Tensor> = [8, 4, 4].iter().map(|&o| Tensor::randn(0f32, 1., (o, 64), &dev).unwrap()).collect();
+        let dense: Vec<Linear> = w.iter().map(|w| Linear::new(w.clone(), None)).collect();
+        let blocks: Vec<Linear> = w
+            .iter()
+            .map(|w| Linear::quantized(Arc::new(QTensor::quantize(w, GgmlDType::Q4_1).unwrap()), None).unwrap())
+            .collect();
+        for parts in [dense, blocks] {
+            let stacked = Linear::stack_outputs(&parts).unwrap();
+            assert_eq!((stacked.in_features(), stacked.out_features()), (64, 16));
+            let want = Tensor::cat(&parts.iter().map(|p| p.forward(&x).unwrap()).collect::<Vec<_>>(), 1).unwrap();
+            let d: f32 =
+                (stacked.forward(&x).unwrap() - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+            assert!(d < 1e-5, "{d}");
+        }
+        let mixed = [Linear::new(w[0].clone(), None), Linear::new(w[1].narrow(1, 0, 32).unwrap(), None)];
+        assert!(Linear::stack_outputs(&mixed).unwrap_err().to_string().contains("in_features 64 and 32"));
+        assert!(Linear::stack_outputs(&[]).is_err());
     }
 
     #[test]

@@ -135,11 +135,11 @@ pub(crate) fn load_with(config: &ConfigFile, ckpt: &Checkpoint, layout: &Layout)
 fn layer(vb: VarBuilder, cfg: &BertConfig, act: Activation) -> candle_core::Result<TransformerLayer> {
     let h = cfg.hidden_size;
     let lin = |name: &str, i, o| Linear::load(vb.pp(name), i, o, true, WeightLayout::OutIn);
-    let qkv = QkvProjection::Separate {
-        q: lin("attention.self.query", h, h)?,
-        k: lin("attention.self.key", h, h)?,
-        v: lin("attention.self.value", h, h)?,
-    };
+    let qkv = QkvProjection::stacked(
+        lin("attention.self.query", h, h)?,
+        lin("attention.self.key", h, h)?,
+        lin("attention.self.value", h, h)?,
+    );
     let heads = cfg.num_attention_heads;
     let attention = MultiHeadAttention::new(qkv, lin("attention.output.dense", h, h)?, heads, heads, h / heads)?;
     let ffn = FeedForward::new(

@@ -88,11 +88,11 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<DecoderModel> {
 fn layer(vb: VarBuilder, cfg: &CtrlConfig) -> candle_core::Result<TransformerLayer> {
     let h = cfg.n_embd;
     let lin = |name: &str, i, o| Linear::load(vb.pp(name), i, o, true, WeightLayout::OutIn);
-    let qkv = QkvProjection::Separate {
-        q: lin("multi_head_attention.Wq", h, h)?,
-        k: lin("multi_head_attention.Wk", h, h)?,
-        v: lin("multi_head_attention.Wv", h, h)?,
-    };
+    let qkv = QkvProjection::stacked(
+        lin("multi_head_attention.Wq", h, h)?,
+        lin("multi_head_attention.Wk", h, h)?,
+        lin("multi_head_attention.Wv", h, h)?,
+    );
     let attention =
         MultiHeadAttention::new(qkv, lin("multi_head_attention.dense", h, h)?, cfg.n_head, cfg.n_head, h / cfg.n_head)?;
     Ok(TransformerLayer::new(

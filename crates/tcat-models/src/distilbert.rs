@@ -95,11 +95,11 @@ pub fn load(config: &ConfigFile, ckpt: &Checkpoint) -> Result<EncoderModel> {
 fn layer(vb: VarBuilder, cfg: &DistilBertConfig, act: Activation) -> candle_core::Result<TransformerLayer> {
     let h = cfg.dim;
     let lin = |name: &str, i, o| Linear::load(vb.pp(name), i, o, true, WeightLayout::OutIn);
-    let qkv = QkvProjection::Separate {
-        q: lin("attention.q_lin", h, h)?,
-        k: lin("attention.k_lin", h, h)?,
-        v: lin("attention.v_lin", h, h)?,
-    };
+    let qkv = QkvProjection::stacked(
+        lin("attention.q_lin", h, h)?,
+        lin("attention.k_lin", h, h)?,
+        lin("attention.v_lin", h, h)?,
+    );
     let attention =
         MultiHeadAttention::new(qkv, lin("attention.out_lin", h, h)?, cfg.n_heads, cfg.n_heads, h / cfg.n_heads)?;
     Ok(TransformerLayer::new(

@@ -118,7 +118,7 @@ impl GgufFile {
         for i in 0..layers {
             let p = |n: &str| format!("blk.{i}.{n}.weight");
             let mut lin = |n: &str| -> Result<Linear> { self.linear(&p(n), device, dtype) };
-            let qkv = QkvProjection::Separate { q: lin("attn_q")?, k: lin("attn_k")?, v: lin("attn_v")? };
+            let qkv = QkvProjection::stacked(lin("attn_q")?, lin("attn_k")?, lin("attn_v")?);
             let out = lin("attn_output")?;
             let ffn = FeedForward::gated(lin("ffn_gate")?, lin("ffn_up")?, lin("ffn_down")?, Activation::Silu);
             let attention = MultiHeadAttention::new(qkv, out, heads, kv_heads, head_dim)?.with_rotary(rotary.clone());

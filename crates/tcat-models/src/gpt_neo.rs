@@ -117,11 +117,11 @@ fn layer(
     let h = cfg.hidden_size;
     let inner = cfg.intermediate_size.unwrap_or(4 * h);
     let lin = |name: &str, i, o, bias| Linear::load(vb.pp(name), i, o, bias, WeightLayout::OutIn);
-    let qkv = QkvProjection::Separate {
-        q: lin("attn.attention.q_proj", h, h, false)?,
-        k: lin("attn.attention.k_proj", h, h, false)?,
-        v: lin("attn.attention.v_proj", h, h, false)?,
-    };
+    let qkv = QkvProjection::stacked(
+        lin("attn.attention.q_proj", h, h, false)?,
+        lin("attn.attention.k_proj", h, h, false)?,
+        lin("attn.attention.v_proj", h, h, false)?,
+    );
     let attention = MultiHeadAttention::new(
         qkv,
         lin("attn.attention.out_proj", h, h, true)?,

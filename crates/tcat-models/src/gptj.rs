@@ -105,11 +105,11 @@ fn layer(
     let h = cfg.n_embd;
     let inner = cfg.n_inner.unwrap_or(4 * h);
     let lin = |name: &str, i, o, bias| Linear::load(vb.pp(name), i, o, bias, WeightLayout::OutIn);
-    let qkv = QkvProjection::Separate {
-        q: lin("attn.q_proj", h, h, false)?,
-        k: lin("attn.k_proj", h, h, false)?,
-        v: lin("attn.v_proj", h, h, false)?,
-    };
+    let qkv = QkvProjection::stacked(
+        lin("attn.q_proj", h, h, false)?,
+        lin("attn.k_proj", h, h, false)?,
+        lin("attn.v_proj", h, h, false)?,
+    );
     let attention =
         MultiHeadAttention::new(qkv, lin("attn.out_proj", h, h, false)?, cfg.n_head, cfg.n_head, h / cfg.n_head)?
             .with_rotary(rotary.clone());

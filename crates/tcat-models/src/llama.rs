@@ -141,11 +141,11 @@ fn layer(
     let attn =
         |name: &str, i, o| Linear::load(vb.pp("self_attn").pp(name), i, o, cfg.attention_bias, WeightLayout::OutIn);
     let mlp = |name: &str, i, o| Linear::load(vb.pp("mlp").pp(name), i, o, cfg.mlp_bias, WeightLayout::OutIn);
-    let qkv = QkvProjection::Separate {
-        q: attn("q_proj", h, heads * head_dim)?,
-        k: attn("k_proj", h, kv_heads * head_dim)?,
-        v: attn("v_proj", h, kv_heads * head_dim)?,
-    };
+    let qkv = QkvProjection::stacked(
+        attn("q_proj", h, heads * head_dim)?,
+        attn("k_proj", h, kv_heads * head_dim)?,
+        attn("v_proj", h, kv_heads * head_dim)?,
+    );
     let mut attention = MultiHeadAttention::new(qkv, attn("o_proj", heads * head_dim, h)?, heads, kv_heads, head_dim)?
         .with_rotary(rotary.clone());
     if let Some(window) = cfg.sliding_window {

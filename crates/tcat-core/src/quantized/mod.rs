@@ -142,6 +142,19 @@ impl BlockMatrix {
         Self::new(format, rows, cols, q.data()?.into_owned()).map(Some)
     }
 
+    /// The rows of `parts` (one format and width) one after another.
+    pub fn stack_rows(parts: &[&BlockMatrix]) -> candle_core::Result<Self> {
+        let Some(first) = parts.first() else { return Err(shape_error("no matrices to stack".into())) };
+        if let Some(p) = parts.iter().find(|p| p.format != first.format || p.cols != first.cols) {
+            return Err(shape_error(format!(
+                "cannot stack {:?} [.., {}] with {:?} [.., {}]",
+                first.format, first.cols, p.format, p.cols
+            )));
+        }
+        let data = parts.iter().flat_map(|p| p.data.iter().copied()).collect();
+        Self::new(first.format, parts.iter().map(|p| p.rows).sum(), first.cols, data)
+    }
+
     /// The block format.
     pub fn format(&self) -> BlockFormat {
         self.format
