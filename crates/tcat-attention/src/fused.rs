@@ -26,6 +26,7 @@ use rayon::prelude::*;
 use crate::mask::{AttentionMask, Causality};
 use crate::pattern::SparsePattern;
 use crate::sdpa::{scaled_dot_product_attention, split_grouped_shape};
+use tcat_core::math::exp;
 
 /// Query rows per tile.
 const ROWS: usize = 64;
@@ -540,7 +541,7 @@ fn tile<V: KeyVisibility, const FMA: bool>(p: &Problem, vis: &V, task: Task, sc:
                 s.fill(0.); // nothing visible in this row yet
                 continue;
             }
-            let alpha = fast_exp(sc.m[r] - m_new);
+            let alpha = exp(sc.m[r] - m_new);
             sc.l[r] = sc.l[r] * alpha + exp_shifted_sum(s, m_new);
             sc.m[r] = m_new;
             if alpha != 1. {
@@ -643,7 +644,7 @@ fn exp_shifted_sum(s: &mut [f32], m: f32) -> f32 {
     let mut lanes = [0f32; LANES];
     for chunk in s.chunks_exact_mut(LANES) {
         for l in 0..LANES {
-            let e = fast_exp(chunk[l] - m);
+            let e = exp(chunk[l] - m);
             chunk[l] = e;
             lanes[l] += e;
         }
@@ -651,48 +652,9 @@ fn exp_shifted_sum(s: &mut [f32], m: f32) -> f32 {
     lanes.iter().sum()
 }
 
-/// `exp(x)` for `x ≤ 88`, branch-free so that loops over it vectorise: `x = n ln 2 + r` with
-/// `|r| ≤ ln 2 / 2`, `exp(r)` by the degree-6 minimax polynomial of Cephes' `expf` (relative
-/// error about 1e-7), times `2ⁿ` built in the exponent bits. Arguments below −87 give exactly 0.
-#[inline(always)]
-fn fast_exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³: adding and subtracting it rounds to an integer
-    let xc = x.clamp(-87.0, 88.0);
-    let n = (xc * LOG2E + ROUND) - ROUND;
-    let r = xc - n * LN2_HI - n * LN2_LO;
-    let mut poly = 1.987_569_1e-4;
-    poly = poly * r + 1.398_199_9e-3;
-    poly = poly * r + 8.333_452e-3;
-    poly = poly * r + 4.166_579_6e-2;
-    poly = poly * r + 0.166_666_65;
-    poly = poly * r + 0.5;
-    let e = poly * r * r + r + 1.0;
-    let pow2 = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    if x < -87.0 { 0.0 } else { e * pow2 }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fast_exp_is_accurate() {
-        let mut x = -90f32;
-        while x <= 0. {
-            let (fast, exact) = (fast_exp(x), x.exp());
-            if x < -87.0 {
-                assert_eq!(fast, 0.);
-            } else {
-                assert!((fast - exact).abs() <= 3e-7 * exact, "exp({x}): {fast} vs {exact}");
-            }
-            x += 0.013;
-        }
-        assert_eq!(fast_exp(0.), 1.);
-        assert_eq!(fast_exp(f32::NEG_INFINITY), 0.);
-    }
 
     #[test]
     fn causal_window_cover_agrees_with_the_pairwise_default() {

@@ -180,6 +180,7 @@ mod tests {
                 assert!((fast - exact).abs() <= 3e-7 * exact, "exp({x}) = {fast}, expected {exact}");
             }
         }
+        assert_eq!((exp(0.0), exp(f32::NEG_INFINITY)), (1.0, 0.0));
     }
 
     #[test]
