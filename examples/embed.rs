@@ -7,13 +7,13 @@
 //! `--device cuda:0` (or `TCAT_DEVICE=cuda:0`) runs it on a GPU of a `--features cuda` build.
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device};
+use candle_core::DType;
 use tcat::blocks::SentencePooling;
 use tcat::models::{Batch, Model, ModelSource, SentenceConfig, load_tokenizer};
 
 fn main() -> Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let device = take_device(&mut args)?;
+    let device = tcat::core::take_device_arg(&mut args)?;
     let mut args = args.into_iter();
     let model_name = args.next().context("usage: embed [--device D] <MODEL_DIR|HUB_ID> TEXT...")?;
     let texts: Vec<String> = args.collect();
@@ -39,14 +39,4 @@ fn main() -> Result<()> {
         println!("{text:?}: {:?}…", &v[..4.min(v.len())]);
     }
     Ok(())
-}
-
-/// `--device NAME` (cpu, cuda[:N], metal) if given, else `TCAT_DEVICE`, else the CPU.
-fn take_device(args: &mut Vec<String>) -> Result<Device> {
-    let name = match args.iter().position(|a| a == "--device") {
-        Some(i) if i + 1 < args.len() => args.drain(i..i + 2).nth(1).unwrap_or_default(),
-        Some(_) => anyhow::bail!("--device needs a name: cpu, cuda:N or metal"),
-        None => std::env::var("TCAT_DEVICE").unwrap_or_else(|_| "cpu".into()),
-    };
-    Ok(tcat::core::parse_device(&name)?)
 }

@@ -4,7 +4,7 @@
 //! `TCAT_DEVICE=cuda:0`) runs it on a GPU of a `--features cuda` build.
 
 use anyhow::Result;
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use tcat::attention::{AttentionMask, KvCache, MultiHeadAttention, QkvProjection};
 use tcat::core::{Linear, WeightLayout};
@@ -43,7 +43,7 @@ impl MyBlock {
 }
 
 fn main() -> Result<()> {
-    let (device, vars) = (take_device(&mut std::env::args().skip(1).collect())?, VarMap::new());
+    let (device, vars) = (tcat::core::take_device_arg(&mut std::env::args().skip(1).collect())?, VarMap::new());
     let block = MyBlock::new(VarBuilder::from_varmap(&vars, DType::F32, &device), 64, 8, 2, 4)?;
     for var in vars.all_vars() {
         var.set(&Tensor::randn(0f32, 0.2, var.shape(), &device)?)?; // VarMap starts at zero
@@ -55,14 +55,4 @@ fn main() -> Result<()> {
     let diff = (full - Tensor::cat(&steps, 1)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
     println!("decoding 12 tokens with a window of 4 matches the full pass: max diff {diff:.2e}");
     Ok(())
-}
-
-/// `--device NAME` (cpu, cuda[:N], metal) if given, else `TCAT_DEVICE`, else the CPU.
-fn take_device(args: &mut Vec<String>) -> Result<Device> {
-    let name = match args.iter().position(|a| a == "--device") {
-        Some(i) if i + 1 < args.len() => args.drain(i..i + 2).nth(1).unwrap_or_default(),
-        Some(_) => anyhow::bail!("--device needs a name: cpu, cuda:N or metal"),
-        None => std::env::var("TCAT_DEVICE").unwrap_or_else(|_| "cpu".into()),
-    };
-    Ok(tcat::core::parse_device(&name)?)
 }

@@ -47,6 +47,42 @@ pub fn parse_device(name: &str) -> Result<Device> {
     }
 }
 
+/// The device named by the environment variable `var` (as [`parse_device`] reads names), the
+/// CPU when it is unset: how tests (`TCAT_TEST_DEVICE`) and examples (`TCAT_DEVICE`) choose.
+///
+/// ```
+/// assert!(tcat_core::device_from_env("TCAT_DOCTEST_UNSET_DEVICE").unwrap().is_cpu());
+/// ```
+pub fn device_from_env(var: &str) -> Result<Device> {
+    match std::env::var(var) {
+        Ok(name) => parse_device(&name),
+        Err(_) => Ok(Device::Cpu),
+    }
+}
+
+/// A program's device: `--device NAME` taken out of `args` when present, else the
+/// `TCAT_DEVICE` environment variable, else the CPU.
+///
+/// ```
+/// let mut args = vec!["model".to_string(), "--device".into(), "cpu".into(), "text".into()];
+/// assert!(tcat_core::take_device_arg(&mut args).unwrap().is_cpu());
+/// assert_eq!(args, ["model", "text"]);
+/// assert!(tcat_core::take_device_arg(&mut vec!["--device".into()]).is_err());
+/// ```
+pub fn take_device_arg(args: &mut Vec<String>) -> Result<Device> {
+    match args.iter().position(|a| a == "--device") {
+        Some(i) if i + 1 < args.len() => {
+            let name = args.remove(i + 1);
+            args.remove(i);
+            parse_device(&name)
+        }
+        Some(_) => {
+            Err(Error::Device { name: String::new(), message: "--device needs a name: cpu, cuda:N or metal".into() })
+        }
+        None => device_from_env("TCAT_DEVICE"),
+    }
+}
+
 /// Parses `f32`, `f16` or `bf16`.
 ///
 /// ```

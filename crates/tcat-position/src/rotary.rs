@@ -277,8 +277,7 @@ mod tests {
 
     /// `TCAT_TEST_DEVICE` (`cpu`, `cuda:0`, `metal`), the CPU when unset.
     fn device() -> Device {
-        let name = std::env::var("TCAT_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
-        tcat_core::parse_device(&name).unwrap_or_else(|e| panic!("TCAT_TEST_DEVICE={name}: {e}"))
+        tcat_core::device_from_env("TCAT_TEST_DEVICE").unwrap_or_else(|e| panic!("TCAT_TEST_DEVICE: {e}"))
     }
 
     /// Largest |a - b|, on the host.

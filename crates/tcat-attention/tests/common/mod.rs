@@ -4,6 +4,5 @@
 use candle_core::Device;
 
 pub fn device() -> Device {
-    let name = std::env::var("TCAT_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
-    tcat_core::parse_device(&name).unwrap_or_else(|e| panic!("TCAT_TEST_DEVICE={name}: {e}"))
+    tcat_core::device_from_env("TCAT_TEST_DEVICE").unwrap_or_else(|e| panic!("TCAT_TEST_DEVICE: {e}"))
 }

@@ -11,8 +11,7 @@ use candle_core::{DType, Device, Tensor};
 /// `--device` takes them), the CPU when unset. The reference values stay on the host; results
 /// are compared there.
 pub fn device() -> Device {
-    let name = std::env::var("TCAT_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
-    tcat_core::parse_device(&name).unwrap_or_else(|e| panic!("TCAT_TEST_DEVICE={name}: {e}"))
+    tcat_core::device_from_env("TCAT_TEST_DEVICE").unwrap_or_else(|e| panic!("TCAT_TEST_DEVICE: {e}"))
 }
 
 /// `t` on the host, for comparisons with the reference values.
