@@ -66,12 +66,15 @@ impl QkvProjection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AttentionKernel {
     /// [`scaled_dot_product_attention`]: the `q_len × kv_len` scores are materialised, masked
-    /// and softmaxed by candle's kernels on any device (the default).
-    #[default]
+    /// and softmaxed by candle's kernels on any device.
     Materialized,
     /// [`fused_attention`]: the tiled online-softmax kernel on the CPU (Dao et al. 2022,
     /// FlashAttention, Algorithm 1), which never stores the scores and skips hidden tiles; on
-    /// other devices and dtypes, and for explicit masks, it calls the materialised path.
+    /// other devices and dtypes, and for explicit masks, it calls the materialised path. The
+    /// default: on the CPU it is faster at every length measured (one decoding query included,
+    /// where it avoids candle's per-call matmul set-up) and its memory does not grow with
+    /// `q_len × kv_len`.
+    #[default]
     Fused,
 }
 

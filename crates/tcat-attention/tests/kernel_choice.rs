@@ -43,10 +43,10 @@ fn random_keep(rng: &mut StdRng, batch: usize, len: usize, dev: &Device) -> Tens
 }
 
 #[test]
-fn default_kernel_is_materialized() {
+fn default_kernel_is_fused() {
     let attn = layer(8, 2, 1, 4, &common::device());
-    assert_eq!(attn.kernel(), AttentionKernel::Materialized);
-    assert_eq!(attn.with_kernel(AttentionKernel::Fused).kernel(), AttentionKernel::Fused);
+    assert_eq!(attn.kernel(), AttentionKernel::Fused);
+    assert_eq!(attn.with_kernel(AttentionKernel::Materialized).kernel(), AttentionKernel::Materialized);
 }
 
 #[test]
