@@ -21,7 +21,7 @@
 use std::time::Duration;
 
 use candle_core::{DType, Device};
-use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group};
 use tcat_bench::memory::CountingAllocator;
 use tcat_bench::report::{format_bytes, format_duration};
 use tcat_bench::{Inputs, Shape, Variant, measure};
@@ -82,4 +82,10 @@ fn bench_attention(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_attention);
-criterion_main!(benches);
+fn main() {
+    // SAFETY: first thing in `main`, before any thread exists. Both sides of every comparison
+    // run with it.
+    unsafe { tcat::core::pin_cpu_thread_count() };
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

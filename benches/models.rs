@@ -36,7 +36,7 @@ use candle_core::{D, DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::generation::LogitsProcessor;
 use candle_transformers::models::{bert, bigcode, llama, quantized_llama};
-use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group};
 use tcat::models::gguf::GgufFile;
 use tcat::models::{Batch, Checkpoint, ConfigFile, DecoderModel, GenerationConfig, Model, Sampling, generate};
 
@@ -616,4 +616,10 @@ fn bench_smollm2(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_bert, bench_gpt2, bench_smollm2);
-criterion_main!(benches);
+fn main() {
+    // SAFETY: first thing in `main`, before any thread exists. Both sides of every comparison
+    // run with it.
+    unsafe { tcat::core::pin_cpu_thread_count() };
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

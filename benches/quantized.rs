@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
-use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group};
 use tcat::core::quantized::BlockMatrix;
 
 #[global_allocator]
@@ -47,4 +47,10 @@ fn bench_quantized(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_quantized);
-criterion_main!(benches);
+fn main() {
+    // SAFETY: first thing in `main`, before any thread exists. Both sides of every comparison
+    // run with it.
+    unsafe { tcat::core::pin_cpu_thread_count() };
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -55,6 +55,8 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // SAFETY: first thing in `main`, before any thread exists.
+    unsafe { tcat_core::pin_cpu_thread_count() };
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

@@ -83,6 +83,24 @@ pub fn take_device_arg(args: &mut Vec<String>) -> Result<Device> {
     }
 }
 
+/// Fixes candle's CPU thread count for the rest of the process: sets `RAYON_NUM_THREADS` to the
+/// count candle would choose, unless the variable is set already.
+///
+/// candle 0.11 looks its thread count up on every CPU matmul, and without `RAYON_NUM_THREADS`
+/// that lookup parses `/proc/cpuinfo` (`num_cpus::get_physical`) each time: on the 2-core test
+/// machine it took a fifth of a SmolLM2 decoding step. Programs call this first thing in `main`.
+///
+/// # Safety
+/// As [`std::env::set_var`]: no other thread may exist yet (call it before anything spawns
+/// one, candle's pools included).
+pub unsafe fn pin_cpu_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = candle_core::utils::get_num_threads();
+        // SAFETY: the caller guarantees the process is still single-threaded.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    }
+}
+
 /// Parses `f32`, `f16` or `bf16`.
 ///
 /// ```

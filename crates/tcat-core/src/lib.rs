@@ -12,7 +12,7 @@ pub mod math;
 mod ops;
 pub mod quantized;
 
-pub use device::{device_from_env, parse_device, parse_dtype, take_device_arg};
+pub use device::{device_from_env, parse_device, parse_dtype, pin_cpu_thread_count, take_device_arg};
 pub use error::{Error, Result};
 pub use linear::{Linear, WeightLayout};
 pub use ops::prefix_sum;
