@@ -17,66 +17,98 @@ pub(super) fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
 }
 
+/// Whether this CPU also has `vpdpbusd` on 256-bit registers (AVX-512 VNNI and VL).
+pub(super) fn vnni_available() -> bool {
+    is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
+}
+
+/// Bytes ahead of the current block that are prefetched.
+const PREFETCH_AHEAD: usize = 3072;
+
 const Q4_0: u8 = 0;
 const Q4_1: u8 = 1;
 const Q8_0: u8 = 2;
 
-/// Dot products of `input` with four weight rows.
+/// Dot products of `input` with four weight rows, by `vpdpbusd` when `vnni`.
 ///
 /// # Safety
-/// The CPU must have AVX2, FMA and F16C, and each row must hold `input.len()` blocks.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot4(format: BlockFormat, rows: [&[u8]; 4], input: &[InputBlock]) -> [f32; 4] {
+/// The CPU must have AVX2, FMA and F16C (and AVX-512 VNNI and VL when `vnni`), and each row
+/// must hold `input.len()` blocks.
+pub(super) unsafe fn dot4(format: BlockFormat, rows: [&[u8]; 4], input: &[InputBlock], vnni: bool) -> [f32; 4] {
     for row in rows {
         assert!(row.len() >= input.len() * format.block_bytes(), "weight row shorter than the input");
     }
     // SAFETY: lengths checked above; the features are the caller's contract.
     unsafe {
-        match format {
-            BlockFormat::Q4_0 => dot4_format::<Q4_0>(rows, input),
-            BlockFormat::Q4_1 => dot4_format::<Q4_1>(rows, input),
-            BlockFormat::Q8_0 => dot4_format::<Q8_0>(rows, input),
+        match (format, vnni) {
+            (BlockFormat::Q4_0, false) => dot4_avx2::<Q4_0>(rows, input),
+            (BlockFormat::Q4_1, false) => dot4_avx2::<Q4_1>(rows, input),
+            (BlockFormat::Q8_0, false) => dot4_avx2::<Q8_0>(rows, input),
+            (BlockFormat::Q4_0, true) => dot4_vnni::<Q4_0>(rows, input),
+            (BlockFormat::Q4_1, true) => dot4_vnni::<Q4_1>(rows, input),
+            (BlockFormat::Q8_0, true) => dot4_vnni::<Q8_0>(rows, input),
         }
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot4_format<const F: u8>(rows: [&[u8]; 4], input: &[InputBlock]) -> [f32; 4] {
-    let bytes = match F {
-        Q4_0 => BlockFormat::Q4_0.block_bytes(),
-        Q4_1 => BlockFormat::Q4_1.block_bytes(),
-        _ => BlockFormat::Q8_0.block_bytes(),
-    };
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut offsets = [0f32; 4];
-    for (b, x) in input.iter().enumerate() {
-        // SAFETY: `x.qs` is 32 bytes; the block pointers stay inside their rows (checked by `dot4`).
-        unsafe {
+unsafe fn dot4_avx2<const F: u8>(rows: [&[u8]; 4], input: &[InputBlock]) -> [f32; 4] {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { dot4_format::<F, false>(rows, input) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+unsafe fn dot4_vnni<const F: u8>(rows: [&[u8]; 4], input: &[InputBlock]) -> [f32; 4] {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { dot4_format::<F, true>(rows, input) }
+}
+
+/// The kernel's body, compiled into each of the two feature sets above.
+#[inline(always)]
+unsafe fn dot4_format<const F: u8, const VNNI: bool>(rows: [&[u8]; 4], input: &[InputBlock]) -> [f32; 4] {
+    // SAFETY: the caller's features; `x.qs` is 32 bytes and the block pointers stay inside
+    // their rows (checked by `dot4`).
+    unsafe {
+        let bytes = match F {
+            Q4_0 => BlockFormat::Q4_0.block_bytes(),
+            Q4_1 => BlockFormat::Q4_1.block_bytes(),
+            _ => BlockFormat::Q8_0.block_bytes(),
+        };
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut offsets = [0f32; 4];
+        for (b, x) in input.iter().enumerate() {
             let p = _mm256_loadu_si256(x.qs.as_ptr().cast());
             for r in 0..4 {
                 let block = rows[r].as_ptr().add(b * bytes);
-                let d = f16_to_f32(block) * x.d;
-                let products = match F {
+                // The rows of a group lie back to back: fetch ahead of the stream.
+                _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(PREFETCH_AHEAD).cast());
+                let dw = f16_to_f32(block);
+                // Unsigned weight bytes and the signed input bytes they multiply.
+                let (w, p) = match F {
                     Q4_0 => {
-                        offsets[r] -= 8.0 * d * x.sum as f32;
-                        _mm256_maddubs_epi16(nibbles(block.add(2)), p)
+                        offsets[r] -= 8.0 * dw * x.d_sum;
+                        (nibbles(block.add(2)), p)
                     }
                     Q4_1 => {
-                        offsets[r] += f16_to_f32(block.add(2)) * x.d * x.sum as f32;
-                        _mm256_maddubs_epi16(nibbles(block.add(4)), p)
+                        offsets[r] += f16_to_f32(block.add(2)) * x.d_sum;
+                        (nibbles(block.add(4)), p)
                     }
                     _ => {
                         let w = _mm256_loadu_si256(block.add(2).cast());
-                        _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(p, w))
+                        (_mm256_sign_epi8(w, w), _mm256_sign_epi8(p, w))
                     }
                 };
-                let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(products, ones));
-                acc[r] = _mm256_fmadd_ps(sums, _mm256_set1_ps(d), acc[r]);
+                let sums = if VNNI {
+                    _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, p)
+                } else {
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(w, p), ones)
+                };
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(dw * x.d), acc[r]);
             }
         }
+        std::array::from_fn(|r| horizontal_sum(acc[r]) + offsets[r])
     }
-    std::array::from_fn(|r| horizontal_sum(acc[r]) + offsets[r])
 }
 
 /// The 32 4-bit values of the 16 bytes at `qs`, as unsigned bytes in value order.

@@ -12,8 +12,9 @@
 //! ```
 //!
 //! [`reference`] writes those sums out plainly; the AVX2 kernels compute the same integers
-//! with `vpmaddubsw`, four weight rows at a time, and are selected when the CPU has AVX2, FMA
-//! and F16C (detected at run time, so a portable build still runs them). Rows are shared
+//! with `vpmaddubsw` (or AVX-512 VNNI's `vpdpbusd` where present), four weight rows at a time,
+//! and are selected when the CPU has AVX2, FMA and F16C (detected at run time, so a portable
+//! build still runs them). Rows are shared
 //! among candle's CPU worker pool. candle 0.11's own kernels pick SIMD at compile time and fall
 //! back to scalar code in a default build; these replace them for the three formats above.
 //!
@@ -80,8 +81,15 @@ pub struct InputBlock {
     pub d: f32,
     /// The sum of the quantized values.
     pub sum: i32,
+    /// `d · sum`, the factor of Q4_0's and Q4_1's offset terms, computed once per input block.
+    pub d_sum: f32,
     /// The quantized values.
     pub qs: [i8; BLOCK],
+}
+
+impl InputBlock {
+    /// The block of 32 zeros.
+    pub const ZERO: Self = Self { d: 0.0, sum: 0, d_sum: 0.0, qs: [0; BLOCK] };
 }
 
 /// Quantizes `x` (a multiple of [`BLOCK`] long) to 8-bit blocks, round to nearest.
@@ -97,6 +105,7 @@ pub fn quantize_row(x: &[f32], out: &mut [InputBlock]) {
         }
         block.d = d;
         block.sum = sum;
+        block.d_sum = d * sum as f32;
     }
 }
 
@@ -197,7 +206,7 @@ impl BlockMatrix {
             )));
         }
         let blocks = self.cols / BLOCK;
-        let mut inputs = vec![InputBlock { d: 0.0, sum: 0, qs: [0; BLOCK] }; m * blocks];
+        let mut inputs = vec![InputBlock::ZERO; m * blocks];
         for (row, out) in x.chunks_exact(self.cols).zip(inputs.chunks_exact_mut(blocks)) {
             quantize_row(row, out);
         }
@@ -234,6 +243,10 @@ pub enum Kernel {
     /// AVX2 + FMA + F16C.
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// The AVX2 kernel with AVX-512 VNNI's `vpdpbusd` (on 256-bit registers) for the integer
+    /// dot products.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
 }
 
 impl Kernel {
@@ -241,7 +254,7 @@ impl Kernel {
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         if avx2::available() {
-            return Self::Avx2;
+            return if avx2::vnni_available() { Self::Avx512Vnni } else { Self::Avx2 };
         }
         Self::Reference
     }
@@ -256,11 +269,11 @@ impl Kernel {
                 }
             }
             #[cfg(target_arch = "x86_64")]
-            Self::Avx2 => {
+            Self::Avx2 | Self::Avx512Vnni => {
                 // Rows past the end repeat the last row; their results are not used.
                 let rows = std::array::from_fn(|r| w.row(first + r.min(count - 1)));
-                // SAFETY: `detect` found AVX2, FMA and F16C; every row holds `input.len()` blocks.
-                *out = unsafe { avx2::dot4(w.format, rows, input) };
+                // SAFETY: `detect` found the kernel's features; every row holds `input.len()` blocks.
+                *out = unsafe { avx2::dot4(w.format, rows, input, self == Self::Avx512Vnni) };
             }
         }
     }

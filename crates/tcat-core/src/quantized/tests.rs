@@ -43,17 +43,18 @@ fn dequantize_equals_candles() {
 #[test]
 fn quantized_inputs_round_to_the_nearest_step() {
     let x = inputs(1, 64, 2);
-    let mut blocks = vec![InputBlock { d: 0.0, sum: 0, qs: [0; BLOCK] }; 2];
+    let mut blocks = vec![InputBlock::ZERO; 2];
     quantize_row(&x, &mut blocks);
     for (chunk, b) in x.chunks(BLOCK).zip(&blocks) {
         assert_eq!(b.sum, b.qs.iter().map(|&q| q as i32).sum::<i32>());
+        assert_eq!(b.d_sum, b.d * b.sum as f32);
         assert!(b.qs.iter().any(|&q| q.unsigned_abs() == 127), "the largest value maps to ±127");
         for (v, q) in chunk.iter().zip(b.qs) {
             assert!((v - b.d * q as f32).abs() <= 0.5 * b.d * 1.0001, "{v} vs {}", b.d * q as f32);
         }
     }
     quantize_row(&[0f32; BLOCK], &mut blocks[..1]);
-    assert_eq!((blocks[0].d, blocks[0].sum, blocks[0].qs), (0.0, 0, [0; BLOCK]));
+    assert_eq!(blocks[0], InputBlock::ZERO);
 }
 
 /// The reference dot product is the f64 dot product of the dequantized weights and the
@@ -63,7 +64,7 @@ fn reference_dot_is_the_dot_of_the_dequantized_operands() {
     for dtype in FORMATS {
         let (_, m) = random(dtype, 3, 128, 3);
         let x = inputs(1, 128, 4);
-        let mut blocks = vec![InputBlock { d: 0.0, sum: 0, qs: [0; BLOCK] }; 4];
+        let mut blocks = vec![InputBlock::ZERO; 4];
         quantize_row(&x, &mut blocks);
         let xs: Vec<f64> = blocks.iter().flat_map(|b| b.qs.map(|q| b.d as f64 * q as f64)).collect();
         let w = m.dequantize();
@@ -80,8 +81,14 @@ fn reference_dot_is_the_dot_of_the_dequantized_operands() {
 #[test]
 fn kernels_equal_the_reference() {
     let mut kernels = vec![Kernel::Reference];
-    if Kernel::detect() != Kernel::Reference {
-        kernels.push(Kernel::detect());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx2::available() {
+            kernels.push(Kernel::Avx2);
+        }
+        if avx2::available() && avx2::vnni_available() {
+            kernels.push(Kernel::Avx512Vnni);
+        }
     }
     eprintln!("kernels: {kernels:?}");
     for kernel in kernels {
@@ -89,7 +96,7 @@ fn kernels_equal_the_reference() {
             for (rows, cols) in [(1, 32), (3, 64), (4, 96), (7, 576), (9, 1536)] {
                 let (_, m) = random(dtype, rows, cols, rows as u64);
                 let x = inputs(1, cols, cols as u64);
-                let mut blocks = vec![InputBlock { d: 0.0, sum: 0, qs: [0; BLOCK] }; cols / BLOCK];
+                let mut blocks = vec![InputBlock::ZERO; cols / BLOCK];
                 quantize_row(&x, &mut blocks);
                 for first in (0..rows).step_by(4) {
                     let count = 4.min(rows - first);
