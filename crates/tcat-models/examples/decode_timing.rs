@@ -28,11 +28,11 @@ fn main() -> tcat_core::Result<()> {
         stop_tokens: Some(vec![]),
         ..Default::default()
     };
-    generate(&model, &[prompt.clone()], &config, |_, _| {})?; // warm-up
+    generate(&model, std::slice::from_ref(&prompt), &config, |_, _| {})?; // warm-up
     let mut times: Vec<f64> = (0..5)
         .map(|_| {
             let start = Instant::now();
-            generate(&model, &[prompt.clone()], &config, |_, _| {}).map(|_| start.elapsed().as_secs_f64())
+            generate(&model, std::slice::from_ref(&prompt), &config, |_, _| {}).map(|_| start.elapsed().as_secs_f64())
         })
         .collect::<tcat_core::Result<_>>()?;
     times.sort_by(f64::total_cmp);
