@@ -3,8 +3,11 @@
 //! variants marked memory-efficient (those that never build the `seq × seq` scores), on random
 //! f32 `q`, `k`, `v` of batch 1, 4 heads, head_dim 64, on the CPU (`tcat bench attention`
 //! defaults to 8 heads; 4 keep the 8192-token runs near 5 s each on two cores), and 1 head at
-//! 16384 tokens, where the memory-efficient variants print their peak memory against the 1 GiB
-//! that one materialised f32 score matrix needs.
+//! 16384 tokens, where the memory-efficient variants print their peak memory beside the 1 GiB
+//! that one materialised f32 score matrix needs. `gqa:2` runs with 2 key/value heads for the 4
+//! query heads, and is skipped at 16384 tokens, where one head has no groups to share.
+//! The DALL-E masks lay each length on its squarest image grid (`Variant::dalle_grid`: 16 × 8
+//! at 128 tokens up to 128 × 64 at 8192 and 128 × 128 at 16384), with no text tokens.
 //!
 //! Before each criterion group, one untimed run prints the variant's peak heap memory above its
 //! inputs (counted by `tcat_bench::memory::CountingAllocator` around mimalloc, the allocator the
@@ -57,9 +60,22 @@ fn bench_attention(c: &mut Criterion) {
         let shape = Shape { batch: 1, heads, seq, head_dim: 64 };
         let inputs = Inputs::random(shape, DType::F32, &device).expect("random inputs");
         for &variant in variants.iter().filter(|v| seq != LONG_SEQ || v.memory_efficient()) {
+            // gqa:G needs G to divide the heads: at one head, only gqa:1 (plain attention) would.
+            let inputs = match inputs.for_variant(variant) {
+                Ok(inputs) => inputs,
+                Err(why) => {
+                    eprintln!("{variant} seq {seq}: skipped ({why})");
+                    continue;
+                }
+            };
             let once = measure(variant, &inputs, 1).expect("attention runs");
+            let scores = if seq == LONG_SEQ {
+                format!("; a materialised f32 score matrix would need {}", format_bytes(shape.score_bytes(DType::F32)))
+            } else {
+                String::new()
+            };
             eprintln!(
-                "{variant} seq {seq}: peak memory {} above the inputs (one run {})",
+                "{variant} seq {seq}: peak memory {} above the inputs{scores} (one run {})",
                 once.peak_bytes.map_or("n/a".into(), format_bytes),
                 format_duration(once.median)
             );

@@ -32,4 +32,4 @@ pub mod svg;
 mod variant;
 
 pub use measure::{Inputs, Measurement, Shape, measure, median};
-pub use variant::{Variant, parse_lengths};
+pub use variant::{DALLE_CONV_KERNEL, Variant, parse_lengths};

@@ -19,7 +19,8 @@ use crate::memory::track_peak;
 pub struct Shape {
     /// Batch rows.
     pub batch: usize,
-    /// Attention heads (query and key/value alike).
+    /// Attention heads (query and key/value alike; `gqa:G` runs on `heads / G` key/value heads,
+    /// see [`Inputs::for_variant`]).
     pub heads: usize,
     /// Sequence length of queries and keys.
     pub seq: usize,
@@ -44,9 +45,10 @@ impl Shape {
 pub struct Inputs {
     /// Queries `[batch, heads, seq, head_dim]`.
     pub q: Tensor,
-    /// Keys, same shape.
+    /// Keys `[batch, kv_heads, seq, head_dim]`: as many heads as `q` from [`Inputs::random`],
+    /// fewer from [`Inputs::for_variant`] for grouped-query attention.
     pub k: Tensor,
-    /// Values, same shape.
+    /// Values, the shape of `k`.
     pub v: Tensor,
 }
 
@@ -61,7 +63,35 @@ impl Inputs {
         Ok(Self { q: draw()?, k: draw()?, v: draw()? })
     }
 
-    /// The shape of the inputs.
+    /// The inputs `variant` runs on: these ones, or for `gqa:G` the first `heads / G` key and
+    /// value heads (copied out contiguously, before any timing); an error when `G` does not
+    /// divide `heads`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use tcat_bench::{Inputs, Shape, Variant};
+    /// let inputs = Inputs::random(Shape { batch: 1, heads: 8, seq: 4, head_dim: 2 }, DType::F32, &Device::Cpu).unwrap();
+    /// let gqa = inputs.for_variant(Variant::Gqa { groups: 2 }).unwrap();
+    /// assert_eq!((gqa.q.dims(), gqa.k.dims(), gqa.v.dims()), (&[1, 8, 4, 2][..], &[1, 4, 4, 2][..], &[1, 4, 4, 2][..]));
+    /// assert_eq!(inputs.for_variant(Variant::Dense).unwrap().k.dims(), [1, 8, 4, 2]);
+    /// let err = inputs.for_variant(Variant::Gqa { groups: 5 }).unwrap_err().to_string();
+    /// assert!(err.contains("gqa:5") && err.contains("does not divide the 8 query heads"), "{err}");
+    /// ```
+    pub fn for_variant(&self, variant: Variant) -> Result<Self> {
+        let heads = self.q.dims4()?.1;
+        let kv_heads = variant.kv_heads(heads)?;
+        let found = self.k.dims4()?.1;
+        if kv_heads == found {
+            return Ok(self.clone());
+        }
+        if kv_heads > found {
+            candle_core::bail!("{variant} needs {kv_heads} key/value heads, but the inputs have {found}");
+        }
+        let first = |t: &Tensor| t.narrow(1, 0, kv_heads)?.contiguous();
+        Ok(Self { q: self.q.clone(), k: first(&self.k)?, v: first(&self.v)? })
+    }
+
+    /// The shape of the inputs (of `q`).
     pub fn shape(&self) -> Result<Shape> {
         let (batch, heads, seq, head_dim) = self.q.dims4()?;
         Ok(Shape { batch, heads, seq, head_dim })
@@ -86,8 +116,9 @@ pub struct Measurement {
     pub peak_bytes: Option<usize>,
 }
 
-/// Times `variant` on `inputs`: one warm-up run, then the median of `repeats` device-
-/// synchronised runs, with the peak heap memory of the timed runs.
+/// Times `variant` on `inputs` (through [`Inputs::for_variant`], so `gqa:G` gets its fewer
+/// key/value heads outside the measurement): one warm-up run, then the median of `repeats`
+/// device-synchronised runs, with the peak heap memory of the timed runs.
 ///
 /// ```
 /// use candle_core::{DType, Device};
@@ -102,6 +133,7 @@ pub fn measure(variant: Variant, inputs: &Inputs, repeats: usize) -> Result<Meas
     if repeats == 0 {
         candle_core::bail!("repeats must be at least 1, found 0");
     }
+    let inputs = &inputs.for_variant(variant)?;
     let shape = inputs.shape()?;
     let device = inputs.q.device();
     let run = || -> Result<Duration> {

@@ -8,16 +8,24 @@
 //! causal sliding window of Longformer (Beltagy et al. 2020, "Longformer: The Long-Document
 //! Transformer", §3.1) and Mistral. `linear` is causal linear attention (Katharopoulos et al.
 //! 2020), linear in time and memory. `fused` and `fused-sliding:W` run the same softmax attention
-//! as `dense` and `sliding:W` through tcat's tiled online-softmax kernel; `strided:L` (Child et al.
-//! 2019) and `bigbird` (Zaheer et al. 2020) run their sparse patterns through it.
+//! as `dense` and `sliding:W` through tcat's tiled online-softmax kernel; `strided:L` and
+//! `fixed:L` (Child et al. 2019), `bigbird` (Zaheer et al. 2020) and `dalle-row`, `dalle-column`,
+//! `dalle-conv` (Ramesh et al. 2021) run their sparse patterns through it. `gqa:G` is causal
+//! grouped-query attention (Ainslie et al. 2023), `G` query heads per key/value head, through the
+//! kernel tcat's attention modules use by default.
 
 use std::fmt;
 
 use candle_core::{Result, Tensor};
-use tcat_attention::{AttentionMask, SparsePattern, fused_attention, scaled_dot_product_attention};
+use tcat_attention::{
+    AttentionKernel, AttentionMask, GridAxis, SparsePattern, fused_attention, scaled_dot_product_attention,
+};
 
 /// The BigBird configuration of [`Variant::BigBird`].
 const BIGBIRD: SparsePattern = SparsePattern::BigBird { block: 64, window: 3, global: 2, random: 3, seed: 0 };
+
+/// The neighbourhood width of [`Variant::DalleConv`]: 11, as in DALL-E's last layer.
+pub const DALLE_CONV_KERNEL: usize = 11;
 
 /// One attention variant, as named on the command line (`dense`, `sliding:256`, ...).
 ///
@@ -71,9 +79,60 @@ pub enum Variant {
         /// The pattern's stride `l`.
         stride: usize,
     },
+    /// The Sparse Transformer's fixed pattern (Child et al. 2019, §4.2) through the fused
+    /// kernel, which skips the key tiles the pattern hides: causal, each query sees its own
+    /// block of `block` positions and the last `c` positions of every earlier block, with
+    /// `c = block / 16` (at least 1; [`Variant::fixed_summary`]): `c = 8` for `l = 128`, the
+    /// paper's worked example, and within its `c ∈ {8, 16, 32}` for `l ∈ {128, 256}`.
+    ///
+    /// ```
+    /// use tcat_bench::Variant;
+    /// assert_eq!("fixed:128".parse::<Variant>().unwrap(), Variant::Fixed { block: 128 });
+    /// assert_eq!(Variant::fixed_summary(128), 8);
+    /// assert!("fixed".parse::<Variant>().unwrap_err().to_string().contains("fixed:L"));
+    /// ```
+    Fixed {
+        /// The pattern's block length `l`.
+        block: usize,
+    },
     /// BigBird's block-sparse pattern (Zaheer et al. 2020) through the fused kernel: blocks of
     /// 64, a window of 3 blocks, 2 global and 3 random blocks (seed 0), bidirectional.
     BigBird,
+    /// DALL-E's row mask (Ramesh et al. 2021, appendix B.1, Fig. 11a) through the fused kernel:
+    /// no text tokens, the sequence is an image of [`Variant::dalle_grid`] `rows × cols` tokens
+    /// in raster order, and each token sees the `cols` tokens before it and itself.
+    ///
+    /// ```
+    /// use tcat_bench::Variant;
+    /// assert_eq!("dalle-row".parse::<Variant>().unwrap(), Variant::DalleRow);
+    /// assert_eq!(Variant::dalle_grid(8192), (128, 64)); // the image run at 8192 tokens
+    /// ```
+    DalleRow,
+    /// DALL-E's column mask (Ramesh et al. 2021, Fig. 11b) through the fused kernel, on the
+    /// image grid of [`Variant::DalleRow`]: each token sees the tokens above it in its column.
+    DalleColumn,
+    /// DALL-E's convolutional mask (Ramesh et al. 2021, Fig. 11d) through the fused kernel, on
+    /// the image grid of [`Variant::DalleRow`]: each token sees the earlier tokens of the
+    /// [`DALLE_CONV_KERNEL`]` × `[`DALLE_CONV_KERNEL`] (11 × 11, the paper's last layer)
+    /// neighbourhood ending at its own row.
+    DalleConv,
+    /// Grouped-query attention (Ainslie et al. 2023, "GQA: Training Generalized Multi-Query
+    /// Transformer Models from Multi-Head Checkpoints"): causal, `groups` query heads sharing
+    /// each key/value head, through the kernel tcat's `MultiHeadAttention` uses by default
+    /// ([`AttentionKernel::default`], the fused kernel). `k` and `v` have `heads / groups`
+    /// heads ([`Variant::kv_heads`]; [`Inputs::for_variant`](crate::Inputs::for_variant)
+    /// builds them); `groups` must divide `heads`.
+    ///
+    /// ```
+    /// use tcat_bench::Variant;
+    /// let gqa: Variant = "gqa:2".parse().unwrap();
+    /// assert_eq!(gqa.kv_heads(8).unwrap(), 4);
+    /// assert!(gqa.kv_heads(3).unwrap_err().to_string().contains("does not divide"));
+    /// ```
+    Gqa {
+        /// Query heads per key/value head, `G`.
+        groups: usize,
+    },
     /// candle-nn's CPU flash attention (`candle_nn::attention::flash_attn`, causal), a peer:
     /// it takes `[batch, seq, heads, head_dim]`, so the transposes in and out are included.
     CandleFlash,
@@ -90,8 +149,13 @@ impl Variant {
         "sliding:W",
         "fused",
         "fused-sliding:W",
+        "gqa:G",
         "strided:L",
+        "fixed:L",
         "bigbird",
+        "dalle-row",
+        "dalle-column",
+        "dalle-conv",
         "linear",
         "candle-flash",
     ];
@@ -117,6 +181,22 @@ impl Variant {
             ("fused", None) => Self::Fused,
             ("bigbird", None) => Self::BigBird,
             ("candle-flash", None) => Self::CandleFlash,
+            ("dalle-row", None) => Self::DalleRow,
+            ("dalle-column", None) => Self::DalleColumn,
+            ("dalle-conv", None) => Self::DalleConv,
+            ("dalle", _) => {
+                candle_core::bail!("attention variant `{name}`: DALL-E's masks are dalle-row, dalle-column, dalle-conv")
+            }
+            ("fixed", Some(arg)) => Self::Fixed { block: number(name, arg)? },
+            ("fixed", None) => {
+                candle_core::bail!("attention variant `fixed` needs a block length: fixed:L, e.g. fixed:128")
+            }
+            ("gqa", Some(arg)) => Self::Gqa { groups: number(name, arg)? },
+            ("gqa", None) => {
+                candle_core::bail!(
+                    "attention variant `gqa` needs the query heads per key/value head: gqa:G, e.g. gqa:2"
+                )
+            }
             ("strided", Some(arg)) => Self::Strided { stride: number(name, arg)? },
             ("strided", None) => {
                 candle_core::bail!("attention variant `strided` needs a stride: strided:L, e.g. strided:128")
@@ -168,11 +248,50 @@ impl Variant {
             Self::Sliding { window: 256 },
             Self::Fused,
             Self::FusedSliding { window: 256 },
+            Self::Gqa { groups: 2 },
             Self::Strided { stride: 128 },
+            Self::Fixed { block: 128 },
             Self::BigBird,
+            Self::DalleRow,
+            Self::DalleColumn,
+            Self::DalleConv,
             Self::Linear,
             Self::CandleFlash,
         ]
+    }
+
+    /// The summary positions `c` per block of [`Variant::Fixed`]: `block / 16`, at least 1.
+    pub fn fixed_summary(block: usize) -> usize {
+        (block / 16).max(1)
+    }
+
+    /// The image grid `(rows, cols)` the DALL-E variants lay `seq` tokens on: no text tokens,
+    /// `rows × cols = seq`, with `cols` the largest divisor of `seq` not above `√seq` (the
+    /// squarest grid; a prime length gets a single column).
+    ///
+    /// ```
+    /// use tcat_bench::Variant;
+    /// assert_eq!(Variant::dalle_grid(1024), (32, 32));
+    /// assert_eq!(Variant::dalle_grid(2048), (64, 32));
+    /// assert_eq!(Variant::dalle_grid(150), (15, 10));
+    /// assert_eq!(Variant::dalle_grid(13), (13, 1));
+    /// ```
+    pub fn dalle_grid(seq: usize) -> (usize, usize) {
+        let cols = (1..=seq.isqrt().max(1)).rev().find(|c| seq.is_multiple_of(*c)).unwrap_or(1);
+        (seq / cols, cols)
+    }
+
+    /// The key/value heads the variant runs with, given `heads` query heads: `heads / G` for
+    /// `gqa:G` (an error when `G` does not divide `heads`), `heads` for every other variant.
+    pub fn kv_heads(&self, heads: usize) -> Result<usize> {
+        match *self {
+            Self::Gqa { groups } if heads.is_multiple_of(groups) => Ok(heads / groups),
+            Self::Gqa { groups } => candle_core::bail!(
+                "attention variant `{self}`: {groups} does not divide the {heads} query heads \
+                 (gqa:G needs heads / G key/value heads; choose G among the divisors of {heads})"
+            ),
+            _ => Ok(heads),
+        }
     }
 
     /// Whether the variant's memory grows slower than the `seq × seq` score matrix, so that it
@@ -184,14 +303,20 @@ impl Variant {
             Self::Fused
             | Self::FusedSliding { .. }
             | Self::Strided { .. }
+            | Self::Fixed { .. }
             | Self::BigBird
+            | Self::DalleRow
+            | Self::DalleColumn
+            | Self::DalleConv
             | Self::Linear
             | Self::CandleFlash => true,
+            Self::Gqa { .. } => AttentionKernel::default() == AttentionKernel::Fused,
         }
     }
 
     /// Runs the variant on `q` `[batch, heads, seq, head_dim]` and `k`, `v`
-    /// `[batch, kv_heads, seq, head_dim]`, with scale `head_dim^-1/2`.
+    /// `[batch, kv_heads, seq, head_dim]`, with scale `head_dim^-1/2`; `gqa:G` needs
+    /// `kv_heads = heads / G` ([`Variant::kv_heads`]).
     ///
     /// ```
     /// use candle_core::{Device, Tensor};
@@ -219,7 +344,32 @@ impl Variant {
                 &AttentionMask::none().with_pattern(SparsePattern::Strided { stride: *stride }),
                 scale,
             ),
+            Self::Fixed { block } => {
+                let fixed = SparsePattern::Fixed { block: *block, summary: Self::fixed_summary(*block) };
+                fused_attention(q, k, v, &AttentionMask::none().with_pattern(fixed), scale)
+            }
             Self::BigBird => fused_attention(q, k, v, &AttentionMask::none().with_pattern(BIGBIRD), scale),
+            Self::DalleRow | Self::DalleColumn | Self::DalleConv => {
+                let axis = match self {
+                    Self::DalleRow => GridAxis::Row,
+                    Self::DalleColumn => GridAxis::Column,
+                    _ => GridAxis::Convolutional { kernel: DALLE_CONV_KERNEL },
+                };
+                let (rows, cols) = Self::dalle_grid(k.dims4()?.2);
+                let dalle = SparsePattern::Dalle { text: 0, rows, cols, axis };
+                fused_attention(q, k, v, &AttentionMask::none().with_pattern(dalle), scale)
+            }
+            Self::Gqa { groups } => {
+                let heads = q.dims4()?.1;
+                let (kv_heads, found) = (self.kv_heads(heads)?, k.dims4()?.1);
+                if found != kv_heads {
+                    candle_core::bail!(
+                        "attention variant `{self}` needs k and v with {heads} / {groups} = {kv_heads} heads, \
+                         found {found} (Inputs::for_variant builds them)"
+                    );
+                }
+                AttentionKernel::default().attention(q, k, v, &AttentionMask::causal(), scale)
+            }
             Self::Linear => tcat_attention::linear_attention(q, k, v, &AttentionMask::causal()),
             Self::CandleFlash => {
                 let bshd = |t: &Tensor| t.transpose(1, 2)?.contiguous();
@@ -249,7 +399,12 @@ impl fmt::Display for Variant {
             Self::Fused => write!(f, "fused"),
             Self::FusedSliding { window } => write!(f, "fused-sliding:{window}"),
             Self::Strided { stride } => write!(f, "strided:{stride}"),
+            Self::Fixed { block } => write!(f, "fixed:{block}"),
             Self::BigBird => write!(f, "bigbird"),
+            Self::DalleRow => write!(f, "dalle-row"),
+            Self::DalleColumn => write!(f, "dalle-column"),
+            Self::DalleConv => write!(f, "dalle-conv"),
+            Self::Gqa { groups } => write!(f, "gqa:{groups}"),
             Self::Linear => write!(f, "linear"),
             Self::CandleFlash => write!(f, "candle-flash"),
         }
@@ -314,6 +469,12 @@ mod tests {
             Variant::Strided { stride: 4 },
             Variant::BigBird,
             Variant::CandleFlash,
+            Variant::Fixed { block: 64 },
+            Variant::DalleRow,
+            Variant::DalleColumn,
+            Variant::DalleConv,
+            Variant::Gqa { groups: 1 },
+            Variant::Gqa { groups: 4 },
         ] {
             assert_eq!(Variant::parse(&v.to_string()).unwrap(), v);
         }
@@ -325,7 +486,7 @@ mod tests {
     #[test]
     fn every_syntax_entry_parses() {
         for syntax in Variant::SYNTAX {
-            let name = syntax.replace(":W", ":8").replace(":L", ":8");
+            let name = syntax.replace(":W", ":8").replace(":L", ":8").replace(":G", ":8");
             assert!(Variant::parse(&name).is_ok(), "{name}");
         }
     }

@@ -17,7 +17,9 @@ pub enum BenchCommand {
 
 #[derive(Args)]
 pub struct AttentionArgs {
-    /// Comma-separated variants: dense, dense-bidirectional, sliding:W.
+    /// Comma-separated variants: dense, dense-bidirectional, sliding:W, fused, fused-sliding:W,
+    /// gqa:G, strided:L, fixed:L, bigbird, dalle-row, dalle-column, dalle-conv, linear,
+    /// candle-flash.
     #[arg(long, default_value = "dense,sliding:256")]
     variants: String,
     /// Comma-separated sequence lengths (queries and keys).
