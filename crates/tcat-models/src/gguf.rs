@@ -130,10 +130,10 @@ impl GgufFile {
         let head = if self.has("output.weight") {
             LmHead::new(self.linear("output.weight", device, dtype)?)
         } else {
-            match dtype {
-                None => LmHead::new(Linear::quantized(embed_q, None)?),
-                Some(_) => LmHead::tied(&word),
-            }
+            // Tied: the f32 (or `dtype`) table the lookups use, also when the projections stay
+            // quantized. The Q8_0 table with 8-bit inputs, as llama.cpp runs it, turned SmolLM2's
+            // greedy chat reply into nonsense; the dense head costs bandwidth, not memory.
+            LmHead::tied(&word)
         };
         let eos: Vec<u32> = self
             .content

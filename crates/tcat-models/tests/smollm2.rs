@@ -115,6 +115,21 @@ fn smollm2_quantized_stays_close_to_the_dequantized_model() {
     let rel = ((&got - &want).unwrap().sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap())
         / want.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
     assert!(rel < 0.05, "quantized top-100 logits off by {rel} relative");
+    // Decoding runs the one-row path (8-bit inputs to the quantized projections): chat replies
+    // start as transformers' f32 reply does, and as the dequantized model's (which matches
+    // transformers). The second prompt is the demo's, where a Q8_0 LM head with 8-bit inputs
+    // answered "L'Étoile, la Marseillaise, …" instead of "The capital of France is Paris."
+    let config = GenerationConfig { max_new_tokens: 8, stop_tokens: Some(vec![]), ..Default::default() };
+    let reply = |model: &tcat_models::DecoderModel, ids: &[u32]| {
+        generate(model, &[ids.to_vec()], &config, |_, _| {}).unwrap().remove(0)
+    };
+    let n = exp.chat_ids.len() + 8;
+    assert_eq!(reply(&model, &exp.chat_ids)[..n], exp.chat_greedy_ids[..n], "quantized chat reply");
+    let template = chat_template(&path).unwrap().expect("SmolLM2 ships a chat template");
+    let text = template.render(&[ChatMessage::user("What is the capital of France?")], true).unwrap();
+    let ids = tokenizer(&path).unwrap().encode(text.as_str(), false).unwrap().get_ids().to_vec();
+    let dense = GgufFile::open(&path).unwrap().load_llama(&device(), Some(DType::F32)).unwrap();
+    assert_eq!(reply(&model, &ids), reply(&dense, &ids), "quantized and dequantized replies to the demo's question");
 }
 
 #[test]
