@@ -78,7 +78,7 @@ impl CustomOp1 for CpuActivation {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        use tcat_core::math::{erf, sigmoid, tanh};
+        use tcat_core::math::{erf, map, sigmoid, tanh};
         let (CpuStorage::F32(data), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
             candle_core::bail!("{}: expects a contiguous f32 tensor", self.name());
         };
@@ -95,10 +95,6 @@ impl CustomOp1 for CpuActivation {
         };
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
-}
-
-fn map(xs: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    tcat_core::math::map(xs, f)
 }
 
 #[cfg(test)]

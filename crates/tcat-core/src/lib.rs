@@ -11,6 +11,7 @@ mod linear;
 pub mod math;
 mod ops;
 pub mod quantized;
+mod shared;
 
 pub use device::{device_from_env, parse_device, parse_dtype, pin_cpu_thread_count, take_device_arg};
 pub use error::{Error, Result};

@@ -22,6 +22,8 @@
 //! # }
 //! ```
 
+use crate::shared::SharedSlice;
+
 /// `eˣ` for `x ≤ 88`: `x = n ln 2 + r` with `|r| ≤ ln 2 / 2`, `eʳ` by the degree-6 minimax
 /// polynomial of Cephes' `expf` (relative error about 1e-7), times `2ⁿ` built in the exponent
 /// bits. Arguments below −87 give exactly 0.
@@ -107,14 +109,13 @@ pub fn map(xs: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
         map_chunk(xs, &mut out, &f);
         return out;
     }
-    let dst = out.as_mut_ptr() as usize;
+    let shared = SharedSlice::new(&mut out);
     candle_core::utils::barrier_pool().execute_chunked(items, |range| {
         for item in range {
             let start = item * CHUNK;
             let len = CHUNK.min(xs.len() - start);
-            // SAFETY: each chunk index is handed to exactly one worker, so the output ranges
-            // never overlap, and `start + len ≤ out.len()`.
-            let out = unsafe { std::slice::from_raw_parts_mut((dst as *mut f32).add(start), len) };
+            // SAFETY: each chunk index is handed to exactly one worker, so the ranges never overlap.
+            let out = unsafe { shared.range(start, len) };
             map_chunk(&xs[start..start + len], out, &f);
         }
     });

@@ -38,6 +38,8 @@ pub mod reference;
 use candle_core::quantized::{GgmlDType, QTensor};
 use half::f16;
 
+use crate::shared::SharedSlice;
+
 /// Values per block, for every supported format.
 pub const BLOCK: usize = 32;
 
@@ -276,30 +278,6 @@ impl Kernel {
                 *out = unsafe { avx2::dot4(w.format, rows, input, self == Self::Avx512Vnni) };
             }
         }
-    }
-}
-
-/// A mutable slice written by several workers at disjoint ranges.
-struct SharedSlice {
-    ptr: *mut f32,
-    len: usize,
-}
-
-// SAFETY: the workers write disjoint ranges (each caller states why), never the same element.
-unsafe impl Sync for SharedSlice {}
-
-impl SharedSlice {
-    fn new(slice: &mut [f32]) -> Self {
-        Self { ptr: slice.as_mut_ptr(), len: slice.len() }
-    }
-
-    /// # Safety
-    /// No other live reference may overlap `start..start + len`.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn range(&self, start: usize, len: usize) -> &mut [f32] {
-        assert!(start + len <= self.len, "range {start}+{len} past {}", self.len);
-        // SAFETY: in bounds (checked above); exclusive by the caller's contract.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
     }
 }
 
