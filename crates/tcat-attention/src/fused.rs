@@ -112,7 +112,7 @@ pub fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask,
             Some(to_f32(keep)?)
         }
     };
-    if let Some(pattern) = mask.pattern() {
+    for pattern in mask.patterns() {
         pattern.validate()?;
     }
     let segments = match mask.segments() {
@@ -169,7 +169,8 @@ pub fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask,
         scale: scale as f32,
     };
     let causal = |window| CausalWindow::new(q_len, kv_len, window);
-    let out = match (mask.causality(), mask.pattern().copied()) {
+    let patterns = (!mask.patterns().is_empty()).then(|| mask.patterns().to_vec());
+    let out = match (mask.causality(), patterns) {
         (Causality::Bidirectional, None) => run(&problem, &Dense, batch),
         (Causality::Causal, None) => run(&problem, &causal(None), batch),
         (Causality::SlidingWindow { window }, None) => run(&problem, &causal(Some(window)), batch),
@@ -280,37 +281,40 @@ impl KeyVisibility for CausalWindow {
     }
 }
 
-/// A causality further restricted by a [`SparsePattern`], which speaks absolute positions
+/// A causality further restricted by [`SparsePattern`]s (ANDed), which speak absolute positions
 /// (queries at the end of the keys).
 struct Patterned<B> {
     base: B,
-    pattern: SparsePattern,
+    patterns: Vec<SparsePattern>,
     offset: usize,
     kv_len: usize,
 }
 
 impl<B> Patterned<B> {
-    fn new(base: B, pattern: SparsePattern, q_len: usize, kv_len: usize) -> Self {
-        Self { base, pattern, offset: kv_len.saturating_sub(q_len), kv_len }
+    fn new(base: B, patterns: Vec<SparsePattern>, q_len: usize, kv_len: usize) -> Self {
+        Self { base, patterns, offset: kv_len.saturating_sub(q_len), kv_len }
     }
 }
 
 impl<B: KeyVisibility> KeyVisibility for Patterned<B> {
     fn allows(&self, query: usize, key: usize) -> bool {
-        self.base.allows(query, key) && self.pattern.allows(query + self.offset, key, self.kv_len)
+        self.base.allows(query, key) && self.patterns.iter().all(|p| p.allows(query + self.offset, key, self.kv_len))
     }
 
     fn cover(&self, queries: Range<usize>, keys: Range<usize>) -> TileCover {
-        let base = self.base.cover(queries.clone(), keys.clone());
-        if base == TileCover::Hidden {
-            return base;
-        }
+        let mut cover = self.base.cover(queries.clone(), keys.clone());
         let (q0, q1) = (queries.start + self.offset, queries.end + self.offset);
-        match self.pattern.tile(q0, q1, keys.start, keys.end, self.kv_len) {
-            (false, _) => TileCover::Hidden,
-            (true, true) if base == TileCover::Visible => TileCover::Visible,
-            _ => TileCover::Partial,
+        for pattern in &self.patterns {
+            if cover == TileCover::Hidden {
+                break;
+            }
+            cover = match pattern.tile(q0, q1, keys.start, keys.end, self.kv_len) {
+                (false, _) => TileCover::Hidden,
+                (true, true) => cover,
+                (true, false) => TileCover::Partial,
+            };
         }
+        cover
     }
 }
 

@@ -29,6 +29,7 @@ mod linear_attention;
 mod mask;
 mod multi_head;
 mod pattern;
+mod position_term;
 pub mod reference;
 mod schedule;
 mod sdpa;
@@ -40,6 +41,7 @@ pub use linear_attention::{LinearAttentionState, elu_feature_map, linear_attenti
 pub use mask::{AttentionMask, Causality};
 pub use multi_head::{AttentionKernel, MultiHeadAttention, QkvProjection};
 pub use pattern::{GridAxis, SparsePattern};
+pub use position_term::{DisentangledPosition, PositionTerm, ScoreTerm, XlRelativePosition};
 pub use schedule::{AttentionSchedule, LayerAttention};
 pub use sdpa::{scaled_dot_product_attention, split_grouped_shape};
 pub use two_stream::{permutation_masks, two_stream_attention};

@@ -63,7 +63,7 @@ pub enum Causality {
 pub struct AttentionMask {
     causality: Causality,
     key_padding: Option<Tensor>,
-    pattern: Option<SparsePattern>,
+    patterns: Vec<SparsePattern>,
     segments: Option<Tensor>,
     explicit: Option<Tensor>,
     biases: Vec<Tensor>,
@@ -104,10 +104,20 @@ impl AttentionMask {
         self
     }
 
-    /// Restricts every query to the keys a [`SparsePattern`] allows (ANDed with the causality
-    /// and the padding). Fails on a pattern whose parameters cannot work (a zero stride).
+    /// Restricts every query to the keys a [`SparsePattern`] allows (ANDed with the causality,
+    /// the padding and any pattern given before: a key must be allowed by every pattern).
+    /// Attention fails on a pattern whose parameters cannot work (a zero stride).
+    ///
+    /// ```
+    /// use tcat_attention::{AttentionMask, SparsePattern};
+    /// let both = AttentionMask::none()
+    ///     .with_pattern(SparsePattern::Strided { stride: 2 })
+    ///     .with_pattern(SparsePattern::Fixed { block: 2, summary: 1 });
+    /// assert_eq!(both.patterns().len(), 2);
+    /// assert_eq!(both.grid(4, 4).unwrap(), "■···\n■■··\n·■■·\n·■■■\n");
+    /// ```
     pub fn with_pattern(mut self, pattern: SparsePattern) -> Self {
-        self.pattern = Some(pattern);
+        self.patterns.push(pattern);
         self
     }
 
@@ -146,9 +156,14 @@ impl AttentionMask {
         self.explicit.as_ref()
     }
 
-    /// The sparse pattern, if any.
+    /// The first sparse pattern, if any (see [`patterns`](Self::patterns) for all of them).
     pub fn pattern(&self) -> Option<&SparsePattern> {
-        self.pattern.as_ref()
+        self.patterns.first()
+    }
+
+    /// Every sparse pattern, ANDed: a key is visible only if each of them allows it.
+    pub fn patterns(&self) -> &[SparsePattern] {
+        &self.patterns
     }
 
     /// The segment ids of packed sequences, if any.
@@ -187,7 +202,7 @@ impl AttentionMask {
         };
         hides_keys
             || self.key_padding.is_some()
-            || self.pattern.is_some()
+            || !self.patterns.is_empty()
             || self.segments.is_some()
             || self.explicit.is_some()
     }
@@ -239,9 +254,9 @@ impl AttentionMask {
                 Some(keep.ne(&keep.zeros_like()?)?.reshape((batch, 1, 1, kv_len))?)
             }
         };
-        let pattern = match &self.pattern {
-            None => None,
-            Some(pattern) => Some(pattern_allowed(pattern, q_len, kv_len, device)?.reshape((1, 1, q_len, kv_len))?),
+        let pattern = match self.patterns.as_slice() {
+            [] => None,
+            patterns => Some(pattern_allowed(patterns, q_len, kv_len, device)?.reshape((1, 1, q_len, kv_len))?),
         };
         let segments = match &self.segments {
             None => None,
@@ -276,14 +291,17 @@ impl AttentionMask {
     }
 }
 
-/// `[q_len, kv_len]` u8 from a pattern's predicate, with the queries at the end of the keys.
-/// Built on the host and copied to `device` once per call: sparse patterns serve presets and
-/// benchmarks, not a decoding loop.
-fn pattern_allowed(pattern: &SparsePattern, q_len: usize, kv_len: usize, device: &Device) -> Result<Tensor> {
-    pattern.validate()?;
+/// `[q_len, kv_len]` u8 from the patterns' predicates (ANDed), with the queries at the end of
+/// the keys. Built on the host and copied to `device` once per call: sparse patterns serve
+/// presets and benchmarks, not a decoding loop.
+fn pattern_allowed(patterns: &[SparsePattern], q_len: usize, kv_len: usize, device: &Device) -> Result<Tensor> {
+    for pattern in patterns {
+        pattern.validate()?;
+    }
     let offset = kv_len.saturating_sub(q_len);
-    let cells: Vec<u8> =
-        (0..q_len).flat_map(|i| (0..kv_len).map(move |j| u8::from(pattern.allows(i + offset, j, kv_len)))).collect();
+    let cells: Vec<u8> = (0..q_len)
+        .flat_map(|i| (0..kv_len).map(move |j| u8::from(patterns.iter().all(|p| p.allows(i + offset, j, kv_len)))))
+        .collect();
     Tensor::from_vec(cells, (q_len, kv_len), device)
 }
 

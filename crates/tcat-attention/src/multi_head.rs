@@ -5,7 +5,10 @@ use candle_core::{Module, Result, Tensor};
 use tcat_core::Linear;
 use tcat_position::{Alibi, RotaryEmbedding, positions_from_attention_mask, sequential_position_ids};
 
-use crate::{AttentionMask, KvCache, fused_attention, scaled_dot_product_attention, split_grouped_shape};
+use crate::{
+    AttentionMask, KvCache, PositionTerm, SparsePattern, fused_attention, scaled_dot_product_attention,
+    split_grouped_shape,
+};
 
 /// How the query, key and value projections are stored.
 #[derive(Debug, Clone)]
@@ -157,9 +160,9 @@ pub struct MultiHeadAttention {
     num_kv_heads: usize,
     head_dim: usize,
     scale: f64,
-    rotary: Option<RotaryEmbedding>,
+    positions: Vec<PositionTerm>,
     window: Option<usize>,
-    alibi: Option<Alibi>,
+    patterns: Vec<SparsePattern>,
     kernel: AttentionKernel,
 }
 
@@ -217,9 +220,9 @@ impl MultiHeadAttention {
             num_kv_heads,
             head_dim,
             scale: 1.0 / (head_dim as f64).sqrt(),
-            rotary: None,
+            positions: Vec::new(),
             window: None,
-            alibi: None,
+            patterns: Vec::new(),
             kernel: AttentionKernel::default(),
         })
     }
@@ -230,10 +233,23 @@ impl MultiHeadAttention {
         self
     }
 
-    /// Rotates queries and keys by their positions before attending (RoPE).
-    pub fn with_rotary(mut self, rotary: RotaryEmbedding) -> Self {
-        self.rotary = Some(rotary);
+    /// Adds a position scheme: a rotation, an additive bias or a query-dependent score term
+    /// (see [`PositionTerm`], the one way positions enter attention). Several terms apply in
+    /// the order given (rotations before the scores are formed, biases summed).
+    pub fn with_position(mut self, term: PositionTerm) -> Self {
+        self.positions.push(term);
         self
+    }
+
+    /// The position terms of this module, in the order they were added.
+    pub fn position_terms(&self) -> &[PositionTerm] {
+        &self.positions
+    }
+
+    /// Rotates queries and keys by their positions before attending (RoPE): the same as
+    /// `with_position(PositionTerm::Rotary(rotary))`.
+    pub fn with_rotary(self, rotary: RotaryEmbedding) -> Self {
+        self.with_position(PositionTerm::Rotary(rotary))
     }
 
     /// Limits self-attention to the `window` most recent keys (see
@@ -246,9 +262,39 @@ impl MultiHeadAttention {
 
     /// Adds ALiBi biases (Press et al. 2022) to the scores: each head penalises distant keys
     /// linearly. Key positions count real tokens only, so padded batches match unpadded rows.
-    pub fn with_alibi(mut self, alibi: Alibi) -> Self {
-        self.alibi = Some(alibi);
+    /// The same as `with_position(PositionTerm::Alibi(alibi))`.
+    pub fn with_alibi(self, alibi: Alibi) -> Self {
+        self.with_position(PositionTerm::Alibi(alibi))
+    }
+
+    /// Restricts this layer's attention to the keys a [`SparsePattern`] allows, whatever mask
+    /// the caller passes (ANDed with it, as [`with_sliding_window`](Self::with_sliding_window)
+    /// is): each layer of a model can carry its own pattern (the Sparse Transformer's strided
+    /// and fixed heads, DALL-E's row / column / convolutional layers, GPT-3's local bands).
+    /// Patterns speak absolute positions, so a layer with a pattern gets a full cache from
+    /// [`new_cache`](Self::new_cache).
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use tcat_attention::{AttentionMask, MultiHeadAttention, QkvProjection, SparsePattern};
+    /// use tcat_core::Linear;
+    /// let dev = Device::Cpu;
+    /// let lin = |o, i| Linear::new(Tensor::randn(0f32, 0.3, (o, i), &dev).unwrap(), None);
+    /// let strided = MultiHeadAttention::new(QkvProjection::Fused(lin(24, 8)), lin(8, 8), 2, 2, 4)
+    ///     .unwrap()
+    ///     .with_pattern(SparsePattern::Strided { stride: 3 });
+    /// assert_eq!(strided.patterns(), &[SparsePattern::Strided { stride: 3 }]);
+    /// let x = Tensor::randn(0f32, 1., (1, 7, 8), &dev).unwrap();
+    /// assert_eq!(strided.forward(&x, &AttentionMask::causal(), None, None).unwrap().dims(), &[1, 7, 8]);
+    /// ```
+    pub fn with_pattern(mut self, pattern: SparsePattern) -> Self {
+        self.patterns.push(pattern);
         self
+    }
+
+    /// The sparse patterns this layer ANDs with every mask.
+    pub fn patterns(&self) -> &[SparsePattern] {
+        &self.patterns
     }
 
     /// Chooses the attention kernel (default [`AttentionKernel::Materialized`]);
@@ -273,7 +319,7 @@ impl MultiHeadAttention {
     /// [full](KvCache::new) one otherwise.
     pub fn new_cache(&self, capacity: usize) -> KvCache {
         match self.window {
-            Some(window) if 2 * window < capacity => KvCache::sliding(window),
+            Some(window) if 2 * window < capacity && self.patterns.is_empty() => KvCache::sliding(window),
             _ => KvCache::new(capacity),
         }
     }
@@ -309,62 +355,145 @@ impl MultiHeadAttention {
         positions: Option<&Tensor>,
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
-        let (q, k, v) = match &self.qkv {
-            QkvProjection::Separate { q, k, v } => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
-            QkvProjection::Fused(w) => {
-                let qkv = w.forward(x)?;
-                let (q_w, kv_w) = (self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim);
-                (qkv.narrow(2, 0, q_w)?, qkv.narrow(2, q_w, kv_w)?, qkv.narrow(2, q_w + kv_w, kv_w)?)
-            }
-            QkvProjection::FusedPerHead(w) => {
-                let (b, s, _) = x.dims3()?;
-                let (h, d) = (self.num_heads, self.head_dim);
-                let qkv = w.forward(x)?.reshape((b, s, h, 3 * d))?;
-                let part = |i: usize| qkv.narrow(3, i * d, d)?.reshape((b, s, h * d));
-                (part(0)?, part(1)?, part(2)?)
-            }
-        };
-        let q = self.split_heads(&q, self.num_heads)?;
-        let k = self.split_heads(&k, self.num_kv_heads)?;
-        let v = self.split_heads(&v, self.num_kv_heads)?;
-        let (q, k) = match &self.rotary {
-            None => (q, k),
-            Some(rope) => {
-                let positions = match positions {
-                    Some(p) => p.clone(),
-                    None => {
-                        let (b, _, s, _) = q.dims4()?;
-                        let past = cache.as_ref().map_or(0, |c| c.len());
-                        sequential_position_ids(b, s, past, q.device())?
-                    }
-                };
-                (rope.apply(&q, &positions)?, rope.apply(&k, &positions)?)
-            }
-        };
+        let (q, k, v) = self.project_self(x, None)?;
+        let (q, k) = self.rotate(q, k, positions, None, cache.as_ref().map_or(0, |c| c.len()))?;
         let (k, v) = match cache {
             Some(cache) => cache.append(&k, &v)?,
             None => (k, v),
         };
+        self.attend_positioned(&q, &k, &v, mask)
+    }
+
+    /// Self-attention of `x` (`[batch, seq, hidden]`) over the keys and values of `[memory; x]`:
+    /// Transformer-XL's segment-level recurrence (Dai et al. 2019, §3.2), where `memory`
+    /// (`[batch, mem_len, hidden]`, from `tcat_position::SegmentMemory::extended` minus the new
+    /// states, or `None`) holds the previous segment's input to this layer. Queries sit at the
+    /// end of the keys, so [`AttentionMask::causal`] lets query `i` see the whole memory and the
+    /// current tokens up to itself; key padding and segment ids cover `mem_len + seq` keys.
+    /// Rotary positions, if any, count from the first remembered position.
+    pub fn forward_with_memory(&self, x: &Tensor, memory: Option<&Tensor>, mask: &AttentionMask) -> Result<Tensor> {
+        let (q, k, v) = self.project_self(x, memory)?;
+        let mem_len = match memory {
+            Some(m) => m.dim(1)?,
+            None => 0,
+        };
+        let (q, k) = self.rotate(q, k, None, Some(mem_len), mem_len)?;
+        self.attend_positioned(&q, &k, &v, mask)
+    }
+
+    /// Queries of `x` and keys and values of `[memory; x]`, split into heads.
+    fn project_self(&self, x: &Tensor, memory: Option<&Tensor>) -> Result<(Tensor, Tensor, Tensor)> {
+        let extended = match memory {
+            Some(m) => {
+                let (b, _, hidden) = x.dims3()?;
+                let (mb, _, mh) = m.dims3()?;
+                if mb != b || mh != hidden {
+                    candle_core::bail!(
+                        "attention memory is {:?}, expected [batch={b}, mem_len, hidden={hidden}] like the input {:?}",
+                        m.dims(),
+                        x.dims()
+                    );
+                }
+                Some(Tensor::cat(&[m, x], 1)?)
+            }
+            None => None,
+        };
+        let kv_source = extended.as_ref().unwrap_or(x);
+        let (q, k, v) = match &self.qkv {
+            QkvProjection::Separate { q, k, v } => (q.forward(x)?, k.forward(kv_source)?, v.forward(kv_source)?),
+            QkvProjection::Fused(w) => {
+                let qkv = w.forward(kv_source)?;
+                let (q_w, kv_w) = (self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim);
+                (qkv.narrow(2, 0, q_w)?, qkv.narrow(2, q_w, kv_w)?, qkv.narrow(2, q_w + kv_w, kv_w)?)
+            }
+            QkvProjection::FusedPerHead(w) => {
+                let (b, s, _) = kv_source.dims3()?;
+                let (h, d) = (self.num_heads, self.head_dim);
+                let qkv = w.forward(kv_source)?.reshape((b, s, h, 3 * d))?;
+                let part = |i: usize| qkv.narrow(3, i * d, d)?.reshape((b, s, h * d));
+                (part(0)?, part(1)?, part(2)?)
+            }
+        };
+        // Fused projections ran over the memory too: keep the queries of `x` only.
+        let q_len = x.dim(1)?;
+        let q = match (&self.qkv, memory) {
+            (QkvProjection::Separate { .. }, _) | (_, None) => q,
+            (_, Some(_)) => q.narrow(1, q.dim(1)? - q_len, q_len)?,
+        };
+        Ok((
+            self.split_heads(&q, self.num_heads)?,
+            self.split_heads(&k, self.num_kv_heads)?,
+            self.split_heads(&v, self.num_kv_heads)?,
+        ))
+    }
+
+    /// Applies the rotations: queries at `positions` (or `past..past + q_len`), keys at the same
+    /// positions, or, when `key_start` is given (keys also cover a memory), at
+    /// `past - key_start..past + q_len`.
+    fn rotate(
+        &self,
+        mut q: Tensor,
+        mut k: Tensor,
+        positions: Option<&Tensor>,
+        key_start: Option<usize>,
+        past: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        for term in &self.positions {
+            let PositionTerm::Rotary(rope) = term else { continue };
+            let (b, _, s, _) = q.dims4()?;
+            let q_pos = match positions {
+                Some(p) => p.clone(),
+                None => sequential_position_ids(b, s, past, q.device())?,
+            };
+            let k_pos = match key_start {
+                None => q_pos.clone(),
+                Some(start) => sequential_position_ids(b, k.dim(2)?, past - start, k.device())?,
+            };
+            q = rope.apply(&q, &q_pos)?;
+            k = rope.apply(&k, &k_pos)?;
+        }
+        Ok((q, k))
+    }
+
+    /// The layer's own restrictions (window, patterns), the position biases and score terms
+    /// added to `mask`, then [`attend`](Self::attend) with the content queries.
+    fn attend_positioned(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask) -> Result<Tensor> {
         // A sliding cache returns only the most recent keys: align the padding and the segment
         // ids (given for every position so far) with them.
-        let narrowed = align_to_held_keys(mask, k.dim(2)?)?;
+        let kv_len = k.dim(2)?;
+        let narrowed = align_to_held_keys(mask, kv_len)?;
         let mask = narrowed.as_ref().unwrap_or(mask);
-        if self.window.is_none() && self.alibi.is_none() {
-            return self.attend(&q, &k, &v, mask);
+        let only_rotary = self.positions.iter().all(|t| matches!(t, PositionTerm::Rotary(_)));
+        if self.window.is_none() && self.patterns.is_empty() && only_rotary {
+            return self.attend(q, k, v, mask);
         }
         let mut mask = mask.clone();
         if let Some(window) = self.window {
             mask = mask.with_sliding_window(window);
         }
-        if let Some(alibi) = &self.alibi {
-            let (b, _, kv_len, _) = k.dims4()?;
-            let key_positions = match mask.key_padding() {
-                Some(keep) => positions_from_attention_mask(keep)?,
-                None => sequential_position_ids(b, kv_len, 0, k.device())?,
-            };
-            mask = mask.with_bias(alibi.bias(&key_positions)?);
+        for pattern in &self.patterns {
+            mask = mask.with_pattern(*pattern);
         }
-        self.attend(&q, &k, &v, &mask)
+        let mut content_q = q.clone();
+        for term in &self.positions {
+            match term {
+                PositionTerm::Rotary(_) => {}
+                PositionTerm::Alibi(alibi) => {
+                    let b = k.dim(0)?;
+                    let key_positions = match mask.key_padding() {
+                        Some(keep) => positions_from_attention_mask(keep)?,
+                        None => sequential_position_ids(b, kv_len, 0, k.device())?,
+                    };
+                    mask = mask.with_bias(alibi.bias(&key_positions)?);
+                }
+                PositionTerm::RelativeBias(bias) => mask = mask.with_bias(bias.bias(q.dim(2)?, kv_len)?),
+                PositionTerm::Score(term) => {
+                    mask = mask.with_bias(term.score_bias(q, k, self.scale)?);
+                    content_q = term.content_queries(&content_q)?;
+                }
+            }
+        }
+        self.attend(&content_q, k, v, &mask)
     }
 
     /// Cross-attention, the encoder-decoder attention of Vaswani et al. 2017 ("Attention Is

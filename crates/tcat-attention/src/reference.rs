@@ -55,7 +55,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask, scale
                     };
                     let visible_pad = keep.as_ref().is_none_or(|keep| keep[b][j] != 0.0);
                     let p = i as i64 + offset; // the query's absolute position
-                    let visible_pattern = mask.pattern().is_none_or(|pat| p >= 0 && pat.allows(p as usize, j, kv_len));
+                    let visible_pattern = mask.patterns().iter().all(|pat| p >= 0 && pat.allows(p as usize, j, kv_len));
                     let visible_segment = segments.as_ref().is_none_or(|s| p >= 0 && s[b][p as usize] == s[b][j]);
                     let visible_explicit = explicit.as_ref().is_none_or(|e| e[(b * q_len + i) * kv_len + j] != 0.0);
                     if !(visible_causal && visible_pad && visible_pattern && visible_segment && visible_explicit) {

@@ -2,7 +2,7 @@
 //! and locally banded sparse layers (Brown et al. 2020, "Language Models are Few-Shot
 //! Learners", §2.1) and GPT-Neo alternates global and local (window 256) layers.
 
-use crate::{AttentionMask, MultiHeadAttention};
+use crate::{AttentionMask, MultiHeadAttention, SparsePattern};
 
 /// What one layer's self-attention sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +14,13 @@ pub enum LayerAttention {
         /// Keys visible to each query, itself included.
         window: usize,
     },
+    /// Only the keys a [`SparsePattern`] allows (ANDed with the caller's mask): the Sparse
+    /// Transformer's strided or fixed layers (Child et al. 2019, §4.2), DALL-E's row, column and
+    /// convolutional layers (Ramesh et al. 2021, Fig. 11), GPT-3's locally banded layers.
+    Sparse {
+        /// The layer's pattern.
+        pattern: SparsePattern,
+    },
 }
 
 impl LayerAttention {
@@ -23,6 +30,7 @@ impl LayerAttention {
         match self {
             Self::Dense => mask,
             Self::Local { window } => mask.with_sliding_window(window),
+            Self::Sparse { pattern } => mask.with_pattern(pattern),
         }
     }
 
@@ -31,6 +39,7 @@ impl LayerAttention {
         match self {
             Self::Dense => attention,
             Self::Local { window } => attention.with_sliding_window(window),
+            Self::Sparse { pattern } => attention.with_pattern(pattern),
         }
     }
 }
