@@ -84,6 +84,12 @@ pub enum Error {
     /// A hub download or lookup failed.
     #[error("hub: {0}")]
     Hub(String),
+    /// A part of an architecture that tcat's blocks cannot build yet.
+    #[error("{what} is not implemented yet")]
+    NotImplemented {
+        /// The part, named as the spec or config names it.
+        what: String,
+    },
     /// A device could not be opened.
     #[error("device `{name}`: {message}")]
     Device {

@@ -140,19 +140,56 @@ impl RotaryConfig {
     /// them, so both leave them as they are), rounded to f32 as
     /// the reference implementations hold them.
     pub fn inverse_frequencies(&self) -> Result<Vec<f32>> {
+        self.inverse_frequencies_over(self.rotary_dim)
+    }
+
+    /// The inverse frequencies with exponents over `exponent_dim` instead of `rotary_dim`:
+    /// `ω_i = θ^(−2i/exponent_dim)` for `i < rotary_dim / 2`. Hugging Face transformers rotates
+    /// `2·⌈d/2⌉` features when a partial rotary factor gives an odd count `d`, with exponents
+    /// over `d`; `exponent_dim` is then `rotary_dim − 1`. Any other value is refused.
+    ///
+    /// ```
+    /// use tcat_position::{RopeScaling, RotaryConfig, RotaryLayout};
+    /// let cfg = RotaryConfig { rotary_dim: 4, base: 100.0, layout: RotaryLayout::HalfSplit, scaling: RopeScaling::None };
+    /// let odd = cfg.inverse_frequencies_over(3).unwrap();
+    /// assert_eq!(odd.len(), 2);
+    /// assert!((odd[1] - 100f32.powf(-2.0 / 3.0)).abs() < 1e-7);
+    /// ```
+    pub fn inverse_frequencies_over(&self, exponent_dim: usize) -> Result<Vec<f32>> {
         let d = self.rotary_dim;
         if d == 0 || !d.is_multiple_of(2) {
             candle_core::bail!("rotary_dim must be a positive even number, got {d}");
         }
+        if exponent_dim != d && exponent_dim + 1 != d {
+            candle_core::bail!(
+                "rotary exponents over {exponent_dim} features for rotary_dim {d}: expected {d} or {}",
+                d - 1
+            );
+        }
         self.scaling.validate()?;
+        let e = exponent_dim as f64;
         let base = match self.scaling {
-            RopeScaling::NtkAware { factor } => self.base * factor.powf(d as f64 / (d as f64 - 2.0)),
+            RopeScaling::NtkAware { factor } => self.base * factor.powf(e / (e - 2.0)),
             _ => self.base,
         };
-        Ok((0..d / 2)
-            .map(|i| self.scaling.scale_frequency(1.0 / base.powf(2.0 * i as f64 / d as f64)) as f32)
-            .collect())
+        Ok((0..d / 2).map(|i| self.scaling.scale_frequency(1.0 / base.powf(2.0 * i as f64 / e)) as f32).collect())
     }
+}
+
+/// Divides each inverse frequency by its factor: llama.cpp's `rope_freqs` tensor, which its
+/// converter writes for Llama 3.1's scaling instead of the scaling parameters.
+///
+/// ```
+/// assert_eq!(tcat_position::apply_frequency_factors(&[1.0, 0.5], &[1.0, 8.0]).unwrap(), [1.0, 0.0625]);
+/// ```
+pub fn apply_frequency_factors(inverse: &[f32], factors: &[f32]) -> Result<Vec<f32>> {
+    if inverse.len() != factors.len() {
+        candle_core::bail!("rope frequency factors: {} factors for {} frequencies", factors.len(), inverse.len());
+    }
+    if let Some(bad) = factors.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+        candle_core::bail!("rope frequency factors must be positive and finite, found {bad}");
+    }
+    Ok(inverse.iter().zip(factors).map(|(w, f)| w / f).collect())
 }
 
 /// Precomputed cos/sin tables applied to queries and keys with candle-nn's rope kernels.
@@ -181,11 +218,27 @@ pub struct RotaryEmbedding {
 impl RotaryEmbedding {
     /// Tables for positions `0..max_positions`.
     pub fn new(config: RotaryConfig, max_positions: usize, dtype: DType, device: &Device) -> Result<Self> {
+        let inv_freq = config.inverse_frequencies()?;
+        Self::from_inverse_frequencies(config, inv_freq, max_positions, dtype, device)
+    }
+
+    /// Tables for positions `0..max_positions` from explicit inverse frequencies (one per
+    /// rotated pair, e.g. from [`RotaryConfig::inverse_frequencies_over`] or after
+    /// [`apply_frequency_factors`]); `config` gives the layout and the position scaling.
+    pub fn from_inverse_frequencies(
+        config: RotaryConfig,
+        inv_freq: Vec<f32>,
+        max_positions: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let d = config.rotary_dim;
         if d == 0 || !d.is_multiple_of(2) {
             candle_core::bail!("rotary_dim must be a positive even number, got {d}");
         }
-        let inv_freq = config.inverse_frequencies()?;
+        if inv_freq.len() != d / 2 {
+            candle_core::bail!("{} inverse frequencies for rotary_dim {d}, expected {}", inv_freq.len(), d / 2);
+        }
         if let RopeScaling::DynamicNtk { original_max_positions, .. } = config.scaling
             && max_positions > original_max_positions
         {

@@ -1,0 +1,169 @@
+//! Attention as data: head counts and grouping (Vaswani et al. 2017 multi-head; Shazeer 2019
+//! multi-query; Ainslie et al. 2023 grouped-query), the score scale, causality, and the
+//! per-layer schedule of dense, local and sparse patterns (Child et al. 2019; Brown et al.
+//! 2020, §2.1; Ramesh et al. 2021, Fig. 11).
+
+use serde::{Deserialize, Serialize};
+
+/// How the scores `q·k` are scaled before the softmax.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "rule")]
+pub enum ScaleRule {
+    /// `1/√head_dim` (Vaswani et al. 2017, eq. 1).
+    InverseSqrtHeadDim,
+    /// No scaling: T5 folds it into the initialisation; GPT-2 with `scale_attn_weights: false`.
+    One,
+    /// `1/√head_dim`, further divided by `layer + 1` (GPT-2's `scale_attn_by_inverse_layer_idx`).
+    InverseSqrtHeadDimOverLayer,
+    /// A fixed factor.
+    Fixed {
+        /// The factor.
+        scale: f64,
+    },
+}
+
+/// Which keys a query may see before any pattern applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Masking {
+    /// Every key (encoders).
+    Bidirectional,
+    /// Earlier keys and itself (decoders).
+    Causal,
+}
+
+/// What one layer's self-attention sees, on top of the [`Masking`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "pattern")]
+pub enum AttentionPattern {
+    /// Every key the masking allows.
+    Dense,
+    /// The `window` most recent keys, itself included (GPT-Neo local layers, Mistral, GPT-3's
+    /// locally banded layers).
+    Local {
+        /// Keys visible to each query.
+        window: usize,
+    },
+    /// The Sparse Transformer's strided pattern (Child et al. 2019, §4.2).
+    Strided {
+        /// `l`, about √n.
+        stride: usize,
+    },
+    /// The Sparse Transformer's fixed pattern (Child et al. 2019, §4.2).
+    Fixed {
+        /// `l`: positions per block.
+        block: usize,
+        /// `c`: summary positions at the end of each block.
+        summary: usize,
+    },
+    /// DALL-E's row attention over an image of `cols` columns (Ramesh et al. 2021, Fig. 11).
+    DalleRow {
+        /// Image tokens per row.
+        cols: usize,
+    },
+    /// DALL-E's column attention.
+    DalleColumn {
+        /// Image tokens per row.
+        cols: usize,
+    },
+    /// DALL-E's convolutional attention with a `kernel × kernel` neighbourhood.
+    DalleConv {
+        /// Image tokens per row.
+        cols: usize,
+        /// Side of the neighbourhood (11 in DALL-E's last layer).
+        kernel: usize,
+    },
+}
+
+/// One layer kind's attention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttentionSpec {
+    /// Query heads.
+    pub num_heads: usize,
+    /// Key/value heads: `num_heads` for multi-head, 1 for multi-query, between for grouped.
+    pub num_kv_heads: usize,
+    /// Width of one head (`hidden / num_heads` in most models, not in mT5 or Gemma).
+    pub head_dim: usize,
+    /// Whether the query, key and value projections have biases.
+    pub qkv_bias: bool,
+    /// Whether the output projection has a bias.
+    pub out_bias: bool,
+    /// How scores are scaled.
+    pub scale: ScaleRule,
+    /// Causal or bidirectional.
+    pub masking: Masking,
+    /// Pattern of layer `i`: `schedule[i % len]`; empty means dense everywhere.
+    #[serde(default)]
+    pub schedule: Vec<AttentionPattern>,
+}
+
+impl AttentionSpec {
+    /// Multi-head attention over `hidden` split into `heads`, with biases and `1/√d` scaling.
+    pub fn multi_head(hidden: usize, heads: usize, masking: Masking) -> Self {
+        Self {
+            num_heads: heads,
+            num_kv_heads: heads,
+            head_dim: hidden / heads.max(1),
+            qkv_bias: true,
+            out_bias: true,
+            scale: ScaleRule::InverseSqrtHeadDim,
+            masking,
+            schedule: Vec::new(),
+        }
+    }
+
+    /// Width of all query heads together.
+    pub fn q_width(&self) -> usize {
+        self.num_heads * self.head_dim
+    }
+
+    /// Width of all key (or value) heads together.
+    pub fn kv_width(&self) -> usize {
+        self.num_kv_heads * self.head_dim
+    }
+
+    /// The pattern of layer `layer`.
+    pub fn pattern(&self, layer: usize) -> AttentionPattern {
+        if self.schedule.is_empty() { AttentionPattern::Dense } else { self.schedule[layer % self.schedule.len()] }
+    }
+
+    /// The score scale of layer `layer`.
+    pub fn scale_for_layer(&self, layer: usize) -> f64 {
+        let inv_sqrt = 1.0 / (self.head_dim as f64).sqrt();
+        match self.scale {
+            ScaleRule::InverseSqrtHeadDim => inv_sqrt,
+            ScaleRule::One => 1.0,
+            ScaleRule::InverseSqrtHeadDimOverLayer => inv_sqrt / (layer + 1) as f64,
+            ScaleRule::Fixed { scale } => scale,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.num_heads == 0 || self.num_kv_heads == 0 || self.head_dim == 0 {
+            return Err(format!(
+                "attention needs positive heads, kv heads and head_dim (found {}, {}, {})",
+                self.num_heads, self.num_kv_heads, self.head_dim
+            ));
+        }
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
+            return Err(format!(
+                "attention: num_heads ({}) must be a multiple of num_kv_heads ({})",
+                self.num_heads, self.num_kv_heads
+            ));
+        }
+        for pattern in &self.schedule {
+            let zero = match *pattern {
+                AttentionPattern::Dense => false,
+                AttentionPattern::Local { window } => window == 0,
+                AttentionPattern::Strided { stride } => stride == 0,
+                AttentionPattern::Fixed { block, summary } => block == 0 || summary == 0 || summary > block,
+                AttentionPattern::DalleRow { cols } | AttentionPattern::DalleColumn { cols } => cols == 0,
+                AttentionPattern::DalleConv { cols, kernel } => cols == 0 || kernel == 0,
+            };
+            if zero {
+                return Err(format!("attention schedule: {pattern:?} needs positive sizes"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,40 @@
+//! Heads as data: the outputs a model computes from its final hidden states.
+
+use serde::{Deserialize, Serialize};
+
+/// One head on the final hidden states.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "head")]
+pub enum HeadSpec {
+    /// Vocabulary logits: tied to the token table (Press & Wolf 2017) or a projection of its own.
+    Lm {
+        /// Whether the head is the token table.
+        tied: bool,
+        /// Whether a bias (Marian's `final_logits_bias`, an own head's bias) is added.
+        bias: bool,
+    },
+    /// Vocabulary logits scaled first by `scale` (T5's `d_model^-0.5` on tied heads).
+    ScaledLm {
+        /// Whether the head is the token table.
+        tied: bool,
+        /// Factor applied to the hidden states.
+        scale: f64,
+    },
+    /// BERT's masked-LM head (dense, activation, norm, tied decoder with bias).
+    Mlm,
+    /// BERT's tanh pooler on the first token.
+    Pooler,
+    /// `labels` logits from the pooled first token.
+    Classification {
+        /// Classes.
+        labels: usize,
+    },
+    /// One scalar per sequence from the last real token's state: the reward model and value
+    /// head of RLHF (Ouyang et al. 2022, InstructGPT, §3.5).
+    Reward,
+    /// ALBERT's sentence-order head, ELECTRA's replaced-token head: `labels` logits per
+    /// sequence or token from the pooled state.
+    SentenceOrder,
+    /// ELECTRA's discriminator: one logit per token.
+    ReplacedToken,
+}

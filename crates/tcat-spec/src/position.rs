@@ -1,0 +1,166 @@
+//! Position schemes as data: learned tables (Devlin et al. 2018), sinusoids (Vaswani et al.
+//! 2017, §3.5), rotary (Su et al. 2021), ALiBi (Press et al. 2022), T5's bucketed bias (Raffel
+//! et al. 2020, §2.1), DeBERTa's disentangled relative positions (He et al. 2021), and
+//! Transformer-XL's relative sinusoids with segment memory (Dai et al. 2019).
+
+use serde::{Deserialize, Serialize};
+
+/// How position ids are numbered for a learned table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "rule")]
+pub enum PositionIdRule {
+    /// `offset, offset + 1, …` in every row (BERT: offset 0; OPT and BART: offset 2).
+    Sequential {
+        /// Added to every position id (OPT's and BART's 2).
+        offset: usize,
+    },
+    /// RoBERTa: real tokens count from `padding_idx + 1`, padding sits at `padding_idx`.
+    PaddingAware {
+        /// The padding token id, which is also the padding position.
+        padding_idx: u32,
+    },
+}
+
+/// Where a sinusoidal table puts its sines and cosines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinusoidalLayoutSpec {
+    /// `sin` at even, `cos` at odd features (the paper, XLM).
+    Interleaved,
+    /// All sines, then all cosines (CTRL, Marian).
+    HalfSplit,
+}
+
+/// Which features of a head form the rotated pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RotaryLayoutSpec {
+    /// Feature `i` with `i + d/2` (GPT-NeoX, LLaMA).
+    HalfSplit,
+    /// Feature `2i` with `2i + 1` (GPT-J, RoFormer).
+    Interleaved,
+}
+
+/// Rotary frequency scaling.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum RopeScalingSpec {
+    /// Base frequencies.
+    None,
+    /// Position interpolation: positions divided by `factor`.
+    Linear {
+        /// Interpolation factor.
+        factor: f64,
+    },
+    /// NTK-aware base scaling.
+    NtkAware {
+        /// Extension factor.
+        factor: f64,
+    },
+    /// Dynamic NTK (exact within `original_max_positions`).
+    DynamicNtk {
+        /// Extension factor.
+        factor: f64,
+        /// Length up to which the base frequencies apply.
+        original_max_positions: usize,
+    },
+    /// Llama 3.1's frequency-dependent interpolation.
+    Llama3 {
+        /// Interpolation factor of the low frequencies.
+        factor: f64,
+        /// Wavelengths above `L / low_freq_factor` are fully interpolated.
+        low_freq_factor: f64,
+        /// Wavelengths below `L / high_freq_factor` are kept.
+        high_freq_factor: f64,
+        /// Pretraining context `L`.
+        original_max_positions: usize,
+    },
+    /// Each inverse frequency divided by a factor stored with the weights (llama.cpp's
+    /// `rope_freqs.weight`, which its converter writes for Llama 3.1 scaling).
+    StoredFactors,
+}
+
+/// Rotary position embedding settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RotarySpec {
+    /// Fraction of each head's features that rotate (1 for LLaMA, 0.25 for GPT-NeoX).
+    pub fraction: f64,
+    /// The base θ.
+    pub base: f64,
+    /// Pairing of the features.
+    pub layout: RotaryLayoutSpec,
+    /// Frequency scaling.
+    pub scaling: RopeScalingSpec,
+}
+
+impl RotarySpec {
+    /// Every feature rotates, half-split, unscaled.
+    pub fn full(base: f64) -> Self {
+        Self { fraction: 1.0, base, layout: RotaryLayoutSpec::HalfSplit, scaling: RopeScalingSpec::None }
+    }
+
+    /// Rotated features of a `head_dim`-wide head as transformers computes them: the fraction
+    /// of `head_dim`, rounded down, then up to an even number (an odd count rotates one more).
+    pub fn rotary_dim(&self, head_dim: usize) -> usize {
+        let d = (head_dim as f64 * self.fraction) as usize;
+        d + d % 2
+    }
+}
+
+/// The position scheme of a tower.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "scheme")]
+pub enum PositionSpec {
+    /// No positions (the order comes from elsewhere, e.g. ALiBi is listed separately).
+    None,
+    /// A learned table of `max_positions` rows added to the embeddings.
+    Learned {
+        /// How ids are numbered.
+        ids: PositionIdRule,
+    },
+    /// Fixed sinusoids added to the embeddings.
+    Sinusoidal {
+        /// Where the sines and cosines go.
+        layout: SinusoidalLayoutSpec,
+    },
+    /// Rotary embedding of queries and keys.
+    Rotary(RotarySpec),
+    /// Linear biases per head.
+    Alibi,
+    /// T5's bucketed relative bias, computed once per stack and shared by its layers.
+    T5Bias {
+        /// Buckets.
+        num_buckets: usize,
+        /// Distances beyond this share the last bucket.
+        max_distance: usize,
+    },
+    /// DeBERTa's disentangled attention (content-to-position and position-to-content terms
+    /// with shared relative embeddings); v2 log buckets and shared keys.
+    Deberta {
+        /// Relative distances kept (`max_relative_positions`).
+        max_relative: usize,
+        /// Log buckets (v2), or none.
+        buckets: Option<usize>,
+        /// Whether positions are projected by the content key/query projections (v2).
+        share_keys: bool,
+        /// Whether a learned absolute table is added too (`position_biased_input`).
+        absolute: bool,
+    },
+    /// Transformer-XL's relative sinusoids with global biases `u`, `v`, and a memory of the
+    /// previous segment's hidden states.
+    TransformerXl {
+        /// States kept from the previous segment.
+        mem_len: usize,
+        /// Distances clamped to this (0: no clamp).
+        clamp_len: usize,
+    },
+    /// Row and column tables for the image tokens (DALL-E), a learned table for the text.
+    ImageGrid {
+        /// Text positions.
+        text_len: usize,
+        /// Image rows.
+        rows: usize,
+        /// Image columns.
+        cols: usize,
+    },
+}
