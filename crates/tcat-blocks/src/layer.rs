@@ -46,6 +46,12 @@ impl TransformerLayer {
         &self.attention
     }
 
+    /// The other parts: the attention norm, the feed-forward network, its norm and the
+    /// residual placement (to rebuild the layer around another attention).
+    pub fn parts(&self) -> (&Norm, &FeedForward, &Norm, Residual) {
+        (&self.attention_norm, &self.feed_forward, &self.feed_forward_norm, self.residual)
+    }
+
     /// Applies the layer to `x` `[batch, seq, hidden]`; `positions` and `cache` go to the
     /// attention (see [`MultiHeadAttention::forward`]).
     pub fn forward(
@@ -55,18 +61,36 @@ impl TransformerLayer {
         positions: Option<&Tensor>,
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
-        let attend = |h: &Tensor, cache| self.attention.forward(h, mask, positions, cache);
+        let mut cache = cache;
+        self.residual_branches(x, |h| self.attention.forward(h, mask, positions, cache.as_deref_mut()))
+    }
+
+    /// Applies the layer to `x` with its attention's keys and values over `[memory; x]`
+    /// (Transformer-XL's segment-level recurrence, Dai et al. 2019, §3.2; see
+    /// [`MultiHeadAttention::forward_with_memory`]). `memory` is the previous segment's input to
+    /// this layer, `[batch, mem_len, hidden]`; with a pre-norm or parallel layer it goes through
+    /// the attention norm as `x` does.
+    pub fn forward_with_memory(&self, x: &Tensor, memory: Option<&Tensor>, mask: &AttentionMask) -> Result<Tensor> {
+        let memory = match (self.residual, memory) {
+            (Residual::PreNorm | Residual::Parallel, Some(m)) => Some(self.attention_norm.forward(m)?),
+            (_, m) => m.cloned(),
+        };
+        self.residual_branches(x, |h| self.attention.forward_with_memory(h, memory.as_ref(), mask))
+    }
+
+    /// The residual placement around `attend` and the feed-forward branch.
+    fn residual_branches(&self, x: &Tensor, mut attend: impl FnMut(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
         match self.residual {
             Residual::PostNorm => {
-                let h = self.attention_norm.forward(&(x + attend(x, cache)?)?)?;
+                let h = self.attention_norm.forward(&(x + attend(x)?)?)?;
                 self.feed_forward_norm.forward(&(&h + self.feed_forward.forward(&h)?)?)
             }
             Residual::PreNorm => {
-                let h = (x + attend(&self.attention_norm.forward(x)?, cache)?)?;
+                let h = (x + attend(&self.attention_norm.forward(x)?)?)?;
                 &h + self.feed_forward.forward(&self.feed_forward_norm.forward(&h)?)?
             }
             Residual::Parallel => {
-                let a = attend(&self.attention_norm.forward(x)?, cache)?;
+                let a = attend(&self.attention_norm.forward(x)?)?;
                 let f = self.feed_forward.forward(&self.feed_forward_norm.forward(x)?)?;
                 (x + a)? + f
             }

@@ -1,13 +1,20 @@
 //! Transformer building blocks, each written once and shared by every model in the catalog:
 //! [`Norm`] (LayerNorm, RMSNorm), [`Activation`], [`FeedForward`], [`Embeddings`],
 //! [`TransformerLayer`] with its [`Residual`] placement, the [`Stack`] of layers, and the
-//! heads ([`LmHead`], [`MlmHead`], [`Pooler`], [`SentencePooling`]).
+//! heads ([`LmHead`], [`MlmHead`], [`Pooler`], [`SentencePooling`]), and ERNIE's
+//! [`EntityFusion`] layer (Zhang et al. 2019, §3.3, eq. 4–5), which mixes aligned entity
+//! embeddings into the token states.
+//!
+//! [`Stack::with_relative_bias`] shares T5's bucketed bias between the layers (computed once per
+//! forward, also when decoding with a cache), and [`Stack::forward_with_memory`] runs
+//! Transformer-XL's segment-level recurrence over a `tcat_position::SegmentMemory`.
 //!
 //! Attention comes from `tcat-attention` and positions from `tcat-position`; this crate
 //! assembles them.
 
 mod activation;
 mod embeddings;
+mod entity_fusion;
 mod feed_forward;
 mod heads;
 mod layer;
@@ -16,6 +23,7 @@ mod stack;
 
 pub use activation::Activation;
 pub use embeddings::Embeddings;
+pub use entity_fusion::{EntityFusion, FusionOutput};
 pub use feed_forward::FeedForward;
 pub use heads::{LmHead, MlmHead, Pooler, SentencePooling};
 pub use layer::{Residual, TransformerLayer};

@@ -1,8 +1,10 @@
 //! A stack of Transformer layers with an optional final norm: the body of every encoder and
-//! decoder.
+//! decoder (Vaswani et al. 2017, §3.1), with T5's relative bias computed once per stack
+//! (Raffel et al. 2020, §2.1) and Transformer-XL's segment memory (Dai et al. 2019, §3.2).
 
 use candle_core::{Result, Tensor};
 use tcat_attention::{AttentionMask, KvCache};
+use tcat_position::{RelativePositionBias, SegmentMemory};
 
 use crate::{Norm, TransformerLayer};
 
@@ -11,12 +13,39 @@ use crate::{Norm, TransformerLayer};
 pub struct Stack {
     layers: Vec<TransformerLayer>,
     final_norm: Option<Norm>,
+    shared_bias: Option<RelativePositionBias>,
 }
 
 impl Stack {
     /// A stack from its layers and optional final norm.
     pub fn new(layers: Vec<TransformerLayer>, final_norm: Option<Norm>) -> Self {
-        Self { layers, final_norm }
+        Self { layers, final_norm, shared_bias: None }
+    }
+
+    /// Shares one relative position bias between every layer: T5 (Raffel et al. 2020, §2.1)
+    /// keeps the bucket table in the first layer only, computes the bias once per forward and
+    /// adds it to every layer's scores; LaMDA's decoder does the same, causally. The bias is
+    /// computed for the new queries at the end of the attended keys (past + new, from the first
+    /// cache when decoding), so cached decoding matches the full pass; it needs full caches
+    /// (not sliding ones) in every layer.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use tcat_blocks::Stack;
+    /// use tcat_position::{BucketDirection, RelativePositionBias};
+    /// let table = Tensor::zeros((8, 2), DType::F32, &Device::Cpu).unwrap();
+    /// let t5 = RelativePositionBias::new(table, BucketDirection::Causal, 16).unwrap();
+    /// let stack = Stack::new(vec![], None).with_relative_bias(t5);
+    /// assert!(stack.relative_bias().is_some());
+    /// ```
+    pub fn with_relative_bias(mut self, bias: RelativePositionBias) -> Self {
+        self.shared_bias = Some(bias);
+        self
+    }
+
+    /// The relative position bias shared by the layers, if any.
+    pub fn relative_bias(&self) -> Option<&RelativePositionBias> {
+        self.shared_bias.as_ref()
     }
 
     /// Number of layers.
@@ -51,6 +80,16 @@ impl Stack {
         positions: Option<&Tensor>,
         caches: Option<&mut [KvCache]>,
     ) -> Result<Tensor> {
+        let past = caches.as_ref().and_then(|c| c.first()).map_or(0, KvCache::len);
+        let shared;
+        let mask = match &self.shared_bias {
+            None => mask,
+            Some(bias) => {
+                let q_len = x.dim(1)?;
+                shared = mask.clone().with_bias(bias.bias(q_len, past + q_len)?);
+                &shared
+            }
+        };
         let mut x = x.clone();
         match caches {
             Some(caches) => {
@@ -66,6 +105,42 @@ impl Stack {
                     x = layer.forward(&x, mask, positions, None)?;
                 }
             }
+        }
+        match &self.final_norm {
+            Some(norm) => norm.forward(&x),
+            None => Ok(x),
+        }
+    }
+
+    /// Runs every layer with Transformer-XL's segment-level recurrence (Dai et al. 2019, §3.2):
+    /// layer `i` attends over `[memory_i; h_i]`, where `memory_i` holds the last `mem_len`
+    /// inputs of layer `i` from the previous segments, and `memory` is then updated with this
+    /// segment's inputs. The mask covers `mem_len + seq` keys (causal: every remembered
+    /// position and the current ones up to the query). With a shared relative bias, it is
+    /// computed once for those lengths.
+    pub fn forward_with_memory(&self, x: &Tensor, mask: &AttentionMask, memory: &mut SegmentMemory) -> Result<Tensor> {
+        if memory.num_layers() != self.layers.len() {
+            candle_core::bail!(
+                "segment memory serves {} layers, expected one per layer of the stack ({})",
+                memory.num_layers(),
+                self.layers.len()
+            );
+        }
+        let mut x = x.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let mem = memory.memory(i)?.cloned();
+            let shared;
+            let mask = match &self.shared_bias {
+                None => mask,
+                Some(bias) => {
+                    let q_len = x.dim(1)?;
+                    shared = mask.clone().with_bias(bias.bias(q_len, memory.len(i) + q_len)?);
+                    &shared
+                }
+            };
+            let out = layer.forward_with_memory(&x, mem.as_ref(), mask)?;
+            memory.update(i, &x)?;
+            x = out;
         }
         match &self.final_norm {
             Some(norm) => norm.forward(&x),

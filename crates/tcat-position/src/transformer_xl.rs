@@ -120,6 +120,17 @@ impl SegmentMemory {
         self.layers.iter().all(Option::is_none)
     }
 
+    /// The states remembered for `layer` (`[batch, len, dim]`), `None` before the first update;
+    /// an error naming the layer count when `layer` is out of range.
+    pub fn memory(&self, layer: usize) -> Result<Option<&Tensor>> {
+        self.layer(layer)
+    }
+
+    /// Layers this memory serves.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
     /// `[memory; hidden]` along the sequence (`hidden` is `[batch, seq, dim]`): the states the
     /// layer's keys and values are computed from.
     pub fn extended(&self, layer: usize, hidden: &Tensor) -> Result<Tensor> {
