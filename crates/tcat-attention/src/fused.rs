@@ -12,8 +12,8 @@
 //!
 //! Tiles that a mask hides entirely are skipped (causal attention does about half the work, a
 //! sliding window of `w` keys costs `O(n · w)`), tiles it shows entirely skip the per-element
-//! test. Which keys a query sees is a [`KeyVisibility`], so new sparse patterns only have to
-//! answer `allows(query, key)` (and may answer the per-tile question faster).
+//! test. Which keys a query sees, and how a tile is covered, come from the mask's
+//! [`VisibilityPlan`], the same plan the materialised path turns into its boolean mask.
 //!
 //! Compute is `f32` whatever the input dtype; on x86-64 CPUs with AVX2 and FMA the kernel is
 //! compiled a second time for them and chosen at run time.
@@ -23,9 +23,9 @@ use std::ops::Range;
 use candle_core::{DType, Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
 
-use crate::mask::{AttentionMask, Causality};
-use crate::pattern::SparsePattern;
-use crate::sdpa::{scaled_dot_product_attention, split_grouped_shape};
+use crate::mask::AttentionMask;
+use crate::sdpa::scaled_dot_product_attention;
+use crate::{AttentionKernel, AttentionShape, TileCover, VisibilityPlan};
 use tcat_core::math::exp;
 
 /// Query rows per tile.
@@ -71,26 +71,10 @@ const BLOCK_ROWS: usize = 4;
 /// assert!(diff < 1e-5);
 /// ```
 pub fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask, scale: f64) -> Result<Tensor> {
-    let (batch, heads, q_len, head_dim) = q.dims4()?;
-    let (kb, kv_heads, kv_len, kd) = k.dims4()?;
-    if k.dims() != v.dims() {
-        candle_core::bail!("fused_attention: keys {:?} and values {:?} differ in shape", k.dims(), v.dims());
-    }
-    if kb != batch || kd != head_dim {
-        candle_core::bail!(
-            "fused_attention: keys {:?} do not match queries {:?} in batch or head_dim",
-            k.dims(),
-            q.dims()
-        );
-    }
-    let (_, group) = split_grouped_shape(heads, kv_heads)?;
+    let shape = AttentionShape::check(q, k, v)?;
+    let AttentionShape { batch, heads, kv_heads, group, q_len, kv_len, head_dim } = shape;
     let dtype = q.dtype();
-    if k.dtype() != dtype || v.dtype() != dtype {
-        candle_core::bail!("fused_attention: q, k, v dtypes differ: {:?}, {:?}, {:?}", dtype, k.dtype(), v.dtype());
-    }
-    let kernel_dtype = matches!(dtype, DType::F32 | DType::F16 | DType::BF16);
-    // Explicit q_len × kv_len masks are materialised already: the materialised path takes them.
-    if !q.device().is_cpu() || !kernel_dtype || mask.explicit().is_some() {
+    if AttentionKernel::Fused.resolve(q, mask) != AttentionKernel::Fused {
         return scaled_dot_product_attention(q, k, v, mask, scale);
     }
     if q_len == 0 || head_dim == 0 || batch == 0 || heads == 0 {
@@ -99,43 +83,13 @@ pub fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask,
     if kv_len == 0 {
         candle_core::bail!("fused_attention: kv_len is 0, there is nothing to attend to");
     }
+    let plan = mask.plan(batch, q_len, kv_len)?;
 
     let to_f32 = |t: &Tensor| t.to_dtype(DType::F32)?.contiguous();
     let (q, k, v) = (to_f32(q)?, to_f32(k)?, to_f32(v)?);
-    let keep = match mask.key_padding() {
-        None => None,
-        Some(keep) => {
-            let (b, l) = keep.dims2()?;
-            if b != batch || l != kv_len {
-                candle_core::bail!("key padding mask has shape [{b}, {l}], expected [batch={batch}, kv_len={kv_len}]");
-            }
-            Some(to_f32(keep)?)
-        }
-    };
-    for pattern in mask.patterns() {
-        pattern.validate()?;
-    }
-    let segments = match mask.segments() {
-        None => None,
-        Some(ids) => {
-            if ids.dims() != [batch, kv_len] || q_len > kv_len {
-                candle_core::bail!(
-                    "segment ids have shape {:?}, expected [batch={batch}, kv_len={kv_len}] with q_len={q_len} ≤ kv_len",
-                    ids.dims()
-                );
-            }
-            Some(ids.to_dtype(DType::F32)?.contiguous()?)
-        }
-    };
-    let mut bias: Option<Tensor> = None;
-    for b in mask.biases() {
-        let b = b.to_dtype(DType::F32)?;
-        bias = Some(match bias {
-            None => b,
-            Some(sum) => sum.broadcast_add(&b)?,
-        });
-    }
-    let bias = bias.map(|b| b.contiguous()?.broadcast_as((batch, heads, q_len, kv_len))).transpose()?;
+    let keep = plan.key_padding().map(to_f32).transpose()?;
+    let segments = plan.segments().map(to_f32).transpose()?;
+    let bias = shape.summed_bias(mask, DType::F32)?;
 
     let (q_guard, q_layout) = q.storage_and_layout();
     let (k_guard, k_layout) = k.storage_and_layout();
@@ -168,18 +122,7 @@ pub fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask,
         head_dim,
         scale: scale as f32,
     };
-    let causal = |window| CausalWindow::new(q_len, kv_len, window);
-    let patterns = (!mask.patterns().is_empty()).then(|| mask.patterns().to_vec());
-    let out = match (mask.causality(), patterns) {
-        (Causality::Bidirectional, None) => run(&problem, &Dense, batch),
-        (Causality::Causal, None) => run(&problem, &causal(None), batch),
-        (Causality::SlidingWindow { window }, None) => run(&problem, &causal(Some(window)), batch),
-        (Causality::Bidirectional, Some(p)) => run(&problem, &Patterned::new(Dense, p, q_len, kv_len), batch),
-        (Causality::Causal, Some(p)) => run(&problem, &Patterned::new(causal(None), p, q_len, kv_len), batch),
-        (Causality::SlidingWindow { window }, Some(p)) => {
-            run(&problem, &Patterned::new(causal(Some(window)), p, q_len, kv_len), batch)
-        }
-    };
+    let out = run(&problem, &plan, batch);
     Tensor::from_vec(out, (batch, heads, q_len, head_dim), q.device())?.to_dtype(dtype)
 }
 
@@ -196,126 +139,6 @@ fn contiguous_f32<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]
     }
     let start = layout.start_offset();
     Ok(&cpu_f32(storage)?[start..start + layout.shape().elem_count()])
-}
-
-/// Whether a tile of queries × keys is hidden, shown, or mixed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TileCover {
-    /// No query of the tile sees any key of the tile: skip it.
-    Hidden,
-    /// Every query sees every key: no per-element test.
-    Visible,
-    /// Some pairs are hidden: test each with [`KeyVisibility::allows`].
-    Partial,
-}
-
-/// Which keys each query may see, independent of batch and head (padding and biases are applied
-/// on top). Query indices are rows `0..q_len` of the query tensor, key indices `0..kv_len`.
-pub(crate) trait KeyVisibility: Sync {
-    /// Whether query `query` may attend to key `key`.
-    fn allows(&self, query: usize, key: usize) -> bool;
-
-    /// How the pattern covers `queries × keys` (both non-empty). The default tests every pair;
-    /// patterns answer faster where they can. It must never answer `Hidden` or `Visible` wrongly.
-    fn cover(&self, queries: Range<usize>, keys: Range<usize>) -> TileCover {
-        let (mut any, mut all) = (false, true);
-        for i in queries {
-            for j in keys.clone() {
-                let a = self.allows(i, j);
-                any |= a;
-                all &= a;
-            }
-        }
-        match (any, all) {
-            (false, _) => TileCover::Hidden,
-            (true, true) => TileCover::Visible,
-            (true, false) => TileCover::Partial,
-        }
-    }
-}
-
-/// Every query sees every key.
-struct Dense;
-
-impl KeyVisibility for Dense {
-    fn allows(&self, _: usize, _: usize) -> bool {
-        true
-    }
-
-    fn cover(&self, _: Range<usize>, _: Range<usize>) -> TileCover {
-        TileCover::Visible
-    }
-}
-
-/// Causal, bottom-right aligned (query `i` sits at `p = i + kv_len − q_len`, sees `j ≤ p`),
-/// optionally restricted to the `window` keys `p − window < j ≤ p`.
-struct CausalWindow {
-    offset: i64,
-    window: Option<i64>,
-}
-
-impl CausalWindow {
-    fn new(q_len: usize, kv_len: usize, window: Option<usize>) -> Self {
-        Self { offset: kv_len as i64 - q_len as i64, window: window.map(|w| w as i64) }
-    }
-}
-
-impl KeyVisibility for CausalWindow {
-    fn allows(&self, query: usize, key: usize) -> bool {
-        let (p, j) = (query as i64 + self.offset, key as i64);
-        j <= p && self.window.is_none_or(|w| j > p - w)
-    }
-
-    fn cover(&self, queries: Range<usize>, keys: Range<usize>) -> TileCover {
-        let (p_min, p_max) = (queries.start as i64 + self.offset, queries.end as i64 - 1 + self.offset);
-        let (j_min, j_max) = (keys.start as i64, keys.end as i64 - 1);
-        // Hidden: every key is after every query, or (window) too old for every query.
-        let after = j_min > p_max;
-        let too_old = self.window.is_some_and(|w| w == 0 || j_max <= p_min - w);
-        if after || too_old {
-            return TileCover::Hidden;
-        }
-        let all_before = j_max <= p_min;
-        let all_recent = self.window.is_none_or(|w| j_min > p_max - w);
-        if all_before && all_recent { TileCover::Visible } else { TileCover::Partial }
-    }
-}
-
-/// A causality further restricted by [`SparsePattern`]s (ANDed), which speak absolute positions
-/// (queries at the end of the keys).
-struct Patterned<B> {
-    base: B,
-    patterns: Vec<SparsePattern>,
-    offset: usize,
-    kv_len: usize,
-}
-
-impl<B> Patterned<B> {
-    fn new(base: B, patterns: Vec<SparsePattern>, q_len: usize, kv_len: usize) -> Self {
-        Self { base, patterns, offset: kv_len.saturating_sub(q_len), kv_len }
-    }
-}
-
-impl<B: KeyVisibility> KeyVisibility for Patterned<B> {
-    fn allows(&self, query: usize, key: usize) -> bool {
-        self.base.allows(query, key) && self.patterns.iter().all(|p| p.allows(query + self.offset, key, self.kv_len))
-    }
-
-    fn cover(&self, queries: Range<usize>, keys: Range<usize>) -> TileCover {
-        let mut cover = self.base.cover(queries.clone(), keys.clone());
-        let (q0, q1) = (queries.start + self.offset, queries.end + self.offset);
-        for pattern in &self.patterns {
-            if cover == TileCover::Hidden {
-                break;
-            }
-            cover = match pattern.tile(q0, q1, keys.start, keys.end, self.kv_len) {
-                (false, _) => TileCover::Hidden,
-                (true, true) => cover,
-                (true, false) => TileCover::Partial,
-            };
-        }
-        cover
-    }
 }
 
 /// A `[batch, heads, q_len, kv_len]` view of the summed biases (strides may be 0).
@@ -385,7 +208,7 @@ impl Scratch {
 }
 
 /// Splits the output into tasks and runs them in parallel; returns `[batch, heads, q_len, d]`.
-fn run<V: KeyVisibility>(p: &Problem, vis: &V, batch: usize) -> Vec<f32> {
+fn run(p: &Problem, plan: &VisibilityPlan, batch: usize) -> Vec<f32> {
     let rows_per_kv = p.group * p.q_len;
     let mut out = vec![0f32; batch * p.kv_heads * rows_per_kv * p.head_dim];
     // Tiles never straddle two query heads when a head has at least a tile of queries, so the
@@ -423,11 +246,11 @@ fn run<V: KeyVisibility>(p: &Problem, vis: &V, batch: usize) -> Vec<f32> {
             #[cfg(target_arch = "x86_64")]
             if fast {
                 // SAFETY: `simd_available` checked that the CPU has AVX2 and FMA.
-                unsafe { tile_avx2(p, vis, task, scratch) };
+                unsafe { tile_avx2(p, plan, task, scratch) };
                 return;
             }
             let _ = fast;
-            tile::<V, false>(p, vis, task, scratch)
+            tile::<false>(p, plan, task, scratch)
         },
     );
     out
@@ -446,8 +269,8 @@ fn simd_available() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2<V: KeyVisibility>(p: &Problem, vis: &V, task: Task, scratch: &mut Scratch) {
-    tile::<V, true>(p, vis, task, scratch)
+unsafe fn tile_avx2(p: &Problem, plan: &VisibilityPlan, task: Task, scratch: &mut Scratch) {
+    tile::<true>(p, plan, task, scratch)
 }
 
 /// `a · b + c`, fused when the kernel is compiled for FMA.
@@ -458,7 +281,7 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 
 /// One query tile against all the key tiles it sees (Algorithm 1, lines 7–15, of Dao et al.).
 #[inline(always)]
-fn tile<V: KeyVisibility, const FMA: bool>(p: &Problem, vis: &V, task: Task, sc: &mut Scratch) {
+fn tile<const FMA: bool>(p: &Problem, plan: &VisibilityPlan, task: Task, sc: &mut Scratch) {
     let (d, dp, n_rows) = (p.head_dim, sc.dp, task.rows.len());
     let padded_rows = n_rows.div_ceil(BLOCK_ROWS) * BLOCK_ROWS;
     let bkv = task.batch * p.kv_heads + task.kv_head;
@@ -482,12 +305,13 @@ fn tile<V: KeyVisibility, const FMA: bool>(p: &Problem, vis: &V, task: Task, sc:
     let keep = p.keep.map(|keep| &keep[task.batch * p.kv_len..(task.batch + 1) * p.kv_len]);
     let segments = p.segments.map(|ids| &ids[task.batch * p.kv_len..(task.batch + 1) * p.kv_len]);
     let offset = p.kv_len.saturating_sub(p.q_len);
+    let patterned = !plan.patterns().is_empty();
 
     let mut j0 = 0;
     while j0 < p.kv_len {
         let n_cols = COLS.min(p.kv_len - j0);
         let keys = j0..j0 + n_cols;
-        let cover = vis.cover(queries.clone(), keys.clone());
+        let cover = plan.cover(queries.clone(), keys.clone());
         if cover == TileCover::Hidden {
             j0 += n_cols;
             continue;
@@ -517,9 +341,17 @@ fn tile<V: KeyVisibility, const FMA: bool>(p: &Problem, vis: &V, task: Task, sc:
                 }
             }
             if cover == TileCover::Partial {
-                for (c, x) in s[..n_cols].iter_mut().enumerate() {
-                    if !vis.allows(i, j0 + c) {
-                        *x = f32::NEG_INFINITY;
+                // The row's causal key range, then the patterns key by key.
+                let range = plan.row_keys(i);
+                let lo = range.start.clamp(j0, j0 + n_cols) - j0;
+                let hi = range.end.clamp(j0 + lo, j0 + n_cols) - j0;
+                s[..lo].fill(f32::NEG_INFINITY);
+                s[hi..n_cols].fill(f32::NEG_INFINITY);
+                if patterned {
+                    for (c, x) in s[lo..hi].iter_mut().enumerate() {
+                        if !plan.patterns_allow(i, j0 + lo + c) {
+                            *x = f32::NEG_INFINITY;
+                        }
                     }
                 }
             }
@@ -654,37 +486,4 @@ fn exp_shifted_sum(s: &mut [f32], m: f32) -> f32 {
         }
     }
     lanes.iter().sum()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn causal_window_cover_agrees_with_the_pairwise_default() {
-        struct Pairwise<'a>(&'a CausalWindow);
-        impl KeyVisibility for Pairwise<'_> {
-            fn allows(&self, q: usize, k: usize) -> bool {
-                self.0.allows(q, k)
-            }
-        }
-        for (q_len, kv_len) in [(7, 7), (3, 9), (9, 3), (1, 5)] {
-            for window in [None, Some(0), Some(1), Some(2), Some(4), Some(20)] {
-                let vis = CausalWindow::new(q_len, kv_len, window);
-                for i0 in 0..q_len {
-                    for i1 in i0 + 1..=q_len {
-                        for j0 in 0..kv_len {
-                            for j1 in j0 + 1..=kv_len {
-                                assert_eq!(
-                                    vis.cover(i0..i1, j0..j1),
-                                    Pairwise(&vis).cover(i0..i1, j0..j1),
-                                    "q_len {q_len} kv_len {kv_len} window {window:?} {i0}..{i1} x {j0}..{j1}"
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
 }

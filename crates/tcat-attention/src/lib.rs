@@ -29,6 +29,7 @@ mod linear_attention;
 mod mask;
 mod multi_head;
 mod pattern;
+mod plan;
 mod position_term;
 pub mod reference;
 mod schedule;
@@ -41,6 +42,7 @@ pub use linear_attention::{LinearAttentionState, elu_feature_map, linear_attenti
 pub use mask::{AttentionMask, Causality};
 pub use multi_head::{AttentionKernel, MultiHeadAttention, QkvProjection};
 pub use pattern::{GridAxis, SparsePattern};
+pub use plan::{AttentionShape, TileCover, VisibilityPlan};
 pub use position_term::{DisentangledPosition, PositionTerm, ScoreTerm, XlRelativePosition};
 pub use schedule::{AttentionSchedule, LayerAttention};
 pub use sdpa::{scaled_dot_product_attention, split_grouped_shape};

@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
-use crate::SparsePattern;
+use crate::{SparsePattern, VisibilityPlan};
 
 /// Whether queries may look at later keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,11 +72,7 @@ pub struct AttentionMask {
 impl Causality {
     /// Whether the query at absolute position `query` may see the key at `key`.
     pub fn allows(&self, query: usize, key: usize) -> bool {
-        match *self {
-            Causality::Bidirectional => true,
-            Causality::Causal => key <= query,
-            Causality::SlidingWindow { window } => key <= query && key + window > query,
-        }
+        self.key_range(query as i64, key.saturating_add(1)).contains(&key)
     }
 }
 
@@ -195,12 +191,7 @@ impl AttentionMask {
 
     /// Whether this mask hides any key from any query for the given lengths.
     pub fn restricts(&self, q_len: usize, kv_len: usize) -> bool {
-        let hides_keys = match self.causality {
-            Causality::Bidirectional => false,
-            Causality::Causal => q_len > 1,
-            Causality::SlidingWindow { window } => q_len > 1 || kv_len > window,
-        };
-        hides_keys
+        self.causality.hides_keys(q_len, kv_len)
             || self.key_padding.is_some()
             || !self.patterns.is_empty()
             || self.segments.is_some()
@@ -229,92 +220,16 @@ impl AttentionMask {
     }
 
     /// The boolean mask as a `u8` tensor broadcastable to `[batch, 1, q_len, kv_len]`
-    /// (1 = may attend), or `None` when nothing is masked.
+    /// (1 = may attend), or `None` when nothing is masked: the [`VisibilityPlan`] of this mask
+    /// for these lengths, materialised.
     pub fn allowed(&self, batch: usize, q_len: usize, kv_len: usize, device: &Device) -> Result<Option<Tensor>> {
-        if !self.restricts(q_len, kv_len) {
-            return Ok(None);
-        }
-        let causal = match self.causality {
-            Causality::Bidirectional => None,
-            Causality::Causal => Some(causal_allowed(q_len, kv_len, None, device)?),
-            Causality::SlidingWindow { window } => Some(causal_allowed(q_len, kv_len, Some(window), device)?),
-        };
-        let padding = match &self.key_padding {
-            None => None,
-            Some(keep) => {
-                let (b, k) = keep.dims2()?;
-                if b != batch || k != kv_len {
-                    candle_core::bail!(
-                        "key padding mask has shape [{b}, {k}], expected [batch={batch}, kv_len={kv_len}]"
-                    );
-                }
-                // A no-op when `keep` is on `device` already: candle then returns the same
-                // storage (an `Arc` clone), so nothing is copied per call.
-                let keep = keep.to_device(device)?;
-                Some(keep.ne(&keep.zeros_like()?)?.reshape((batch, 1, 1, kv_len))?)
-            }
-        };
-        let pattern = match self.patterns.as_slice() {
-            [] => None,
-            patterns => Some(pattern_allowed(patterns, q_len, kv_len, device)?.reshape((1, 1, q_len, kv_len))?),
-        };
-        let segments = match &self.segments {
-            None => None,
-            Some(ids) => {
-                let (b, k) = ids.dims2()?;
-                if b != batch || k != kv_len || q_len > kv_len {
-                    candle_core::bail!(
-                        "segment ids have shape [{b}, {k}], expected [batch={batch}, kv_len={kv_len}] with q_len={q_len} ≤ kv_len"
-                    );
-                }
-                let ids = ids.to_device(device)?; // no copy when already there, as above
-                let queries = ids.narrow(1, kv_len - q_len, q_len)?.reshape((batch, 1, q_len, 1))?;
-                Some(queries.broadcast_eq(&ids.reshape((batch, 1, 1, kv_len))?)?)
-            }
-        };
-        let causal = causal.map(|c| c.reshape((1, 1, q_len, kv_len))).transpose()?;
-        let mut allowed: Option<Tensor> = None;
-        let explicit = match &self.explicit {
-            None => None,
-            Some(t) => {
-                let t = t.to_device(device)?; // no copy when already there, as above
-                Some(t.ne(&t.zeros_like()?)?.broadcast_as((batch, 1, q_len, kv_len))?)
-            }
-        };
-        for part in [causal, padding, pattern, segments, explicit].into_iter().flatten() {
-            allowed = Some(match allowed {
-                None => part,
-                Some(a) => a.broadcast_mul(&part)?,
-            });
-        }
-        Ok(allowed)
+        VisibilityPlan::new(self, batch, q_len, kv_len)?.allowed(device)
     }
-}
 
-/// `[q_len, kv_len]` u8 from the patterns' predicates (ANDed), with the queries at the end of
-/// the keys. Built on the host and copied to `device` once per call: sparse patterns serve
-/// presets and benchmarks, not a decoding loop.
-fn pattern_allowed(patterns: &[SparsePattern], q_len: usize, kv_len: usize, device: &Device) -> Result<Tensor> {
-    for pattern in patterns {
-        pattern.validate()?;
-    }
-    let offset = kv_len.saturating_sub(q_len);
-    let cells: Vec<u8> = (0..q_len)
-        .flat_map(|i| (0..kv_len).map(move |j| u8::from(patterns.iter().all(|p| p.allows(i + offset, j, kv_len)))))
-        .collect();
-    Tensor::from_vec(cells, (q_len, kv_len), device)
-}
-
-/// `[q_len, kv_len]` u8: 1 where key `j <= p` for the query's absolute position
-/// `p = i + kv_len - q_len`, and, with a window, `j > p - window`.
-fn causal_allowed(q_len: usize, kv_len: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
-    let offset = kv_len as i64 - q_len as i64;
-    let rows = Tensor::arange(offset, offset + q_len as i64, device)?.reshape((q_len, 1))?;
-    let cols = Tensor::arange(0i64, kv_len as i64, device)?.reshape((1, kv_len))?;
-    let causal = cols.broadcast_le(&rows)?;
-    match window {
-        None => Ok(causal),
-        Some(w) => causal.mul(&cols.broadcast_gt(&(rows - w as f64)?)?),
+    /// The [`VisibilityPlan`] of this mask for `batch` rows of `q_len` queries at the end of
+    /// `kv_len` keys: every part validated once.
+    pub fn plan(&self, batch: usize, q_len: usize, kv_len: usize) -> Result<VisibilityPlan> {
+        VisibilityPlan::new(self, batch, q_len, kv_len)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Multi-head attention (Vaswani et al. 2017, §3.2.2) with grouped-query and multi-query
 //! attention as its `num_kv_heads` setting.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use tcat_core::Linear;
 use tcat_position::{Alibi, RotaryEmbedding, positions_from_attention_mask, sequential_position_ids};
 
@@ -82,6 +82,31 @@ pub enum AttentionKernel {
 }
 
 impl AttentionKernel {
+    /// The kernel that actually runs for these inputs, by the one fallback rule:
+    /// [`Fused`](Self::Fused) runs where its tiled CPU kernel applies (a CPU tensor of `f32`,
+    /// `f16` or `bf16`, and no explicit `q_len × kv_len` mask, which is materialised already)
+    /// and is [`Materialized`](Self::Materialized) everywhere else.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use tcat_attention::{AttentionKernel, AttentionMask};
+    /// let q = Tensor::zeros((1, 2, 3, 4), DType::F32, &Device::Cpu).unwrap();
+    /// assert_eq!(AttentionKernel::Fused.resolve(&q, &AttentionMask::causal()), AttentionKernel::Fused);
+    /// let explicit = AttentionMask::none().with_allowed(Tensor::ones((3, 3), DType::U8, &Device::Cpu).unwrap());
+    /// assert_eq!(AttentionKernel::Fused.resolve(&q, &explicit), AttentionKernel::Materialized);
+    /// let q64 = q.to_dtype(DType::F64).unwrap();
+    /// assert_eq!(AttentionKernel::Fused.resolve(&q64, &AttentionMask::causal()), AttentionKernel::Materialized);
+    /// ```
+    pub fn resolve(self, q: &Tensor, mask: &AttentionMask) -> Self {
+        let fused_applies = q.device().is_cpu()
+            && matches!(q.dtype(), DType::F32 | DType::F16 | DType::BF16)
+            && mask.explicit().is_none();
+        match self {
+            Self::Fused if fused_applies => Self::Fused,
+            Self::Fused | Self::Materialized => Self::Materialized,
+        }
+    }
+
     /// Runs this kernel: `q` `[batch, heads, q_len, head_dim]`, `k`/`v`
     /// `[batch, kv_heads, kv_len, head_dim]`, result `[batch, heads, q_len, head_dim]`.
     pub fn attention(self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask, scale: f64) -> Result<Tensor> {

@@ -1,7 +1,8 @@
 //! The attention function every tcat model calls.
 
-use candle_core::{D, DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 
+use crate::AttentionShape;
 use crate::mask::{AttentionMask, masked_fill_value};
 
 /// Scaled dot-product attention, `softmax(Q Kᵀ · scale + bias, masked) V`
@@ -24,9 +25,10 @@ pub fn scaled_dot_product_attention(
     mask: &AttentionMask,
     scale: f64,
 ) -> Result<Tensor> {
-    let (batch, heads, q_len, head_dim) = q.dims4()?;
-    let (kv_heads, kv_len) = check_kv(q, k, v)?;
-    let group = heads / kv_heads;
+    let shape = AttentionShape::check(q, k, v)?;
+    let AttentionShape { batch, heads, kv_heads, group, q_len, kv_len, head_dim } = shape;
+    let plan = mask.plan(batch, q_len, kv_len)?;
+    shape.check_biases(mask)?; // the scores add them one by one below
 
     // [b, kv_heads, group * q_len, d]: query heads of one group share their key/value head.
     let q = q.contiguous()?.reshape((batch, kv_heads, group * q_len, head_dim))?;
@@ -42,7 +44,7 @@ pub fn scaled_dot_product_attention(
     for bias in mask.biases() {
         scores = scores.broadcast_add(&bias.to_dtype(scores.dtype())?)?;
     }
-    let scores = match mask.allowed(batch, q_len, kv_len, q.device())? {
+    let scores = match plan.allowed(q.device())? {
         None => scores,
         Some(allowed) => {
             let allowed = allowed.broadcast_as(scores.shape())?;
@@ -79,20 +81,4 @@ pub fn split_grouped_shape(heads: usize, kv_heads: usize) -> Result<(usize, usiz
         candle_core::bail!("num_heads ({heads}) must be a positive multiple of num_kv_heads ({kv_heads})");
     }
     Ok((kv_heads, heads / kv_heads))
-}
-
-fn check_kv(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<(usize, usize)> {
-    let (batch, heads, _, head_dim) = q.dims4()?;
-    let (kb, kv_heads, kv_len, kd) = k.dims4()?;
-    if k.dims() != v.dims() {
-        candle_core::bail!("attention: keys {:?} and values {:?} differ in shape", k.dims(), v.dims());
-    }
-    if kb != batch || kd != head_dim {
-        candle_core::bail!("attention: keys {:?} do not match queries {:?} in batch or head_dim", k.dims(), q.dims());
-    }
-    split_grouped_shape(heads, kv_heads)?;
-    if v.dim(D::Minus1)? != head_dim {
-        candle_core::bail!("attention: values head_dim differs from queries");
-    }
-    Ok((kv_heads, kv_len))
 }
