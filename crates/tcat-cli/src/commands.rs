@@ -20,15 +20,17 @@ fn load(model: &str, device: &Device, dtype: Option<DType>) -> Result<(ModelSour
     let source = ModelSource::resolve(model)?;
     let loaded = match source.format {
         Format::Gguf => Model::load_gguf(&source, device, dtype),
-        Format::HuggingFace => Model::load(&source, device, dtype.unwrap_or(DType::F32)),
+        Format::HuggingFace | Format::Preset => Model::load(&source, device, dtype.unwrap_or(DType::F32)),
     }
     .with_context(|| format!("loading model `{model}`"))?;
     Ok((source, loaded))
 }
 
 fn tokenizer(source: &ModelSource) -> Result<Tokenizer> {
-    if source.format == Format::Gguf {
-        return Ok(tcat_models::gguf::tokenizer(&source.weights[0])?);
+    match source.format {
+        Format::Gguf => return Ok(tcat_models::gguf::tokenizer(&source.weights[0])?),
+        Format::Preset => bail!("{}: presets have no tokenizer; give token ids (--ids, --prompt-ids)", source.name),
+        Format::HuggingFace => {}
     }
     let path = source
         .tokenizer
@@ -51,9 +53,21 @@ pub struct ForwardArgs {
     /// Decoder token ids of one row, for encoder-decoder models.
     #[arg(long)]
     decoder_ids: Vec<String>,
+    /// Which output to write: the model's own (`hidden_states` or `logits`), or `reward`
+    /// (`rewards` `[batch]`, the scalar head of a decoder; presets and checkpoints with a
+    /// `score.weight` have one).
+    #[arg(long, value_enum)]
+    head: Option<HeadArg>,
     /// Output safetensors file.
     #[arg(long)]
     out: PathBuf,
+}
+
+/// A head `forward` can write instead of the model's default output.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum HeadArg {
+    /// One scalar per row from the last real token (`rewards` `[batch]`).
+    Reward,
 }
 
 pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Result<()> {
@@ -68,14 +82,16 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
     }
     let types = (!types.is_empty()).then_some(types.as_slice());
     let batch = Batch::right_padded(&rows, types, model.pad_token_id(), device)?;
-    let (name, output) = match &model {
-        Model::Encoder(m) => {
+    let (name, output) = match (&model, args.head) {
+        (Model::Decoder(m), Some(HeadArg::Reward)) => ("rewards", m.rewards(&batch)?),
+        (Model::Encoder(_), Some(HeadArg::Reward)) => bail!("--head reward: the reward head sits on decoders"),
+        (Model::Encoder(m), None) => {
             if types.is_some() && m.type_vocab_size() == 0 {
                 bail!("--token-type-ids: this model has no token type embeddings");
             }
             ("hidden_states", m.hidden_states(&batch)?)
         }
-        Model::Decoder(m) => {
+        (Model::Decoder(m), None) => {
             if types.is_some() {
                 bail!("--token-type-ids: causal language models take no token types");
             }
@@ -125,19 +141,21 @@ pub fn embed(args: EmbedArgs, device: &Device, dtype: Option<DType>) -> Result<(
     };
     let tok = tokenizer(&source)?;
     let sentence = SentenceConfig::read(&source.root)?;
-    let pooling = match args.pooling {
-        Some(Pooling::Mean) => tcat_blocks::SentencePooling::Mean,
-        Some(Pooling::Cls) => tcat_blocks::SentencePooling::Cls,
-        None => sentence.map_or(tcat_blocks::SentencePooling::Mean, |s| s.pooling),
-    };
-    let normalize = args.normalize || sentence.is_some_and(|s| s.normalize);
+    let mut sentence = sentence.unwrap_or(SentenceConfig {
+        pooling: tcat_blocks::SentencePooling::Mean,
+        dense: Vec::new(),
+        normalize: false,
+    });
+    match args.pooling {
+        Some(Pooling::Mean) => sentence.pooling = tcat_blocks::SentencePooling::Mean,
+        Some(Pooling::Cls) => sentence.pooling = tcat_blocks::SentencePooling::Cls,
+        None => {}
+    }
+    sentence.normalize |= args.normalize;
     let rows = encode_texts(&tok, &args.texts)?;
     let batch = Batch::right_padded(&rows, None, encoder.pad_token_id(), device)?;
     let hidden = encoder.hidden_states(&batch)?;
-    let mut pooled = pooling.pool(&hidden, batch.attention_mask())?;
-    if normalize {
-        pooled = tcat_blocks::SentencePooling::l2_normalize(&pooled)?;
-    }
+    let pooled = sentence.embed(&hidden, batch.attention_mask())?;
     let vectors: Vec<Vec<f32>> = pooled.to_dtype(DType::F32)?.to_vec2()?;
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -2,8 +2,9 @@
 //!
 //! Commands: `forward` (hidden states or logits to a safetensors file), `embed` (sentence
 //! embeddings), `fill-mask` (masked-LM predictions) and `generate` (text continuation with the
-//! KV cache), plus `bench attention` (attention variants timed against sequence length). Every
-//! command takes `--device` and `--dtype`.
+//! KV cache), `bench attention` (attention variants timed against sequence length) and
+//! `catalog` (every catalogued model, its size and status). Every model command takes
+//! `--model` as a folder, file, hub id or `preset:NAME`, and `--device` and `--dtype`.
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};

@@ -2,11 +2,10 @@
 //! layers, and an LM head.
 
 use candle_core::{Module, Tensor};
-use candle_nn::VarBuilder;
 use tcat_attention::{AttentionMask, KvCache};
 use tcat_blocks::{Embeddings, LmHead, Stack};
+use tcat_core::Linear;
 use tcat_core::{Error, Result};
-use tcat_core::{Linear, WeightLayout};
 use tcat_position::{AbsolutePositions, sequential_position_ids};
 
 use crate::Batch;
@@ -21,6 +20,7 @@ pub struct DecoderModel {
     eos_token_ids: Vec<u32>,
     pad_token_id: u32,
     projection: Option<WidthProjection>,
+    reward: Option<Linear>,
 }
 
 /// Token vectors narrower than the hidden states (OPT-350m's `word_embed_proj_dim`): the word
@@ -44,7 +44,7 @@ impl DecoderModel {
         eos_token_ids: Vec<u32>,
         pad_token_id: u32,
     ) -> Self {
-        Self { embeddings, stack, head, max_positions, eos_token_ids, pad_token_id, projection: None }
+        Self { embeddings, stack, head, max_positions, eos_token_ids, pad_token_id, projection: None, reward: None }
     }
 
     /// Projects the word vectors by `project_in` before `positions` are added and the final
@@ -58,6 +58,41 @@ impl DecoderModel {
     ) -> Self {
         self.projection = Some(WidthProjection { project_in, positions, project_out });
         self
+    }
+
+    /// Adds a scalar reward (or value) head, `[1, hidden]`: the reward model of RLHF (Ouyang et
+    /// al. 2022, InstructGPT, §3.5), read from the last real token's final state.
+    pub fn with_reward_head(mut self, head: Linear) -> Self {
+        self.reward = Some(head);
+        self
+    }
+
+    /// Whether the model has a reward head.
+    pub fn has_reward_head(&self) -> bool {
+        self.reward.is_some()
+    }
+
+    /// One reward per row `[batch]` of a right-padded batch: the reward head on the final
+    /// state of each row's last real token (as transformers' sequence-classification heads
+    /// pick it).
+    pub fn rewards(&self, batch: &Batch) -> Result<Tensor> {
+        let head = self.reward.as_ref().ok_or_else(|| {
+            Error::InvalidInput("this model has no reward head (a checkpoint stores it as `score.weight`)".into())
+        })?;
+        batch.check_vocab(self.vocab_size())?;
+        let (b, s) = batch.input_ids().dims2()?;
+        self.check_length(s)?;
+        let positions = sequential_position_ids(b, s, 0, batch.input_ids().device())?;
+        let mut mask = AttentionMask::causal();
+        if batch.is_padded() {
+            mask = mask.with_key_padding(batch.attention_mask().clone());
+        }
+        let h = self.hidden_states(batch.input_ids(), &positions, &mask, None)?;
+        let last = (batch.attention_mask().to_dtype(candle_core::DType::U32)?.sum(1)? - 1.0)?;
+        let hidden = h.dim(2)?;
+        let index = last.reshape((b, 1, 1))?.broadcast_as((b, 1, hidden))?.contiguous()?;
+        let states = h.gather(&index, 1)?.squeeze(1)?;
+        Ok(head.forward(&states)?.squeeze(1)?)
     }
 
     /// Vocabulary size.
@@ -162,17 +197,6 @@ impl DecoderModel {
             });
         }
         Ok(())
-    }
-}
-
-/// The LM head stored as `lm_head.weight` under `root`, or, when the checkpoint omits it
-/// (tied weights are saved once), the word-embedding table.
-pub(crate) fn lm_head_or_tied(root: &VarBuilder, word: &Tensor) -> candle_core::Result<LmHead> {
-    let (vocab, hidden) = word.dims2()?;
-    if root.contains_tensor("lm_head.weight") {
-        Ok(LmHead::new(Linear::load(root.pp("lm_head"), hidden, vocab, false, WeightLayout::OutIn)?))
-    } else {
-        Ok(LmHead::tied(word))
     }
 }
 

@@ -1,11 +1,14 @@
 //! The catalogue's models, wired from tcat's blocks.
 //!
-//! A family module (`bert`, `roberta`, `distilbert`, `gpt2`, `llama`) reads a Hugging Face
-//! `config.json`, names the checkpoint's weights, and assembles an [`EncoderModel`] or a
-//! [`DecoderModel`] from `tcat-blocks`; it computes nothing of its own. Around them:
-//! [`ModelSource`] finds a checkpoint in a folder, a file or on the hub, [`Model::load`]
-//! dispatches on `model_type`, [`Batch`] pads rows of token ids, and [`generate`] decodes with
-//! the KV cache.
+//! Architectures are data: a family module (`bert`, `roberta`, `distilbert`, `gpt2` with
+//! `gpt_bigcode`, `openai_gpt`, `ctrl`, `gpt_neo`, `gpt_neox`, `gptj`, `opt`, `bloom`, `llama`
+//! with `mistral`) maps a Hugging Face `config.json` to a [`spec::ArchSpec`] and names its
+//! weights with a [`build::WeightNames`] table; GGUF files map their metadata to the same spec
+//! ([`gguf`]); one builder, [`build::build`], turns any spec and any [`build::WeightSource`]
+//! (a checkpoint, a GGUF file, or seeded random weights for presets, [`Model::preset`]) into an
+//! [`EncoderModel`] or a [`DecoderModel`]. Around them: [`ModelSource`] finds a checkpoint in a
+//! folder, a file or on the hub, [`Model::load`] dispatches on `model_type` through the family
+//! registry, [`Batch`] pads rows of token ids, and [`generate`] decodes with the KV cache.
 //!
 //! ```no_run
 //! use tcat_models::{Batch, Model, ModelSource};
@@ -18,40 +21,25 @@
 //! ```
 
 mod batch;
-pub mod bert;
-pub mod bloom;
-mod chat;
-mod checkpoint;
-mod config;
-pub mod ctrl;
+pub mod build;
 mod decoder;
-pub mod distilbert;
 mod encoder;
-mod generation;
-pub mod gguf;
-pub mod gpt2;
-pub mod gpt_neo;
-pub mod gpt_neox;
-pub mod gptj;
-pub mod llama;
+pub mod families;
+pub mod generation;
+pub mod loading;
 mod model;
-pub mod openai_gpt;
-pub mod opt;
-pub mod roberta;
-mod rope_config;
-mod sampler;
-mod sentence;
-mod source;
-mod tokenizer;
 
 pub use batch::Batch;
-pub use chat::{ChatMessage, ChatTemplate};
-pub use checkpoint::Checkpoint;
-pub use config::ConfigFile;
 pub use decoder::DecoderModel;
 pub use encoder::{EncoderModel, PositionRule};
-pub use generation::{GenerationConfig, Sampling, generate};
+pub use families::spec_of;
+pub use families::{bert, bloom, ctrl, distilbert, gpt_neo, gpt_neox, gpt2, gptj, llama, openai_gpt, opt, roberta};
+pub use generation::{ChatMessage, ChatTemplate, GenerationConfig, Sampling, generate};
+pub use loading::{Checkpoint, ConfigFile, Format, ModelSource, SentenceConfig, SentenceDense, gguf, load_tokenizer};
 pub use model::{Model, SUPPORTED_MODEL_TYPES};
-pub use sentence::SentenceConfig;
-pub use source::{Format, ModelSource};
-pub use tokenizer::load_tokenizer;
+/// The architecture spec types (re-exported from `tcat-spec`).
+pub use tcat_spec as spec;
+
+use families::rope_config;
+use generation::sampler;
+use loading::{config, source};

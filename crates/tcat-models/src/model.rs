@@ -37,8 +37,15 @@ pub enum Model {
 impl Model {
     /// Reads `config.json`, picks the family by `model_type`, and loads the weights.
     pub fn load(source: &ModelSource, device: &Device, dtype: DType) -> Result<Self> {
-        if source.format == Format::Gguf {
-            return Self::load_gguf(source, device, Some(dtype));
+        match source.format {
+            Format::Gguf => return Self::load_gguf(source, device, Some(dtype)),
+            Format::Preset => {
+                return Err(Error::InvalidInput(format!(
+                    "{}: presets are built from the catalog (tcat_catalog) with Model::preset",
+                    source.name
+                )));
+            }
+            Format::HuggingFace => {}
         }
         let config = ConfigFile::read(&source.config)?;
         Self::check_model_type(&config)?;
@@ -48,29 +55,32 @@ impl Model {
     /// Loads a GGUF file, keeping its projections quantized when `dtype` is `None` and
     /// dequantizing everything to `dtype` otherwise.
     pub fn load_gguf(source: &ModelSource, device: &Device, dtype: Option<DType>) -> Result<Self> {
-        let mut file = GgufFile::open(&source.weights[0])?;
+        let file = GgufFile::open(&source.weights[0])?;
         Ok(Model::Decoder(file.load_llama(device, dtype)?))
+    }
+
+    /// A preset: the architecture `spec` with seeded random weights (normal, standard deviation
+    /// 0.02; norms one, biases zero), named `preset:NAME` in messages. The same seed gives
+    /// the same weights on every run.
+    ///
+    /// ```
+    /// use tcat_models::spec::{ArchSpec, HeadSpec, TowerSpec};
+    /// let spec = ArchSpec::decoder(TowerSpec::decoder(64, 16, 2, 2, 32), HeadSpec::Lm { tied: true, bias: false });
+    /// let model = tcat_models::Model::preset(&spec, "tiny-gpt", 0, &candle_core::Device::Cpu, candle_core::DType::F32)?;
+    /// assert_eq!(model.as_decoder().unwrap().vocab_size(), 64);
+    /// # Ok::<(), tcat_core::Error>(())
+    /// ```
+    pub fn preset(spec: &tcat_spec::ArchSpec, name: &str, seed: u64, device: &Device, dtype: DType) -> Result<Self> {
+        let weights = crate::build::RandomWeights::new(format!("preset:{name}"), seed, 0.02, dtype, device);
+        crate::build::build(spec, &crate::build::WeightNames::PRESET, &weights)
     }
 
     /// Builds the family named by `config`'s `model_type` from already opened weights.
     pub fn from_checkpoint(config: &ConfigFile, ckpt: &Checkpoint) -> Result<Self> {
         Self::check_model_type(config)?;
-        Ok(match config.model_type()? {
-            "bert" => Model::Encoder(crate::bert::load(config, ckpt)?),
-            "roberta" | "xlm-roberta" => Model::Encoder(crate::roberta::load(config, ckpt)?),
-            "distilbert" => Model::Encoder(crate::distilbert::load(config, ckpt)?),
-            "ctrl" => Model::Decoder(crate::ctrl::load(config, ckpt)?),
-            "openai-gpt" => Model::Decoder(crate::openai_gpt::load(config, ckpt)?),
-            "bloom" => Model::Decoder(crate::bloom::load(config, ckpt)?),
-            "gpt2" => Model::Decoder(crate::gpt2::load(config, ckpt)?),
-            "gpt_neo" => Model::Decoder(crate::gpt_neo::load(config, ckpt)?),
-            "gpt_neox" => Model::Decoder(crate::gpt_neox::load(config, ckpt)?),
-            "gpt_bigcode" => Model::Decoder(crate::gpt2::load_bigcode(config, ckpt)?),
-            "gptj" => Model::Decoder(crate::gptj::load(config, ckpt)?),
-            "llama" | "mistral" => Model::Decoder(crate::llama::load(config, ckpt)?),
-            "opt" => Model::Decoder(crate::opt::load(config, ckpt)?),
-            _ => unreachable!("checked against SUPPORTED_MODEL_TYPES above"),
-        })
+        config.refuse("quantization_config", "tcat loads unquantized safetensors weights (or GGUF files)")?;
+        let (spec, names) = crate::families::spec_and_names(config)?;
+        crate::build::build(&spec, &names, ckpt)
     }
 
     fn check_model_type(config: &ConfigFile) -> Result<()> {
@@ -90,6 +100,14 @@ impl Model {
         match self {
             Model::Encoder(m) => Some(m),
             Model::Decoder(_) => None,
+        }
+    }
+
+    /// The decoder, by value, if this is one.
+    pub fn into_decoder(self) -> Option<DecoderModel> {
+        match self {
+            Model::Decoder(m) => Some(m),
+            Model::Encoder(_) => None,
         }
     }
 

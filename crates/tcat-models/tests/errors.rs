@@ -160,3 +160,88 @@ fn unknown_rope_scaling_type_is_named_with_the_supported_ones() {
     let err = load_err(&dir);
     assert!(err.contains("needs a positive `low_freq_factor`"), "{err}");
 }
+
+/// Adds `"field": value` to a config's top-level object.
+fn with_field(config: String, field: &str, value: &str) -> String {
+    let end = config.rfind('}').expect("a JSON object");
+    let body = config[..end].trim_end();
+    format!("{body},\n  \"{field}\": {value}\n}}\n")
+}
+
+/// Config fields that change the computation and that tcat does not honour are refused by
+/// name, never ignored.
+#[test]
+fn settings_that_would_be_ignored_are_refused() {
+    let cases: [(&str, &str, &str, &str); 6] = [
+        ("bert", "is_decoder", "true", "`is_decoder`"),
+        ("bert", "add_cross_attention", "true", "`add_cross_attention`"),
+        ("roberta", "add_cross_attention", "true", "`add_cross_attention`"),
+        ("gpt2", "add_cross_attention", "true", "`add_cross_attention`"),
+        ("opt", "layer_norm_elementwise_affine", "false", "`layer_norm_elementwise_affine`"),
+        ("llama", "quantization_config", "{\"quant_method\": \"bitsandbytes\"}", "`quantization_config`"),
+    ];
+    for (fixture_name, field, value, named) in cases {
+        let dir = broken_copy(fixture_name, field, |_| {}, |c| with_field(c, field, value));
+        let err = load_err(&dir);
+        assert!(err.contains(named), "{fixture_name} with {field} = {value}: {err}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
+
+/// transformers' `LlamaConfig` has no sliding window: a `sliding_window` on a `llama` config
+/// would be ignored by the reference, so tcat refuses it rather than guess; `mistral` uses it.
+#[test]
+fn sliding_window_on_a_family_without_one_is_refused() {
+    let dir = broken_copy("llama", "window", |_| {}, |c| with_field(c, "sliding_window", "4"));
+    let err = load_err(&dir);
+    assert!(err.contains("`sliding_window`") && err.contains("mistral"), "{err}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn an_untied_head_that_is_missing_is_named() {
+    let dir = broken_copy(
+        "llama-llama3",
+        "nohead",
+        |w| {
+            w.remove("lm_head.weight");
+        },
+        |c| c,
+    );
+    let err = load_err(&dir);
+    assert!(err.contains("lm_head.weight") && err.contains("does not tie"), "{err}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn unknown_sentence_transformers_modules_are_refused() {
+    let dir = std::env::temp_dir().join(format!("tcat-broken-st-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("modules.json"),
+        r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_LSTM", "type": "sentence_transformers.models.LSTM"}]"#,
+    )
+    .unwrap();
+    let err = tcat_models::SentenceConfig::read(&dir).unwrap_err().to_string();
+    assert!(err.contains("sentence_transformers.models.LSTM") && err.contains("not supported"), "{err}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// transformers rotates `2·⌈d/2⌉` features when a partial rotary factor gives an odd count
+/// `d`, with frequency exponents over `d`: tcat builds the same model instead of refusing it.
+#[test]
+fn odd_partial_rotary_counts_load_like_transformers() {
+    // gpt_neox fixture: head_dim 8; 0.375 of it is 3 features, so 4 rotate with exponents over 3.
+    let dir = broken_copy(
+        "gpt_neox",
+        "oddrot",
+        |_| {},
+        |c| c.replace("\"partial_rotary_factor\": 0.25", "\"partial_rotary_factor\": 0.375"),
+    );
+    let source = ModelSource::resolve(dir.to_str().unwrap()).unwrap();
+    let model = Model::load(&source, &device(), DType::F32).expect("an odd rotary count loads");
+    let batch = Batch::right_padded(&[vec![1, 2, 3]], None, 0, &device()).unwrap();
+    model.as_decoder().unwrap().logits(&batch).unwrap();
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -44,6 +44,7 @@ impl ChatTemplate {
         match source.format {
             Format::Gguf => crate::gguf::chat_template(&source.weights[0]),
             Format::HuggingFace => Self::from_folder(&source.root),
+            Format::Preset => Ok(None),
         }
     }
 

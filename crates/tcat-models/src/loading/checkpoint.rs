@@ -48,6 +48,11 @@ impl Checkpoint {
         self.vb.clone()
     }
 
+    /// The device the weights are loaded on.
+    pub(crate) fn device_ref(&self) -> &Device {
+        self.vb.device()
+    }
+
     /// The files, for messages.
     pub fn location(&self) -> &str {
         &self.location

@@ -29,6 +29,9 @@ pub enum Format {
     HuggingFace,
     /// One llama.cpp GGUF file holding metadata, tokenizer and (usually quantized) tensors.
     Gguf,
+    /// A catalog preset (`preset:NAME`): an architecture with seeded random weights and no
+    /// files, so no tokenizer.
+    Preset,
 }
 
 const SAFETENSORS: &str = "model.safetensors";
@@ -70,6 +73,18 @@ impl ModelSource {
         Err(Error::InvalidInput(format!(
             "model `{name}` is neither an existing folder or file nor a hub id of the form owner/name"
         )))
+    }
+
+    /// The source of a catalog preset named `name` (`preset:gpt-3`): no files.
+    pub fn preset(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            root: PathBuf::new(),
+            config: PathBuf::new(),
+            format: Format::Preset,
+            weights: Vec::new(),
+            tokenizer: None,
+        }
     }
 
     /// A local folder with `config.json` and weights.

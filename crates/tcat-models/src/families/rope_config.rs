@@ -3,19 +3,13 @@
 
 use serde_json::Value;
 use tcat_core::Result;
-use tcat_position::{RopeScaling, RotaryConfig, RotaryLayout};
+use tcat_spec::{RopeScalingSpec as RopeScaling, RotaryLayoutSpec, RotarySpec};
 
 use crate::ConfigFile;
 
-/// The rotary configuration of a model whose heads are `head_dim` wide. `default_fraction` is
-/// the family's rotated fraction when the config gives none (`rotary_pct`,
-/// `partial_rotary_factor`).
-pub(crate) fn rotary_config(
-    config: &ConfigFile,
-    head_dim: usize,
-    default_fraction: f64,
-    layout: RotaryLayout,
-) -> Result<RotaryConfig> {
+/// The rotary spec of a config. `default_fraction` is the family's rotated fraction when the
+/// config gives none (`rotary_pct`, `partial_rotary_factor`).
+pub(crate) fn rotary_spec(config: &ConfigFile, default_fraction: f64, layout: RotaryLayoutSpec) -> Result<RotarySpec> {
     let json = &config.json;
     let params = json.get("rope_parameters").filter(|v| v.is_object());
     let scaling_block = params.or_else(|| json.get("rope_scaling").filter(|v| v.is_object()));
@@ -87,11 +81,8 @@ pub(crate) fn rotary_config(
             }
         }
     };
-    let rotary_dim = (head_dim as f64 * fraction) as usize;
-    if rotary_dim == 0 || !rotary_dim.is_multiple_of(2) || rotary_dim > head_dim {
-        return Err(config.error(format!(
-            "rotary fraction {fraction} of head_dim {head_dim} gives {rotary_dim} rotated features; expected an even number in 2..={head_dim}"
-        )));
+    if !(fraction > 0.0 && fraction <= 1.0) {
+        return Err(config.error(format!("rotary fraction {fraction} must be in (0, 1]")));
     }
-    Ok(RotaryConfig { rotary_dim, base, layout, scaling })
+    Ok(RotarySpec { fraction, base, layout, scaling })
 }

@@ -44,6 +44,20 @@ impl ConfigFile {
         Error::Config { file: self.path.clone(), message: message.into() }
     }
 
+    /// Parses the activation named by `field` (`hidden_act`, `activation_function`, ...).
+    pub fn activation(&self, field: &str, name: &str) -> Result<tcat_spec::ActivationKind> {
+        name.parse().map_err(|e| self.error(format!("{field}: {e}")))
+    }
+
+    /// Fails when `field` is present and not `null`/`false`: a setting that changes the
+    /// computation and that tcat does not honour, so it must not be silently ignored.
+    pub fn refuse(&self, field: &str, why: &str) -> Result<()> {
+        match self.json.get(field) {
+            None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => Ok(()),
+            Some(value) => Err(self.error(format!("`{field}` = {value} is not supported: {why}"))),
+        }
+    }
+
     /// Fails unless `value` is positive, naming `field`.
     pub fn require_positive(&self, field: &str, value: usize) -> Result<()> {
         if value == 0 { Err(self.error(format!("`{field}` must be positive"))) } else { Ok(()) }

@@ -1,0 +1,533 @@
+//! One builder: an [`ArchSpec`] plus a [`WeightSource`] resolved through a family's
+//! [`WeightNames`] becomes a runnable [`Model`]. Every family, GGUF file and preset goes
+//! through here; what a spec can say but the blocks cannot do yet fails with
+//! [`Error::NotImplemented`] naming the part.
+
+mod names;
+mod weights;
+
+pub use names::{MlmNames, QkvNames, WeightNames};
+pub use weights::{Init, RandomWeights, WeightSource};
+
+use candle_core::Tensor;
+use tcat_attention::{GridAxis, MultiHeadAttention, PositionTerm, QkvProjection, SparsePattern, XlRelativePosition};
+use tcat_blocks::{
+    Activation, Embeddings, FeedForward, LmHead, MlmHead, Norm, Pooler, Residual, Stack, TransformerLayer,
+};
+use tcat_core::{Error, Linear, Result};
+use tcat_position::{
+    AbsolutePositions, Alibi, BucketDirection, RelativePositionBias, RopeScaling, RotaryConfig, RotaryEmbedding,
+    RotaryLayout, SinusoidalLayout, sinusoidal_table,
+};
+use tcat_spec::{
+    ArchSpec, AttentionPattern, EmbeddingProjection, EmbeddingScale, FeedForwardKind, HeadSpec, InputKind,
+    LayerSharing, Masking, NormSpec, PositionIdRule, PositionSpec, ResidualSpec, RopeScalingSpec, RotaryLayoutSpec,
+    SinusoidalLayoutSpec, Stacks, TowerSpec,
+};
+
+use crate::{DecoderModel, EncoderModel, Model, PositionRule};
+use names::join;
+
+fn not_implemented(what: impl Into<String>) -> Error {
+    Error::NotImplemented { what: what.into() }
+}
+
+/// Builds the model `spec` describes from `weights`, named as `names` says.
+pub fn build(spec: &ArchSpec, names: &WeightNames, weights: &dyn WeightSource) -> Result<Model> {
+    spec.validate().map_err(|e| Error::InvalidInput(format!("{}: architecture: {e}", weights.location())))?;
+    match &spec.stacks {
+        Stacks::Decoder { tower } => Ok(Model::Decoder(build_decoder(spec, tower, names, weights)?)),
+        Stacks::Encoder { tower } => Ok(Model::Encoder(build_encoder(spec, tower, names, weights)?)),
+        Stacks::EncoderDecoder { .. } => Err(not_implemented("the encoder-decoder stack (T5, BART, Marian)")),
+        Stacks::DualEncoder { .. } => Err(not_implemented("the dual text-image encoder (CLIP)")),
+        Stacks::VisionLanguage { .. } => Err(not_implemented("vision-language stacks (CoCa, PaLM-E)")),
+    }
+}
+
+/// What a tower's layers share: its rotary table, its ALiBi slopes, its T5 relative bias
+/// (computed once per stack, Raffel et al. 2020, §2.1) and Transformer-XL's global biases.
+struct Shared {
+    rotary: Option<RotaryEmbedding>,
+    alibi: Option<Alibi>,
+    relative_bias: Option<RelativePositionBias>,
+    xl_biases: Option<(Tensor, Tensor)>,
+}
+
+/// Resolves names under the base model's prefix.
+struct Resolver<'a> {
+    names: &'a WeightNames,
+    weights: &'a dyn WeightSource,
+    prefix: &'static str,
+}
+
+impl<'a> Resolver<'a> {
+    fn new(names: &'a WeightNames, weights: &'a dyn WeightSource) -> Result<Self> {
+        let probe = format!("{}.weight", names.word);
+        let prefix = names.base.iter().find(|p| weights.contains(&join(p, &probe))).copied().ok_or_else(|| {
+            Error::MissingTensor {
+                name: names.base.iter().map(|p| join(p, &probe)).collect::<Vec<_>>().join("` or `"),
+                location: weights.location(),
+            }
+        })?;
+        Ok(Self { names, weights, prefix })
+    }
+
+    fn base(&self, name: &str) -> String {
+        join(self.prefix, name)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        !name.is_empty() && self.weights.contains(&format!("{name}.weight"))
+    }
+
+    fn tensor(&self, name: &str, shape: &[usize], init: weights::Init) -> Result<Tensor> {
+        self.weights.tensor(name, shape, init)
+    }
+
+    fn linear(&self, name: &str, input: usize, output: usize, bias: bool) -> Result<Linear> {
+        self.weights.linear(name, input, output, bias, self.names.layout)
+    }
+
+    fn norm(&self, spec: NormSpec, name: &str, dim: usize) -> Result<Norm> {
+        let dtype = self.weights.dtype();
+        match spec {
+            NormSpec::RmsNorm { eps } => {
+                Ok(Norm::rms_norm(self.tensor(&format!("{name}.weight"), &[dim], weights::Init::Ones)?, eps))
+            }
+            NormSpec::LayerNorm { eps, bias } => {
+                // Checkpoints converted from TensorFlow call them gamma and beta.
+                let tf = !self.weights.contains(&format!("{name}.weight"))
+                    && self.weights.contains(&format!("{name}.gamma"));
+                let (w, b) = if tf { ("gamma", "beta") } else { ("weight", "bias") };
+                let weight = self.tensor(&format!("{name}.{w}"), &[dim], weights::Init::Ones)?;
+                let bias = if bias {
+                    self.tensor(&format!("{name}.{b}"), &[dim], weights::Init::Zeros)?
+                } else {
+                    Tensor::zeros(dim, dtype, self.weights.device())?
+                };
+                Ok(Norm::layer_norm(weight, bias, eps))
+            }
+        }
+    }
+}
+
+fn activation(kind: tcat_spec::ActivationKind) -> Activation {
+    match kind {
+        tcat_spec::ActivationKind::Gelu => Activation::Gelu,
+        tcat_spec::ActivationKind::GeluTanh => Activation::GeluTanh,
+        tcat_spec::ActivationKind::QuickGelu => Activation::QuickGelu,
+        tcat_spec::ActivationKind::Relu => Activation::Relu,
+        tcat_spec::ActivationKind::Silu => Activation::Silu,
+    }
+}
+
+/// Refuses the parts of a tower the blocks cannot build yet.
+fn check_buildable(tower: &TowerSpec) -> Result<()> {
+    if tower.embeddings.input != InputKind::Tokens {
+        return Err(not_implemented("patch embeddings (ViT)"));
+    }
+    if tower.embeddings.languages > 0 {
+        return Err(not_implemented("language embeddings (XLM)"));
+    }
+    if let EmbeddingProjection::Summed { .. } = tower.embeddings.projection {
+        return Err(not_implemented("factorised embeddings projected after the sum (ALBERT, ELECTRA)"));
+    }
+    if let LayerSharing::Groups { .. } = tower.sharing {
+        return Err(not_implemented("layers sharing weights (ALBERT)"));
+    }
+    if tower.feed_forward.experts.is_some() {
+        return Err(not_implemented("the mixture-of-experts feed-forward"));
+    }
+    if tower.cross_attention.is_some() {
+        return Err(not_implemented("cross-attention layers outside an encoder-decoder"));
+    }
+    if tower.entity_fusion.is_some() {
+        return Err(not_implemented("ERNIE's entity fusion layers"));
+    }
+    if tower.residual == ResidualSpec::Sandwich {
+        return Err(not_implemented("sandwich norms"));
+    }
+    match tower.positions {
+        PositionSpec::Deberta { .. } => Err(not_implemented("DeBERTa's disentangled attention in a model")),
+        _ => Ok(()),
+    }
+}
+
+fn rotary(tower: &TowerSpec, r: &Resolver, spec: tcat_spec::RotarySpec) -> Result<RotaryEmbedding> {
+    let head_dim = tower.attention.head_dim;
+    let rotary_dim = spec.rotary_dim(head_dim);
+    let layout = match (spec.layout, r.weights.rotary_rows_interleaved()) {
+        (RotaryLayoutSpec::HalfSplit, false) => RotaryLayout::HalfSplit,
+        (RotaryLayoutSpec::Interleaved, false) | (RotaryLayoutSpec::HalfSplit, true) => RotaryLayout::Interleaved,
+        (RotaryLayoutSpec::Interleaved, true) => {
+            return Err(not_implemented("interleaved rotary on rows permuted for interleaved rotary"));
+        }
+    };
+    let scaling = match spec.scaling {
+        RopeScalingSpec::None | RopeScalingSpec::StoredFactors => RopeScaling::None,
+        RopeScalingSpec::Linear { factor } => RopeScaling::Linear { factor },
+        RopeScalingSpec::NtkAware { factor } => RopeScaling::NtkAware { factor },
+        RopeScalingSpec::DynamicNtk { factor, original_max_positions } => {
+            RopeScaling::DynamicNtk { factor, original_max_positions }
+        }
+        RopeScalingSpec::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_positions } => {
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_positions }
+        }
+    };
+    let config = RotaryConfig { rotary_dim, base: spec.base, layout, scaling };
+    let (dtype, device) = (r.weights.dtype(), r.weights.device());
+    // transformers rotates 2·⌈d/2⌉ features of an odd count d with exponents over d.
+    let exponent_dim = (head_dim as f64 * spec.fraction) as usize;
+    let mut inverse = config.inverse_frequencies_over(exponent_dim)?;
+    if spec.scaling == RopeScalingSpec::StoredFactors {
+        let factors = r.weights.tensor("rope_freqs.weight", &[rotary_dim / 2], weights::Init::Ones)?;
+        let factors: Vec<f32> =
+            factors.to_dtype(candle_core::DType::F32)?.to_device(&candle_core::Device::Cpu)?.to_vec1()?;
+        inverse = tcat_position::apply_frequency_factors(&inverse, &factors)?;
+    }
+    Ok(RotaryEmbedding::from_inverse_frequencies(config, inverse, tower.max_positions, dtype, device)?)
+}
+
+fn shared_positions(tower: &TowerSpec, r: &Resolver) -> Result<Shared> {
+    Ok(Shared {
+        rotary: match tower.positions {
+            PositionSpec::Rotary(spec) => Some(rotary(tower, r, spec)?),
+            _ => None,
+        },
+        alibi: match tower.positions {
+            PositionSpec::Alibi => Some(Alibi::new(tower.attention.num_heads, r.weights.dtype(), r.weights.device())?),
+            _ => None,
+        },
+        relative_bias: match tower.positions {
+            PositionSpec::T5Bias { num_buckets, max_distance } => {
+                let table = r.tensor(
+                    &r.base("relative_attention_bias.weight"),
+                    &[num_buckets, tower.attention.num_heads],
+                    weights::Init::Normal,
+                )?;
+                let direction = match tower.attention.masking {
+                    Masking::Causal => BucketDirection::Causal,
+                    Masking::Bidirectional => BucketDirection::Bidirectional,
+                };
+                Some(RelativePositionBias::new(table, direction, max_distance)?)
+            }
+            _ => None,
+        },
+        xl_biases: match tower.positions {
+            PositionSpec::TransformerXl { .. } => {
+                let shape = [tower.attention.num_heads, tower.attention.head_dim];
+                Some((
+                    r.tensor(&r.base("r_w_bias"), &shape, weights::Init::Normal)?,
+                    r.tensor(&r.base("r_r_bias"), &shape, weights::Init::Normal)?,
+                ))
+            }
+            _ => None,
+        },
+    })
+}
+
+fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<TransformerLayer> {
+    let names = r.names;
+    let prefix = r.base(&names.layer(i));
+    let at = |name: &str| join(&prefix, name);
+    let (h, a) = (tower.hidden_size, &tower.attention);
+    let (qw, kvw) = (a.q_width(), a.kv_width());
+    let qkv = match names.qkv {
+        QkvNames::Separate { q, k, v } => QkvProjection::stacked(
+            r.linear(&at(q), h, qw, a.qkv_bias)?,
+            r.linear(&at(k), h, kvw, a.qkv_bias)?,
+            r.linear(&at(v), h, kvw, a.qkv_bias)?,
+        ),
+        QkvNames::Fused(name) => QkvProjection::Fused(r.linear(&at(name), h, qw + 2 * kvw, a.qkv_bias)?),
+        QkvNames::FusedPerHead(name) => QkvProjection::FusedPerHead(r.linear(&at(name), h, 3 * qw, a.qkv_bias)?),
+    };
+    let out = r.linear(&at(names.attention_out), qw, h, a.out_bias)?;
+    let mut attention =
+        MultiHeadAttention::new(qkv, out, a.num_heads, a.num_kv_heads, a.head_dim)?.with_scale(a.scale_for_layer(i));
+    if let Some(rotary) = &shared.rotary {
+        attention = attention.with_rotary(rotary.clone());
+    }
+    if let Some(alibi) = &shared.alibi {
+        attention = attention.with_alibi(alibi.clone());
+    }
+    if let Some(bias) = &shared.relative_bias {
+        attention = attention.with_position(PositionTerm::RelativeBias(bias.clone()));
+    }
+    if let Some((u, v)) = &shared.xl_biases {
+        let r_proj = r.linear(&at("attn.r"), h, qw, false)?;
+        attention =
+            attention.with_position(PositionTerm::score(XlRelativePosition::new(r_proj, u.clone(), v.clone())?));
+    }
+    attention = match a.pattern(i) {
+        AttentionPattern::Dense => attention,
+        AttentionPattern::Local { window } => attention.with_sliding_window(window),
+        sparse => match sparse_pattern(tower, sparse) {
+            Some(pattern) => attention.with_pattern(pattern),
+            None => attention,
+        },
+    };
+    let f = &tower.feed_forward;
+    let act = activation(f.activation);
+    let feed_forward = match f.kind {
+        FeedForwardKind::Plain => FeedForward::new(
+            r.linear(&at(names.ffn_up), h, f.inner, f.bias)?,
+            r.linear(&at(names.ffn_down), f.inner, h, f.bias)?,
+            act,
+        ),
+        FeedForwardKind::Gated => FeedForward::gated(
+            r.linear(&at(names.ffn_gate), h, f.inner, f.bias)?,
+            r.linear(&at(names.ffn_up), h, f.inner, f.bias)?,
+            r.linear(&at(names.ffn_down), f.inner, h, f.bias)?,
+            act,
+        ),
+    };
+    let attention_norm = r.norm(tower.norm, &at(names.attention_norm), h)?;
+    let (ffn_norm, residual) = match tower.residual {
+        ResidualSpec::Post => (r.norm(tower.norm, &at(names.ffn_norm), h)?, Residual::PostNorm),
+        ResidualSpec::Pre => (r.norm(tower.norm, &at(names.ffn_norm), h)?, Residual::PreNorm),
+        ResidualSpec::Parallel => (r.norm(tower.norm, &at(names.ffn_norm), h)?, Residual::Parallel),
+        ResidualSpec::ParallelSharedNorm => (attention_norm.clone(), Residual::Parallel),
+        ResidualSpec::Sandwich => return Err(not_implemented("sandwich norms")),
+    };
+    Ok(TransformerLayer::new(attention, attention_norm, feed_forward, ffn_norm, residual))
+}
+
+/// The block's sparse pattern for a spec pattern; DALL-E's grids take the text length and
+/// the rows from the tower's image positions (no text and `max_positions / cols` rows without).
+fn sparse_pattern(tower: &TowerSpec, pattern: AttentionPattern) -> Option<SparsePattern> {
+    let grid = |cols: usize, axis| {
+        let (text, rows) = match tower.positions {
+            PositionSpec::ImageGrid { text_len, rows, .. } => (text_len, rows),
+            _ => (0, tower.max_positions / cols.max(1)),
+        };
+        SparsePattern::Dalle { text, rows, cols, axis }
+    };
+    Some(match pattern {
+        AttentionPattern::Strided { stride } => SparsePattern::Strided { stride },
+        AttentionPattern::Fixed { block, summary } => SparsePattern::Fixed { block, summary },
+        AttentionPattern::DalleRow { cols } => grid(cols, GridAxis::Row),
+        AttentionPattern::DalleColumn { cols } => grid(cols, GridAxis::Column),
+        AttentionPattern::DalleConv { cols, kernel } => grid(cols, GridAxis::Convolutional { kernel }),
+        AttentionPattern::Dense | AttentionPattern::Local { .. } => return None,
+    })
+}
+
+fn stack(tower: &TowerSpec, r: &Resolver, shared: &Shared) -> Result<Stack> {
+    let layers = (0..tower.num_layers).map(|i| layer(tower, r, shared, i)).collect::<Result<Vec<_>>>()?;
+    let final_norm =
+        if tower.final_norm { Some(r.norm(tower.norm, &r.base(r.names.final_norm), tower.hidden_size)?) } else { None };
+    Ok(Stack::new(layers, final_norm))
+}
+
+/// The word table and the absolute positions (learned or sinusoidal) of a tower.
+fn tables(tower: &TowerSpec, r: &Resolver) -> Result<(Tensor, Option<AbsolutePositions>)> {
+    let word = r.tensor(
+        &r.base(&format!("{}.weight", r.names.word)),
+        &[tower.vocab_size, tower.embedding_width()],
+        weights::Init::Normal,
+    )?;
+    let width = tower.side_table_width();
+    let positions = match tower.positions {
+        PositionSpec::Learned { ids } => {
+            let offset = match ids {
+                PositionIdRule::Sequential { offset } => offset,
+                PositionIdRule::PaddingAware { .. } => 0,
+            };
+            let table = r.tensor(
+                &r.base(&format!("{}.weight", r.names.positions)),
+                &[tower.max_positions + offset, width],
+                weights::Init::Normal,
+            )?;
+            Some(AbsolutePositions::new(table, offset))
+        }
+        PositionSpec::ImageGrid { text_len, rows, cols } => {
+            // DALL-E: text positions from their own table; image token (r, c) gets row[r] + col[c].
+            let (dtype, device) = (r.weights.dtype(), r.weights.device());
+            let table =
+                |name: &str, n: usize| r.tensor(&r.base(&format!("{name}.weight")), &[n, width], weights::Init::Normal);
+            let text = table(r.names.positions, text_len)?;
+            let row_ids: Vec<u32> = (0..rows * cols).map(|p| (p / cols) as u32).collect();
+            let col_ids: Vec<u32> = (0..rows * cols).map(|p| (p % cols) as u32).collect();
+            let row_part = table("embed.image_rows", rows)?.index_select(&Tensor::new(row_ids, device)?, 0)?;
+            let col_part = table("embed.image_cols", cols)?.index_select(&Tensor::new(col_ids, device)?, 0)?;
+            let image = (row_part + col_part)?.to_dtype(dtype)?;
+            if tower.max_positions != text_len + rows * cols {
+                return Err(Error::InvalidInput(format!(
+                    "image grid positions: max_positions {} is not text {text_len} + {rows} × {cols} image tokens",
+                    tower.max_positions
+                )));
+            }
+            Some(AbsolutePositions::new(Tensor::cat(&[&text, &image], 0)?, 0))
+        }
+        PositionSpec::Sinusoidal { layout } => {
+            let layout = match layout {
+                SinusoidalLayoutSpec::Interleaved => SinusoidalLayout::Interleaved,
+                SinusoidalLayoutSpec::HalfSplit => SinusoidalLayout::HalfSplit,
+            };
+            let table = sinusoidal_table(tower.max_positions, width, layout, r.weights.dtype(), r.weights.device())?;
+            Some(AbsolutePositions::new(table, 0))
+        }
+        _ => None,
+    };
+    Ok((word, positions))
+}
+
+fn embeddings(
+    tower: &TowerSpec,
+    r: &Resolver,
+    word: &Tensor,
+    positions: Option<AbsolutePositions>,
+) -> Result<Embeddings> {
+    let width = tower.side_table_width();
+    let types = match tower.embeddings.token_types {
+        0 => None,
+        n => Some(r.tensor(&r.base(&format!("{}.weight", r.names.token_types)), &[n, width], weights::Init::Normal)?),
+    };
+    let norm =
+        if tower.embeddings.norm { Some(r.norm(tower.norm, &r.base(r.names.embedding_norm), width)?) } else { None };
+    let mut embeddings = Embeddings::new(word.clone(), positions, types, norm);
+    if tower.embeddings.scale == EmbeddingScale::SqrtHidden {
+        embeddings = embeddings.with_word_scale((tower.hidden_size as f64).sqrt());
+    }
+    Ok(embeddings)
+}
+
+/// The LM head: a stored head when the checkpoint has one, else the token table when tied.
+fn lm_head(tower: &TowerSpec, r: &Resolver, word: &Tensor, tied: bool, bias: bool) -> Result<LmHead> {
+    let name = r.names.lm_head;
+    let width = match tower.embeddings.projection {
+        EmbeddingProjection::Words { width } => width,
+        _ => tower.hidden_size,
+    };
+    let bias_name = format!("{name}.bias");
+    let bias_tensor = || -> Result<Option<Tensor>> {
+        if bias && r.weights.contains(&bias_name) {
+            Ok(Some(r.tensor(&bias_name, &[tower.vocab_size], weights::Init::Zeros)?))
+        } else {
+            Ok(None)
+        }
+    };
+    // A synthetic source has every name: follow the spec there.
+    let stored = if r.weights.is_synthetic() { !tied } else { r.has(name) };
+    if stored {
+        let weight = r.tensor(&format!("{name}.weight"), &[tower.vocab_size, width], weights::Init::Normal)?;
+        return Ok(LmHead::new(Linear::new(weight, bias_tensor()?)));
+    }
+    if !tied {
+        return Err(Error::MissingTensor {
+            name: format!("{name}.weight (the LM head: the config does not tie it to the token embeddings)"),
+            location: r.weights.location(),
+        });
+    }
+    Ok(LmHead::new(Linear::new(word.clone(), bias_tensor()?)))
+}
+
+fn build_decoder(
+    spec: &ArchSpec,
+    tower: &TowerSpec,
+    names: &WeightNames,
+    weights: &dyn WeightSource,
+) -> Result<DecoderModel> {
+    check_buildable(tower)?;
+    let r = Resolver::new(names, weights)?;
+    let shared = shared_positions(tower, &r)?;
+    let (word, positions) = tables(tower, &r)?;
+    let stack = stack(tower, &r, &shared)?;
+    let mut head = None;
+    let mut reward = None;
+    for spec_head in &spec.heads {
+        match *spec_head {
+            HeadSpec::Lm { tied, bias } if head.is_none() => head = Some(lm_head(tower, &r, &word, tied, bias)?),
+            HeadSpec::Reward => reward = Some(r.linear("score", tower.hidden_size, 1, false)?),
+            other => return Err(not_implemented(format!("the decoder head {other:?}"))),
+        }
+    }
+    let head = head.ok_or_else(|| not_implemented("a decoder without an LM head"))?;
+    // A checkpoint saved with a scalar head (transformers' sequence classification with one
+    // label: reward and value models) carries `score.weight`.
+    if reward.is_none() && !weights.is_synthetic() && weights.contains("score.weight") {
+        reward = Some(r.linear("score", tower.hidden_size, 1, false)?);
+    }
+    let (eos, pad) = (spec.tokens.eos.clone(), spec.tokens.pad);
+    match tower.embeddings.projection {
+        EmbeddingProjection::Words { width } => {
+            let h = tower.hidden_size;
+            let project_in = r.linear(&r.base(names.project_in), width, h, false)?;
+            let project_out = r.linear(&r.base(names.project_out), h, width, false)?;
+            let embeddings = embeddings(tower, &r, &word, None)?;
+            let model = DecoderModel::new(embeddings, stack, head, tower.max_positions, eos, pad)
+                .with_width_projection(project_in, positions, project_out);
+            Ok(match reward {
+                Some(reward) => model.with_reward_head(reward),
+                None => model,
+            })
+        }
+        _ => {
+            let embeddings = embeddings(tower, &r, &word, positions)?;
+            let model = DecoderModel::new(embeddings, stack, head, tower.max_positions, eos, pad);
+            Ok(match reward {
+                Some(reward) => model.with_reward_head(reward),
+                None => model,
+            })
+        }
+    }
+}
+
+fn build_encoder(
+    spec: &ArchSpec,
+    tower: &TowerSpec,
+    names: &WeightNames,
+    weights: &dyn WeightSource,
+) -> Result<EncoderModel> {
+    check_buildable(tower)?;
+    let r = Resolver::new(names, weights)?;
+    let shared = shared_positions(tower, &r)?;
+    let (word, positions) = tables(tower, &r)?;
+    let rule = match tower.positions {
+        PositionSpec::Learned { ids: PositionIdRule::PaddingAware { padding_idx } } => {
+            PositionRule::PaddingAware { padding_idx }
+        }
+        PositionSpec::Learned { ids: PositionIdRule::Sequential { offset } } if offset > 0 => {
+            return Err(not_implemented("position offsets in an encoder-only model"));
+        }
+        _ => PositionRule::Sequential,
+    };
+    let embeddings = embeddings(tower, &r, &word, positions)?;
+    let stack = stack(tower, &r, &shared)?;
+    let h = tower.hidden_size;
+    let mut pooler = None;
+    let mut mlm = None;
+    for head in &spec.heads {
+        match head {
+            HeadSpec::Pooler if r.has(&r.base(names.pooler)) => {
+                pooler = Some(Pooler::new(r.linear(&r.base(names.pooler), h, h, true)?));
+            }
+            HeadSpec::Mlm => mlm = mlm_head(tower, &r, &word)?,
+            HeadSpec::Pooler => {}
+            other => return Err(not_implemented(format!("the encoder head {other:?}"))),
+        }
+    }
+    Ok(EncoderModel::new(embeddings, stack, pooler, mlm, rule, tower.embeddings.token_types, spec.tokens.pad))
+}
+
+/// The masked-LM head when the checkpoint has one (a bare base model has none).
+fn mlm_head(tower: &TowerSpec, r: &Resolver, word: &Tensor) -> Result<Option<MlmHead>> {
+    let Some(names) = r.names.mlm else { return Ok(None) };
+    if !r.has(names.transform) {
+        return Ok(None);
+    }
+    let (h, vocab) = (tower.hidden_size, tower.vocab_size);
+    let decoder = if r.has(names.decoder) {
+        r.tensor(&format!("{}.weight", names.decoder), &[vocab, h], weights::Init::Normal)?
+    } else {
+        word.clone()
+    };
+    let bias_name = names.bias.iter().find(|b| r.weights.contains(b)).unwrap_or(&names.bias[0]);
+    let bias = r.tensor(bias_name, &[vocab], weights::Init::Zeros)?;
+    Ok(Some(MlmHead::new(
+        r.linear(names.transform, h, h, true)?,
+        activation(tower.feed_forward.activation),
+        r.norm(tower.norm, names.norm, h)?,
+        Linear::new(decoder, Some(bias)),
+    )))
+}

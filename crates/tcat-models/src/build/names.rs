@@ -1,0 +1,148 @@
+//! A family's weight names: where each part of a spec is stored in its checkpoints. One table
+//! per family (and one for GGUF files) is all the loader needs.
+
+use tcat_core::WeightLayout;
+
+/// How the query, key and value projections are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QkvNames {
+    /// Three projections.
+    Separate {
+        /// Queries.
+        q: &'static str,
+        /// Keys.
+        k: &'static str,
+        /// Values.
+        v: &'static str,
+    },
+    /// One projection whose output is `[Q | K | V]` (GPT-2's `c_attn`, multi-query BigCode).
+    Fused(&'static str),
+    /// One projection whose output is, per head, `[q_h | k_h | v_h]` (BLOOM, GPT-NeoX,
+    /// multi-head BigCode).
+    FusedPerHead(&'static str),
+}
+
+/// Names of BERT-style masked-LM head parts, relative to the checkpoint root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MlmNames {
+    /// The transform projection.
+    pub transform: &'static str,
+    /// Its norm.
+    pub norm: &'static str,
+    /// The vocabulary projection (tied to the token table when absent).
+    pub decoder: &'static str,
+    /// The vocabulary bias tensors tried in order (full tensor names).
+    pub bias: &'static [&'static str],
+}
+
+/// Where a family stores each part. Names under the base model are relative to the first of
+/// [`base`](Self::base) under which [`word`](Self::word)`.weight` exists; layer names replace
+/// `{i}` with the layer index; heads are relative to the checkpoint root. An empty name means
+/// the family has no such part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightNames {
+    /// Prefixes of the base model, tried in order (`""` is the root).
+    pub base: &'static [&'static str],
+    /// The token table.
+    pub word: &'static str,
+    /// The learned position table.
+    pub positions: &'static str,
+    /// The segment table.
+    pub token_types: &'static str,
+    /// The norm after the embedding sum.
+    pub embedding_norm: &'static str,
+    /// Projection of narrow word vectors to the hidden width.
+    pub project_in: &'static str,
+    /// Projection of the final states back to the word width.
+    pub project_out: &'static str,
+    /// One layer's prefix, with `{i}`.
+    pub layer: &'static str,
+    /// Query, key and value projections, under the layer.
+    pub qkv: QkvNames,
+    /// Attention output projection, under the layer.
+    pub attention_out: &'static str,
+    /// The norm of the attention branch, under the layer.
+    pub attention_norm: &'static str,
+    /// The gate projection of gated networks, under the layer.
+    pub ffn_gate: &'static str,
+    /// The up projection, under the layer.
+    pub ffn_up: &'static str,
+    /// The down projection, under the layer.
+    pub ffn_down: &'static str,
+    /// The norm of the feed-forward branch, under the layer.
+    pub ffn_norm: &'static str,
+    /// The norm after the last layer.
+    pub final_norm: &'static str,
+    /// The LM head, from the root.
+    pub lm_head: &'static str,
+    /// The pooler's dense layer, under the base model.
+    pub pooler: &'static str,
+    /// The masked-LM head, if the family has one.
+    pub mlm: Option<MlmNames>,
+    /// How projection weights are stored.
+    pub layout: WeightLayout,
+}
+
+impl WeightNames {
+    /// A table with no parts, to fill with struct-update syntax.
+    pub const EMPTY: WeightNames = WeightNames {
+        base: &[""],
+        word: "",
+        positions: "",
+        token_types: "",
+        embedding_norm: "",
+        project_in: "",
+        project_out: "",
+        layer: "",
+        qkv: QkvNames::Fused(""),
+        attention_out: "",
+        attention_norm: "",
+        ffn_gate: "",
+        ffn_up: "",
+        ffn_down: "",
+        ffn_norm: "",
+        final_norm: "",
+        lm_head: "lm_head",
+        pooler: "",
+        mlm: None,
+        layout: WeightLayout::OutIn,
+    };
+
+    /// The prefix of layer `i`.
+    pub fn layer(&self, i: usize) -> String {
+        self.layer.replace("{i}", &i.to_string())
+    }
+
+    /// The names preset weights use: a plain, readable layout (`layers.{i}.attn.q`, ...).
+    pub const PRESET: WeightNames = WeightNames {
+        word: "embed.tokens",
+        positions: "embed.positions",
+        token_types: "embed.token_types",
+        embedding_norm: "embed.norm",
+        project_in: "embed.project_in",
+        project_out: "project_out",
+        layer: "layers.{i}",
+        qkv: QkvNames::Separate { q: "attn.q", k: "attn.k", v: "attn.v" },
+        attention_out: "attn.out",
+        attention_norm: "attn_norm",
+        ffn_gate: "ffn.gate",
+        ffn_up: "ffn.up",
+        ffn_down: "ffn.down",
+        ffn_norm: "ffn_norm",
+        final_norm: "final_norm",
+        lm_head: "lm_head",
+        pooler: "pooler",
+        mlm: Some(MlmNames {
+            transform: "mlm.transform",
+            norm: "mlm.norm",
+            decoder: "mlm.decoder",
+            bias: &["mlm.bias"],
+        }),
+        ..WeightNames::EMPTY
+    };
+}
+
+/// `prefix.name`, or `name` at the root.
+pub(crate) fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
+}

@@ -1,0 +1,145 @@
+//! Where a model's tensors come from: one small trait over a checkpoint (safetensors, shards,
+//! PyTorch `.bin`), a GGUF file, or seeded random values for presets.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+use candle_core::{DType, Device, Tensor};
+use rand::SeedableRng;
+use rand_distr::Distribution;
+use tcat_core::{Error, Linear, Result, WeightLayout};
+
+use crate::Checkpoint;
+
+/// How a tensor starts when the source makes it up (presets); checkpoints ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Init {
+    /// Normal with the source's standard deviation (projections, tables).
+    Normal,
+    /// Ones (norm weights).
+    Ones,
+    /// Zeros (biases).
+    Zeros,
+}
+
+/// A source of named tensors for the builder.
+pub trait WeightSource {
+    /// Names the source in error messages (its files, or `preset:NAME`).
+    fn location(&self) -> String;
+    /// The dtype dense tensors come in.
+    fn dtype(&self) -> DType;
+    /// The device tensors are put on.
+    fn device(&self) -> &Device;
+    /// Whether `name` exists.
+    fn contains(&self, name: &str) -> bool;
+    /// The dense tensor `name`, which must have `shape`.
+    fn tensor(&self, name: &str, shape: &[usize], init: Init) -> Result<Tensor>;
+    /// The projection stored as `{name}.weight` (and `{name}.bias` when `bias`), `[out, in]`
+    /// or `[in, out]` as `layout` says.
+    fn linear(&self, name: &str, input: usize, output: usize, bias: bool, layout: WeightLayout) -> Result<Linear>;
+    /// Whether query and key rows are stored permuted for interleaved rotary (llama.cpp's
+    /// converter does this); the builder then rotates interleaved pairs, which gives the same
+    /// outputs as half-split rotary on unpermuted rows.
+    fn rotary_rows_interleaved(&self) -> bool {
+        false
+    }
+    /// Whether the source makes tensors up (presets): it then has every name, and the builder
+    /// follows the spec alone (a tied head stays tied).
+    fn is_synthetic(&self) -> bool {
+        false
+    }
+}
+
+impl WeightSource for Checkpoint {
+    fn location(&self) -> String {
+        Checkpoint::location(self).to_string()
+    }
+
+    fn dtype(&self) -> DType {
+        self.vb().dtype()
+    }
+
+    fn device(&self) -> &Device {
+        self.device_ref()
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.vb().contains_tensor(name)
+    }
+
+    fn tensor(&self, name: &str, shape: &[usize], _init: Init) -> Result<Tensor> {
+        self.vb().get(shape, name).map_err(|e| self.error(e))
+    }
+
+    fn linear(&self, name: &str, input: usize, output: usize, bias: bool, layout: WeightLayout) -> Result<Linear> {
+        Linear::load(self.vb().pp(name), input, output, bias, layout).map_err(|e| self.error(e))
+    }
+}
+
+/// Seeded random tensors (normal with standard deviation `std`, ones for norms, zeros for
+/// biases): the weights of a preset. Each tensor's values depend only on the seed and its
+/// name, so a preset is the same on every run and every device.
+#[derive(Debug, Clone)]
+pub struct RandomWeights {
+    name: String,
+    seed: u64,
+    std: f64,
+    dtype: DType,
+    device: Device,
+}
+
+impl RandomWeights {
+    /// Random weights named `name` in messages.
+    pub fn new(name: impl Into<String>, seed: u64, std: f64, dtype: DType, device: &Device) -> Self {
+        Self { name: name.into(), seed, std, dtype, device: device.clone() }
+    }
+
+    fn values(&self, name: &str, len: usize, init: Init) -> Result<Vec<f32>> {
+        Ok(match init {
+            Init::Ones => vec![1.0; len],
+            Init::Zeros => vec![0.0; len],
+            Init::Normal => {
+                let mut hasher = DefaultHasher::new();
+                (self.seed, name).hash(&mut hasher);
+                let mut rng = rand::rngs::StdRng::seed_from_u64(hasher.finish());
+                let normal = rand_distr::Normal::new(0.0, self.std as f32)
+                    .map_err(|e| Error::InvalidInput(format!("{}: standard deviation: {e}", self.name)))?;
+                (0..len).map(|_| normal.sample(&mut rng)).collect()
+            }
+        })
+    }
+}
+
+impl WeightSource for RandomWeights {
+    fn location(&self) -> String {
+        self.name.clone()
+    }
+
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn contains(&self, _name: &str) -> bool {
+        true
+    }
+
+    fn is_synthetic(&self) -> bool {
+        true
+    }
+
+    fn tensor(&self, name: &str, shape: &[usize], init: Init) -> Result<Tensor> {
+        let len = shape.iter().product();
+        let values = self.values(name, len, init)?;
+        Ok(Tensor::from_vec(values, shape, &self.device)?.to_dtype(self.dtype)?)
+    }
+
+    fn linear(&self, name: &str, input: usize, output: usize, bias: bool, _layout: WeightLayout) -> Result<Linear> {
+        let weight = self.tensor(&format!("{name}.weight"), &[output, input], Init::Normal)?;
+        let bias = if bias { Some(self.tensor(&format!("{name}.bias"), &[output], Init::Zeros)?) } else { None };
+        Ok(Linear::new(weight, bias))
+    }
+}

@@ -1,0 +1,91 @@
+//! The registry of families: each maps its `config.json` to an [`ArchSpec`] and names its
+//! weights with a [`WeightNames`] table; the builder does the rest.
+
+pub mod bert;
+pub mod bloom;
+pub mod ctrl;
+pub mod distilbert;
+pub mod gpt2;
+pub mod gpt_neo;
+pub mod gpt_neox;
+pub mod gptj;
+pub mod llama;
+pub mod openai_gpt;
+pub mod opt;
+pub mod roberta;
+pub(crate) mod rope_config;
+
+use tcat_core::Result;
+use tcat_spec::ArchSpec;
+
+use crate::ConfigFile;
+use crate::build::WeightNames;
+
+/// One family: the `model_type`s it reads, its config mapping and its weight names.
+pub(crate) struct Family {
+    pub model_types: &'static [&'static str],
+    pub spec: fn(&ConfigFile) -> Result<ArchSpec>,
+    pub names: fn(&ConfigFile) -> Result<WeightNames>,
+}
+
+pub(crate) const FAMILIES: &[Family] = &[
+    Family { model_types: &["bert"], spec: crate::bert::spec, names: |_| Ok(crate::bert::NAMES) },
+    Family {
+        model_types: &["roberta", "xlm-roberta"],
+        spec: crate::roberta::spec,
+        names: |_| Ok(crate::roberta::NAMES),
+    },
+    Family { model_types: &["distilbert"], spec: crate::distilbert::spec, names: |_| Ok(crate::distilbert::NAMES) },
+    Family { model_types: &["bloom"], spec: crate::bloom::spec, names: |_| Ok(crate::bloom::NAMES) },
+    Family { model_types: &["ctrl"], spec: crate::ctrl::spec, names: |_| Ok(crate::ctrl::NAMES) },
+    Family { model_types: &["gpt2"], spec: crate::gpt2::spec, names: |_| Ok(crate::gpt2::NAMES) },
+    Family { model_types: &["gpt_bigcode"], spec: crate::gpt2::spec, names: crate::gpt2::bigcode_names },
+    Family { model_types: &["gpt_neo"], spec: crate::gpt_neo::spec, names: |_| Ok(crate::gpt_neo::NAMES) },
+    Family { model_types: &["gpt_neox"], spec: crate::gpt_neox::spec, names: |_| Ok(crate::gpt_neox::NAMES) },
+    Family { model_types: &["gptj"], spec: crate::gptj::spec, names: |_| Ok(crate::gptj::NAMES) },
+    Family { model_types: &["llama", "mistral"], spec: crate::llama::spec, names: |_| Ok(crate::llama::NAMES) },
+    Family { model_types: &["openai-gpt"], spec: crate::openai_gpt::spec, names: |_| Ok(crate::openai_gpt::NAMES) },
+    Family { model_types: &["opt"], spec: crate::opt::spec, names: |_| Ok(crate::opt::NAMES) },
+];
+
+/// The `model_type`s of every family.
+pub(crate) fn model_types() -> impl Iterator<Item = &'static str> {
+    FAMILIES.iter().flat_map(|f| f.model_types.iter().copied())
+}
+
+/// The spec and weight names of `config`'s family.
+pub(crate) fn spec_and_names(config: &ConfigFile) -> Result<(ArchSpec, WeightNames)> {
+    let model_type = config.model_type()?;
+    let family = FAMILIES.iter().find(|f| f.model_types.contains(&model_type)).ok_or_else(|| {
+        let mut supported: Vec<_> = model_types().collect();
+        supported.sort();
+        tcat_core::Error::UnknownModelType {
+            file: config.path.clone(),
+            found: model_type.to_string(),
+            supported: supported.join(", "),
+        }
+    })?;
+    Ok(((family.spec)(config)?, (family.names)(config)?))
+}
+
+/// The architecture spec of a Hugging Face `config.json`, as its family maps it.
+///
+/// ```
+/// let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/llama");
+/// let config = tcat_models::ConfigFile::read(&dir.join("config.json")).unwrap();
+/// let spec = tcat_models::spec_of(&config).unwrap();
+/// assert_eq!(spec.kind(), tcat_spec::ModelKind::Decoder);
+/// ```
+pub fn spec_of(config: &ConfigFile) -> Result<ArchSpec> {
+    Ok(spec_and_names(config)?.0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn supported_model_types_are_the_registry() {
+        let mut registry: Vec<&str> = super::model_types().collect();
+        registry.sort();
+        assert_eq!(registry, crate::SUPPORTED_MODEL_TYPES);
+    }
+}

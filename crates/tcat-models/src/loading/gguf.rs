@@ -1,0 +1,389 @@
+//! GGUF files (llama.cpp's container): LLaMA-architecture metadata mapped to the same blocks as
+//! the `llama` family, tensors kept quantized (candle's quantized matmul) or dequantized to a
+//! dtype, and the tokenizer stored in the metadata rebuilt as a `tokenizers` tokenizer.
+//!
+//! llama.cpp's converter permutes the rows of the query and key projections so that its rotary
+//! kernel can rotate adjacent pairs. Rather than permuting quantized rows back, tcat applies
+//! rotary in the matching [`RotaryLayout::Interleaved`] layout: queries and keys carry the same
+//! permutation of features within each head, so their dot products, and the model's outputs,
+//! are those of the Hugging Face weights with half-split rotary.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use std::cell::RefCell;
+
+use candle_core::quantized::{QTensor, gguf_file};
+use candle_core::{DType, Device, Tensor};
+use tcat_core::{Error, Linear, Result, WeightLayout};
+use tcat_spec::{
+    ActivationKind, ArchSpec, AttentionSpec, FeedForwardSpec, HeadSpec, Masking, NormSpec, PositionSpec,
+    RopeScalingSpec, RotaryLayoutSpec, RotarySpec, ScaleRule, SpecialTokens, TowerSpec,
+};
+
+use crate::DecoderModel;
+use crate::build::{Init, QkvNames, WeightNames, WeightSource};
+
+/// llama.cpp's tensor names for the `llama` architecture.
+pub const NAMES: WeightNames = WeightNames {
+    base: &[""],
+    word: "token_embd",
+    layer: "blk.{i}",
+    qkv: QkvNames::Separate { q: "attn_q", k: "attn_k", v: "attn_v" },
+    attention_out: "attn_output",
+    attention_norm: "attn_norm",
+    ffn_gate: "ffn_gate",
+    ffn_up: "ffn_up",
+    ffn_down: "ffn_down",
+    ffn_norm: "ffn_norm",
+    final_norm: "output_norm",
+    lm_head: "output",
+    ..WeightNames::EMPTY
+};
+
+/// A GGUF file's tensors as the builder's weight source: projections kept quantized (`dtype`
+/// `None`) or dequantized to `dtype`; other tensors dequantized to the compute dtype.
+struct GgufWeights {
+    file: RefCell<GgufFile>,
+    device: Device,
+    dtype: Option<DType>,
+}
+
+impl GgufWeights {
+    fn checked(&self, name: &str, shape: &[usize]) -> Result<Arc<QTensor>> {
+        let mut file = self.file.borrow_mut();
+        let q = file.qtensor(name, &self.device)?;
+        if q.shape().dims() != shape {
+            return Err(Error::ShapeMismatch {
+                name: name.into(),
+                location: file.path.display().to_string(),
+                expected: shape.to_vec(),
+                found: q.shape().dims().to_vec(),
+            });
+        }
+        Ok(q)
+    }
+}
+
+impl WeightSource for GgufWeights {
+    fn location(&self) -> String {
+        self.file.borrow().path.display().to_string()
+    }
+
+    fn dtype(&self) -> DType {
+        self.dtype.unwrap_or(DType::F32)
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.file.borrow().has(name)
+    }
+
+    fn tensor(&self, name: &str, shape: &[usize], _init: Init) -> Result<Tensor> {
+        Ok(self.checked(name, shape)?.dequantize(&self.device)?.to_dtype(self.dtype())?)
+    }
+
+    fn linear(&self, name: &str, input: usize, output: usize, bias: bool, _layout: WeightLayout) -> Result<Linear> {
+        let q = self.checked(&format!("{name}.weight"), &[output, input])?;
+        let bias = if bias { Some(self.tensor(&format!("{name}.bias"), &[output], Init::Zeros)?) } else { None };
+        Ok(match self.dtype {
+            None => Linear::quantized(q, bias)?,
+            Some(d) => Linear::new(q.dequantize(&self.device)?.to_dtype(d)?, bias),
+        })
+    }
+
+    fn rotary_rows_interleaved(&self) -> bool {
+        true
+    }
+}
+
+/// An opened GGUF file: its metadata and a reader for its tensors.
+pub struct GgufFile {
+    path: std::path::PathBuf,
+    content: gguf_file::Content,
+    file: File,
+}
+
+impl GgufFile {
+    /// Reads the header and metadata of `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let content = gguf_file::Content::read(&mut file)
+            .map_err(|e| Error::InvalidInput(format!("{}: not a readable GGUF file: {e}", path.display())))?;
+        Ok(Self { path: path.to_path_buf(), content, file })
+    }
+
+    fn error(&self, message: impl Into<String>) -> Error {
+        Error::Config { file: self.path.clone(), message: message.into() }
+    }
+
+    fn value(&self, key: &str) -> Result<&gguf_file::Value> {
+        self.content.metadata.get(key).ok_or_else(|| self.error(format!("missing metadata `{key}`")))
+    }
+
+    fn u32(&self, key: &str) -> Result<u32> {
+        self.value(key)?.to_u32().map_err(|e| self.error(format!("metadata `{key}`: {e}")))
+    }
+
+    /// An f32 metadata value as the f64 a `config.json` would hold: the shortest decimal that
+    /// reads back as the same f32 (`1e-6`, not `9.99999997e-7`), so that both paths build
+    /// equal specs.
+    fn f32_or(&self, key: &str, default: f32) -> Result<f64> {
+        let value = match self.content.metadata.get(key) {
+            None => default,
+            Some(v) => v.to_f32().map_err(|e| self.error(format!("metadata `{key}`: {e}")))?,
+        };
+        Ok(value.to_string().parse().unwrap_or(value as f64))
+    }
+
+    /// The `general.architecture` value.
+    pub fn architecture(&self) -> Result<&str> {
+        Ok(self.value("general.architecture")?.to_string().map_err(|e| self.error(e.to_string()))?)
+    }
+
+    fn qtensor(&mut self, name: &str, device: &Device) -> Result<Arc<QTensor>> {
+        if !self.content.tensor_infos.contains_key(name) {
+            return Err(Error::MissingTensor { name: name.into(), location: self.path.display().to_string() });
+        }
+        Ok(Arc::new(self.content.tensor(&mut self.file, name, device)?))
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+
+    fn u32_or(&self, key: &str, default: Option<u32>) -> Result<Option<u32>> {
+        match self.content.metadata.get(key) {
+            None => Ok(default),
+            Some(v) => Ok(Some(v.to_u32().map_err(|e| self.error(format!("metadata `{key}`: {e}")))?)),
+        }
+    }
+
+    fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
+        self.content.tensor_infos.get(name).map(|info| info.shape.dims().to_vec())
+    }
+
+    /// The spec of a LLaMA-architecture file: the same [`ArchSpec`] the `llama` family builds
+    /// from the equivalent `config.json`. Rope scaling comes from `llama.rope.scaling.*` (or the
+    /// older `llama.rope.scale_linear`) and from a `rope_freqs.weight` tensor (Llama 3.1);
+    /// scaling types tcat cannot honour are refused.
+    pub fn spec(&self) -> Result<ArchSpec> {
+        let arch = self.architecture()?.to_string();
+        if arch != "llama" {
+            return Err(self.error(format!("general.architecture `{arch}` is not supported yet (supported: llama)")));
+        }
+        let key = |k: &str| format!("llama.{k}");
+        let layers = self.u32(&key("block_count"))? as usize;
+        let hidden = self.u32(&key("embedding_length"))? as usize;
+        let heads = self.u32(&key("attention.head_count"))? as usize;
+        let kv_heads = self.u32_or(&key("attention.head_count_kv"), Some(heads as u32))?.unwrap_or(0) as usize;
+        if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) || !hidden.is_multiple_of(heads) {
+            return Err(
+                self.error(format!("inconsistent head counts: {heads} heads, {kv_heads} kv heads, width {hidden}"))
+            );
+        }
+        let head_dim = self.u32_or(&key("attention.key_length"), Some((hidden / heads) as u32))?.unwrap_or(0) as usize;
+        let context = self.u32(&key("context_length"))? as usize;
+        let eps = self.f32_or(&key("attention.layer_norm_rms_epsilon"), 1e-5)?;
+        let base = self.f32_or(&key("rope.freq_base"), 10000.0)?;
+        let rotary_dim = self.u32_or(&key("rope.dimension_count"), Some(head_dim as u32))?.unwrap_or(0) as usize;
+        if rotary_dim == 0 || rotary_dim > head_dim || !rotary_dim.is_multiple_of(2) {
+            return Err(self.error(format!("llama.rope.dimension_count {rotary_dim} for heads of {head_dim} features")));
+        }
+        let scaling = self.rope_scaling()?;
+        let vocab = match self.shape_of("token_embd.weight") {
+            Some(shape) if shape.len() == 2 && shape[1] == hidden => shape[0],
+            Some(shape) => {
+                return Err(self.error(format!("token_embd.weight has shape {shape:?}, expected [vocab, {hidden}]")));
+            }
+            None => {
+                return Err(Error::MissingTensor {
+                    name: "token_embd.weight".into(),
+                    location: self.path.display().to_string(),
+                });
+            }
+        };
+        let inner = match self.u32_or(&key("feed_forward_length"), None)? {
+            Some(n) => n as usize,
+            None => self.shape_of("blk.0.ffn_up.weight").map(|s| s[0]).unwrap_or(0),
+        };
+        let eos: Vec<u32> = self.u32_or("tokenizer.ggml.eos_token_id", None)?.into_iter().collect();
+        let pad = self.u32_or("tokenizer.ggml.padding_token_id", None)?.or(eos.first().copied()).unwrap_or(0);
+        let tower = TowerSpec::decoder(vocab, hidden, layers, heads, context)
+            .with_positions(PositionSpec::Rotary(RotarySpec {
+                fraction: rotary_dim as f64 / head_dim as f64,
+                base,
+                layout: RotaryLayoutSpec::HalfSplit,
+                scaling,
+            }))
+            .with_norm(NormSpec::RmsNorm { eps })
+            .with_attention(AttentionSpec {
+                num_heads: heads,
+                num_kv_heads: kv_heads,
+                head_dim,
+                qkv_bias: false,
+                out_bias: false,
+                scale: ScaleRule::InverseSqrtHeadDim,
+                masking: Masking::Causal,
+                schedule: vec![],
+            })
+            .with_feed_forward(FeedForwardSpec::gated(inner, ActivationKind::Silu));
+        let tied = !self.has("output.weight");
+        Ok(ArchSpec::decoder(tower, HeadSpec::Lm { tied, bias: false }).with_tokens(SpecialTokens {
+            eos,
+            pad,
+            decoder_start: None,
+        }))
+    }
+
+    fn rope_scaling(&self) -> Result<RopeScalingSpec> {
+        let kind = match self.content.metadata.get("llama.rope.scaling.type") {
+            None => None,
+            Some(v) => {
+                Some(v.to_string().map_err(|e| self.error(format!("metadata `llama.rope.scaling.type`: {e}")))?.clone())
+            }
+        };
+        let factor = self.f32_or("llama.rope.scaling.factor", 0.0)?;
+        let stored = self.has("rope_freqs.weight");
+        Ok(match (kind.as_deref(), stored) {
+            (Some("linear"), false) if factor > 0.0 => RopeScalingSpec::Linear { factor },
+            (Some("linear"), _) => {
+                return Err(self.error(
+                    "llama.rope.scaling.type `linear` needs a positive llama.rope.scaling.factor (and no rope_freqs.weight)",
+                ));
+            }
+            (None | Some("none"), true) => RopeScalingSpec::StoredFactors,
+            (None | Some("none"), false) => match self.f32_or("llama.rope.scale_linear", 1.0)? {
+                1.0 => RopeScalingSpec::None,
+                factor if factor > 0.0 => RopeScalingSpec::Linear { factor },
+                factor => return Err(self.error(format!("llama.rope.scale_linear {factor} must be positive"))),
+            },
+            (Some(other), _) => {
+                return Err(self.error(format!(
+                    "llama.rope.scaling.type `{other}` is not supported yet (supported: none, linear, and Llama 3.1's rope_freqs.weight)"
+                )));
+            }
+        })
+    }
+
+    /// Loads a LLaMA-architecture model through the same builder as the `llama` family.
+    /// `dtype` `None` keeps the projections quantized (and computes in f32); `Some(d)`
+    /// dequantizes every tensor to `d`.
+    pub fn load_llama(self, device: &Device, dtype: Option<DType>) -> Result<DecoderModel> {
+        let spec = self.spec()?;
+        let weights = GgufWeights { file: RefCell::new(self), device: device.clone(), dtype };
+        crate::build::build(&spec, &NAMES, &weights)?
+            .into_decoder()
+            .ok_or_else(|| Error::InvalidInput("a decoder spec built something else".into()))
+    }
+
+    /// The metadata entries as strings, for inspection.
+    pub fn metadata_summary(&self) -> HashMap<String, String> {
+        self.content.metadata.iter().map(|(k, v)| (k.clone(), format!("{v:?}").chars().take(80).collect())).collect()
+    }
+
+    /// A tensor dequantized to f32 (for tests and inspection).
+    pub fn dequantized(&mut self, name: &str, device: &Device) -> Result<Tensor> {
+        Ok(self.qtensor(name, device)?.dequantize(device)?)
+    }
+}
+
+/// Rebuilds the byte-level BPE tokenizer stored in a GGUF file's metadata
+/// (`tokenizer.ggml.model = "gpt2"`) as a `tokenizers` tokenizer: vocabulary and merges, the
+/// pre-tokenizer named by `tokenizer.ggml.pre`, control tokens as special tokens, and the
+/// byte-level decoder.
+pub fn tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
+    use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+    use tokenizers::models::bpe::BPE;
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    use tokenizers::pre_tokenizers::digits::Digits;
+    use tokenizers::pre_tokenizers::sequence::Sequence;
+    use tokenizers::{AddedToken, PreTokenizerWrapper};
+
+    let file = GgufFile::open(path)?;
+    let strings = |key: &str| -> Result<Vec<String>> {
+        file.value(key)?
+            .to_vec()
+            .map_err(|e| file.error(format!("metadata `{key}`: {e}")))?
+            .iter()
+            .map(|v| v.to_string().cloned().map_err(|e| file.error(format!("metadata `{key}`: {e}"))))
+            .collect()
+    };
+    let model = file.value("tokenizer.ggml.model")?.to_string().map_err(|e| file.error(e.to_string()))?.clone();
+    if model != "gpt2" {
+        return Err(file
+            .error(format!("tokenizer.ggml.model `{model}` is not supported yet (supported: gpt2, byte-level BPE)")));
+    }
+    let tokens = strings("tokenizer.ggml.tokens")?;
+    let merges: Vec<(String, String)> = strings("tokenizer.ggml.merges")?
+        .into_iter()
+        .map(|m| match m.split_once(' ') {
+            Some((a, b)) => Ok((a.to_string(), b.to_string())),
+            None => Err(file.error(format!("tokenizer.ggml.merges: `{m}` is not a pair"))),
+        })
+        .collect::<Result<_>>()?;
+    let types: Vec<i32> = match file.content.metadata.get("tokenizer.ggml.token_type") {
+        Some(v) => v.to_vec().map_err(|e| file.error(e.to_string()))?.iter().map(|t| t.to_i32().unwrap_or(1)).collect(),
+        None => vec![1; tokens.len()],
+    };
+    let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .build()
+        .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+    let mut tok = tokenizers::Tokenizer::new(bpe);
+    let byte_level = ByteLevel::new(false, true, true);
+    let pre = match file.content.metadata.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).map(String::as_str)
+    {
+        None | Some("default") | Some("gpt2") => PreTokenizerWrapper::ByteLevel(byte_level),
+        Some("smollm") => PreTokenizerWrapper::Sequence(Sequence::new(vec![
+            PreTokenizerWrapper::Digits(Digits::new(true)),
+            PreTokenizerWrapper::ByteLevel(byte_level),
+        ])),
+        Some(other) => {
+            return Err(file.error(format!(
+                "tokenizer.ggml.pre `{other}` is not supported yet (supported: default, gpt2, smollm)"
+            )));
+        }
+    };
+    tok.with_pre_tokenizer(Some(pre));
+    tok.with_decoder(Some(ByteLevelDecoder::default()));
+    // Control (3) and user-defined (4) tokens match whole, before the BPE model sees the text.
+    let special: Vec<AddedToken> = tokens
+        .iter()
+        .zip(&types)
+        .filter(|(_, t)| **t == 3 || **t == 4)
+        .map(|(content, t)| AddedToken::from(content.clone(), *t == 3))
+        .collect();
+    tok.add_special_tokens(&special);
+    Ok(tok)
+}
+
+/// The chat template in a GGUF file's metadata (`tokenizer.chat_template`), if any.
+pub fn chat_template(path: &Path) -> Result<Option<crate::ChatTemplate>> {
+    let file = GgufFile::open(path)?;
+    let meta = &file.content.metadata;
+    let Some(template) = meta.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()) else {
+        return Ok(None);
+    };
+    let tokens = meta.get("tokenizer.ggml.tokens").and_then(|v| v.to_vec().ok());
+    let token = |key: &str| -> String {
+        let id = meta.get(key).and_then(|v| v.to_u32().ok());
+        match (id, tokens) {
+            (Some(id), Some(tokens)) => {
+                tokens.get(id as usize).and_then(|t| t.to_string().ok()).cloned().unwrap_or_default()
+            }
+            _ => String::new(),
+        }
+    };
+    Ok(Some(crate::ChatTemplate::new(
+        template.clone(),
+        token("tokenizer.ggml.bos_token_id"),
+        token("tokenizer.ggml.eos_token_id"),
+    )))
+}

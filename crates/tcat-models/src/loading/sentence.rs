@@ -1,0 +1,156 @@
+//! sentence-transformers folders (Reimers & Gurevych 2019): the pooling, dense projections and
+//! normalisation that turn token states into one sentence embedding, read from `modules.json`
+//! and each module's folder. LaBSE (Feng et al. 2020) adds a `Dense` layer (tanh) after its
+//! [CLS] pooling; MiniLM pools the mean. A module tcat does not know is refused by name.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Module, Tensor};
+use tcat_blocks::SentencePooling;
+use tcat_core::{Error, Linear, Result};
+
+/// A `Dense` module: `activation(W x + b)` on the pooled vector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentenceDense {
+    /// The module's folder (holding `model.safetensors` with `linear.weight` / `linear.bias`).
+    pub dir: PathBuf,
+    /// Input width.
+    pub in_features: usize,
+    /// Output width.
+    pub out_features: usize,
+    /// Whether the projection has a bias.
+    pub bias: bool,
+    /// Whether `tanh` follows (LaBSE); the identity otherwise.
+    pub tanh: bool,
+}
+
+/// Pooling, dense layers and normalisation of a sentence-transformers model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentenceConfig {
+    /// How token states are pooled.
+    pub pooling: SentencePooling,
+    /// Dense modules applied to the pooled vector, in order.
+    pub dense: Vec<SentenceDense>,
+    /// Whether the final vector is L2-normalised.
+    pub normalize: bool,
+}
+
+impl SentenceConfig {
+    /// Reads the folder's sentence-transformers modules; `None` when it is not such a folder.
+    pub fn read(root: &Path) -> Result<Option<Self>> {
+        let modules_path = root.join("modules.json");
+        if !modules_path.is_file() {
+            return Ok(None);
+        }
+        let modules: Vec<serde_json::Value> = read_json(&modules_path)?;
+        let mut config = SentenceConfig { pooling: SentencePooling::Mean, dense: Vec::new(), normalize: false };
+        for module in &modules {
+            let kind = module.get("type").and_then(|t| t.as_str()).unwrap_or("");
+            let path = module.get("path").and_then(|p| p.as_str()).unwrap_or("");
+            let name = kind.rsplit('.').next().unwrap_or(kind);
+            match name {
+                "Transformer" => {}
+                "Normalize" => config.normalize = true,
+                "Pooling" => config.pooling = pooling(&root.join(path).join("config.json"))?,
+                "Dense" => config.dense.push(dense(&root.join(path))?),
+                _ => {
+                    return Err(Error::Config {
+                        file: modules_path.clone(),
+                        message: format!(
+                            "module `{kind}` is not supported (supported: Transformer, Pooling, Dense, Normalize)"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(Some(config))
+    }
+
+    /// The sentence embeddings `[batch, dim]` of `hidden` `[batch, seq, hidden]` under `mask`
+    /// `[batch, seq]`: pooled, through the dense modules (loaded on `hidden`'s device and
+    /// dtype), and normalised when the folder says so.
+    pub fn embed(&self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let mut x = self.pooling.pool(hidden, mask)?;
+        for layer in &self.dense {
+            x = layer.load(hidden.dtype(), hidden.device())?.forward(&x)?;
+            if layer.tanh {
+                x = x.tanh()?;
+            }
+        }
+        if self.normalize {
+            x = SentencePooling::l2_normalize(&x)?;
+        }
+        Ok(x)
+    }
+}
+
+impl SentenceDense {
+    fn load(&self, dtype: DType, device: &candle_core::Device) -> Result<Linear> {
+        let file = self.dir.join("model.safetensors");
+        let location = file.display().to_string();
+        // SAFETY: the file is not modified while mapped.
+        let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(std::slice::from_ref(&file), dtype, device) }
+            .map_err(|e| Error::InvalidInput(format!("{location}: cannot read weights: {e}")))?;
+        Linear::load(vb.pp("linear"), self.in_features, self.out_features, self.bias, tcat_core::WeightLayout::OutIn)
+            .map_err(|e| Error::from_weights(e, &location))
+    }
+}
+
+fn pooling(file: &Path) -> Result<SentencePooling> {
+    let config: serde_json::Value = read_json(file)?;
+    let on = |key: &str| config.get(key).and_then(|v| v.as_bool()).unwrap_or(false);
+    // sentence-transformers 6 writes `pooling_mode`; earlier versions one flag per mode.
+    let mode = config.get("pooling_mode").and_then(|v| v.as_str());
+    let (others, modes) = (["max_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens", "lasttoken"], ["mean", "cls"]);
+    if others.iter().any(|m| on(&format!("pooling_mode_{m}"))) || mode.is_some_and(|m| !modes.contains(&m)) {
+        return Err(Error::Config {
+            file: file.to_path_buf(),
+            message: "only mean and cls pooling are supported".into(),
+        });
+    }
+    if mode == Some("cls") || on("pooling_mode_cls_token") {
+        Ok(SentencePooling::Cls)
+    } else if mode == Some("mean") || on("pooling_mode_mean_tokens") {
+        Ok(SentencePooling::Mean)
+    } else {
+        Err(Error::Config { file: file.to_path_buf(), message: "no pooling mode set (expected mean or cls)".into() })
+    }
+}
+
+fn dense(dir: &Path) -> Result<SentenceDense> {
+    let file = dir.join("config.json");
+    let config: serde_json::Value = read_json(&file)?;
+    let size = |key: &str| {
+        config
+            .get(key)
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize)
+            .filter(|v| *v > 0)
+            .ok_or_else(|| Error::Config { file: file.clone(), message: format!("missing positive `{key}`") })
+    };
+    let activation =
+        config.get("activation_function").and_then(|v| v.as_str()).unwrap_or("torch.nn.modules.linear.Identity");
+    let tanh = match activation.rsplit('.').next() {
+        Some("Tanh") => true,
+        Some("Identity") => false,
+        _ => {
+            return Err(Error::Config {
+                file,
+                message: format!("Dense activation `{activation}` is not supported (supported: Tanh, Identity)"),
+            });
+        }
+    };
+    Ok(SentenceDense {
+        dir: dir.to_path_buf(),
+        in_features: size("in_features")?,
+        out_features: size("out_features")?,
+        bias: config.get("bias").and_then(|v| v.as_bool()).unwrap_or(true),
+        tanh,
+    })
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Config { file: path.to_path_buf(), message: format!("malformed JSON: {e}") })
+}

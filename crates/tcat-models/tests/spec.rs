@@ -1,0 +1,181 @@
+//! Architectures as data: the GGUF and safetensors paths of LLaMA build one spec, Llama 3.1's
+//! `rope_freqs.weight` and linear rope scaling in GGUF files match transformers, specs survive
+//! a JSON round trip, and LaBSE-style sentence-transformers folders (a `Dense` module after
+//! pooling) match sentence-transformers.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use common::*;
+use tcat_models::gguf::GgufFile;
+use tcat_models::{Batch, ConfigFile, GenerationConfig, Model, ModelSource, SentenceConfig, generate};
+
+const TOL: f32 = 1e-4;
+
+fn gguf(name: &str) -> std::path::PathBuf {
+    fixture(name).join("model.gguf")
+}
+
+fn hf_spec(name: &str) -> tcat_spec::ArchSpec {
+    let config = ConfigFile::read(&fixture(name).join("config.json")).unwrap();
+    tcat_models::spec_of(&config).unwrap()
+}
+
+#[test]
+fn gguf_and_safetensors_build_the_same_llama_spec() {
+    let from_gguf = GgufFile::open(&gguf("llama-scaled-gguf")).unwrap().spec().unwrap();
+    assert_eq!(from_gguf, hf_spec("llama-scaled"));
+}
+
+#[test]
+fn llama31_gguf_spec_differs_only_in_where_the_scaling_is_stored() {
+    let mut from_gguf = GgufFile::open(&gguf("llama31-gguf")).unwrap().spec().unwrap();
+    let hf = hf_spec("llama-llama3");
+    let (tcat_spec::Stacks::Decoder { tower: g }, tcat_spec::Stacks::Decoder { tower: h }) =
+        (&mut from_gguf.stacks, &hf.stacks)
+    else {
+        panic!("both are decoders")
+    };
+    let (tcat_spec::PositionSpec::Rotary(gr), tcat_spec::PositionSpec::Rotary(hr)) = (&mut g.positions, h.positions)
+    else {
+        panic!("both rotate")
+    };
+    assert_eq!(gr.scaling, tcat_spec::RopeScalingSpec::StoredFactors);
+    assert!(matches!(hr.scaling, tcat_spec::RopeScalingSpec::Llama3 { .. }));
+    gr.scaling = hr.scaling;
+    assert_eq!(from_gguf, hf);
+}
+
+/// Logits of the fixture's ragged batch and its greedy continuation, from a GGUF file, against
+/// the transformers outputs of the checkpoint it was converted from.
+fn check_gguf(file: &str, reference: &str, dtype: Option<DType>) {
+    let exp = expected(reference);
+    let model = GgufFile::open(&gguf(file)).unwrap().load_llama(&device(), dtype).unwrap();
+    let mask = &exp["attention_mask"];
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, 0, &device()).unwrap();
+    let d = masked_max_diff(&model.logits(&batch).unwrap(), &exp["logits"], mask);
+    eprintln!("{file}: logits max abs diff {d:.2e}");
+    assert!(d <= TOL, "{file} logits differ from transformers by {d}");
+    let to_u32 = |t: &Tensor| -> Vec<u32> { t.to_vec1::<i64>().unwrap().iter().map(|&i| i as u32).collect() };
+    let (prompt, want) = (to_u32(&exp["prompt_ids"]), to_u32(&exp["greedy_ids"]));
+    let config =
+        GenerationConfig { max_new_tokens: want.len() - prompt.len(), stop_tokens: Some(vec![]), ..Default::default() };
+    let got = generate(&model, &[prompt], &config, |_, _| {}).unwrap();
+    assert_eq!(got[0], want, "{file} greedy ids");
+}
+
+#[test]
+fn llama31_gguf_with_rope_freqs_matches_transformers() {
+    check_gguf("llama31-gguf", "llama-llama3", Some(DType::F32));
+    check_gguf("llama31-gguf", "llama-llama3", None);
+}
+
+#[test]
+fn llama_gguf_with_linear_rope_scaling_matches_transformers() {
+    check_gguf("llama-scaled-gguf", "llama-scaled", Some(DType::F32));
+}
+
+/// The rope_freqs tensor is honoured: the same file without it is visibly wrong.
+#[test]
+fn llama31_gguf_without_rope_freqs_does_not_match() {
+    let path = std::env::temp_dir().join(format!("tcat-llama31-nofreqs-{}.gguf", std::process::id()));
+    rewrite_gguf(&gguf("llama31-gguf"), &path, |_, _| {}, |name| name != "rope_freqs.weight");
+    let exp = expected("llama-llama3");
+    let model = GgufFile::open(&path).unwrap().load_llama(&device(), Some(DType::F32)).unwrap();
+    let mask = &exp["attention_mask"];
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, 0, &device()).unwrap();
+    let d = masked_max_diff(&model.logits(&batch).unwrap(), &exp["logits"], mask);
+    std::fs::remove_file(&path).ok();
+    assert!(d > 1e-3, "dropping rope_freqs.weight changed nothing ({d})");
+}
+
+#[test]
+fn gguf_rope_scaling_that_cannot_be_honoured_is_refused() {
+    let path = std::env::temp_dir().join(format!("tcat-llama-yarn-{}.gguf", std::process::id()));
+    rewrite_gguf(
+        &gguf("llama-scaled-gguf"),
+        &path,
+        |key, value| {
+            if key == "llama.rope.scaling.type" {
+                *value = candle_core::quantized::gguf_file::Value::String("yarn".into());
+            }
+        },
+        |_| true,
+    );
+    let err = match GgufFile::open(&path).unwrap().load_llama(&device(), None) {
+        Ok(_) => panic!("a yarn-scaled GGUF must be refused"),
+        Err(e) => e.to_string(),
+    };
+    std::fs::remove_file(&path).ok();
+    assert!(err.contains("llama.rope.scaling.type `yarn` is not supported"), "{err}");
+}
+
+/// Copies a GGUF file, editing metadata values and keeping the tensors `keep` accepts.
+fn rewrite_gguf(
+    from: &std::path::Path,
+    to: &std::path::Path,
+    edit: impl Fn(&str, &mut candle_core::quantized::gguf_file::Value),
+    keep: impl Fn(&str) -> bool,
+) {
+    use candle_core::quantized::gguf_file;
+    let mut file = std::fs::File::open(from).unwrap();
+    let content = gguf_file::Content::read(&mut file).unwrap();
+    let mut metadata: Vec<(String, gguf_file::Value)> = content.metadata.clone().into_iter().collect();
+    for (key, value) in metadata.iter_mut() {
+        edit(key, value);
+    }
+    let tensors: Vec<(String, candle_core::quantized::QTensor)> = content
+        .tensor_infos
+        .keys()
+        .filter(|name| keep(name))
+        .map(|name| (name.clone(), content.tensor(&mut file, name, &Device::Cpu).unwrap()))
+        .collect();
+    let metadata_refs: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &candle_core::quantized::QTensor)> =
+        tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    gguf_file::write(&mut std::fs::File::create(to).unwrap(), &metadata_refs, &tensor_refs).unwrap();
+}
+
+#[test]
+fn every_fixture_spec_survives_json() {
+    for name in [
+        "bert",
+        "roberta",
+        "distilbert",
+        "gpt2",
+        "gpt_bigcode",
+        "gpt_neo",
+        "gpt_neox",
+        "gptj",
+        "llama",
+        "mistral",
+        "opt-350m-like",
+        "bloom",
+        "ctrl",
+        "openai-gpt",
+    ] {
+        let spec = hf_spec(name);
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<tcat_spec::ArchSpec>(&json).unwrap(), spec, "{name}");
+    }
+}
+
+#[test]
+fn labse_like_dense_module_matches_sentence_transformers() {
+    let dir = fixture("labse-like");
+    let exp = expected("labse-like");
+    let sentence = SentenceConfig::read(&dir).unwrap().expect("a sentence-transformers folder");
+    assert_eq!(sentence.pooling, tcat_blocks::SentencePooling::Cls);
+    assert_eq!(sentence.dense.len(), 1);
+    assert!(sentence.normalize);
+    let source = ModelSource::resolve(dir.to_str().unwrap()).unwrap();
+    let model = Model::load(&source, &device(), DType::F32).unwrap();
+    let encoder = model.as_encoder().unwrap();
+    let mask = &exp["attention_mask"];
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, encoder.pad_token_id(), &device()).unwrap();
+    let hidden = encoder.hidden_states(&batch).unwrap();
+    let got = sentence.embed(&hidden, batch.attention_mask()).unwrap();
+    let d = max_diff(&got, &exp["embeddings"]);
+    eprintln!("labse-like: embeddings max abs diff {d:.2e}");
+    assert!(d <= TOL, "LaBSE-style embeddings differ by {d}");
+}
