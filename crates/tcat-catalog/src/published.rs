@@ -79,10 +79,6 @@ pub fn expected_params(name: &str) -> Option<Published> {
         "glam" => Published {
             active: Some(96_600_000_000),
             tolerance: 0.05,
-            excluded: 64 * 8192 * 16384,
-            note: "tcat-spec counts a Transformer-XL projection of the relative sinusoids per layer \
-                   (d × heads·d_head); GLaM's 1.2T/96.6B match the rest of the architecture exactly \
-                   without it, so its relative bias has none or the paper leaves it out",
             ..p(1_200_000_000_000, "Du et al. 2021, Table 4: GLaM (64B/64E) 1.2T total, 96.6B activated")
         },
         "lamda" => p(137_000_000_000, "Thoppilan et al. 2022, Table 27: LaMDA 137B"),

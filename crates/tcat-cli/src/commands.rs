@@ -17,6 +17,20 @@ use crate::parse_ids;
 
 /// Loads `model`; `dtype` `None` means f32, or quantized for GGUF files.
 fn load(model: &str, device: &Device, dtype: Option<DType>) -> Result<(ModelSource, Model)> {
+    if let Some(name) = model.strip_prefix("preset:") {
+        let Some(entry) = tcat_catalog::find(name) else {
+            let presets: Vec<&str> = tcat_catalog::entries()
+                .iter()
+                .filter(|e| e.level == tcat_catalog::Level::Preset)
+                .map(|e| e.name)
+                .collect();
+            bail!("--model preset:{name}: no such catalog entry; presets: {}", presets.join(", "));
+        };
+        let loaded = crate::catalog::preset(entry, device, dtype.unwrap_or(DType::F32))
+            .with_context(|| format!("building preset `{name}`"))?;
+        let source = ModelSource::preset(model);
+        return Ok((source, loaded));
+    }
     let source = ModelSource::resolve(model)?;
     let loaded = match source.format {
         Format::Gguf => Model::load_gguf(&source, device, dtype),

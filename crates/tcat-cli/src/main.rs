@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 mod bench;
+mod catalog;
 mod commands;
 
 // mimalloc, wrapped to count live and peak heap bytes for `tcat bench` (two relaxed atomic
@@ -53,6 +54,9 @@ enum Command {
     /// Benchmark blocks: time and peak memory against sequence length.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The catalog: every model with its level, kind, parameter count and status.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -78,6 +82,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::FillMask(args) => commands::fill_mask(args, &device, dtype),
         Command::Generate(args) => commands::generate(args, &device, dtype),
         Command::Bench(command) => bench::run(command, &device, dtype),
+        Command::Catalog(command) => catalog::run(command),
     }
 }
 

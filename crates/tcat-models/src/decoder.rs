@@ -6,7 +6,7 @@ use tcat_attention::{AttentionMask, KvCache};
 use tcat_blocks::{Embeddings, LmHead, Stack};
 use tcat_core::Linear;
 use tcat_core::{Error, Result};
-use tcat_position::{AbsolutePositions, sequential_position_ids};
+use tcat_position::{AbsolutePositions, SegmentMemory, sequential_position_ids};
 
 use crate::Batch;
 
@@ -88,11 +88,33 @@ impl DecoderModel {
             mask = mask.with_key_padding(batch.attention_mask().clone());
         }
         let h = self.hidden_states(batch.input_ids(), &positions, &mask, None)?;
-        let last = (batch.attention_mask().to_dtype(candle_core::DType::U32)?.sum(1)? - 1.0)?;
+        // Index of each row's last real token (right padding): its count of real tokens − 1.
+        let real = batch.attention_mask().to_dtype(candle_core::DType::F32)?.sum(1)?;
+        let last = (real - 1.0)?.to_dtype(candle_core::DType::U32)?;
         let hidden = h.dim(2)?;
         let index = last.reshape((b, 1, 1))?.broadcast_as((b, 1, hidden))?.contiguous()?;
         let states = h.gather(&index, 1)?.squeeze(1)?;
         Ok(head.forward(&states)?.squeeze(1)?)
+    }
+
+    /// An empty segment memory keeping `mem_len` states per layer, for
+    /// [`logits_with_memory`](Self::logits_with_memory).
+    pub fn new_memory(&self, mem_len: usize) -> SegmentMemory {
+        SegmentMemory::new(self.stack.len(), mem_len)
+    }
+
+    /// Logits `[batch, seq, vocab]` of one segment with Transformer-XL's segment-level
+    /// recurrence (Dai et al. 2019, §3.2): every layer also attends to the states `memory`
+    /// kept from the previous segments, and `memory` is then updated with this segment's.
+    /// Positions continue from the memory (for models with absolute positions).
+    pub fn logits_with_memory(&self, input_ids: &Tensor, memory: &mut SegmentMemory) -> Result<Tensor> {
+        let (b, s) = input_ids.dims2()?;
+        let past = memory.len(0);
+        self.check_length(past + s)?;
+        let positions = sequential_position_ids(b, s, past, input_ids.device())?;
+        let x = self.embeddings.forward(input_ids, Some(&positions), None)?;
+        let h = self.stack.forward_with_memory(&x, &AttentionMask::causal(), memory)?;
+        Ok(self.head.forward(&h)?)
     }
 
     /// Vocabulary size.

@@ -3,7 +3,8 @@
 
 use candle_core::Tensor;
 use tcat_attention::AttentionMask;
-use tcat_blocks::{Embeddings, MlmHead, Pooler, Stack};
+use tcat_attention::MultiHeadAttention;
+use tcat_blocks::{Embeddings, EntityFusion, MlmHead, Pooler, Stack};
 use tcat_core::{Error, Result};
 use tcat_position::{padding_aware_position_ids, sequential_position_ids};
 
@@ -21,6 +22,28 @@ pub enum PositionRule {
     },
 }
 
+/// One layer of ERNIE-THU's knowledgeable encoder (Zhang et al. 2019, §3.3, eq. 4–5): the
+/// tokens and the entities attend among themselves, then [`EntityFusion`] mixes the streams.
+#[derive(Debug, Clone)]
+pub struct KnowledgeLayer {
+    /// Multi-head attention over the token stream.
+    pub token_attention: MultiHeadAttention,
+    /// Multi-head attention over the entity stream.
+    pub entity_attention: MultiHeadAttention,
+    /// The information fusion.
+    pub fusion: EntityFusion,
+}
+
+/// ERNIE-THU's knowledgeable encoder: an entity table and the fusion layers that follow the
+/// text layers.
+#[derive(Debug, Clone)]
+pub struct KnowledgeEncoder {
+    /// `[entities, entity_dim]`; id 0 means "no entity".
+    pub entity_table: Tensor,
+    /// The fusion layers.
+    pub layers: Vec<KnowledgeLayer>,
+}
+
 /// A bidirectional Transformer encoder with its heads (BERT, RoBERTa, DistilBERT, MiniLM).
 #[derive(Debug, Clone)]
 pub struct EncoderModel {
@@ -31,6 +54,7 @@ pub struct EncoderModel {
     positions: PositionRule,
     type_vocab_size: usize,
     pad_token_id: u32,
+    knowledge: Option<KnowledgeEncoder>,
 }
 
 impl EncoderModel {
@@ -44,7 +68,65 @@ impl EncoderModel {
         type_vocab_size: usize,
         pad_token_id: u32,
     ) -> Self {
-        Self { embeddings, stack, pooler, mlm, positions, type_vocab_size, pad_token_id }
+        Self { embeddings, stack, pooler, mlm, positions, type_vocab_size, pad_token_id, knowledge: None }
+    }
+
+    /// Adds ERNIE-THU's knowledgeable encoder after the text layers.
+    pub fn with_knowledge(mut self, knowledge: KnowledgeEncoder) -> Self {
+        self.knowledge = Some(knowledge);
+        self
+    }
+
+    /// The last hidden states with entities: `entity_ids` `[batch, seq]` names the entity
+    /// aligned to each token (on the first token of its mention; 0 for none). Models without a
+    /// knowledgeable encoder ignore nothing: they refuse entities.
+    pub fn hidden_states_with_entities(&self, batch: &Batch, entity_ids: &Tensor) -> Result<Tensor> {
+        let knowledge = self.knowledge.as_ref().ok_or_else(|| {
+            Error::InvalidInput("this model has no knowledgeable encoder: entities cannot be used".into())
+        })?;
+        let text = self.text_states(batch)?;
+        if entity_ids.dims() != batch.input_ids().dims() {
+            return Err(Error::InvalidInput(format!(
+                "entity ids have shape {:?}, expected the tokens' {:?}",
+                entity_ids.dims(),
+                batch.input_ids().dims()
+            )));
+        }
+        let entities = knowledge.entity_table.dim(0)?;
+        let max = entity_ids.to_dtype(candle_core::DType::U32)?.flatten_all()?.max(0)?.to_scalar::<u32>()?;
+        if max as usize >= entities {
+            return Err(Error::InvalidInput(format!("entity id {max} is outside the entity table ({entities} rows)")));
+        }
+        self.fuse(knowledge, &text, batch, entity_ids)
+    }
+
+    fn fuse(&self, knowledge: &KnowledgeEncoder, text: &Tensor, batch: &Batch, entity_ids: &Tensor) -> Result<Tensor> {
+        let (b, s) = entity_ids.dims2()?;
+        let ids = entity_ids.to_dtype(candle_core::DType::U32)?;
+        let present = ids.ne(0u32)?;
+        let dim = knowledge.entity_table.dim(1)?;
+        let mut entities = knowledge.entity_table.index_select(&ids.flatten_all()?, 0)?.reshape((b, s, dim))?;
+        entities = entities.broadcast_mul(&present.to_dtype(entities.dtype())?.unsqueeze(2)?)?;
+        let token_mask = if batch.is_padded() {
+            AttentionMask::none().with_key_padding(batch.attention_mask().clone())
+        } else {
+            AttentionMask::none()
+        };
+        // Entities attend only to entities; a row without any sees its own (zero) slots.
+        let any = present.to_dtype(candle_core::DType::U32)?.sum_keepdim(1)?.ne(0u32)?;
+        let keep = any
+            .broadcast_as(present.shape())?
+            .where_cond(&present.to_dtype(candle_core::DType::U32)?, &ids.ones_like()?)?;
+        let entity_mask = AttentionMask::none().with_key_padding(keep);
+        let mut w = text.clone();
+        for layer in &knowledge.layers {
+            let w_tilde = layer.token_attention.forward(&w, &token_mask, None, None)?;
+            let e_tilde = layer.entity_attention.forward(&entities, &entity_mask, None, None)?;
+            let (w_next, e_next) = layer.fusion.forward(&w_tilde, &e_tilde, &present)?;
+            w = w_next;
+            entities = e_next;
+        }
+        Ok(w)
     }
 
     /// The padding token id.
@@ -82,7 +164,20 @@ impl EncoderModel {
     }
 
     /// The last hidden states `[batch, seq, hidden]`, as `AutoModel` returns them (no pooler).
+    /// A model with a knowledgeable encoder (ERNIE-THU) runs it with no entities.
     pub fn hidden_states(&self, batch: &Batch) -> Result<Tensor> {
+        let text = self.text_states(batch)?;
+        match &self.knowledge {
+            None => Ok(text),
+            Some(knowledge) => {
+                let none = batch.input_ids().zeros_like()?.to_dtype(candle_core::DType::U32)?;
+                self.fuse(knowledge, &text, batch, &none)
+            }
+        }
+    }
+
+    /// The text layers' output.
+    fn text_states(&self, batch: &Batch) -> Result<Tensor> {
         batch.check_vocab(self.vocab_size())?;
         batch.check_token_types(self.type_vocab_size.max(1))?;
         let (b, s) = batch.input_ids().dims2()?;

@@ -31,7 +31,7 @@ mod model;
 
 pub use batch::Batch;
 pub use decoder::DecoderModel;
-pub use encoder::{EncoderModel, PositionRule};
+pub use encoder::{EncoderModel, KnowledgeEncoder, KnowledgeLayer, PositionRule};
 pub use families::spec_of;
 pub use families::{bert, bloom, ctrl, distilbert, gpt_neo, gpt_neox, gpt2, gptj, llama, openai_gpt, opt, roberta};
 pub use generation::{ChatMessage, ChatTemplate, GenerationConfig, Sampling, generate};

@@ -160,14 +160,14 @@ impl TowerSpec {
         if let Some(fusion) = self.entity_fusion {
             let (e, inner) = (fusion.entity_dim, self.feed_forward.inner);
             let entity_attention = 4 * linear(e, e, true);
+            // Token and entity attentions, then the fusion's four projections (Zhang et al.
+            // 2019, eq. 4-5).
             let fusion_layer = attention(&self.attention, h, h)
                 + entity_attention
                 + linear(h, inner, true)
-                + linear(e, inner, false)
+                + linear(e, inner, true)
                 + linear(inner, h, true)
-                + linear(inner, e, true)
-                + 2 * norm(self.norm, h)
-                + 2 * norm(self.norm, e);
+                + linear(inner, e, true);
             count += ParamCount::dense((fusion.entity_vocab * e) as u64 + fusion.layers as u64 * fusion_layer);
         }
         count

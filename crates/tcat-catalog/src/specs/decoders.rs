@@ -154,13 +154,15 @@ fn glam_moe(inner: usize) -> MoeSpec {
 
 /// GLaM (64B/64E) (Du et al. 2021, Table 4): 64 layers, 8192 wide, 128 heads of 128, 1024
 /// context; dense layers use a gated-GELU FFN of 32768, every other layer is a mixture of 64 plain
-/// experts of 32768 with top-2 gating; per-layer relative positions after Dai et al. 2019
-/// (§4.1), no memory; SentencePiece 256k, tied head. Norm kind and biases are not published:
-/// the spec takes bias-free LayerNorm and projections.
+/// experts of 32768 with top-2 gating; a learned relative position bias (the paper's "per-layer
+/// relative positional bias"; read as T5-style buckets, since the published 1.2T / 96.6B match
+/// the rest of the architecture exactly, with no room for Transformer-XL's per-layer
+/// projection); SentencePiece 256k, tied head. Norm kind and biases are not published: the
+/// spec takes bias-free LayerNorm and projections.
 pub(crate) fn glam_64b_64e() -> ArchSpec {
     let mut tower = TowerSpec::decoder(256000, 8192, 64, 128, 1024)
         .with_attention(attention(128, 128, 128, Masking::Causal))
-        .with_positions(PositionSpec::TransformerXl { mem_len: 0, clamp_len: 0 })
+        .with_positions(PositionSpec::T5Bias { num_buckets: 32, max_distance: 128 })
         .with_norm(NormSpec::LayerNorm { eps: 1e-6, bias: false })
         .with_feed_forward(FeedForwardSpec::gated(32768, ActivationKind::Gelu));
     tower.feed_forward.experts = Some(glam_moe(32768));

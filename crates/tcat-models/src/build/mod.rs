@@ -12,7 +12,7 @@ pub use weights::{Init, RandomWeights, WeightSource};
 use candle_core::Tensor;
 use tcat_attention::{GridAxis, MultiHeadAttention, PositionTerm, QkvProjection, SparsePattern, XlRelativePosition};
 use tcat_blocks::{
-    Activation, Embeddings, FeedForward, LmHead, MlmHead, Norm, Pooler, Residual, Stack, TransformerLayer,
+    Activation, Embeddings, EntityFusion, FeedForward, LmHead, MlmHead, Norm, Pooler, Residual, Stack, TransformerLayer,
 };
 use tcat_core::{Error, Linear, Result};
 use tcat_position::{
@@ -20,11 +20,12 @@ use tcat_position::{
     RotaryLayout, SinusoidalLayout, sinusoidal_table,
 };
 use tcat_spec::{
-    ArchSpec, AttentionPattern, EmbeddingProjection, EmbeddingScale, FeedForwardKind, HeadSpec, InputKind,
-    LayerSharing, Masking, NormSpec, PositionIdRule, PositionSpec, ResidualSpec, RopeScalingSpec, RotaryLayoutSpec,
-    SinusoidalLayoutSpec, Stacks, TowerSpec,
+    ArchSpec, AttentionPattern, EmbeddingProjection, EmbeddingScale, EntityFusionSpec, FeedForwardKind, HeadSpec,
+    InputKind, LayerSharing, Masking, NormSpec, PositionIdRule, PositionSpec, ResidualSpec, RopeScalingSpec,
+    RotaryLayoutSpec, SinusoidalLayoutSpec, Stacks, TowerSpec,
 };
 
+use crate::encoder::{KnowledgeEncoder, KnowledgeLayer};
 use crate::{DecoderModel, EncoderModel, Model, PositionRule};
 use names::join;
 
@@ -40,7 +41,7 @@ pub fn build(spec: &ArchSpec, names: &WeightNames, weights: &dyn WeightSource) -
         Stacks::Encoder { tower } => Ok(Model::Encoder(build_encoder(spec, tower, names, weights)?)),
         Stacks::EncoderDecoder { .. } => Err(not_implemented("the encoder-decoder stack (T5, BART, Marian)")),
         Stacks::DualEncoder { .. } => Err(not_implemented("the dual text-image encoder (CLIP)")),
-        Stacks::VisionLanguage { .. } => Err(not_implemented("vision-language stacks (CoCa, PaLM-E)")),
+        Stacks::VisionLanguage { .. } => Err(not_implemented("the vision-language stack (CoCa, PaLM-E)")),
     }
 }
 
@@ -140,9 +141,6 @@ fn check_buildable(tower: &TowerSpec) -> Result<()> {
     }
     if tower.cross_attention.is_some() {
         return Err(not_implemented("cross-attention layers outside an encoder-decoder"));
-    }
-    if tower.entity_fusion.is_some() {
-        return Err(not_implemented("ERNIE's entity fusion layers"));
     }
     if tower.residual == ResidualSpec::Sandwich {
         return Err(not_implemented("sandwich norms"));
@@ -250,9 +248,6 @@ fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<T
     if let Some(alibi) = &shared.alibi {
         attention = attention.with_alibi(alibi.clone());
     }
-    if let Some(bias) = &shared.relative_bias {
-        attention = attention.with_position(PositionTerm::RelativeBias(bias.clone()));
-    }
     if let Some((u, v)) = &shared.xl_biases {
         let r_proj = r.linear(&at("attn.r"), h, qw, false)?;
         attention =
@@ -316,7 +311,12 @@ fn stack(tower: &TowerSpec, r: &Resolver, shared: &Shared) -> Result<Stack> {
     let layers = (0..tower.num_layers).map(|i| layer(tower, r, shared, i)).collect::<Result<Vec<_>>>()?;
     let final_norm =
         if tower.final_norm { Some(r.norm(tower.norm, &r.base(r.names.final_norm), tower.hidden_size)?) } else { None };
-    Ok(Stack::new(layers, final_norm))
+    let stack = Stack::new(layers, final_norm);
+    Ok(match &shared.relative_bias {
+        // Computed once per stack and shared by its layers (T5, LaMDA).
+        Some(bias) => stack.with_relative_bias(bias.clone()),
+        None => stack,
+    })
 }
 
 /// The word table and the absolute positions (learned or sinusoidal) of a tower.
@@ -443,9 +443,10 @@ fn build_decoder(
         }
     }
     let head = head.ok_or_else(|| not_implemented("a decoder without an LM head"))?;
-    // A checkpoint saved with a scalar head (transformers' sequence classification with one
-    // label: reward and value models) carries `score.weight`.
-    if reward.is_none() && !weights.is_synthetic() && weights.contains("score.weight") {
+    // Every preset decoder has a scalar (reward / value) head; a checkpoint saved with one
+    // (transformers' sequence classification with one label: reward and value models) carries
+    // `score.weight`.
+    if reward.is_none() && (weights.is_synthetic() || weights.contains("score.weight")) {
         reward = Some(r.linear("score", tower.hidden_size, 1, false)?);
     }
     let (eos, pad) = (spec.tokens.eos.clone(), spec.tokens.pad);
@@ -494,6 +495,7 @@ fn build_encoder(
     };
     let embeddings = embeddings(tower, &r, &word, positions)?;
     let stack = stack(tower, &r, &shared)?;
+    let knowledge = tower.entity_fusion.map(|fusion| knowledge_encoder(tower, &r, fusion)).transpose()?;
     let h = tower.hidden_size;
     let mut pooler = None;
     let mut mlm = None;
@@ -507,7 +509,48 @@ fn build_encoder(
             other => return Err(not_implemented(format!("the encoder head {other:?}"))),
         }
     }
-    Ok(EncoderModel::new(embeddings, stack, pooler, mlm, rule, tower.embeddings.token_types, spec.tokens.pad))
+    let model = EncoderModel::new(embeddings, stack, pooler, mlm, rule, tower.embeddings.token_types, spec.tokens.pad);
+    Ok(match knowledge {
+        Some(knowledge) => model.with_knowledge(knowledge),
+        None => model,
+    })
+}
+
+/// ERNIE-THU's knowledgeable encoder: the entity table and `fusion.layers` layers of token
+/// attention, entity attention and [`EntityFusion`] (the paper's activated outputs, σ = the
+/// tower's activation), with the fused width of the tower's feed-forward.
+fn knowledge_encoder(tower: &TowerSpec, r: &Resolver, fusion: EntityFusionSpec) -> Result<KnowledgeEncoder> {
+    let (h, e, inner) = (tower.hidden_size, fusion.entity_dim, tower.feed_forward.inner);
+    if fusion.entity_heads == 0 || !e.is_multiple_of(fusion.entity_heads) {
+        return Err(Error::InvalidInput(format!(
+            "entity fusion: entity_dim {e} does not split into {} heads",
+            fusion.entity_heads
+        )));
+    }
+    let attention = |prefix: String, width: usize, heads: usize| -> Result<MultiHeadAttention> {
+        let lin = |n: &str| r.linear(&join(&prefix, n), width, width, true);
+        let qkv = QkvProjection::stacked(lin("q")?, lin("k")?, lin("v")?);
+        Ok(MultiHeadAttention::new(qkv, lin("out")?, heads, heads, width / heads)?)
+    };
+    let entity_table =
+        r.tensor(&r.base("knowledge.entities.weight"), &[fusion.entity_vocab, e], weights::Init::Normal)?;
+    let layers = (0..fusion.layers)
+        .map(|i| {
+            let at = |n: &str| r.base(&format!("knowledge.layers.{i}.{n}"));
+            Ok(KnowledgeLayer {
+                token_attention: attention(at("tokens"), h, tower.attention.num_heads)?,
+                entity_attention: attention(at("entities"), e, fusion.entity_heads)?,
+                fusion: EntityFusion::new(
+                    r.linear(&at("fusion.token_in"), h, inner, true)?,
+                    r.linear(&at("fusion.entity_in"), e, inner, true)?,
+                    r.linear(&at("fusion.token_out"), inner, h, true)?,
+                    r.linear(&at("fusion.entity_out"), inner, e, true)?,
+                    activation(tower.feed_forward.activation),
+                )?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(KnowledgeEncoder { entity_table, layers })
 }
 
 /// The masked-LM head when the checkpoint has one (a bare base model has none).
