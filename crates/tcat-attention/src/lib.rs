@@ -23,6 +23,7 @@
 //! assert_eq!(out.dims(), &[1, 4, 3, 8]);
 //! ```
 
+mod config;
 mod fused;
 mod kv_cache;
 mod linear_attention;
@@ -36,6 +37,7 @@ mod schedule;
 mod sdpa;
 mod two_stream;
 
+pub use config::{AttentionConfig, AttentionNames, ProjectionBias, QkvLayout, ScoreScale, Switch};
 pub use fused::fused_attention;
 pub use kv_cache::{KvCache, Retention};
 pub use linear_attention::{LinearAttentionState, elu_feature_map, linear_attention};

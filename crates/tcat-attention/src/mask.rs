@@ -76,6 +76,18 @@ impl Causality {
     }
 }
 
+/// The mask of a causality alone.
+///
+/// ```
+/// use tcat_attention::{AttentionMask, Causality};
+/// assert_eq!(AttentionMask::from(Causality::Causal).causality(), Causality::Causal);
+/// ```
+impl From<Causality> for AttentionMask {
+    fn from(causality: Causality) -> Self {
+        Self { causality, ..Self::default() }
+    }
+}
+
 impl AttentionMask {
     /// No masking: every query sees every key.
     pub fn none() -> Self {

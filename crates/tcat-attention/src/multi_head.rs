@@ -6,7 +6,7 @@ use tcat_core::Linear;
 use tcat_position::{Alibi, RotaryEmbedding, positions_from_attention_mask, sequential_position_ids};
 
 use crate::{
-    AttentionMask, KvCache, PositionTerm, SparsePattern, fused_attention, scaled_dot_product_attention,
+    AttentionMask, Causality, KvCache, PositionTerm, SparsePattern, fused_attention, scaled_dot_product_attention,
     split_grouped_shape,
 };
 
@@ -189,6 +189,7 @@ pub struct MultiHeadAttention {
     window: Option<usize>,
     patterns: Vec<SparsePattern>,
     kernel: AttentionKernel,
+    causality: Causality,
 }
 
 impl MultiHeadAttention {
@@ -248,6 +249,7 @@ impl MultiHeadAttention {
             positions: Vec::new(),
             window: None,
             patterns: Vec::new(),
+            causality: Causality::Bidirectional,
             kernel: AttentionKernel::default(),
         })
     }
@@ -327,6 +329,32 @@ impl MultiHeadAttention {
     pub fn with_kernel(mut self, kernel: AttentionKernel) -> Self {
         self.kernel = kernel;
         self
+    }
+
+    /// The mask the single-input [`Module`] forward uses (default
+    /// [`Causality::Bidirectional`]): `Causal` makes the module a decoder's self-attention in
+    /// a `candle_nn::Sequential` or any code that calls `Module::forward`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Module, Tensor};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// use tcat_attention::{AttentionConfig, AttentionMask, Causality, MultiHeadAttention};
+    /// let vars = VarMap::new();
+    /// let vb = VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+    /// let attn = MultiHeadAttention::load(vb, &AttentionConfig::new(16, 4)).unwrap().with_causality(Causality::Causal);
+    /// let x = Tensor::randn(0f32, 1., (1, 3, 16), &Device::Cpu).unwrap();
+    /// let by_module = Module::forward(&attn, &x).unwrap();
+    /// let by_mask = attn.forward(&x, &AttentionMask::causal(), None, None).unwrap();
+    /// assert_eq!(by_module.to_vec3::<f32>().unwrap(), by_mask.to_vec3::<f32>().unwrap());
+    /// ```
+    pub fn with_causality(mut self, causality: Causality) -> Self {
+        self.causality = causality;
+        self
+    }
+
+    /// The mask of the single-input [`Module`] forward.
+    pub fn causality(&self) -> Causality {
+        self.causality
     }
 
     /// The attention kernel this module calls.
@@ -599,6 +627,15 @@ impl MultiHeadAttention {
     fn split_heads(&self, x: &Tensor, heads: usize) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
         x.reshape((b, s, heads, self.head_dim))?.transpose(1, 2)?.contiguous()
+    }
+}
+
+/// Self-attention of `x` `[batch, seq, hidden]` under the module's
+/// [`with_causality`](MultiHeadAttention::with_causality) mask, without cache: so the module
+/// composes with `candle_nn::Sequential` and other candle code.
+impl Module for MultiHeadAttention {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        MultiHeadAttention::forward(self, x, &AttentionMask::from(self.causality), None, None)
     }
 }
 

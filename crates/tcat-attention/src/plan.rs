@@ -215,28 +215,33 @@ impl VisibilityPlan {
     }
 
     /// Absolute position of query row `row` among the keys (`kv_len − q_len + row`).
+    #[inline]
     pub fn position(&self, row: usize) -> i64 {
         row as i64 + self.offset
     }
 
     /// The keys query row `row` may see under the causality alone (patterns aside).
+    #[inline]
     pub fn row_keys(&self, row: usize) -> Range<usize> {
         self.causality.key_range(self.position(row), self.kv_len)
     }
 
     /// Whether every sparse pattern lets query row `row` see key `key` (true without patterns).
+    #[inline]
     pub fn patterns_allow(&self, row: usize, key: usize) -> bool {
         let p = self.position(row);
         self.patterns.iter().all(|pattern| p >= 0 && pattern.allows(p as usize, key, self.kv_len))
     }
 
     /// Whether query row `row` may see key `key` under the causality and the patterns.
+    #[inline]
     pub fn allows(&self, row: usize, key: usize) -> bool {
         self.row_keys(row).contains(&key) && self.patterns_allow(row, key)
     }
 
     /// How the causality and the patterns cover query rows `rows` × keys `keys` (both
     /// non-empty); never `Hidden` or `Visible` wrongly.
+    #[inline]
     pub fn cover(&self, rows: Range<usize>, keys: Range<usize>) -> TileCover {
         let (first, last) = (self.position(rows.start), self.position(rows.end - 1));
         let mut cover = self.causality.tile_cover(first, last, keys.clone(), self.kv_len);
@@ -329,6 +334,7 @@ impl Causality {
     /// assert_eq!(Causality::Bidirectional.key_range(3, 10), 0..10);
     /// assert!(Causality::Causal.key_range(-1, 10).is_empty());
     /// ```
+    #[inline]
     pub fn key_range(&self, position: i64, kv_len: usize) -> Range<usize> {
         let clamp = |x: i64| x.clamp(0, kv_len as i64) as usize;
         match *self {
@@ -352,6 +358,7 @@ impl Causality {
     /// the two end rows decide: every row sees every key when the last row's range starts at or
     /// before the tile and the first row's ends at or after it; no row sees any key when the
     /// union of the ranges, from the first row's start to the last row's end, misses the tile.
+    #[inline]
     pub(crate) fn tile_cover(&self, first: i64, last: i64, keys: Range<usize>, kv_len: usize) -> TileCover {
         let (a, b) = (self.key_range(first, kv_len), self.key_range(last, kv_len));
         if matches!(self, Causality::SlidingWindow { window: 0 }) || a.start.max(keys.start) >= b.end.min(keys.end) {

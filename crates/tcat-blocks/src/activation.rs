@@ -97,6 +97,13 @@ impl CustomOp1 for CpuActivation {
     }
 }
 
+/// [`Activation::apply`] as a candle [`Module`](candle_core::Module).
+impl candle_core::Module for Activation {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.apply(x)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

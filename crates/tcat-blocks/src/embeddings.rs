@@ -95,3 +95,18 @@ impl Embeddings {
         }
     }
 }
+
+/// Embeds `input_ids` `[batch, seq]` at positions `0..seq` without token types: the
+/// single-input path of candle's [`Module`](candle_core::Module).
+impl candle_core::Module for Embeddings {
+    fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let positions = match self.position {
+            Some(_) => {
+                let (b, s) = input_ids.dims2()?;
+                Some(tcat_position::sequential_position_ids(b, s, 0, input_ids.device())?)
+            }
+            None => None,
+        };
+        Embeddings::forward(self, input_ids, positions.as_ref(), None)
+    }
+}

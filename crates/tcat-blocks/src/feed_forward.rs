@@ -74,6 +74,13 @@ impl FeedForward {
     }
 }
 
+/// [`FeedForward::forward`] as a candle [`Module`].
+impl Module for FeedForward {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        FeedForward::forward(self, x)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,27 @@ impl Pooler {
     }
 }
 
+/// [`LmHead::forward`] as a candle [`Module`].
+impl Module for LmHead {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        LmHead::forward(self, x)
+    }
+}
+
+/// [`MlmHead::forward`] as a candle [`Module`].
+impl Module for MlmHead {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        MlmHead::forward(self, x)
+    }
+}
+
+/// [`Pooler::forward`] as a candle [`Module`].
+impl Module for Pooler {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Pooler::forward(self, x)
+    }
+}
+
 /// How token states become one sentence vector (Reimers & Gurevych 2019, Sentence-BERT §3).
 ///
 /// ```

@@ -97,3 +97,11 @@ impl TransformerLayer {
         }
     }
 }
+
+/// The layer over `x` `[batch, seq, hidden]` with its attention's own mask
+/// ([`MultiHeadAttention::causality`]), without cache: a candle [`Module`](candle_core::Module).
+impl candle_core::Module for TransformerLayer {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        TransformerLayer::forward(self, x, &AttentionMask::from(self.attention.causality()), None, None)
+    }
+}

@@ -13,6 +13,7 @@
 //! assembles them.
 
 mod activation;
+mod config;
 mod embeddings;
 mod entity_fusion;
 mod feed_forward;
@@ -22,6 +23,10 @@ mod norm;
 mod stack;
 
 pub use activation::Activation;
+pub use config::{
+    EmbeddingNames, EmbeddingsConfig, FeedForwardBias, FeedForwardConfig, FeedForwardKind, FeedForwardNames,
+    LayerConfig, LayerNames, NormConfig, NormKind,
+};
 pub use embeddings::Embeddings;
 pub use entity_fusion::{EntityFusion, FusionOutput};
 pub use feed_forward::FeedForward;

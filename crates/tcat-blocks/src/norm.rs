@@ -99,6 +99,13 @@ impl Norm {
     }
 }
 
+/// [`Norm::forward`] as a candle [`Module`](candle_core::Module).
+impl candle_core::Module for Norm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Norm::forward(self, x)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

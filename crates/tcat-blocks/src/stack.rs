@@ -148,3 +148,26 @@ impl Stack {
         }
     }
 }
+
+/// Every layer over `x` `[batch, seq, hidden]`, each with its attention's own mask (see
+/// [`TransformerLayer`]'s `Module`), then the final norm: a candle
+/// [`Module`](candle_core::Module). The shared relative bias, if any, is added as in
+/// [`Stack::forward`].
+impl candle_core::Module for Stack {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.clone();
+        let q_len = x.dim(1)?;
+        let bias = self.shared_bias.as_ref().map(|b| b.bias(q_len, q_len)).transpose()?;
+        for layer in &self.layers {
+            let mut mask = AttentionMask::from(layer.attention().causality());
+            if let Some(bias) = &bias {
+                mask = mask.with_bias(bias.clone());
+            }
+            x = layer.forward(&x, &mask, None, None)?;
+        }
+        match &self.final_norm {
+            Some(norm) => norm.forward(&x),
+            None => Ok(x),
+        }
+    }
+}

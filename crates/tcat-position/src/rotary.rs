@@ -134,6 +134,37 @@ pub struct RotaryConfig {
 }
 
 impl RotaryConfig {
+    /// Rotary over `rotary_dim` features (usually the whole `head_dim`) with the defaults of
+    /// RoFormer and LLaMA: base θ = 10000, [`RotaryLayout::HalfSplit`] (the Hugging Face layout),
+    /// no [`RopeScaling`]. Refine with the `with_*` methods.
+    ///
+    /// ```
+    /// use tcat_position::{RopeScaling, RotaryConfig, RotaryLayout};
+    /// let cfg = RotaryConfig::new(64).with_base(500_000.0).with_layout(RotaryLayout::Interleaved);
+    /// assert_eq!((cfg.rotary_dim, cfg.base, cfg.scaling), (64, 500_000.0, RopeScaling::None));
+    /// ```
+    pub fn new(rotary_dim: usize) -> Self {
+        Self { rotary_dim, base: 10_000.0, layout: RotaryLayout::HalfSplit, scaling: RopeScaling::None }
+    }
+
+    /// Sets the base θ.
+    pub fn with_base(mut self, base: f64) -> Self {
+        self.base = base;
+        self
+    }
+
+    /// Sets the pairing of features.
+    pub fn with_layout(mut self, layout: RotaryLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Sets the frequency scaling.
+    pub fn with_scaling(mut self, scaling: RopeScaling) -> Self {
+        self.scaling = scaling;
+        self
+    }
+
     /// The `rotary_dim / 2` inverse frequencies `ω_i = θ^(−2i/rotary_dim)` after the scaling's
     /// frequency rule (NTK-aware: a larger θ; Llama 3: per-frequency interpolation; linear
     /// scaling divides the positions instead, and dynamic NTK within its original length keeps
