@@ -9,7 +9,8 @@
 //! The DALL-E masks lay each length on its squarest image grid (`Variant::dalle_grid`: 16 × 8
 //! at 128 tokens up to 128 × 64 at 8192 and 128 × 128 at 16384), with no text tokens.
 //!
-//! Before each criterion group, one untimed run prints the variant's peak heap memory above its
+//! A variant whose memory estimate (`Variant::estimated_bytes`) exceeds the memory available is
+//! skipped with a line saying how much it needed. Before each criterion group, one untimed run prints the variant's peak heap memory above its
 //! inputs (counted by `tcat_bench::memory::CountingAllocator` around mimalloc, the allocator the
 //! `tcat` binary uses). Sample sizes are small (10 at 2048 tokens and above) so the whole bench
 //! takes a few minutes on two cores.
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use candle_core::{DType, Device};
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group};
-use tcat_bench::memory::CountingAllocator;
+use tcat_bench::memory::{CountingAllocator, Fit, fits};
 use tcat_bench::report::{format_bytes, format_duration};
 use tcat_bench::{Inputs, Shape, Variant, measure};
 
@@ -68,6 +69,14 @@ fn bench_attention(c: &mut Criterion) {
                     continue;
                 }
             };
+            if let Fit::TooLarge { needed, available } = fits(variant, shape, &device) {
+                eprintln!(
+                    "{variant} seq {seq}: skipped, it would need about {} above its inputs and {} is available",
+                    format_bytes(needed),
+                    format_bytes(available)
+                );
+                continue;
+            }
             let once = measure(variant, &inputs, 1).expect("attention runs");
             let scores = if seq == LONG_SEQ {
                 format!("; a materialised f32 score matrix would need {}", format_bytes(shape.score_bytes(DType::F32)))

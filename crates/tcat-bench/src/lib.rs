@@ -8,6 +8,12 @@
 //! through [`memory::CountingAllocator`]), and reports the results as a table or JSON rows
 //! ([`report`]) and as an SVG plot of time against sequence length ([`svg`]).
 //!
+//! Variants are compositions of a mask, a kernel and a head layout ([`Composition`]); the
+//! familiar names (`dense`, `fused-sliding:256`, `gqa:2`, ...) are shorthands, and any other
+//! triple is spelled `MASK@KERNEL[/gqa:G]`. Before a run, [`memory::fits`] compares the
+//! variant's memory estimate with what the machine has left, so a materialised score matrix
+//! that cannot fit is skipped instead of meeting the OOM killer.
+//!
 //! It is shared by `tcat bench attention` and by the criterion bench `benches/attention.rs`.
 //!
 //! ```
@@ -32,4 +38,6 @@ pub mod svg;
 mod variant;
 
 pub use measure::{Inputs, Measurement, Shape, measure, median};
-pub use variant::{DALLE_CONV_KERNEL, Variant, parse_lengths};
+pub use variant::{
+    Composition, DALLE_CONV_KERNEL, DalleAxis, HeadLayout, KernelChoice, MaskChoice, Variant, parse_lengths,
+};

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use candle_core::{DType, Device, Result, Tensor};
 
 use crate::Variant;
-use crate::memory::track_peak;
+use crate::memory::{Fit, fits, track_peak};
+use crate::report::format_bytes;
 
 /// The shape of one benchmark input: `q`, `k`, `v` are `[batch, heads, seq, head_dim]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +119,9 @@ pub struct Measurement {
 
 /// Times `variant` on `inputs` (through [`Inputs::for_variant`], so `gqa:G` gets its fewer
 /// key/value heads outside the measurement): one warm-up run, then the median of `repeats`
-/// device-synchronised runs, with the peak heap memory of the timed runs.
+/// device-synchronised runs, with the peak heap memory of the timed runs. A run whose memory
+/// estimate exceeds what is available ([`crate::memory::fits`]) is refused before anything is
+/// allocated, with an error saying how much it needed; check `fits` first to skip it and go on.
 ///
 /// ```
 /// use candle_core::{DType, Device};
@@ -136,6 +139,14 @@ pub fn measure(variant: Variant, inputs: &Inputs, repeats: usize) -> Result<Meas
     let inputs = &inputs.for_variant(variant)?;
     let shape = inputs.shape()?;
     let device = inputs.q.device();
+    if let Fit::TooLarge { needed, available } = fits(variant, shape, device) {
+        candle_core::bail!(
+            "{variant} at seq {}: skipped, it would need about {} above its inputs and {} is available",
+            shape.seq,
+            format_bytes(needed),
+            format_bytes(available)
+        );
+    }
     let run = || -> Result<Duration> {
         let start = Instant::now();
         let out = variant.run(&inputs.q, &inputs.k, &inputs.v)?;

@@ -129,3 +129,67 @@ pub fn track_peak<T>(f: impl FnOnce() -> T) -> (T, Option<usize>) {
     let peak = is_counting().then(|| peak_bytes().saturating_sub(baseline));
     (out, peak)
 }
+
+/// Whether a run fits in the memory available, judged before it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// The estimate is below the memory available.
+    Fits,
+    /// The memory available is unknown (not Linux, or not the CPU): run and see.
+    Unknown,
+    /// The estimate exceeds the memory available: skip the run.
+    TooLarge {
+        /// Estimated bytes the run allocates above its inputs.
+        needed: usize,
+        /// Bytes available to this process.
+        available: usize,
+    },
+}
+
+/// Bytes this process may still allocate: the lower of the kernel's `MemAvailable`
+/// (`/proc/meminfo`) and the room left under a cgroup v2 limit (`memory.max − memory.current`);
+/// `None` where neither can be read.
+pub fn available_bytes() -> Option<usize> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+            .map(|kib| kib.saturating_mul(1024))
+    });
+    let read = |name: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{name}")).ok();
+    let cgroup = match (read("memory.max"), read("memory.current")) {
+        (Some(max), Some(current)) => match (max.trim().parse::<usize>(), current.trim().parse::<usize>()) {
+            (Ok(max), Ok(current)) => Some(max.saturating_sub(current)),
+            _ => None, // "max": no limit
+        },
+        _ => None,
+    };
+    match (meminfo, cgroup) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Whether `variant` on `shape` fits in the memory available on `device` (CPU only: GPU memory
+/// is not counted, [`Fit::Unknown`]).
+///
+/// ```
+/// use candle_core::Device;
+/// use tcat_bench::memory::{Fit, fits};
+/// use tcat_bench::{Shape, Variant};
+/// let huge = Shape { batch: 64, heads: 64, seq: 1 << 20, head_dim: 64 };
+/// assert!(matches!(fits(Variant::Dense, huge, &Device::Cpu), Fit::TooLarge { .. } | Fit::Unknown));
+/// let tiny = Shape { batch: 1, heads: 1, seq: 8, head_dim: 8 };
+/// assert!(matches!(fits(Variant::Dense, tiny, &Device::Cpu), Fit::Fits | Fit::Unknown));
+/// ```
+pub fn fits(variant: crate::Variant, shape: crate::Shape, device: &candle_core::Device) -> Fit {
+    if !device.is_cpu() {
+        return Fit::Unknown;
+    }
+    let needed = variant.estimated_bytes(shape);
+    match available_bytes() {
+        None => Fit::Unknown,
+        Some(available) if needed > available => Fit::TooLarge { needed, available },
+        Some(_) => Fit::Fits,
+    }
+}
