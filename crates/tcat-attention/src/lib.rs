@@ -1,15 +1,42 @@
 //! One attention for the whole Transformer catalog.
 //!
 //! Scaled dot-product attention (Vaswani et al. 2017, "Attention Is All You Need", eq. 1):
-//! `softmax(Q Kᵀ · scale + bias, masked) V`. Every model in tcat calls the same entry point,
-//! [`scaled_dot_product_attention`], with a typed [`AttentionMask`] (none, causal aligned to the
-//! end of the keys, key padding, or both) and an optional additive bias from a position scheme.
-//! [`MultiHeadAttention`] wraps it with the projections; multi-head, grouped-query and
-//! multi-query attention are one `num_kv_heads` setting of that one module, which calls either
-//! that function or the tiled [`fused_attention`] as its [`AttentionKernel`] says. [`KvCache`]
-//! preallocates the keys and values for incremental decoding.
+//! `softmax(Q Kᵀ · scale + bias, masked) V`. Every model in tcat calls one contract: `q`, `k`,
+//! `v` checked once ([`AttentionShape`]) and a typed [`AttentionMask`] (none, causal aligned to
+//! the end of the keys, sliding window, key padding, packed segments, sparse patterns, explicit
+//! masks, additive biases) whose meaning for the lengths at hand is one [`VisibilityPlan`].
+//! Two kernels consume that plan: [`scaled_dot_product_attention`] materialises the scores,
+//! [`fused_attention`] streams tiles with an online softmax and skips the hidden ones; an
+//! [`AttentionKernel`] chooses between them, by default the fused one, with one documented
+//! fallback rule ([`AttentionKernel::resolve`]).
+//!
+//! [`MultiHeadAttention`] wraps the kernels with the projections; multi-head, grouped-query and
+//! multi-query attention are one `num_kv_heads` setting of that one module, configured by name
+//! with [`AttentionConfig`] and loaded from a `VarBuilder` with [`MultiHeadAttention::load`]; it
+//! is a candle `Module`. Position schemes enter it one way, a [`PositionTerm`]: a rotation
+//! (rotary), an additive bias (ALiBi, T5 buckets) or a query-dependent [`ScoreTerm`]
+//! (Transformer-XL's [`XlRelativePosition`], DeBERTa's [`DisentangledPosition`], yours). Each
+//! layer may carry its own sliding window or [`SparsePattern`]. [`KvCache`] preallocates the
+//! keys and values for incremental decoding.
 //!
 //! [`reference`](mod@reference) holds the plain, loop-by-loop version that the fast paths are tested against.
+//!
+//! Grouped-query attention with rotary positions and a sliding window, from a `VarBuilder`:
+//!
+//! ```
+//! use candle_core::{DType, Device, Tensor};
+//! use candle_nn::{VarBuilder, VarMap};
+//! use tcat_attention::{AttentionConfig, AttentionMask, MultiHeadAttention};
+//! let vars = VarMap::new(); // or VarBuilder::from_mmaped_safetensors(&["model.safetensors"], ..)
+//! let vb = VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+//! let config = AttentionConfig::new(512, 8).with_kv_heads(2).with_rotary(4096).with_sliding_window(256);
+//! let attention = MultiHeadAttention::load(vb.pp("model.layers.0.self_attn"), &config).unwrap();
+//! let x = Tensor::randn(0f32, 1., (1, 16, 512), &Device::Cpu).unwrap();
+//! let y = attention.forward(&x, &AttentionMask::causal(), None, None).unwrap();
+//! assert_eq!(y.dims(), &[1, 16, 512]);
+//! ```
+//!
+//! The attention function alone:
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -22,6 +49,8 @@
 //! let out = scaled_dot_product_attention(&q, &k, &v, &AttentionMask::causal(), 8f64.powf(-0.5)).unwrap();
 //! assert_eq!(out.dims(), &[1, 4, 3, 8]);
 //! ```
+
+#![deny(missing_docs)]
 
 mod config;
 mod fused;

@@ -324,8 +324,8 @@ impl MultiHeadAttention {
         &self.patterns
     }
 
-    /// Chooses the attention kernel (default [`AttentionKernel::Materialized`]);
-    /// [`AttentionKernel::Fused`] saves the score matrix's memory on long CPU sequences.
+    /// Chooses the attention kernel (default [`AttentionKernel::Fused`], which falls back to
+    /// the materialised path where it does not apply: see [`AttentionKernel::resolve`]).
     pub fn with_kernel(mut self, kernel: AttentionKernel) -> Self {
         self.kernel = kernel;
         self

@@ -29,7 +29,7 @@ use tcat_position::{
 };
 
 /// A score term that depends on the queries (and possibly the keys) as well as on positions:
-/// the third way a position scheme enters attention (see the [module docs](self)).
+/// the third way a position scheme enters attention (see [`PositionTerm`]).
 ///
 /// Queries are `[batch, heads, q_len, head_dim]`, placed at the end of the keys
 /// `[batch, kv_heads, kv_len, head_dim]` (query `i` at absolute position `kv_len − q_len + i`),
@@ -67,7 +67,10 @@ pub trait ScoreTerm: Debug + Send + Sync {
 }
 
 /// How one position scheme enters attention: a rotation, an additive bias, or a
-/// query-dependent [`ScoreTerm`] (see the [module docs](self)).
+/// query-dependent [`ScoreTerm`]. [`MultiHeadAttention::with_position`](crate::MultiHeadAttention::with_position)
+/// takes any of them and has no special case for a scheme: it applies the rotations to the
+/// queries and keys, then sums the biases and score terms into the mask's additive bias, then
+/// attends with the content queries ([`ScoreTerm::content_queries`]).
 ///
 /// ```
 /// use candle_core::{DType, Device};

@@ -35,8 +35,12 @@ pub enum FusionOutput {
     },
 }
 
-/// ERNIE's information fusion layer (Zhang et al. 2019, §3.3, eq. 4–5; see the
-/// [module docs](self)).
+/// ERNIE's information fusion layer (Zhang et al. 2019, "ERNIE: Enhanced Language
+/// Representation with Informative Entities", §3.3, eq. 4–5): for a token `w_j` aligned to
+/// entity `e_k`, `h_j = σ(W̃_t w̃_j + W̃_e ẽ_k + b̃)`, `w_j = σ(W_t h_j + b_t)`,
+/// `e_k = σ(W_e h_j + b_e)`; for a token without an entity `h_j = σ(W̃_t w̃_j + b̃)`. `σ` is GELU
+/// in the paper. The attentions over tokens and entities before it are ordinary
+/// `tcat_attention::MultiHeadAttention`s.
 ///
 /// Inputs are the token states `w̃` `[batch, seq, hidden]`, the entity states `ẽ`
 /// `[batch, seq, entity_dim]` already placed on the first token of their mention, and the

@@ -52,7 +52,7 @@ impl MlmHead {
     }
 }
 
-/// BERT's pooler: `tanh(dense(h[:, 0]))`, the [CLS] summary used by classification heads.
+/// BERT's pooler: `tanh(dense(h[:, 0]))`, the `[CLS]` summary used by classification heads.
 #[derive(Debug, Clone)]
 pub struct Pooler {
     dense: Linear,

@@ -9,8 +9,16 @@
 //! forward, also when decoding with a cache), and [`Stack::forward_with_memory`] runs
 //! Transformer-XL's segment-level recurrence over a `tcat_position::SegmentMemory`.
 //!
+//! Each block has a named configuration with documented defaults and a `load(vb, &config)`
+//! constructor reading configurable weight names under a `VarBuilder` prefix ([`NormConfig`],
+//! [`FeedForwardConfig`], [`EmbeddingsConfig`], [`LayerConfig`]; attention's is
+//! `tcat_attention::AttentionConfig`), and every single-input block is a candle `Module`, so it
+//! composes with `candle_nn::Sequential` and your own modules.
+//!
 //! Attention comes from `tcat-attention` and positions from `tcat-position`; this crate
 //! assembles them.
+
+#![deny(missing_docs)]
 
 mod activation;
 mod config;

@@ -5,6 +5,8 @@
 //! Nothing here implements a paper; these are the pieces the block crates would otherwise each
 //! write again.
 
+#![deny(missing_docs)]
+
 mod device;
 mod error;
 mod linear;

@@ -16,6 +16,8 @@
 //! - [`xl_position_bias`], [`xl_sinusoids`] and [`SegmentMemory`]: Transformer-XL's relative
 //!   encoding with global biases and segment-level recurrence (Dai et al. 2019).
 
+#![deny(missing_docs)]
+
 mod absolute;
 mod alibi;
 mod deberta;
