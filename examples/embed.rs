@@ -23,7 +23,7 @@ fn main() -> Result<()> {
     let encoder = model.as_encoder().context("an encoder model is needed")?;
     let tokenizer = load_tokenizer(source.tokenizer.as_ref().context("no tokenizer.json")?)?;
     let sentence = SentenceConfig::read(&source.root)?
-        .unwrap_or(SentenceConfig { pooling: SentencePooling::Mean, normalize: true });
+        .unwrap_or(SentenceConfig { pooling: SentencePooling::Mean, dense: Vec::new(), normalize: true });
 
     let ids = texts
         .iter()
