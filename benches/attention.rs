@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use candle_core::{DType, Device};
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group};
-use tcat_bench::memory::{CountingAllocator, Fit, fits};
+use tcat_bench::memory::{CountingAllocator, skip_reason};
 use tcat_bench::report::{format_bytes, format_duration};
 use tcat_bench::{Inputs, Shape, Variant, measure};
 
@@ -69,12 +69,8 @@ fn bench_attention(c: &mut Criterion) {
                     continue;
                 }
             };
-            if let Fit::TooLarge { needed, available } = fits(variant, shape, &device) {
-                eprintln!(
-                    "{variant} seq {seq}: skipped, it would need about {} above its inputs and {} is available",
-                    format_bytes(needed),
-                    format_bytes(available)
-                );
+            if let Some(why) = skip_reason(variant, shape, &device) {
+                eprintln!("{why}");
                 continue;
             }
             let once = measure(variant, &inputs, 1).expect("attention runs");

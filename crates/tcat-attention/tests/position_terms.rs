@@ -254,3 +254,57 @@ fn t5_bias_as_a_module_term_decodes_like_the_full_pass() {
         }
     }
 }
+
+#[test]
+fn deberta_terms_through_the_module_equal_the_bias_in_the_reference() {
+    // DeBERTa (He et al. 2021, eq. 2–4): c2p and p2c over the shared relative embeddings, every
+    // term scaled by 1/√(3d); the module adds them through its one ScoreTerm path.
+    use tcat_attention::DisentangledPosition;
+    use tcat_position::{LogBuckets, deberta_relative_positions, disentangled_bias};
+    let dev = common::device();
+    let (hidden, heads, head_dim, seq, span) = (16, 4, 4, 9, 4);
+    let (wq, wk, wv) = (weight(16, hidden, &dev), weight(16, hidden, &dev), weight(16, hidden, &dev));
+    let qkv = QkvProjection::Separate {
+        q: Linear::new(wq.clone(), None),
+        k: Linear::new(wk.clone(), None),
+        v: Linear::new(wv.clone(), None),
+    };
+    let eye = Tensor::eye(16, DType::F32, &dev).unwrap();
+    let scale = 1.0 / ((head_dim * 3) as f64).sqrt();
+    let pos_q = Tensor::randn(0f32, 1., (heads, 2 * span, head_dim), &dev).unwrap();
+    let pos_k = Tensor::randn(0f32, 1., (heads, 2 * span, head_dim), &dev).unwrap();
+    let buckets = Some(LogBuckets { bucket_size: 4, max_position: 8 });
+    let term = DisentangledPosition::new(Some(pos_q.clone()), Some(pos_k.clone()), span, buckets);
+    let layer = MultiHeadAttention::new(qkv, Linear::new(eye, None), heads, heads, head_dim)
+        .unwrap()
+        .with_scale(scale)
+        .with_position(PositionTerm::score(term));
+    let x = Tensor::randn(0f32, 1., (2, seq, hidden), &dev).unwrap();
+    let split = |w: &Tensor| {
+        x.broadcast_matmul(&w.t().unwrap())
+            .unwrap()
+            .reshape((2, seq, heads, head_dim))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+    };
+    let (q, k, v) = (split(&wq), split(&wk), split(&wv));
+    let relative = deberta_relative_positions(seq, seq, buckets, &dev).unwrap();
+    let bias = disentangled_bias(&q, &k, Some(&pos_q), Some(&pos_k), &relative, span, scale).unwrap();
+    let keep = Tensor::new(&[[1u32, 1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 0, 0, 0]], &dev).unwrap();
+    let mask = AttentionMask::none().with_key_padding(keep);
+    let want = tcat_attention::reference::attention(&q, &k, &v, &mask.clone().with_bias(bias), scale)
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .reshape((2, seq, 16))
+        .unwrap();
+    for kernel in KERNELS {
+        let got = layer.clone().with_kernel(kernel).forward(&x, &mask, None, None).unwrap();
+        let d = max_diff(&got, &want);
+        assert!(d < 1e-5, "{kernel:?}: {d}");
+    }
+    let plain = tcat_attention::reference::attention(&q, &k, &v, &mask, scale).unwrap();
+    let plain = plain.transpose(1, 2).unwrap().reshape((2, seq, 16)).unwrap();
+    assert!(max_diff(&plain, &want) > 1e-3, "the position terms must matter");
+}

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use candle_core::{DType, Device, Result, Tensor};
 
 use crate::Variant;
-use crate::memory::{Fit, fits, track_peak};
-use crate::report::format_bytes;
+use crate::memory::{skip_reason, track_peak};
 
 /// The shape of one benchmark input: `q`, `k`, `v` are `[batch, heads, seq, head_dim]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,13 +138,8 @@ pub fn measure(variant: Variant, inputs: &Inputs, repeats: usize) -> Result<Meas
     let inputs = &inputs.for_variant(variant)?;
     let shape = inputs.shape()?;
     let device = inputs.q.device();
-    if let Fit::TooLarge { needed, available } = fits(variant, shape, device) {
-        candle_core::bail!(
-            "{variant} at seq {}: skipped, it would need about {} above its inputs and {} is available",
-            shape.seq,
-            format_bytes(needed),
-            format_bytes(available)
-        );
+    if let Some(why) = skip_reason(variant, shape, device) {
+        candle_core::bail!("{why}");
     }
     let run = || -> Result<Duration> {
         let start = Instant::now();

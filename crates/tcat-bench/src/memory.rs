@@ -193,3 +193,18 @@ pub fn fits(variant: crate::Variant, shape: crate::Shape, device: &candle_core::
         Some(_) => Fit::Fits,
     }
 }
+
+/// The line to print instead of running `variant` on `shape` when it would not fit
+/// ([`fits`] says [`Fit::TooLarge`]), or `None` when it may run:
+/// `"dense at seq 16384: skipped, it would need about 24.0 GiB above its inputs and 7.1 GiB is available"`.
+pub fn skip_reason(variant: crate::Variant, shape: crate::Shape, device: &candle_core::Device) -> Option<String> {
+    match fits(variant, shape, device) {
+        Fit::TooLarge { needed, available } => Some(format!(
+            "{variant} at seq {}: skipped, it would need about {} above its inputs and {} is available",
+            shape.seq,
+            crate::report::format_bytes(needed),
+            crate::report::format_bytes(available)
+        )),
+        Fit::Fits | Fit::Unknown => None,
+    }
+}

@@ -115,6 +115,7 @@ pub fn disentangled_bias(
             );
         }
     }
+    let (q, k) = (&q.contiguous()?, &k.contiguous()?); // views (e.g. heads split by a transpose)
     // δ(i, j) = clamp(r(i, j) + span, 0, 2·span − 1), the row of the position embeddings.
     let delta =
         (relative.to_dtype(DType::F32)? + span as f64)?.clamp(0f32, (2 * span - 1) as f32)?.to_dtype(DType::U32)?;

@@ -73,7 +73,7 @@ pub fn xl_position_bias(q: &Tensor, v_bias: &Tensor, projected: &Tensor, kv_len:
     if v_bias.dims() != [heads, head_dim] {
         candle_core::bail!("xl position bias: v {:?}, expected [{heads}, {head_dim}]", v_bias.dims());
     }
-    let qv = q.broadcast_add(&v_bias.reshape((1, heads, 1, head_dim))?)?;
+    let qv = q.broadcast_add(&v_bias.reshape((1, heads, 1, head_dim))?)?.contiguous()?;
     let all = qv.broadcast_matmul(&projected.t()?.unsqueeze(0)?)?; // [b, h, q_len, distances]
     // Row i, key j reads distance (i + offset) − j, at index (i + offset − j) − min.
     let offset = kv_len as i64 - q_len as i64;
