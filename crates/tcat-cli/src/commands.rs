@@ -64,8 +64,9 @@ pub struct ForwardArgs {
     /// Segment ids of one row (one per --ids row when given).
     #[arg(long)]
     token_type_ids: Vec<String>,
-    /// Decoder token ids of one row, for encoder-decoder models.
-    #[arg(long)]
+    // Decoder ids for encoder-decoders: refused with a clear error until a family accepts
+    // them, and hidden from the help until then.
+    #[arg(long, hide = true)]
     decoder_ids: Vec<String>,
     /// Which output to write: the model's own (`hidden_states` or `logits`), or `reward`
     /// (`rewards` `[batch]`, the scalar head of a decoder; presets and checkpoints with a

@@ -1,16 +1,7 @@
 //! `tcat bench attention`, run as a user runs it.
 
-use std::process::{Command, Output};
-
-/// Runs `tcat` on the device named by `TCAT_TEST_DEVICE` (the CPU when unset).
-fn tcat(args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcat"));
-    command.args(args);
-    if let Ok(device) = std::env::var("TCAT_TEST_DEVICE") {
-        command.args(["--device", &device]);
-    }
-    command.output().expect("tcat runs")
-}
+mod common;
+use common::tcat;
 
 /// The device kind the rows report: `cpu`, `cuda` or `metal` (no ordinal).
 fn device_kind() -> String {

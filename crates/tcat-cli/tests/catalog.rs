@@ -3,28 +3,11 @@
 //! exist runs `forward`, `docs/catalog.md` is what `list --markdown` prints, and the reward
 //! head writes one scalar per row.
 
-use std::process::{Command, Output};
-
 use candle_core::Device;
 use serde_json::Value;
 
-fn tcat(args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcat"));
-    command.args(args);
-    if let Ok(device) = std::env::var("TCAT_TEST_DEVICE")
-        && !args.contains(&"--device")
-        && args.first() != Some(&"catalog")
-    {
-        command.args(["--device", &device]);
-    }
-    command.output().expect("tcat runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = tcat(args);
-    assert!(out.status.success(), "tcat {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
+mod common;
+use common::{ok, tcat};
 
 fn list() -> Vec<Value> {
     ok(&["catalog", "list", "--json"])

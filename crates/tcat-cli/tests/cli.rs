@@ -1,46 +1,12 @@
 //! The `tcat` command's contract, run as a user runs it, on the reference fixtures.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use candle_core::{DType, Device, Tensor};
+use tcat_testkit::{expected, fixture, masked_max_diff};
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
-}
-
-/// Runs `tcat` on the device named by `TCAT_TEST_DEVICE` (the CPU when unset), unless the
-/// arguments choose one themselves.
-fn tcat(args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tcat"));
-    command.args(args);
-    if let Ok(device) = std::env::var("TCAT_TEST_DEVICE")
-        && !args.contains(&"--device")
-    {
-        command.args(["--device", &device]);
-    }
-    command.output().expect("tcat runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = tcat(args);
-    assert!(out.status.success(), "tcat {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command that must fail cleanly and returns its stderr.
-fn fails(args: &[&str]) -> String {
-    let out = tcat(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "tcat {args:?} should fail");
-    assert!(!stderr.contains("panicked"), "tcat {args:?} panicked:\n{stderr}");
-    stderr
-}
-
-fn expected(name: &str) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixture(name).join("expected.safetensors"), &Device::Cpu).unwrap()
-}
+mod common;
+use common::{fails, ok};
 
 /// `--ids` arguments (unpadded rows) of an id tensor under its mask.
 fn id_args(ids: &Tensor, mask: &Tensor) -> Vec<String> {
@@ -52,13 +18,6 @@ fn id_args(ids: &Tensor, mask: &Tensor) -> Vec<String> {
             r.iter().zip(m).filter(|(_, m)| **m != 0).map(|(i, _)| i.to_string()).collect::<Vec<_>>().join(",")
         })
         .collect()
-}
-
-fn masked_max_diff(a: &Tensor, b: &Tensor, mask: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    let d = (a - b).unwrap().abs().unwrap().flatten_from(2).unwrap().max(2).unwrap();
-    let v: Vec<Vec<f32>> = (d * mask.to_dtype(DType::F32).unwrap()).unwrap().to_vec2().unwrap();
-    v.into_iter().flatten().fold(0.0, f32::max)
 }
 
 fn temp_out(tag: &str) -> PathBuf {
@@ -287,6 +246,7 @@ fn forward_and_generate_work_for_every_decoder_family() {
         "llama-llama3",
         "openai-gpt",
         "ctrl",
+        "qwen2",
     ];
     for name in families {
         let exp = expected(name);

@@ -79,15 +79,8 @@ impl DecoderModel {
         let head = self.reward.as_ref().ok_or_else(|| {
             Error::InvalidInput("this model has no reward head (a checkpoint stores it as `score.weight`)".into())
         })?;
-        batch.check_vocab(self.vocab_size())?;
-        let (b, s) = batch.input_ids().dims2()?;
-        self.check_length(s)?;
-        let positions = sequential_position_ids(b, s, 0, batch.input_ids().device())?;
-        let mut mask = AttentionMask::causal();
-        if batch.is_padded() {
-            mask = mask.with_key_padding(batch.attention_mask().clone());
-        }
-        let h = self.hidden_states(batch.input_ids(), &positions, &mask, None)?;
+        let h = self.batch_hidden_states(batch)?;
+        let b = h.dim(0)?;
         // Index of each row's last real token (right padding): its count of real tokens − 1.
         let real = batch.attention_mask().to_dtype(candle_core::DType::F32)?.sum(1)?;
         let last = (real - 1.0)?.to_dtype(candle_core::DType::U32)?;
@@ -198,6 +191,11 @@ impl DecoderModel {
 
     /// Logits of a right-padded batch in one pass (no cache), as `tcat forward` writes them.
     pub fn logits(&self, batch: &Batch) -> Result<Tensor> {
+        Ok(self.head.forward(&self.batch_hidden_states(batch)?)?)
+    }
+
+    /// The final hidden states of a right-padded batch in one pass (no cache).
+    fn batch_hidden_states(&self, batch: &Batch) -> Result<Tensor> {
         batch.check_vocab(self.vocab_size())?;
         let (b, s) = batch.input_ids().dims2()?;
         self.check_length(s)?;
@@ -206,7 +204,7 @@ impl DecoderModel {
         if batch.is_padded() {
             mask = mask.with_key_padding(batch.attention_mask().clone());
         }
-        self.forward(batch.input_ids(), &positions, &mask, None)
+        self.hidden_states(batch.input_ids(), &positions, &mask, None)
     }
 
     /// Fails with [`Error::SequenceTooLong`] past the position table.

@@ -21,6 +21,7 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "mistral",
     "openai-gpt",
     "opt",
+    "qwen2",
     "roberta",
     "xlm-roberta",
 ];

@@ -1,5 +1,5 @@
 //! Parity with Hugging Face `transformers` on tiny perturbed checkpoints it saved
-//! (tests/fixtures/make_fixtures.py): f32 within 1e-4.
+//! (tests/fixtures/tcat_fixtures (`python -m tcat_fixtures`)): f32 within 1e-4.
 
 mod common;
 
@@ -112,7 +112,7 @@ fn gpt2_batched_left_padded_greedy_matches_transformers() {
 /// Every family in f16 and bf16 on the CPU: relative error ‖a − b‖ / ‖a‖ over the real
 /// positions against f32 stays within 1e-2, or within 10% of the error of transformers' own f16 /
 /// bf16 run on the same fixture where that alone reaches the bar (`half_precision.json`, made by
-/// `measure_half_precision.py`: its bf16 LLaMA fixtures sit at 0.99e-2 and 1.00e-2).
+/// `python -m tcat_fixtures`: its bf16 LLaMA fixtures sit at 0.99e-2 and 1.00e-2).
 #[test]
 fn half_precision_stays_close_to_f32() {
     let families = [
@@ -137,6 +137,7 @@ fn half_precision_stays_close_to_f32() {
         "llama-llama3",
         "openai-gpt",
         "ctrl",
+        "qwen2",
     ];
     let reference_errors: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("half_precision.json")).unwrap()).unwrap();
@@ -249,6 +250,13 @@ fn llama_with_linear_rope_scaling_and_mqa_matches_transformers() {
     check_decoder("llama-scaled");
 }
 
+/// Qwen2: LLaMA with q/k/v biases; `sliding_window` set but `use_sliding_window` false, so no
+/// layer slides (with the window, layer 1 of this fixture would see 4 keys of 7).
+#[test]
+fn qwen2_qkv_biases_and_disabled_window_match_transformers() {
+    check_decoder("qwen2");
+}
+
 #[test]
 fn mistral_sliding_window_matches_transformers() {
     check_decoder("mistral");
@@ -348,4 +356,23 @@ fn gpt_bigcode_without_multi_query_field_is_multi_query() {
     let d = masked_max_diff(&decoder.logits(&batch).unwrap(), &exp["logits"], mask);
     assert!(d <= TOL, "gpt_bigcode without `multi_query` logits differ by {d}");
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// Every `model_type` tcat loads has a checkpoint saved by transformers among the fixtures, so
+/// the catalog's computed status ("runs" for a family whose types all load) rests on parity.
+#[test]
+fn every_supported_model_type_has_a_parity_fixture() {
+    let mut covered = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(fixtures_dir()).unwrap() {
+        let config = entry.unwrap().path().join("config.json");
+        if let Ok(text) = std::fs::read_to_string(&config) {
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if let Some(t) = json["model_type"].as_str() {
+                covered.insert(t.to_string());
+            }
+        }
+    }
+    for model_type in tcat_models::SUPPORTED_MODEL_TYPES {
+        assert!(covered.contains(*model_type), "no fixture for model_type `{model_type}`");
+    }
 }

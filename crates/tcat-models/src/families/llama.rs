@@ -92,6 +92,22 @@ pub const NAMES: WeightNames = WeightNames {
 /// The spec of a LLaMA-architecture `config.json` (`llama` or `mistral`).
 pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
     let cfg: LlamaConfig = config.parse()?;
+    let schedule = match (config.model_type()?, cfg.sliding_window) {
+        ("mistral", Some(window)) => vec![AttentionPattern::Local { window }],
+        (_, None) => vec![],
+        (family, Some(_)) => {
+            return Err(config.error(format!(
+                "`sliding_window` is set, but `{family}` models attend to every key (transformers ignores it; \
+                 remove the field or use model_type `mistral`)"
+            )));
+        }
+    };
+    spec_with(config, &cfg, schedule)
+}
+
+/// The LLaMA-architecture spec of `cfg` with the per-layer attention `schedule` (for the
+/// families that differ from LLaMA only in such settings: Mistral, Qwen2).
+pub(crate) fn spec_with(config: &ConfigFile, cfg: &LlamaConfig, schedule: Vec<AttentionPattern>) -> Result<ArchSpec> {
     config.require_positive("vocab_size", cfg.vocab_size)?;
     config.require_positive("num_attention_heads", cfg.num_attention_heads)?;
     config.require_positive("max_position_embeddings", cfg.max_position_embeddings)?;
@@ -107,16 +123,6 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
         None => {
             config.require_heads("hidden_size", cfg.hidden_size, "num_attention_heads", heads)?;
             cfg.hidden_size / heads
-        }
-    };
-    let schedule = match (config.model_type()?, cfg.sliding_window) {
-        ("mistral", Some(window)) => vec![AttentionPattern::Local { window }],
-        (_, None) => vec![],
-        (family, Some(_)) => {
-            return Err(config.error(format!(
-                "`sliding_window` is set, but `{family}` models attend to every key (transformers ignores it; \
-                 remove the field or use model_type `mistral`)"
-            )));
         }
     };
     let activation = config.activation("hidden_act", &cfg.hidden_act)?;

@@ -12,6 +12,7 @@ pub mod gptj;
 pub mod llama;
 pub mod openai_gpt;
 pub mod opt;
+pub mod qwen2;
 pub mod roberta;
 pub(crate) mod rope_config;
 
@@ -46,6 +47,7 @@ pub(crate) const FAMILIES: &[Family] = &[
     Family { model_types: &["llama", "mistral"], spec: crate::llama::spec, names: |_| Ok(crate::llama::NAMES) },
     Family { model_types: &["openai-gpt"], spec: crate::openai_gpt::spec, names: |_| Ok(crate::openai_gpt::NAMES) },
     Family { model_types: &["opt"], spec: crate::opt::spec, names: |_| Ok(crate::opt::NAMES) },
+    Family { model_types: &["qwen2"], spec: qwen2::spec, names: |_| Ok(llama::NAMES) },
 ];
 
 /// The `model_type`s of every family.

@@ -1,0 +1,34 @@
+//! Running the `tcat` binary as a user runs it, shared by the CLI tests.
+
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+
+/// Runs `tcat` on the device named by `TCAT_TEST_DEVICE` (the CPU when unset), unless the
+/// arguments choose one themselves.
+pub fn tcat(args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tcat"));
+    command.args(args);
+    if let Ok(device) = std::env::var("TCAT_TEST_DEVICE")
+        && !args.contains(&"--device")
+    {
+        command.args(["--device", &device]);
+    }
+    command.output().expect("tcat runs")
+}
+
+/// Runs a command that must succeed and returns its stdout.
+pub fn ok(args: &[&str]) -> String {
+    let out = tcat(args);
+    assert!(out.status.success(), "tcat {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail cleanly and returns its stderr.
+pub fn fails(args: &[&str]) -> String {
+    let out = tcat(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "tcat {args:?} should fail");
+    assert!(!stderr.contains("panicked"), "tcat {args:?} panicked:\n{stderr}");
+    stderr
+}
