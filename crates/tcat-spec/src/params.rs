@@ -175,8 +175,9 @@ impl TowerSpec {
 }
 
 impl HeadSpec {
-    /// Parameters of this head on a tower of width `hidden` over `vocab` tokens.
-    pub fn param_count(&self, hidden: usize, vocab: usize) -> u64 {
+    /// Parameters of this head on `tower` (its width, vocabulary and embedding width).
+    pub fn param_count(&self, tower: &TowerSpec) -> u64 {
+        let (hidden, vocab, embedding) = (tower.hidden_size, tower.vocab_size, tower.embedding_width());
         match *self {
             HeadSpec::Lm { tied, bias } => {
                 (if tied { 0 } else { hidden * vocab } + if bias { vocab } else { 0 }) as u64
@@ -188,8 +189,9 @@ impl HeadSpec {
                     (hidden * vocab) as u64
                 }
             }
-            // Transform, its LayerNorm, and the vocabulary bias (the decoder is tied).
-            HeadSpec::Mlm => linear(hidden, hidden, true) + 2 * hidden as u64 + vocab as u64,
+            // Transform to the embedding width, its LayerNorm, and the vocabulary bias (the
+            // decoder is tied; ALBERT's transform maps hidden to E).
+            HeadSpec::Mlm => linear(hidden, embedding, true) + 2 * embedding as u64 + vocab as u64,
             HeadSpec::Pooler => linear(hidden, hidden, true),
             HeadSpec::Classification { labels } => linear(hidden, labels, true),
             HeadSpec::Reward => linear(hidden, 1, true),
@@ -215,7 +217,7 @@ impl ArchSpec {
         }
         let last = *self.towers().last().expect("every spec has a tower");
         for head in &self.heads {
-            count += ParamCount::dense(head.param_count(last.hidden_size, last.vocab_size));
+            count += ParamCount::dense(head.param_count(last));
         }
         count += ParamCount::dense(match &self.stacks {
             Stacks::DualEncoder { text, vision, projection_dim } => {
@@ -225,13 +227,28 @@ impl ArchSpec {
             Stacks::VisionLanguage { vision, decoder, connection } => match connection {
                 VisionConnection::PrefixEmbeddings => linear(vision.hidden_size, decoder.hidden_size, true),
                 VisionConnection::AttentionalPooling { queries, .. } => {
-                    (queries * decoder.hidden_size) as u64
+                    let pooling = (queries * decoder.hidden_size) as u64
                         + attention(&decoder.attention, decoder.hidden_size, vision.hidden_size)
-                        + norm(decoder.norm, decoder.hidden_size)
+                        + norm(decoder.norm, decoder.hidden_size);
+                    pooling
                 }
             },
             _ => 0,
         });
+        if let Stacks::VisionLanguage {
+            decoder,
+            connection: VisionConnection::AttentionalPooling { unimodal_layers, .. },
+            ..
+        } = &self.stacks
+            && let Some(cross) = &decoder.cross_attention
+        {
+            // The first `unimodal_layers` decoder layers have no cross-attention (CoCa).
+            let h = decoder.hidden_size;
+            let unimodal =
+                (*unimodal_layers).min(decoder.num_layers) as u64 * (attention(cross, h, h) + norm(decoder.norm, h));
+            count.total -= unimodal;
+            count.active -= unimodal;
+        }
         if let Stacks::EncoderDecoder { decoder, shared_embeddings: true, .. } = &self.stacks {
             // One token table serves both towers.
             let table = (decoder.vocab_size * decoder.embedding_width()) as u64;
