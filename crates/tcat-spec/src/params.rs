@@ -227,10 +227,9 @@ impl ArchSpec {
             Stacks::VisionLanguage { vision, decoder, connection } => match connection {
                 VisionConnection::PrefixEmbeddings => linear(vision.hidden_size, decoder.hidden_size, true),
                 VisionConnection::AttentionalPooling { queries, .. } => {
-                    let pooling = (queries * decoder.hidden_size) as u64
+                    (queries * decoder.hidden_size) as u64
                         + attention(&decoder.attention, decoder.hidden_size, vision.hidden_size)
-                        + norm(decoder.norm, decoder.hidden_size);
-                    pooling
+                        + norm(decoder.norm, decoder.hidden_size)
                 }
             },
             _ => 0,
