@@ -1,5 +1,7 @@
 //! Transformer building blocks, each written once and shared by every model in the catalog:
 //! [`Norm`] (LayerNorm, RMSNorm), [`Activation`], [`FeedForward`], [`Embeddings`],
+//! the mixture-of-experts [`MoeFeedForward`] with its [`Router`] (Shazeer et al. 2017; Switch,
+//! Fedus et al. 2021; GLaM, Du et al. 2021; Mixtral, Jiang et al. 2024),
 //! [`TransformerLayer`] with its [`Residual`] placement, the [`Stack`] of layers, and the
 //! heads ([`LmHead`], [`MlmHead`], [`Pooler`], [`SentencePooling`]), and ERNIE's
 //! [`EntityFusion`] layer (Zhang et al. 2019, §3.3, eq. 4–5), which mixes aligned entity
@@ -27,6 +29,7 @@ mod entity_fusion;
 mod feed_forward;
 mod heads;
 mod layer;
+mod moe;
 mod norm;
 mod stack;
 
@@ -39,6 +42,10 @@ pub use embeddings::Embeddings;
 pub use entity_fusion::{EntityFusion, FusionOutput};
 pub use feed_forward::FeedForward;
 pub use heads::{LmHead, MlmHead, Pooler, SentencePooling};
-pub use layer::{Residual, TransformerLayer};
+pub use layer::{FeedForwardBlock, Residual, TransformerLayer};
+pub use moe::{
+    ExpertCapacity, LogitsPrecision, MoeConfig, MoeFeedForward, MoeNames, Router, RouterOutput, Routing, RoutingRule,
+    load_balancing_loss,
+};
 pub use norm::Norm;
 pub use stack::Stack;
