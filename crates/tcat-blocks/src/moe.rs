@@ -233,6 +233,9 @@ impl Router {
         let dims = logits.dims().to_vec();
         let (seq, num_experts) = (dims[dims.len() - 2], dims[dims.len() - 1]);
         let tokens = dims.iter().rev().skip(1).product::<usize>();
+        if tokens == 0 {
+            candle_core::bail!("router: input expected at least one token, found shape {:?}", x.dims());
+        }
         let flat = logits.reshape((tokens, num_experts))?.to_dtype(DType::F32)?;
         let probs = candle_nn::ops::softmax_last_dim(&flat)?;
         let (experts, gates) = match self.rule {
@@ -600,9 +603,15 @@ impl MoeFeedForward {
                     top.into_iter().map(|(e, p)| (e, if renormalize { p / total } else { p })).collect()
                 }
                 RoutingRule::Top1Capacity { capacity } => {
-                    let best = (0..num_experts).fold(0, |b, e| if probs[e] > probs[b] { e } else { b });
+                    // Switch picks from the probabilities rounded to the input dtype; the first
+                    // of equal ones wins (torch.argmax).
+                    let f32s: Vec<f32> = probs.iter().map(|&p| p as f32).collect();
+                    let rounded: Vec<f32> =
+                        Tensor::new(f32s, x.device())?.to_dtype(x.dtype())?.to_dtype(DType::F32)?.to_vec1()?;
+                    let best = (0..num_experts).fold(0, |b, e| if rounded[e] > rounded[b] { e } else { b });
                     taken[best] += 1;
-                    if taken[best] <= capacity.for_group(seq, num_experts) { vec![(best, probs[best])] } else { vec![] }
+                    let kept = taken[best] <= capacity.for_group(seq, num_experts);
+                    if kept { vec![(best, rounded[best] as f64)] } else { vec![] }
                 }
             };
             let token = x2.narrow(0, t, 1)?;
@@ -884,6 +893,21 @@ mod tests {
         assert_eq!(stats.load.to_vec1::<f32>().unwrap(), [0., 0., 0.5, 0.]);
     }
 
+    /// Equal probabilities: the lowest expert index wins, as torch's `argmax` and `topk` on the CPU.
+    #[test]
+    fn ties_go_to_the_first_expert() {
+        let dev = Device::Cpu;
+        let gate = || Linear::new(Tensor::zeros((4, HIDDEN), DType::F32, &dev).unwrap(), None);
+        let x = Tensor::randn(0f32, 1., (1, 3, HIDDEN), &dev).unwrap();
+        let switch = Router::new(gate(), RoutingRule::Top1Capacity { capacity: ExpertCapacity::Fixed(8) }).unwrap();
+        assert_eq!(switch.route(&x).unwrap().experts.flatten_all().unwrap().to_vec1::<u32>().unwrap(), [0, 0, 0]);
+        let top2 = Router::new(gate(), RoutingRule::MIXTRAL).unwrap();
+        assert_eq!(
+            top2.route(&x).unwrap().experts.flatten_all().unwrap().to_vec1::<u32>().unwrap(),
+            [0, 1, 0, 1, 0, 1]
+        );
+    }
+
     /// `[tokens][experts]` softmax in f64 of the logits.
     fn softmax64(logits: &Tensor) -> Vec<Vec<f64>> {
         let e = logits.dims().last().copied().unwrap();
@@ -1056,6 +1080,8 @@ mod tests {
         let err = m.forward(&Tensor::zeros((1, 2, 5), DType::F32, &dev).unwrap()).unwrap_err().to_string();
         assert!(err.contains("[.., seq, 8]") && err.contains("[1, 2, 5]"), "{err}");
         assert!(m.forward(&Tensor::zeros(8, DType::F32, &dev).unwrap()).is_err());
+        let err = m.forward(&Tensor::zeros((2, 0, 8), DType::F32, &dev).unwrap()).unwrap_err().to_string();
+        assert!(err.contains("at least one token") && err.contains("[2, 0, 8]"), "{err}");
         let err =
             m.clone().with_shared_expert(experts(1, &dev).remove(0), Some(lin(2, HIDDEN, false, &dev))).unwrap_err();
         assert!(err.to_string().contains("[1, 8]"), "{err}");
