@@ -34,7 +34,7 @@ pub use decoder::DecoderModel;
 pub use encoder::{EncoderModel, KnowledgeEncoder, KnowledgeLayer, PositionRule};
 pub use families::spec_of;
 pub use families::{
-    bert, bloom, ctrl, distilbert, gpt_neo, gpt_neox, gpt2, gptj, llama, openai_gpt, opt, qwen2, roberta,
+    bert, bloom, ctrl, distilbert, gpt_neo, gpt_neox, gpt2, gptj, llama, mixtral, openai_gpt, opt, qwen2, roberta,
 };
 pub use generation::{ChatMessage, ChatTemplate, GenerationConfig, Sampling, generate};
 pub use loading::{Checkpoint, ConfigFile, Format, ModelSource, SentenceConfig, SentenceDense, gguf, load_tokenizer};

@@ -19,6 +19,7 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "gptj",
     "llama",
     "mistral",
+    "mixtral",
     "openai-gpt",
     "opt",
     "qwen2",

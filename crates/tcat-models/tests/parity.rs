@@ -257,6 +257,12 @@ fn qwen2_qkv_biases_and_disabled_window_match_transformers() {
     check_decoder("qwen2");
 }
 
+/// Mixtral: top-2 of 4 experts per token, gates renormalised, routing that varies by token.
+#[test]
+fn mixtral_mixture_of_experts_matches_transformers() {
+    check_decoder("mixtral");
+}
+
 #[test]
 fn mistral_sliding_window_matches_transformers() {
     check_decoder("mistral");

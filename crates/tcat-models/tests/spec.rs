@@ -212,3 +212,14 @@ fn transformer_xl_segment_memory_equals_one_pass_over_both_segments() {
     let alone = model.logits_with_memory(&all.narrow(1, 6, 4).unwrap(), &mut empty).unwrap();
     assert!(max_diff(&alone, &one_pass.narrow(1, 6, 4).unwrap()) > 1e-3);
 }
+
+#[test]
+fn mixtral_gguf_builds_the_safetensors_spec_and_matches_transformers() {
+    let mut from_gguf = GgufFile::open(&gguf("mixtral-gguf")).unwrap().spec().unwrap();
+    let hf = hf_spec("mixtral");
+    // The GGUF writer's tokenizer metadata names its own special ids.
+    from_gguf.tokens = hf.tokens.clone();
+    assert_eq!(from_gguf, hf);
+    check_gguf("mixtral-gguf", "mixtral", Some(DType::F32));
+    check_gguf("mixtral-gguf", "mixtral", None);
+}

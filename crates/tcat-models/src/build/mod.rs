@@ -6,13 +6,15 @@
 mod names;
 mod weights;
 
-pub use names::{MlmNames, QkvNames, WeightNames};
+pub use names::{ExpertNames, MlmNames, QkvNames, WeightNames};
+
 pub use weights::{Init, RandomWeights, WeightSource};
 
 use candle_core::Tensor;
 use tcat_attention::{GridAxis, MultiHeadAttention, PositionTerm, QkvProjection, SparsePattern, XlRelativePosition};
 use tcat_blocks::{
-    Activation, Embeddings, EntityFusion, FeedForward, LmHead, MlmHead, Norm, Pooler, Residual, Stack, TransformerLayer,
+    Activation, Embeddings, EntityFusion, ExpertCapacity, FeedForward, FeedForwardBlock, LmHead, LogitsPrecision,
+    MlmHead, MoeFeedForward, Norm, Pooler, Residual, Router, RoutingRule, Stack, TransformerLayer,
 };
 use tcat_core::{Error, Linear, Result};
 use tcat_position::{
@@ -21,7 +23,7 @@ use tcat_position::{
 };
 use tcat_spec::{
     ArchSpec, AttentionPattern, EmbeddingProjection, EmbeddingScale, EntityFusionSpec, FeedForwardKind, HeadSpec,
-    InputKind, LayerSharing, Masking, NormSpec, PositionIdRule, PositionSpec, ResidualSpec, RopeScalingSpec,
+    InputKind, LayerSharing, Masking, MoeSpec, NormSpec, PositionIdRule, PositionSpec, ResidualSpec, RopeScalingSpec,
     RotaryLayoutSpec, SinusoidalLayoutSpec, Stacks, TowerSpec,
 };
 
@@ -136,8 +138,10 @@ fn check_buildable(tower: &TowerSpec) -> Result<()> {
     if let LayerSharing::Groups { .. } = tower.sharing {
         return Err(not_implemented("layers sharing weights (ALBERT)"));
     }
-    if tower.feed_forward.experts.is_some() {
-        return Err(not_implemented("the mixture-of-experts feed-forward"));
+    if let Some(moe) = tower.feed_forward.experts
+        && moe.shared_expert_inner.is_some()
+    {
+        return Err(not_implemented("shared experts (Qwen2-MoE)"));
     }
     if tower.cross_attention.is_some() {
         return Err(not_implemented("cross-attention layers outside an encoder-decoder"));
@@ -261,9 +265,27 @@ fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<T
             None => attention,
         },
     };
-    let f = &tower.feed_forward;
+    let feed_forward: FeedForwardBlock = match tower.feed_forward.experts {
+        Some(moe) if moe.is_sparse(i) => experts(tower, r, &prefix, moe)?.into(),
+        _ => dense_feed_forward(tower, r, &prefix)?.into(),
+    };
+    let attention_norm = r.norm(tower.norm, &at(names.attention_norm), h)?;
+    let (ffn_norm, residual) = match tower.residual {
+        ResidualSpec::Post => (r.norm(tower.norm, &at(names.ffn_norm), h)?, Residual::PostNorm),
+        ResidualSpec::Pre => (r.norm(tower.norm, &at(names.ffn_norm), h)?, Residual::PreNorm),
+        ResidualSpec::Parallel => (r.norm(tower.norm, &at(names.ffn_norm), h)?, Residual::Parallel),
+        ResidualSpec::ParallelSharedNorm => (attention_norm.clone(), Residual::Parallel),
+        ResidualSpec::Sandwich => return Err(not_implemented("sandwich norms")),
+    };
+    Ok(TransformerLayer::new(attention, attention_norm, feed_forward, ffn_norm, residual))
+}
+
+/// The dense feed-forward network of the layer under `prefix`.
+fn dense_feed_forward(tower: &TowerSpec, r: &Resolver, prefix: &str) -> Result<FeedForward> {
+    let (names, h, f) = (r.names, tower.hidden_size, &tower.feed_forward);
+    let at = |name: &str| join(prefix, name);
     let act = activation(f.activation);
-    let feed_forward = match f.kind {
+    Ok(match f.kind {
         FeedForwardKind::Plain => FeedForward::new(
             r.linear(&at(names.ffn_up), h, f.inner, f.bias)?,
             r.linear(&at(names.ffn_down), f.inner, h, f.bias)?,
@@ -275,16 +297,56 @@ fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<T
             r.linear(&at(names.ffn_down), f.inner, h, f.bias)?,
             act,
         ),
+    })
+}
+
+/// The mixture of experts of the layer under `prefix`: its router and `moe.num_experts`
+/// experts, stored one by one or stacked as the names say.
+fn experts(tower: &TowerSpec, r: &Resolver, prefix: &str, moe: MoeSpec) -> Result<MoeFeedForward> {
+    let (h, inner, bias) = (tower.hidden_size, moe.expert_inner, tower.feed_forward.bias);
+    let at = |name: &str| join(prefix, name);
+    let rule = match moe.router.rule {
+        tcat_spec::RoutingRule::TopK { k, renormalize } => RoutingRule::TopK { k, renormalize },
+        tcat_spec::RoutingRule::Top1Capacity { capacity_factor } => {
+            RoutingRule::Top1Capacity { capacity: ExpertCapacity::Factor { factor: capacity_factor, min: 1 } }
+        }
     };
-    let attention_norm = r.norm(tower.norm, &at(names.attention_norm), h)?;
-    let (ffn_norm, residual) = match tower.residual {
-        ResidualSpec::Post => (r.norm(tower.norm, &at(names.ffn_norm), h)?, Residual::PostNorm),
-        ResidualSpec::Pre => (r.norm(tower.norm, &at(names.ffn_norm), h)?, Residual::PreNorm),
-        ResidualSpec::Parallel => (r.norm(tower.norm, &at(names.ffn_norm), h)?, Residual::Parallel),
-        ResidualSpec::ParallelSharedNorm => (attention_norm.clone(), Residual::Parallel),
-        ResidualSpec::Sandwich => return Err(not_implemented("sandwich norms")),
+    let precision = if moe.router.float32 { LogitsPrecision::F32 } else { LogitsPrecision::Input };
+    let router = Router::new(r.linear(&at(r.names.router), h, moe.num_experts, moe.router.bias)?, rule)?
+        .with_precision(precision);
+    let act = activation(tower.feed_forward.activation);
+    let gated = moe.expert_kind == FeedForwardKind::Gated;
+    let experts = match r.names.experts {
+        ExpertNames::PerExpert { prefix: experts, gate, up, down } => (0..moe.num_experts)
+            .map(|e| {
+                let lin = |name: &str, i, o| r.linear(&at(&format!("{experts}.{e}.{name}")), i, o, bias);
+                Ok(if gated {
+                    FeedForward::gated(lin(gate, h, inner)?, lin(up, h, inner)?, lin(down, inner, h)?, act)
+                } else {
+                    FeedForward::new(lin(up, h, inner)?, lin(down, inner, h)?, act)
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
+        ExpertNames::Stacked { gate, up, down } => {
+            // Stacked `[experts, out, in]` tensors, one slice per expert (dense: a quantized
+            // stack is dequantized here).
+            let stack = |name: &str, o: usize, i: usize| {
+                r.tensor(&at(&format!("{name}.weight")), &[moe.num_experts, o, i], weights::Init::Normal)
+            };
+            let (g, u, d) =
+                (if gated { Some(stack(gate, inner, h)?) } else { None }, stack(up, inner, h)?, stack(down, h, inner)?);
+            (0..moe.num_experts)
+                .map(|e| {
+                    let one = |t: &Tensor| -> Result<Linear> { Ok(Linear::new(t.get(e)?.contiguous()?, None)) };
+                    Ok(match &g {
+                        Some(g) => FeedForward::gated(one(g)?, one(&u)?, one(&d)?, act),
+                        None => FeedForward::new(one(&u)?, one(&d)?, act),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?
+        }
     };
-    Ok(TransformerLayer::new(attention, attention_norm, feed_forward, ffn_norm, residual))
+    Ok(MoeFeedForward::new(router, experts)?)
 }
 
 /// The block's sparse pattern for a spec pattern; DALL-E's grids take the text length and

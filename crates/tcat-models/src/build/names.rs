@@ -22,6 +22,33 @@ pub enum QkvNames {
     FusedPerHead(&'static str),
 }
 
+/// How the experts of a mixture-of-experts layer are stored (under the layer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpertNames {
+    /// One set of projections per expert under `{prefix}.{e}` (Hugging Face Mixtral:
+    /// `block_sparse_moe.experts.{e}.w1/w3/w2`).
+    PerExpert {
+        /// The experts' prefix.
+        prefix: &'static str,
+        /// The gate projection.
+        gate: &'static str,
+        /// The up projection.
+        up: &'static str,
+        /// The down projection.
+        down: &'static str,
+    },
+    /// Stacked `[experts, out, in]` tensors (llama.cpp's `ffn_gate_exps`, `ffn_up_exps`,
+    /// `ffn_down_exps`).
+    Stacked {
+        /// The stacked gate projections.
+        gate: &'static str,
+        /// The stacked up projections.
+        up: &'static str,
+        /// The stacked down projections.
+        down: &'static str,
+    },
+}
+
 /// Names of BERT-style masked-LM head parts, relative to the checkpoint root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MlmNames {
@@ -71,6 +98,10 @@ pub struct WeightNames {
     pub ffn_down: &'static str,
     /// The norm of the feed-forward branch, under the layer.
     pub ffn_norm: &'static str,
+    /// The router of a mixture-of-experts layer, under the layer.
+    pub router: &'static str,
+    /// The experts of a mixture-of-experts layer.
+    pub experts: ExpertNames,
     /// The norm after the last layer.
     pub final_norm: &'static str,
     /// The LM head, from the root.
@@ -101,6 +132,8 @@ impl WeightNames {
         ffn_up: "",
         ffn_down: "",
         ffn_norm: "",
+        router: "",
+        experts: ExpertNames::PerExpert { prefix: "", gate: "", up: "", down: "" },
         final_norm: "",
         lm_head: "lm_head",
         pooler: "",
@@ -129,6 +162,8 @@ impl WeightNames {
         ffn_up: "ffn.up",
         ffn_down: "ffn.down",
         ffn_norm: "ffn_norm",
+        router: "ffn.router",
+        experts: ExpertNames::PerExpert { prefix: "ffn.experts", gate: "gate", up: "up", down: "down" },
         final_norm: "final_norm",
         lm_head: "lm_head",
         pooler: "pooler",

@@ -10,6 +10,7 @@ pub mod gpt_neo;
 pub mod gpt_neox;
 pub mod gptj;
 pub mod llama;
+pub mod mixtral;
 pub mod openai_gpt;
 pub mod opt;
 pub mod qwen2;
@@ -46,6 +47,7 @@ pub(crate) const FAMILIES: &[Family] = &[
     Family { model_types: &["gptj"], spec: crate::gptj::spec, names: |_| Ok(crate::gptj::NAMES) },
     Family { model_types: &["llama", "mistral"], spec: crate::llama::spec, names: |_| Ok(crate::llama::NAMES) },
     Family { model_types: &["openai-gpt"], spec: crate::openai_gpt::spec, names: |_| Ok(crate::openai_gpt::NAMES) },
+    Family { model_types: &["mixtral"], spec: mixtral::spec, names: |_| Ok(mixtral::NAMES) },
     Family { model_types: &["opt"], spec: crate::opt::spec, names: |_| Ok(crate::opt::NAMES) },
     Family { model_types: &["qwen2"], spec: qwen2::spec, names: |_| Ok(llama::NAMES) },
 ];

@@ -19,12 +19,13 @@ use candle_core::quantized::{QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
 use tcat_core::{Error, Linear, Result, WeightLayout};
 use tcat_spec::{
-    ActivationKind, ArchSpec, AttentionSpec, FeedForwardSpec, HeadSpec, Masking, NormSpec, PositionSpec,
-    RopeScalingSpec, RotaryLayoutSpec, RotarySpec, ScaleRule, SpecialTokens, TowerSpec,
+    ActivationKind, ArchSpec, AttentionSpec, FeedForwardKind, FeedForwardSpec, HeadSpec, Masking, MoeSpec, NormSpec,
+    PositionSpec, RopeScalingSpec, RotaryLayoutSpec, RotarySpec, RouterSpec, RoutingRule, ScaleRule, SpecialTokens,
+    TowerSpec,
 };
 
 use crate::DecoderModel;
-use crate::build::{Init, QkvNames, WeightNames, WeightSource};
+use crate::build::{ExpertNames, Init, QkvNames, WeightNames, WeightSource};
 
 /// llama.cpp's tensor names for the `llama` architecture.
 pub const NAMES: WeightNames = WeightNames {
@@ -38,6 +39,8 @@ pub const NAMES: WeightNames = WeightNames {
     ffn_up: "ffn_up",
     ffn_down: "ffn_down",
     ffn_norm: "ffn_norm",
+    router: "ffn_gate_inp",
+    experts: ExpertNames::Stacked { gate: "ffn_gate_exps", up: "ffn_up_exps", down: "ffn_down_exps" },
     final_norm: "output_norm",
     lm_head: "output",
     ..WeightNames::EMPTY
@@ -233,6 +236,28 @@ impl GgufFile {
                 schedule: vec![],
             })
             .with_feed_forward(FeedForwardSpec::gated(inner, ActivationKind::Silu));
+        let mut tower = tower;
+        // Mixtral-architecture files: `llama.expert_count` experts per layer, the top
+        // `llama.expert_used_count` chosen with their gates renormalised.
+        if let Some(experts) = self.u32_or(&key("expert_count"), None)? {
+            let used = self
+                .u32_or(&key("expert_used_count"), None)?
+                .ok_or_else(|| self.error("llama.expert_count is set but llama.expert_used_count is missing"))?;
+            tower.feed_forward.experts = Some(MoeSpec {
+                num_experts: experts as usize,
+                expert_kind: FeedForwardKind::Gated,
+                expert_inner: inner,
+                router: RouterSpec {
+                    rule: RoutingRule::TopK { k: used as usize, renormalize: true },
+                    bias: false,
+                    float32: false,
+                    jitter: 0.0,
+                },
+                every: 1,
+                offset: 0,
+                shared_expert_inner: None,
+            });
+        }
         let tied = !self.has("output.weight");
         Ok(ArchSpec::decoder(tower, HeadSpec::Lm { tied, bias: false }).with_tokens(SpecialTokens {
             eos,
