@@ -45,7 +45,7 @@ pub use heads::{LmHead, MlmHead, Pooler, SentencePooling};
 pub use layer::{FeedForwardBlock, Residual, TransformerLayer};
 pub use moe::{
     ExpertCapacity, LogitsPrecision, MoeConfig, MoeFeedForward, MoeNames, Router, RouterOutput, Routing, RoutingRule,
-    load_balancing_loss,
+    load_balancing_loss, masked_load_balancing_loss,
 };
 pub use norm::Norm;
 pub use stack::Stack;

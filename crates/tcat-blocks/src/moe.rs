@@ -364,6 +364,18 @@ impl RouterOutput {
 ///
 /// Returns an f32 scalar on the layers' device.
 pub fn load_balancing_loss(layers: &[RouterOutput]) -> Result<Tensor> {
+    load_balancing_loss_inner(layers, None)
+}
+
+/// [`load_balancing_loss`] over the real tokens of a padded batch only, as transformers'
+/// Mixtral computes it when given the attention mask: `keep` `[batch, seq]` (non-zero for real
+/// tokens) weights each token's expert counts and probabilities, and the means divide by the
+/// number of real tokens. Top-k routing only (transformers' Switch loss takes no mask).
+pub fn masked_load_balancing_loss(layers: &[RouterOutput], keep: &Tensor) -> Result<Tensor> {
+    load_balancing_loss_inner(layers, Some(keep))
+}
+
+fn load_balancing_loss_inner(layers: &[RouterOutput], keep: Option<&Tensor>) -> Result<Tensor> {
     let Some(first) = layers.first() else { candle_core::bail!("load_balancing_loss: no router outputs") };
     let num_experts = first.num_experts();
     let device = first.probs.device().clone();
@@ -384,14 +396,36 @@ pub fn load_balancing_loss(layers: &[RouterOutput]) -> Result<Tensor> {
     let e = num_experts as f64;
     match first.rule {
         RoutingRule::TopK { .. } => {
+            let tokens_per_layer = groups * seq;
+            // One weight per token: 1, or the mask (real tokens only).
+            let weights = match keep {
+                None => Tensor::ones(tokens_per_layer, DType::F32, &device)?,
+                Some(keep) => {
+                    if keep.elem_count() != tokens_per_layer {
+                        candle_core::bail!(
+                            "load-balancing mask has {} entries for {tokens_per_layer} routed tokens",
+                            keep.elem_count()
+                        );
+                    }
+                    keep.flatten_all()?.ne(0u32)?.to_dtype(DType::F32)?
+                }
+            };
             let mut counts = Tensor::zeros(num_experts, DType::F32, &device)?;
             let mut probs = Tensor::zeros(num_experts, DType::F32, &device)?;
             for l in layers {
-                counts = (counts + one_hot_f32(&l.experts.flatten_all()?, num_experts, &device)?.sum(0)?)?;
-                probs = (probs + l.probs.reshape(((), num_experts))?.sum(0)?)?;
+                let k = l.experts.dim(D::Minus1)?;
+                let one_hot = one_hot_f32(&l.experts.flatten_all()?, num_experts, &device)?
+                    .reshape((tokens_per_layer, k, num_experts))?
+                    .sum(1)?;
+                counts = (counts + one_hot.broadcast_mul(&weights.unsqueeze(1)?)?.sum(0)?)?;
+                let p = l.probs.reshape((tokens_per_layer, num_experts))?.to_dtype(DType::F32)?;
+                probs = (probs + p.broadcast_mul(&weights.unsqueeze(1)?)?.sum(0)?)?;
             }
-            let tokens = (groups * seq * layers.len()) as f64;
-            ((counts / tokens)? * (probs / tokens)?)?.sum_all()? * e
+            let tokens = (weights.sum_all()? * layers.len() as f64)?;
+            (counts.broadcast_div(&tokens)? * probs.broadcast_div(&tokens)?)?.sum_all()? * e
+        }
+        RoutingRule::Top1Capacity { .. } if keep.is_some() => {
+            candle_core::bail!("the masked load-balancing loss is defined for top-k routing (Mixtral) only")
         }
         RoutingRule::Top1Capacity { .. } => {
             let mut counts = Tensor::zeros((groups, num_experts), DType::F32, &device)?;

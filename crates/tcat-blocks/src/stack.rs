@@ -6,7 +6,7 @@ use candle_core::{Result, Tensor};
 use tcat_attention::{AttentionMask, KvCache};
 use tcat_position::{RelativePositionBias, SegmentMemory};
 
-use crate::{Norm, TransformerLayer};
+use crate::{Norm, RouterOutput, TransformerLayer};
 
 /// Layers applied in order, then `final_norm` (pre-norm models such as GPT-2 end with one).
 #[derive(Debug, Clone)]
@@ -80,6 +80,32 @@ impl Stack {
         positions: Option<&Tensor>,
         caches: Option<&mut [KvCache]>,
     ) -> Result<Tensor> {
+        self.run(x, mask, positions, caches, None)
+    }
+
+    /// [`forward`](Self::forward), also returning each layer's router statistics (`None` for a
+    /// dense layer): what a mixture-of-experts model reports as its per-layer expert load and
+    /// feeds to [`load_balancing_loss`](crate::load_balancing_loss).
+    pub fn forward_with_router(
+        &self,
+        x: &Tensor,
+        mask: &AttentionMask,
+        positions: Option<&Tensor>,
+        caches: Option<&mut [KvCache]>,
+    ) -> Result<(Tensor, Vec<Option<RouterOutput>>)> {
+        let mut routers = Vec::with_capacity(self.layers.len());
+        let y = self.run(x, mask, positions, caches, Some(&mut routers))?;
+        Ok((y, routers))
+    }
+
+    fn run(
+        &self,
+        x: &Tensor,
+        mask: &AttentionMask,
+        positions: Option<&Tensor>,
+        caches: Option<&mut [KvCache]>,
+        mut routers: Option<&mut Vec<Option<RouterOutput>>>,
+    ) -> Result<Tensor> {
         let past = caches.as_ref().and_then(|c| c.first()).map_or(0, KvCache::len);
         let shared;
         let mask = match &self.shared_bias {
@@ -90,21 +116,20 @@ impl Stack {
                 &shared
             }
         };
+        if let Some(caches) = &caches
+            && caches.len() != self.layers.len()
+        {
+            candle_core::bail!("stack has {} layers but {} caches were given", self.layers.len(), caches.len());
+        }
+        let mut caches = caches.map(|c| c.iter_mut());
         let mut x = x.clone();
-        match caches {
-            Some(caches) => {
-                if caches.len() != self.layers.len() {
-                    candle_core::bail!("stack has {} layers but {} caches were given", self.layers.len(), caches.len());
-                }
-                for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
-                    x = layer.forward(&x, mask, positions, Some(cache))?;
-                }
+        for layer in &self.layers {
+            let cache = caches.as_mut().and_then(|c| c.next());
+            let (y, router) = layer.forward_with_router(&x, mask, positions, cache)?;
+            if let Some(routers) = routers.as_mut() {
+                routers.push(router);
             }
-            None => {
-                for layer in &self.layers {
-                    x = layer.forward(&x, mask, positions, None)?;
-                }
-            }
+            x = y;
         }
         match &self.final_norm {
             Some(norm) => norm.forward(&x),

@@ -73,6 +73,11 @@ pub struct ForwardArgs {
     /// `score.weight` have one).
     #[arg(long, value_enum)]
     head: Option<HeadArg>,
+    /// Also write the routers' statistics of a mixture-of-experts decoder: `router_load`
+    /// `[layers, experts]` (fraction of tokens per expert) and `aux_loss` (the load-balancing
+    /// loss over the real tokens).
+    #[arg(long)]
+    router_stats: bool,
     /// Output safetensors file.
     #[arg(long)]
     out: PathBuf,
@@ -113,10 +118,22 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
             ("logits", m.logits(&batch)?)
         }
     };
-    let tensors = HashMap::from([
-        (name.to_string(), output.to_dtype(DType::F32)?.to_device(&Device::Cpu)?),
-        ("attention_mask".to_string(), batch.attention_mask().to_dtype(DType::F32)?.to_device(&Device::Cpu)?),
+    let host = |t: &candle_core::Tensor| -> Result<candle_core::Tensor> {
+        Ok(t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)
+    };
+    let mut tensors = HashMap::from([
+        (name.to_string(), host(&output)?),
+        ("attention_mask".to_string(), host(batch.attention_mask())?),
     ]);
+    if args.router_stats {
+        let Model::Decoder(m) = &model else { bail!("--router-stats: `{}` is not a decoder", args.model) };
+        let report = m.logits_with_router(&batch)?;
+        let Some(aux_loss) = report.aux_loss else {
+            bail!("--router-stats: `{}` has no mixture-of-experts layers", args.model);
+        };
+        tensors.insert("router_load".into(), host(&report.router_load)?);
+        tensors.insert("aux_loss".into(), host(&aux_loss)?);
+    }
     candle_core::safetensors::save(&tensors, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
     Ok(())
 }

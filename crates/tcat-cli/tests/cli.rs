@@ -247,6 +247,7 @@ fn forward_and_generate_work_for_every_decoder_family() {
         "openai-gpt",
         "ctrl",
         "qwen2",
+        "mixtral",
     ];
     for name in families {
         let exp = expected(name);
@@ -336,4 +337,37 @@ fn forward_on_a_gguf_model_agrees_with_generate() {
     assert_eq!(generated.len(), prompt.len() + 1, "{generated:?}");
     assert_eq!(generated[prompt.len()], argmax, "generate's greedy token vs forward's last-position argmax");
     assert_eq!(argmax, reference_next, "next token after {prompt:?}");
+}
+
+/// `--router-stats` writes the routers' load per layer and the load-balancing loss, which equals
+/// transformers' on the Mixtral fixture.
+#[test]
+fn forward_router_stats_on_a_mixture_of_experts() {
+    let exp = expected("mixtral");
+    let out = temp_out("router");
+    let mut args =
+        vec!["forward", "--model", fixture("mixtral").to_str().unwrap().to_string().leak(), "--router-stats"];
+    let ids = id_args(&exp["input_ids"], &exp["attention_mask"]);
+    for row in &ids {
+        args.extend(["--ids", row.as_str()]);
+    }
+    args.extend(["--out", out.to_str().unwrap()]);
+    ok(&args);
+    let got = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
+    assert_eq!(got["router_load"].dims(), &[2, 4]);
+    let aux: f32 = got["aux_loss"].to_scalar().unwrap();
+    let want: f32 = exp["aux_loss"].to_scalar().unwrap();
+    assert!((aux - want).abs() < 1e-5, "aux_loss {aux}, transformers {want}");
+    let err = fails(&[
+        "forward",
+        "--model",
+        fixture("gpt2").to_str().unwrap(),
+        "--ids",
+        "1,2",
+        "--router-stats",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(err.contains("no mixture-of-experts layers"), "{err}");
+    std::fs::remove_file(out).ok();
 }

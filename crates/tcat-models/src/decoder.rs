@@ -3,12 +3,25 @@
 
 use candle_core::{Module, Tensor};
 use tcat_attention::{AttentionMask, KvCache};
-use tcat_blocks::{Embeddings, LmHead, Stack};
+use tcat_blocks::{Embeddings, LmHead, RouterOutput, Stack, masked_load_balancing_loss};
 use tcat_core::Linear;
 use tcat_core::{Error, Result};
 use tcat_position::{AbsolutePositions, SegmentMemory, sequential_position_ids};
 
 use crate::Batch;
+
+/// What [`DecoderModel::logits_with_router`] returns.
+#[derive(Debug, Clone)]
+pub struct RouterReport {
+    /// Logits `[batch, seq, vocab]`.
+    pub logits: Tensor,
+    /// `[sparse layers, experts]`: the fraction of tokens each expert processed.
+    pub router_load: Tensor,
+    /// The load-balancing loss over the real tokens (not multiplied by a coefficient).
+    pub aux_loss: Option<Tensor>,
+    /// Each sparse layer's router output (logits `[batch, seq, experts]`, choices, gates).
+    pub routers: Vec<RouterOutput>,
+}
 
 /// A decoder-only language model (GPT-2 and its descendants).
 #[derive(Debug, Clone)]
@@ -88,6 +101,37 @@ impl DecoderModel {
         let index = last.reshape((b, 1, 1))?.broadcast_as((b, 1, hidden))?.contiguous()?;
         let states = h.gather(&index, 1)?.squeeze(1)?;
         Ok(head.forward(&states)?.squeeze(1)?)
+    }
+
+    /// Logits of a right-padded batch with the routers' statistics: `router_load`
+    /// `[layers, experts]` (the fraction of tokens each expert processed, padded tokens
+    /// included, `[0, 0]` for a dense model) and the load-balancing `aux_loss` over the real
+    /// tokens, as transformers' `output_router_logits=True` reports it (`None` for a dense
+    /// model), plus each sparse layer's [`RouterOutput`].
+    pub fn logits_with_router(&self, batch: &Batch) -> Result<RouterReport> {
+        batch.check_vocab(self.vocab_size())?;
+        let (b, s) = batch.input_ids().dims2()?;
+        self.check_length(s)?;
+        if self.projection.is_some() {
+            return Err(Error::InvalidInput("router statistics of width-projected models are not supported".into()));
+        }
+        let positions = sequential_position_ids(b, s, 0, batch.input_ids().device())?;
+        let mut mask = AttentionMask::causal();
+        if batch.is_padded() {
+            mask = mask.with_key_padding(batch.attention_mask().clone());
+        }
+        let x = self.embeddings.forward(batch.input_ids(), Some(&positions), None)?;
+        let (h, routers) = self.stack.forward_with_router(&x, &mask, Some(&positions), None)?;
+        let routers: Vec<RouterOutput> = routers.into_iter().flatten().collect();
+        let loads = routers.iter().map(|r| r.load.unsqueeze(0)).collect::<candle_core::Result<Vec<_>>>()?;
+        let router_load = if loads.is_empty() {
+            Tensor::zeros((0, 0), candle_core::DType::F32, batch.input_ids().device())?
+        } else {
+            Tensor::cat(&loads, 0)?
+        };
+        let aux_loss =
+            if routers.is_empty() { None } else { Some(masked_load_balancing_loss(&routers, batch.attention_mask())?) };
+        Ok(RouterReport { logits: self.head.forward(&h)?, router_load, aux_loss, routers })
     }
 
     /// An empty segment memory keeping `mem_len` states per layer, for

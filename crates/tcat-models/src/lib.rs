@@ -30,7 +30,7 @@ pub mod loading;
 mod model;
 
 pub use batch::Batch;
-pub use decoder::DecoderModel;
+pub use decoder::{DecoderModel, RouterReport};
 pub use encoder::{EncoderModel, KnowledgeEncoder, KnowledgeLayer, PositionRule};
 pub use families::spec_of;
 pub use families::{

@@ -223,3 +223,29 @@ fn mixtral_gguf_builds_the_safetensors_spec_and_matches_transformers() {
     check_gguf("mixtral-gguf", "mixtral", Some(DType::F32));
     check_gguf("mixtral-gguf", "mixtral", None);
 }
+
+/// The routers' logits per layer and the load-balancing loss equal transformers'
+/// (`output_router_logits=True`; its loss over the real tokens of the padded batch, before the
+/// coefficient).
+#[test]
+fn mixtral_router_logits_and_aux_loss_match_transformers() {
+    let exp = expected("mixtral");
+    let source = ModelSource::resolve(fixture("mixtral").to_str().unwrap()).unwrap();
+    let model = Model::load(&source, &device(), DType::F32).unwrap();
+    let decoder = model.as_decoder().unwrap();
+    let mask = &exp["attention_mask"];
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, 0, &device()).unwrap();
+    let report = decoder.logits_with_router(&batch).unwrap();
+    assert_eq!(report.routers.len(), 2);
+    for (layer, router) in report.routers.iter().enumerate() {
+        let got = router.logits.reshape(((), 4)).unwrap();
+        // Padded positions differ (their inputs are the pad embedding either way, but the
+        // reference runs the padded batch too): compare every row.
+        let d = max_diff(&got, &exp[&format!("router_logits.{layer}")]);
+        assert!(d <= TOL, "layer {layer} router logits differ by {d}");
+    }
+    let aux = report.aux_loss.unwrap();
+    let d = max_diff(&aux, &exp["aux_loss"]);
+    assert!(d <= 1e-5, "aux loss {aux} differs from transformers' by {d}");
+    assert_eq!(report.router_load.dims(), &[2, 4]);
+}
