@@ -22,8 +22,11 @@ fn main() -> Result<()> {
     let model = Model::load(&source, &device, DType::F32)?;
     let encoder = model.as_encoder().context("an encoder model is needed")?;
     let tokenizer = load_tokenizer(source.tokenizer.as_ref().context("no tokenizer.json")?)?;
-    let sentence = SentenceConfig::read(&source.root)?
-        .unwrap_or(SentenceConfig { pooling: SentencePooling::Mean, dense: Vec::new(), normalize: true });
+    let sentence = SentenceConfig::read(&source.root)?.unwrap_or(SentenceConfig {
+        pooling: SentencePooling::Mean,
+        dense: Vec::new(),
+        normalize: true,
+    });
 
     let ids = texts
         .iter()
