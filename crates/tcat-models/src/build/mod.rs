@@ -4,6 +4,7 @@
 //! [`Error::NotImplemented`] naming the part.
 
 mod names;
+mod sizes;
 mod weights;
 
 pub use names::{ExpertNames, MlmNames, QkvNames, WeightNames};
@@ -36,7 +37,12 @@ fn not_implemented(what: impl Into<String>) -> Error {
 }
 
 /// Builds the model `spec` describes from `weights`, named as `names` says.
+///
+/// Every size is checked first (overflow-checked products, the weights the spec needs against
+/// what the files hold, computed tables against the available memory): a hostile config is an
+/// error before anything is allocated.
 pub fn build(spec: &ArchSpec, names: &WeightNames, weights: &dyn WeightSource) -> Result<Model> {
+    sizes::check(spec, weights)?;
     spec.validate().map_err(|e| Error::InvalidInput(format!("{}: architecture: {e}", weights.location())))?;
     match &spec.stacks {
         Stacks::Decoder { tower } => Ok(Model::Decoder(build_decoder(spec, tower, names, weights)?)),

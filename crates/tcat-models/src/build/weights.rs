@@ -48,6 +48,11 @@ pub trait WeightSource {
     fn is_synthetic(&self) -> bool {
         false
     }
+    /// How many elements the source's files hold in all, when it knows (from the file
+    /// headers): the builder refuses a spec that needs more before allocating anything.
+    fn stored_elements(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl WeightSource for Checkpoint {
@@ -67,11 +72,20 @@ impl WeightSource for Checkpoint {
         self.vb().contains_tensor(name)
     }
 
+    fn stored_elements(&self) -> Option<u64> {
+        Checkpoint::stored_elements(self)
+    }
+
     fn tensor(&self, name: &str, shape: &[usize], _init: Init) -> Result<Tensor> {
+        self.require_float(name)?;
         self.vb().get(shape, name).map_err(|e| self.error(e))
     }
 
     fn linear(&self, name: &str, input: usize, output: usize, bias: bool, layout: WeightLayout) -> Result<Linear> {
+        self.require_float(&format!("{name}.weight"))?;
+        if bias {
+            self.require_float(&format!("{name}.bias"))?;
+        }
         Linear::load(self.vb().pp(name), input, output, bias, layout).map_err(|e| self.error(e))
     }
 }

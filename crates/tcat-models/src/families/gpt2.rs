@@ -100,7 +100,7 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
     let mut tower = TowerSpec::decoder(cfg.vocab_size, h, cfg.n_layer, cfg.n_head, cfg.n_positions)
         .with_norm(NormSpec::LayerNorm { eps: cfg.layer_norm_epsilon, bias: true })
         .with_feed_forward(FeedForwardSpec::plain(
-            cfg.n_inner.unwrap_or(4 * h),
+            cfg.n_inner.unwrap_or(h.saturating_mul(4)),
             config.activation("activation_function", &cfg.activation_function)?,
         ));
     if bigcode && cfg.multi_query {

@@ -75,6 +75,18 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
     config.require_heads("hidden_size", cfg.hidden_size, "num_heads", cfg.num_heads)?;
     config.require_positive("vocab_size", cfg.vocab_size)?;
     config.require_positive("window_size", cfg.window_size)?;
+    // The expansion is sized by the config: checked against `num_layers` before it is made.
+    let expanded = cfg
+        .attention_types
+        .iter()
+        .try_fold(0usize, |acc, (kinds, n)| kinds.len().checked_mul(*n).and_then(|k| acc.checked_add(k)));
+    if expanded != Some(cfg.num_layers) {
+        return Err(config.error(format!(
+            "`attention_types` expands to {} layers, `num_layers` is {}",
+            expanded.map_or("more than usize::MAX".to_string(), |n| n.to_string()),
+            cfg.num_layers
+        )));
+    }
     let kinds: Vec<String> =
         cfg.attention_types.iter().flat_map(|(kinds, n)| (0..*n).flat_map(move |_| kinds.iter().cloned())).collect();
     if kinds.len() != cfg.num_layers {
@@ -96,7 +108,7 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
     let mut tower = TowerSpec::decoder(cfg.vocab_size, h, cfg.num_layers, cfg.num_heads, cfg.max_position_embeddings)
         .with_norm(NormSpec::LayerNorm { eps: cfg.layer_norm_epsilon, bias: true })
         .with_feed_forward(FeedForwardSpec::plain(
-            cfg.intermediate_size.unwrap_or(4 * h),
+            cfg.intermediate_size.unwrap_or(h.saturating_mul(4)),
             config.activation("activation_function", &cfg.activation_function)?,
         ));
     tower.attention = AttentionSpec { qkv_bias: false, scale: ScaleRule::One, schedule, ..tower.attention };

@@ -90,7 +90,7 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
         .with_positions(PositionSpec::Rotary(rotary))
         .with_norm(NormSpec::LayerNorm { eps: cfg.layer_norm_epsilon, bias: true })
         .with_feed_forward(FeedForwardSpec::plain(
-            cfg.n_inner.unwrap_or(4 * h),
+            cfg.n_inner.unwrap_or(h.saturating_mul(4)),
             config.activation("activation_function", &cfg.activation_function)?,
         ))
         .with_residual(ResidualSpec::ParallelSharedNorm);

@@ -76,7 +76,7 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
     let h = cfg.n_embd;
     let mut tower = TowerSpec::decoder(cfg.vocab_size, h, cfg.n_layer, cfg.n_head, cfg.n_positions)
         .with_norm(NormSpec::LayerNorm { eps: cfg.layer_norm_epsilon, bias: true })
-        .with_feed_forward(FeedForwardSpec::plain(4 * h, activation))
+        .with_feed_forward(FeedForwardSpec::plain(h.saturating_mul(4), activation))
         .with_residual(ResidualSpec::Post);
     tower.final_norm = false;
     let (eos, pad) = special_ids(&cfg.eos_token_id, cfg.pad_token_id, 0);

@@ -4,13 +4,19 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use tcat_core::{Error, Result};
 
+use std::collections::HashMap;
+
 use crate::ModelSource;
+use crate::loading::safetensors_header::{self, StoredTensor};
 
 /// A checkpoint's weights, opened (memory-mapped where the format allows) in one dtype on one
 /// device.
 pub struct Checkpoint {
     vb: VarBuilder<'static>,
     location: String,
+    /// The safetensors headers' entries (stored dtype and shape), read before any tensor;
+    /// empty for PyTorch files and user-given `VarBuilder`s.
+    stored: HashMap<String, StoredTensor>,
 }
 
 impl Checkpoint {
@@ -20,6 +26,12 @@ impl Checkpoint {
         let location = source.weights.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
         let is_pth =
             source.weights.len() == 1 && source.weights[0].extension().is_some_and(|e| e == "bin" || e == "pt");
+        let mut stored = HashMap::new();
+        if !is_pth {
+            for file in &source.weights {
+                stored.extend(safetensors_header::read(file)?);
+            }
+        }
         let vb = if is_pth {
             VarBuilder::from_pth(&source.weights[0], dtype, device)
         } else {
@@ -27,7 +39,7 @@ impl Checkpoint {
             unsafe { VarBuilder::from_mmaped_safetensors(&source.weights, dtype, device) }
         }
         .map_err(|e| Error::InvalidInput(format!("{location}: cannot read weights: {e}")))?;
-        Ok(Self { vb, location })
+        Ok(Self { vb, location, stored })
     }
 
     /// Weights from any candle `VarBuilder` (in-memory tensors, a user's own loader);
@@ -40,7 +52,7 @@ impl Checkpoint {
     /// assert_eq!(ckpt.location(), "zeros");
     /// ```
     pub fn from_var_builder(vb: VarBuilder<'static>, location: impl Into<String>) -> Self {
-        Self { vb, location: location.into() }
+        Self { vb, location: location.into(), stored: HashMap::new() }
     }
 
     /// The root `VarBuilder`.
@@ -67,6 +79,28 @@ impl Checkpoint {
                 location: self.location.clone(),
             }
         })
+    }
+
+    /// Fails when the file stores `name` in a dtype that does not hold floats (candle would
+    /// convert integers to the float dtype silently), naming the tensor and both dtypes.
+    pub(crate) fn require_float(&self, name: &str) -> Result<()> {
+        match self.stored.get(name) {
+            Some(t) if !t.is_float() => Err(Error::InvalidInput(format!(
+                "{}: tensor `{name}` is stored as {}, expected a float dtype (F16, BF16, F32 or F64) to load as {:?}",
+                self.location,
+                t.dtype,
+                self.vb.dtype()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The number of elements the safetensors files hold, when their headers were read.
+    pub(crate) fn stored_elements(&self) -> Option<u64> {
+        if self.stored.is_empty() {
+            return None;
+        }
+        Some(self.stored.values().map(|t| t.shape.iter().map(|&d| d as u64).product::<u64>()).sum())
     }
 
     /// Maps a candle loading error to a typed one naming these files.

@@ -35,8 +35,23 @@ impl ConfigFile {
     }
 
     /// Deserialises into a family's config struct; serde names the missing or mistyped field.
+    ///
+    /// A mistyped value is named by its path (`rope_scaling.factor`): serde_json's error
+    /// from a `Value` carries no position, so the path is found by removing one field at a
+    /// time: the field whose removal changes the error is the one at fault (missing fields are
+    /// only reported after every present field has been read, so removing a correct field
+    /// never changes a type error).
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_value(self.json.clone()).map_err(|e| self.error(e.to_string()))
+        serde_json::from_value(self.json.clone()).map_err(|e| {
+            let message = e.to_string();
+            if message.starts_with("missing field") {
+                return self.error(message);
+            }
+            match fault_path::<T>(&self.json, &message) {
+                Some(path) => self.error(format!("`{path}`: {message}")),
+                None => self.error(message),
+            }
+        })
     }
 
     /// A config error naming this file.
@@ -74,6 +89,37 @@ impl ConfigFile {
         }
         Ok(())
     }
+}
+
+/// The dotted path of the field at fault for `message`, the error `T` gives on `root`.
+fn fault_path<T: DeserializeOwned>(root: &serde_json::Value, message: &str) -> Option<String> {
+    let fails_same =
+        |v: &serde_json::Value| serde_json::from_value::<T>(v.clone()).err().is_some_and(|e| e.to_string() == message);
+    let mut path: Vec<String> = Vec::new();
+    loop {
+        let mut at = root;
+        for key in &path {
+            at = at.get(key)?;
+        }
+        let keys: Vec<String> = at.as_object()?.keys().cloned().collect();
+        let culprit = keys.into_iter().find(|key| {
+            let mut edited = root.clone();
+            let mut node = &mut edited;
+            for k in &path {
+                node = node.get_mut(k).expect("the path was just walked");
+            }
+            node.as_object_mut().expect("an object").remove(key);
+            !fails_same(&edited)
+        });
+        match culprit {
+            Some(key) => path.push(key),
+            None => break,
+        }
+        if !at.get(path.last()?).is_some_and(|v| v.is_object()) {
+            break;
+        }
+    }
+    if path.is_empty() { None } else { Some(path.join(".")) }
 }
 
 /// Token ids that configs store as a number, a list, or null.

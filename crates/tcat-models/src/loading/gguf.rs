@@ -103,6 +103,10 @@ impl WeightSource for GgufWeights {
     fn rotary_rows_interleaved(&self) -> bool {
         true
     }
+
+    fn stored_elements(&self) -> Option<u64> {
+        Some(self.file.borrow().header.total_elements())
+    }
 }
 
 /// An opened GGUF file: its metadata and a reader for its tensors.
@@ -110,15 +114,18 @@ pub struct GgufFile {
     path: std::path::PathBuf,
     content: gguf_file::Content,
     file: File,
+    header: super::gguf_header::GgufHeader,
 }
 
 impl GgufFile {
-    /// Reads the header and metadata of `path`.
+    /// Reads the header and metadata of `path`, after tcat's own check of the header (counts,
+    /// alignment, tensor dimensions, types and data ranges inside the file).
     pub fn open(path: &Path) -> Result<Self> {
+        let header = super::gguf_header::read(path)?;
         let mut file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         let content = gguf_file::Content::read(&mut file)
             .map_err(|e| Error::InvalidInput(format!("{}: not a readable GGUF file: {e}", path.display())))?;
-        Ok(Self { path: path.to_path_buf(), content, file })
+        Ok(Self { path: path.to_path_buf(), content, file, header })
     }
 
     fn error(&self, message: impl Into<String>) -> Error {
@@ -146,7 +153,10 @@ impl GgufFile {
 
     /// The `general.architecture` value.
     pub fn architecture(&self) -> Result<&str> {
-        Ok(self.value("general.architecture")?.to_string().map_err(|e| self.error(e.to_string()))?)
+        self.value("general.architecture")?
+            .to_string()
+            .map_err(|e| self.error(format!("metadata `general.architecture`: {e}")))
+            .map(String::as_str)
     }
 
     fn qtensor(&mut self, name: &str, device: &Device) -> Result<Arc<QTensor>> {
@@ -339,7 +349,11 @@ pub fn tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
             .map(|v| v.to_string().cloned().map_err(|e| file.error(format!("metadata `{key}`: {e}"))))
             .collect()
     };
-    let model = file.value("tokenizer.ggml.model")?.to_string().map_err(|e| file.error(e.to_string()))?.clone();
+    let model = file
+        .value("tokenizer.ggml.model")?
+        .to_string()
+        .map_err(|e| file.error(format!("metadata `tokenizer.ggml.model`: {e}")))?
+        .clone();
     if model != "gpt2" {
         return Err(file
             .error(format!("tokenizer.ggml.model `{model}` is not supported yet (supported: gpt2, byte-level BPE)")));
@@ -353,7 +367,12 @@ pub fn tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
         })
         .collect::<Result<_>>()?;
     let types: Vec<i32> = match file.content.metadata.get("tokenizer.ggml.token_type") {
-        Some(v) => v.to_vec().map_err(|e| file.error(e.to_string()))?.iter().map(|t| t.to_i32().unwrap_or(1)).collect(),
+        Some(v) => v
+            .to_vec()
+            .map_err(|e| file.error(format!("metadata `tokenizer.ggml.token_type`: {e}")))?
+            .iter()
+            .map(|t| t.to_i32().unwrap_or(1))
+            .collect(),
         None => vec![1; tokens.len()],
     };
     let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();

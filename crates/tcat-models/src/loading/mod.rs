@@ -6,6 +6,8 @@
 pub(crate) mod checkpoint;
 pub(crate) mod config;
 pub mod gguf;
+pub(crate) mod gguf_header;
+pub(crate) mod safetensors_header;
 pub(crate) mod sentence;
 pub(crate) mod source;
 pub(crate) mod tokenizer;

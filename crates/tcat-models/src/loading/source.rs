@@ -148,6 +148,18 @@ pub(crate) fn shard_files(index: &Path) -> Result<Vec<String>> {
     let mut files: Vec<String> = map.values().filter_map(|v| v.as_str().map(str::to_string)).collect();
     files.sort();
     files.dedup();
+    if files.is_empty() {
+        return Err(Error::Config {
+            file: index.to_path_buf(),
+            message: "`weight_map` lists no shards (expected tensor names mapped to shard file names)".into(),
+        });
+    }
+    if let Some(bad) = files.iter().find(|f| f.is_empty() || f.contains("..") || Path::new(f).is_absolute()) {
+        return Err(Error::Config {
+            file: index.to_path_buf(),
+            message: format!("`weight_map` names the shard `{bad}`, expected a file name inside the folder"),
+        });
+    }
     Ok(files)
 }
 

@@ -1,0 +1,133 @@
+//! Sizes checked before the builder allocates anything: every product a spec implies is
+//! computed with overflow checks; the weights a spec needs are compared with the elements the
+//! files really hold; tables built from sizes alone (rotary and sinusoidal position tables,
+//! seeded preset weights) are compared with the memory the machine has available.
+
+use tcat_core::{Error, Result};
+use tcat_spec::{ArchSpec, FeedForwardKind, PositionSpec, TowerSpec};
+
+use super::WeightSource;
+
+/// Bytes the machine can still allocate: `MemAvailable` from `/proc/meminfo` on Linux, `None`
+/// elsewhere (the check is then skipped).
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.trim_start_matches("MemAvailable:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+struct Checker<'a> {
+    location: String,
+    tower: &'a TowerSpec,
+}
+
+impl Checker<'_> {
+    fn error(&self, message: String) -> Error {
+        Error::InvalidInput(format!("{}: architecture: {message}", self.location))
+    }
+
+    /// `a × b`, or an error naming both factors.
+    fn mul(&self, a: (&str, u64), b: (&str, u64)) -> Result<u64> {
+        a.1.checked_mul(b.1).ok_or_else(|| self.error(format!("{} ({}) × {} ({}) overflows", a.0, a.1, b.0, b.1)))
+    }
+
+    fn add(&self, what: &str, a: u64, b: u64) -> Result<u64> {
+        a.checked_add(b).ok_or_else(|| self.error(format!("the number of parameters overflows at {what}")))
+    }
+
+    /// The fewest parameters the tower's weights must hold: the word table, and per layer the
+    /// attention projections and (dense layers) the feed-forward projections.
+    fn min_params(&self) -> Result<u64> {
+        let t = self.tower;
+        let a = &t.attention;
+        let h = t.hidden_size as u64;
+        let q = self.mul(("num_heads", a.num_heads as u64), ("head_dim", a.head_dim as u64))?;
+        let kv = self.mul(("num_kv_heads", a.num_kv_heads as u64), ("head_dim", a.head_dim as u64))?;
+        let qkv_out = self.add("the attention width", q, kv)?;
+        let qkv_out = self.add("the attention width", qkv_out, kv)?;
+        let qkv_out = self.add("the attention width", qkv_out, h)?;
+        let attention = self.mul(("hidden_size", h), ("the attention widths", qkv_out))?;
+        let ffn = match t.feed_forward.experts {
+            Some(_) => 0,
+            None => {
+                let n = match t.feed_forward.kind {
+                    FeedForwardKind::Plain => 2,
+                    FeedForwardKind::Gated => 3,
+                };
+                let one = self.mul(("hidden_size", h), ("intermediate size", t.feed_forward.inner as u64))?;
+                self.mul(("the feed-forward projections", n), ("hidden × intermediate", one))?
+            }
+        };
+        let layer = self.add("one layer", attention, ffn)?;
+        let layers = self.mul(("num_layers", t.num_layers as u64), ("parameters per layer", layer))?;
+        let word =
+            self.mul(("vocab_size", t.vocab_size as u64), ("the embedding width", t.embedding_width() as u64))?;
+        self.add("the word table", layers, word)
+    }
+
+    /// Bytes of the tables the builder computes from sizes alone (not read from the files),
+    /// counted in f32 with the intermediate buffers of their construction.
+    fn computed_table_bytes(&self) -> Result<u64> {
+        let t = self.tower;
+        let positions = t.max_positions as u64;
+        let features = match t.positions {
+            // cos and sin, plus the angle table they are computed from.
+            PositionSpec::Rotary(r) => {
+                self.mul(("rotary features", r.rotary_dim(t.attention.head_dim) as u64), ("3", 3))?
+            }
+            PositionSpec::Sinusoidal { .. } => self.mul(("width", t.side_table_width() as u64), ("3", 3))?,
+            PositionSpec::Learned { .. } => {
+                // Read from the file, but the offset added to the count must not overflow.
+                (t.max_positions as u64).checked_add(1).ok_or_else(|| self.error("max_positions overflows".into()))?;
+                0
+            }
+            _ => 0,
+        };
+        let elements = self.mul(("max positions (the context length)", positions), ("table features", features))?;
+        self.mul(("table elements", elements), ("4 bytes", 4))
+    }
+}
+
+/// Checks every size of `spec` before [`super::build`] allocates: products without overflow,
+/// weights no larger than the files hold, computed tables (and a synthetic source's weights)
+/// no larger than the available memory.
+pub fn check(spec: &ArchSpec, weights: &dyn WeightSource) -> Result<()> {
+    let location = weights.location();
+    let available = available_memory();
+    let mut needed = 0u64;
+    for tower in spec.towers() {
+        let c = Checker { location: location.clone(), tower };
+        let params = c.min_params()?;
+        needed = c.add("the towers", needed, params)?;
+        let tables = c.computed_table_bytes()?;
+        if let Some(avail) = available
+            && tables > avail
+        {
+            return Err(c.error(format!(
+                "position tables for {} positions (the config's context length / max position embeddings) need {} \
+                 bytes, more than the {} bytes of memory available",
+                tower.max_positions, tables, avail
+            )));
+        }
+    }
+    if let Some(stored) = weights.stored_elements()
+        && needed > stored
+    {
+        return Err(Error::InvalidInput(format!(
+            "{location}: the config implies at least {needed} parameters (vocabulary, widths, heads and layers), \
+             but the weight files hold only {stored}"
+        )));
+    }
+    if weights.is_synthetic()
+        && let Some(avail) = available
+    {
+        let bytes = needed.saturating_mul(weights.dtype().size_in_bytes() as u64);
+        if bytes > avail {
+            return Err(Error::InvalidInput(format!(
+                "{location}: the weights need at least {bytes} bytes, more than the {avail} bytes of memory available"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,324 @@
+//! tcat's own reader of a GGUF file's header (magic, version, counts, metadata, tensor
+//! infos), run before candle parses the file so that a hostile or damaged header is refused
+//! with a message naming the file and the key or tensor, and never reaches a division by a zero
+//! alignment, an allocation sized by an unchecked count, or a tensor read past the end of the
+//! file.
+//!
+//! Layout (llama.cpp's `docs/gguf.md`): `GGUF`, version `u32` (1, 2 or 3), tensor count and
+//! metadata count (`u64`; `u32` in version 1), the metadata pairs, the tensor infos (name,
+//! dimension count, dimensions innermost first, type, offset), then the tensor data starting at
+//! the next multiple of `general.alignment` (32 when absent).
+
+use std::collections::HashSet;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::GgmlDType;
+use tcat_core::{Error, Result};
+
+/// The most dimensions a GGUF tensor may have (ggml's `GGML_MAX_DIMS`).
+const MAX_DIMS: u32 = 4;
+/// The alignment of the tensor data when `general.alignment` is absent.
+const DEFAULT_ALIGNMENT: u64 = 32;
+
+/// One tensor's entry in the header, as validated.
+#[derive(Debug, Clone)]
+pub(crate) struct TensorEntry {
+    /// Its dimensions in candle's order (outermost first).
+    pub shape: Vec<usize>,
+}
+
+/// The validated header of a GGUF file.
+#[derive(Debug, Clone)]
+pub(crate) struct GgufHeader {
+    /// The tensors, in file order.
+    pub tensors: Vec<TensorEntry>,
+}
+
+impl GgufHeader {
+    /// The number of elements the file's tensors hold (checked: the sum fits).
+    pub fn total_elements(&self) -> u64 {
+        self.tensors.iter().map(|t| t.shape.iter().map(|&d| d as u64).product::<u64>()).sum()
+    }
+}
+
+fn dtype_of(id: u32) -> Option<GgmlDType> {
+    Some(match id {
+        0 => GgmlDType::F32,
+        1 => GgmlDType::F16,
+        2 => GgmlDType::Q4_0,
+        3 => GgmlDType::Q4_1,
+        6 => GgmlDType::Q5_0,
+        7 => GgmlDType::Q5_1,
+        8 => GgmlDType::Q8_0,
+        9 => GgmlDType::Q8_1,
+        10 => GgmlDType::Q2K,
+        11 => GgmlDType::Q3K,
+        12 => GgmlDType::Q4K,
+        13 => GgmlDType::Q5K,
+        14 => GgmlDType::Q6K,
+        15 => GgmlDType::Q8K,
+        30 => GgmlDType::BF16,
+        _ => return None,
+    })
+}
+
+/// The names of GGUF metadata value types, by id.
+fn value_type_name(id: u32) -> &'static str {
+    match id {
+        0 => "u8",
+        1 => "i8",
+        2 => "u16",
+        3 => "i16",
+        4 => "u32",
+        5 => "i32",
+        6 => "f32",
+        7 => "bool",
+        8 => "string",
+        9 => "array",
+        10 => "u64",
+        11 => "i64",
+        12 => "f64",
+        _ => "unknown",
+    }
+}
+
+/// Fixed byte sizes of the scalar value types.
+fn scalar_size(id: u32) -> Option<u64> {
+    match id {
+        0 | 1 | 7 => Some(1),
+        2 | 3 => Some(2),
+        4 | 5 | 6 => Some(4),
+        10..=12 => Some(8),
+        _ => None,
+    }
+}
+
+struct Reader<R: Read> {
+    inner: R,
+    path: PathBuf,
+    pos: u64,
+    len: u64,
+    version: u32,
+}
+
+impl<R: Read> Reader<R> {
+    fn error(&self, message: impl Into<String>) -> Error {
+        Error::InvalidInput(format!("{}: invalid GGUF header: {}", self.path.display(), message.into()))
+    }
+
+    fn remaining(&self) -> u64 {
+        self.len.saturating_sub(self.pos)
+    }
+
+    fn bytes(&mut self, n: u64, what: &str) -> Result<Vec<u8>> {
+        if n > self.remaining() {
+            return Err(self.error(format!(
+                "{what} needs {n} bytes at offset {}, but the file has only {} bytes left",
+                self.pos,
+                self.remaining()
+            )));
+        }
+        let mut buf = vec![0u8; n as usize];
+        self.inner.read_exact(&mut buf).map_err(|e| self.error(format!("{what}: {e}")))?;
+        self.pos += n;
+        Ok(buf)
+    }
+
+    fn skip(&mut self, n: u64, what: &str) -> Result<()> {
+        if n > self.remaining() {
+            return Err(self.error(format!(
+                "{what} needs {n} bytes at offset {}, but the file has only {} bytes left",
+                self.pos,
+                self.remaining()
+            )));
+        }
+        let copied = std::io::copy(&mut (&mut self.inner).take(n), &mut std::io::sink())
+            .map_err(|e| self.error(format!("{what}: {e}")))?;
+        if copied != n {
+            return Err(self.error(format!("{what}: the file ends early")));
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        let b = self.bytes(4, what)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        let b = self.bytes(8, what)?;
+        Ok(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+    }
+
+    /// A count or length: `u64`, or `u32` in version 1.
+    fn count(&mut self, what: &str) -> Result<u64> {
+        if self.version == 1 { Ok(self.u32(what)? as u64) } else { self.u64(what) }
+    }
+
+    fn string(&mut self, what: &str) -> Result<String> {
+        let len = self.count(what)?;
+        let bytes = self.bytes(len, what)?;
+        String::from_utf8(bytes).map_err(|_| self.error(format!("{what} is not UTF-8")))
+    }
+
+    /// Skips one value of type `ty`, returning it when it is a `u32` (for `general.alignment`).
+    fn value(&mut self, ty: u32, key: &str, depth: usize) -> Result<Option<u64>> {
+        if let Some(size) = scalar_size(ty) {
+            if ty == 4 {
+                return Ok(Some(self.u32(&format!("metadata `{key}`"))? as u64));
+            }
+            if ty == 10 {
+                return Ok(Some(self.u64(&format!("metadata `{key}`"))?));
+            }
+            self.skip(size, &format!("metadata `{key}`"))?;
+            return Ok(None);
+        }
+        match ty {
+            8 => {
+                let len = self.count(&format!("metadata `{key}` (string length)"))?;
+                self.skip(len, &format!("metadata `{key}` (string of {len} bytes)"))?;
+            }
+            9 => {
+                if depth > 2 {
+                    return Err(self.error(format!("metadata `{key}`: arrays nested deeper than 2")));
+                }
+                let elem = self.u32(&format!("metadata `{key}` (array element type)"))?;
+                let n = self.count(&format!("metadata `{key}` (array length)"))?;
+                let min = match scalar_size(elem) {
+                    Some(s) => s,
+                    None if elem == 8 => {
+                        if self.version == 1 {
+                            4
+                        } else {
+                            8
+                        }
+                    }
+                    None if elem == 9 => 4 + if self.version == 1 { 4 } else { 8 },
+                    None => return Err(self.error(format!("metadata `{key}`: unknown array element type {elem}"))),
+                };
+                if n.checked_mul(min).is_none_or(|b| b > self.remaining()) {
+                    return Err(self.error(format!(
+                        "metadata `{key}`: an array of {n} {} values cannot fit in the {} bytes left",
+                        value_type_name(elem),
+                        self.remaining()
+                    )));
+                }
+                match scalar_size(elem) {
+                    Some(s) => self.skip(n * s, &format!("metadata `{key}`"))?,
+                    None => {
+                        for _ in 0..n {
+                            self.value(elem, key, depth + 1)?;
+                        }
+                    }
+                }
+            }
+            other => return Err(self.error(format!("metadata `{key}`: unknown value type {other}"))),
+        }
+        Ok(None)
+    }
+}
+
+/// Reads and validates the header of the GGUF file at `path`: every count against the bytes
+/// left, `general.alignment` (a `u32` power of two), each tensor's dimension count (1 to 4),
+/// dimensions (positive, product fits, the innermost a multiple of its type's block), type,
+/// unique name, and data range (aligned, inside the file).
+pub(crate) fn read(path: &Path) -> Result<GgufHeader> {
+    let file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let len = file.metadata().map_err(|source| Error::Io { path: path.to_path_buf(), source })?.len();
+    let mut r = Reader { inner: BufReader::new(file), path: path.to_path_buf(), pos: 0, len, version: 3 };
+    let magic = r.bytes(4, "the magic number")?;
+    if magic != b"GGUF" {
+        return Err(r.error(format!("magic {magic:02x?}, expected \"GGUF\"")));
+    }
+    let version = r.u32("the version")?;
+    if !(1..=3).contains(&version) {
+        return Err(r.error(format!("version {version}, expected 1, 2 or 3")));
+    }
+    r.version = version;
+    let tensor_count = r.count("the tensor count")?;
+    let kv_count = r.count("the metadata count")?;
+    // Each metadata pair takes at least a key length, a type and one byte; each tensor info a
+    // name length, a dimension count, one dimension, a type and an offset.
+    let (min_kv, min_tensor) = if version == 1 { (9, 24) } else { (13, 32) };
+    if kv_count.checked_mul(min_kv).is_none_or(|b| b > r.remaining()) {
+        return Err(r.error(format!("{kv_count} metadata entries cannot fit in a file of {len} bytes")));
+    }
+    if tensor_count.checked_mul(min_tensor).is_none_or(|b| b > r.remaining()) {
+        return Err(r.error(format!("{tensor_count} tensors cannot fit in a file of {len} bytes")));
+    }
+    let mut alignment = DEFAULT_ALIGNMENT;
+    for _ in 0..kv_count {
+        let key = r.string("a metadata key")?;
+        let ty = r.u32(&format!("metadata `{key}` (value type)"))?;
+        let value = r.value(ty, &key, 0)?;
+        if key == "general.alignment" {
+            if ty != 4 {
+                return Err(
+                    r.error(format!("metadata `general.alignment` has type {}, expected u32", value_type_name(ty)))
+                );
+            }
+            let a = value.unwrap_or(0);
+            if a == 0 || !a.is_power_of_two() {
+                return Err(r.error(format!("metadata `general.alignment` is {a}, expected a power of two")));
+            }
+            alignment = a;
+        }
+    }
+    let mut tensors = Vec::new();
+    let mut ranges = Vec::new();
+    let mut seen = HashSet::new();
+    for i in 0..tensor_count {
+        let name = r.string(&format!("the name of tensor {i}"))?;
+        let what = |s: &str| format!("tensor `{name}`: {s}");
+        let n_dims = r.u32(&what("dimension count"))?;
+        if n_dims == 0 || n_dims > MAX_DIMS {
+            return Err(r.error(what(&format!("{n_dims} dimensions, expected 1 to {MAX_DIMS}"))));
+        }
+        let mut dims = Vec::new();
+        for _ in 0..n_dims {
+            dims.push(r.count(&what("dimension"))?);
+        }
+        let ty = r.u32(&what("type"))?;
+        let offset = r.u64(&what("offset"))?;
+        if dims.contains(&0) {
+            return Err(r.error(what(&format!("dimensions {dims:?} (innermost first) include a zero"))));
+        }
+        let elements = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).filter(|&n| n <= isize::MAX as u64);
+        let Some(elements) = elements else {
+            return Err(r.error(what(&format!("dimensions {dims:?} (innermost first) overflow"))));
+        };
+        let Some(dtype) = dtype_of(ty) else {
+            return Err(r.error(what(&format!("unknown type {ty}"))));
+        };
+        let block = dtype.block_size() as u64;
+        if !dims[0].is_multiple_of(block) {
+            return Err(r.error(what(&format!(
+                "innermost dimension {} is not a multiple of the {dtype:?} block of {block}",
+                dims[0]
+            ))));
+        }
+        let bytes = elements / block * dtype.type_size() as u64;
+        if !offset.is_multiple_of(alignment) {
+            return Err(r.error(what(&format!("data offset {offset} is not a multiple of the alignment {alignment}"))));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(r.error(format!("tensor `{name}` appears twice")));
+        }
+        ranges.push((name, offset, bytes));
+        let shape = dims.iter().rev().map(|&d| d as usize).collect();
+        tensors.push(TensorEntry { shape });
+    }
+    let data_start = r.pos.div_ceil(alignment).saturating_mul(alignment);
+    let data_len = len.saturating_sub(data_start);
+    for (name, offset, bytes) in ranges {
+        if offset.checked_add(bytes).is_none_or(|end| end > data_len) {
+            return Err(r.error(format!(
+                "tensor `{name}`: data at offset {offset} of {bytes} bytes runs past the end of the data section \
+                 ({data_len} bytes)"
+            )));
+        }
+    }
+    Ok(GgufHeader { tensors })
+}
