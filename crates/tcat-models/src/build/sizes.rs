@@ -94,38 +94,57 @@ impl Checker<'_> {
 /// no larger than the available memory.
 pub fn check(spec: &ArchSpec, weights: &dyn WeightSource) -> Result<()> {
     let location = weights.location();
-    let available = available_memory();
     let mut needed = 0u64;
+    let mut sizes = Vec::new();
     for tower in spec.towers() {
         let c = Checker { location: location.clone(), tower };
         let params = c.min_params()?;
         needed = c.add("the towers", needed, params)?;
-        let tables = c.computed_table_bytes()?;
-        if let Some(avail) = available
-            && tables > avail
-        {
-            return Err(c.error(format!(
-                "position tables for {} positions (the config's context length / max position embeddings) need {} \
-                 bytes, more than the {} bytes of memory available",
-                tower.max_positions, tables, avail
-            )));
-        }
+        let a = &tower.attention;
+        sizes.push(format!(
+            "vocabulary {}, width {}, {} layers, {} heads ({} kv) of {} features, feed-forward {}, {} positions",
+            tower.vocab_size,
+            tower.hidden_size,
+            tower.num_layers,
+            a.num_heads,
+            a.num_kv_heads,
+            a.head_dim,
+            tower.feed_forward.inner,
+            tower.max_positions
+        ));
     }
     if let Some(stored) = weights.stored_elements()
         && needed > stored
     {
         return Err(Error::InvalidInput(format!(
-            "{location}: the config implies at least {needed} parameters (vocabulary, widths, heads and layers), \
-             but the weight files hold only {stored}"
+            "{location}: the architecture ({}) implies at least {needed} parameters, but the weight files hold only \
+             {stored}",
+            sizes.join("; ")
         )));
     }
+    let available = available_memory();
     if weights.is_synthetic()
         && let Some(avail) = available
     {
         let bytes = needed.saturating_mul(weights.dtype().size_in_bytes() as u64);
         if bytes > avail {
             return Err(Error::InvalidInput(format!(
-                "{location}: the weights need at least {bytes} bytes, more than the {avail} bytes of memory available"
+                "{location}: the architecture ({}) needs at least {bytes} bytes of weights, more than the {avail} \
+                 bytes of memory available",
+                sizes.join("; ")
+            )));
+        }
+    }
+    for tower in spec.towers() {
+        let c = Checker { location: location.clone(), tower };
+        let tables = c.computed_table_bytes()?;
+        if let Some(avail) = available
+            && tables > avail
+        {
+            return Err(c.error(format!(
+                "the position table for {} positions (the context length: max_position_embeddings, n_positions or \
+                 llama.context_length) needs {tables} bytes, more than the {avail} bytes of memory available",
+                tower.max_positions
             )));
         }
     }

@@ -11,6 +11,7 @@ use crate::ConfigFile;
 /// config gives none (`rotary_pct`, `partial_rotary_factor`).
 pub(crate) fn rotary_spec(config: &ConfigFile, default_fraction: f64, layout: RotaryLayoutSpec) -> Result<RotarySpec> {
     let json = &config.json;
+    check_types(config)?;
     let params = json.get("rope_parameters").filter(|v| v.is_object());
     let scaling_block = params.or_else(|| json.get("rope_scaling").filter(|v| v.is_object()));
     let number = |v: Option<&Value>| v.and_then(Value::as_f64);
@@ -85,4 +86,60 @@ pub(crate) fn rotary_spec(config: &ConfigFile, default_fraction: f64, layout: Ro
         return Err(config.error(format!("rotary fraction {fraction} must be in (0, 1]")));
     }
     Ok(RotarySpec { fraction, base, layout, scaling })
+}
+
+/// Fails when a rotary field is present with the wrong JSON type (a string `factor` would
+/// otherwise read as missing, a string `rope_theta` as the default), naming its path.
+fn check_types(config: &ConfigFile) -> Result<()> {
+    const NUMBERS: [&str; 8] = [
+        "rope_theta",
+        "rotary_emb_base",
+        "partial_rotary_factor",
+        "rotary_pct",
+        "factor",
+        "low_freq_factor",
+        "high_freq_factor",
+        "original_max_position_embeddings",
+    ];
+    let kind = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "sequence",
+        Value::Object(_) => "map",
+    };
+    let check = |path: String, v: &Value, expected: &str| -> Result<()> {
+        let ok = match expected {
+            "a number" => v.is_number(),
+            "a string" => v.is_string(),
+            _ => v.is_object(),
+        };
+        if ok || v.is_null() {
+            Ok(())
+        } else {
+            Err(config.error(format!("`{path}`: invalid type: {} {v}, expected {expected}", kind(v))))
+        }
+    };
+    let json = &config.json;
+    for name in NUMBERS {
+        if let Some(v) = json.get(name) {
+            check(name.to_string(), v, "a number")?;
+        }
+    }
+    for block in ["rope_scaling", "rope_parameters"] {
+        let Some(b) = json.get(block) else { continue };
+        check(block.to_string(), b, "a map")?;
+        for name in NUMBERS {
+            if let Some(v) = b.get(name) {
+                check(format!("{block}.{name}"), v, "a number")?;
+            }
+        }
+        for name in ["type", "rope_type"] {
+            if let Some(v) = b.get(name) {
+                check(format!("{block}.{name}"), v, "a string")?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -88,7 +88,7 @@ fn scalar_size(id: u32) -> Option<u64> {
     match id {
         0 | 1 | 7 => Some(1),
         2 | 3 => Some(2),
-        4 | 5 | 6 => Some(4),
+        4..=6 => Some(4),
         10..=12 => Some(8),
         _ => None,
     }

@@ -1,0 +1,363 @@
+//! Hostile and damaged inputs on the loading path (issue 15): sizes that would abort the
+//! process, GGUF headers that would panic inside candle, integer weights that would be
+//! converted silently, and errors that must name the file and the field, key or tensor.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::{QTensor, gguf_file};
+use candle_core::{DType, Device, Tensor};
+use common::*;
+use tcat_models::gguf::GgufFile;
+use tcat_models::{Model, ModelSource};
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tcat-hostile-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn load_err(dir: &Path) -> String {
+    match ModelSource::resolve(dir.to_str().unwrap()).and_then(|s| Model::load(&s, &device(), DType::F32)) {
+        Ok(_) => panic!("loading {} should fail", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A copy of fixture `name` with its config's JSON edited by `config` and its weights by `edit`.
+fn copy_with(
+    name: &str,
+    tag: &str,
+    config: impl Fn(&mut serde_json::Value),
+    edit: impl Fn(&mut HashMap<String, Tensor>),
+) -> PathBuf {
+    let dir = temp_dir(&format!("{name}-{tag}"));
+    let mut weights = candle_core::safetensors::load(fixture(name).join("model.safetensors"), &Device::Cpu).unwrap();
+    edit(&mut weights);
+    candle_core::safetensors::save(&weights, dir.join("model.safetensors")).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture(name).join("config.json")).unwrap()).unwrap();
+    config(&mut cfg);
+    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    dir
+}
+
+fn llama_with(tag: &str, field: &str, value: serde_json::Value) -> String {
+    let dir = copy_with("llama", tag, |c| c[field] = value.clone(), |_| {});
+    load_err(&dir)
+}
+
+#[test]
+fn hostile_config_sizes_are_refused_before_allocating() {
+    let huge = serde_json::json!(1u64 << 40);
+    for field in ["head_dim", "vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size"] {
+        let err = llama_with(&format!("huge-{field}"), field, huge.clone());
+        eprintln!("{field}: {err}");
+        assert!(err.contains("model.safetensors") || err.contains("config.json"), "{field}: {err}");
+        assert!(err.contains("parameters") || err.contains("overflows") || err.contains(field), "{field}: {err}");
+    }
+    // A context length whose rotary table would not fit in memory.
+    let err = llama_with("huge-positions", "max_position_embeddings", serde_json::json!(1u64 << 50));
+    assert!(err.contains("positions") && err.contains("bytes"), "{err}");
+    // Products that overflow u64 are named, not wrapped.
+    let dir = copy_with(
+        "llama",
+        "overflow",
+        |c| {
+            c["head_dim"] = serde_json::json!(u64::MAX / 2);
+            c["num_attention_heads"] = serde_json::json!(4);
+        },
+        |_| {},
+    );
+    let err = load_err(&dir);
+    assert!(err.contains("overflows") && err.contains("head_dim"), "{err}");
+}
+
+#[test]
+fn gpt_neo_attention_types_expansion_is_checked() {
+    let dir = copy_with(
+        "gpt_neo",
+        "types",
+        |c| c["attention_types"] = serde_json::json!([[["global", "local"], 1u64 << 60]]),
+        |_| {},
+    );
+    let err = load_err(&dir);
+    assert!(err.contains("attention_types") && err.contains("num_layers"), "{err}");
+}
+
+#[test]
+fn integer_weights_are_refused_by_name() {
+    let dir = copy_with(
+        "llama",
+        "i32-embed",
+        |_| {},
+        |w| {
+            let t = w["model.embed_tokens.weight"].to_dtype(DType::I64).unwrap();
+            w.insert("model.embed_tokens.weight".into(), t);
+        },
+    );
+    let err = load_err(&dir);
+    assert!(err.contains("model.embed_tokens.weight") && err.contains("I64") && err.contains("F32"), "{err}");
+    let dir = copy_with(
+        "llama",
+        "u8-norm",
+        |_| {},
+        |w| {
+            let t = w["model.layers.0.input_layernorm.weight"].to_dtype(DType::U8).unwrap();
+            w.insert("model.layers.0.input_layernorm.weight".into(), t);
+        },
+    );
+    let err = load_err(&dir);
+    assert!(err.contains("model.layers.0.input_layernorm.weight") && err.contains("U8"), "{err}");
+    let dir = copy_with(
+        "bert",
+        "u32-proj",
+        |_| {},
+        |w| {
+            let name = "bert.encoder.layer.0.attention.self.query.weight";
+            let t = w[name].to_dtype(DType::U32).unwrap();
+            w.insert(name.into(), t);
+        },
+    );
+    let err = load_err(&dir);
+    assert!(err.contains("bert.encoder.layer.0.attention.self.query.weight") && err.contains("U32"), "{err}");
+}
+
+#[test]
+fn mistyped_config_fields_name_their_path() {
+    let err = llama_with("seq-heads", "num_attention_heads", serde_json::json!([4]));
+    assert!(err.contains("config.json") && err.contains("`num_attention_heads`") && err.contains("sequence"), "{err}");
+    let err = llama_with("str-act", "hidden_act", serde_json::json!(["silu"]));
+    assert!(err.contains("`hidden_act`"), "{err}");
+    let dir = copy_with(
+        "llama",
+        "rope-factor",
+        |c| c["rope_scaling"] = serde_json::json!({"type": "linear", "factor": "2.0"}),
+        |_| {},
+    );
+    let err = load_err(&dir);
+    assert!(err.contains("`rope_scaling.factor`") && err.contains("string"), "{err}");
+    let err = llama_with("str-theta", "rope_theta", serde_json::json!("1e4"));
+    assert!(err.contains("`rope_theta`") && err.contains("expected a number"), "{err}");
+}
+
+#[test]
+fn empty_shard_index_is_named() {
+    let dir = temp_dir("empty-index");
+    std::fs::copy(fixture("llama").join("config.json"), dir.join("config.json")).unwrap();
+    std::fs::write(dir.join("model.safetensors.index.json"), r#"{"metadata": {}, "weight_map": {}}"#).unwrap();
+    let err = ModelSource::resolve(dir.to_str().unwrap()).expect_err("an empty index must fail").to_string();
+    assert!(err.contains("model.safetensors.index.json") && err.contains("lists no shards"), "{err}");
+    std::fs::write(dir.join("model.safetensors.index.json"), r#"{"weight_map": {"a": ""}}"#).unwrap();
+    let err = ModelSource::resolve(dir.to_str().unwrap()).expect_err("an empty shard name must fail").to_string();
+    assert!(err.contains("model.safetensors.index.json") && err.contains("shard ``"), "{err}");
+}
+
+#[test]
+fn damaged_safetensors_header_is_named() {
+    let dir = copy_with("llama", "st-header", |_| {}, |_| {});
+    let file = dir.join("model.safetensors");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    std::fs::write(&file, &bytes).unwrap();
+    let err = load_err(&dir);
+    assert!(err.contains("model.safetensors") && err.contains("header length"), "{err}");
+}
+
+// GGUF --------------------------------------------------------------------------------------
+
+/// The llama31 GGUF fixture rewritten with candle's writer after `edit` changes its metadata.
+fn gguf_with(tag: &str, edit: impl Fn(&mut HashMap<String, gguf_file::Value>)) -> PathBuf {
+    let src = fixture("llama31-gguf").join("model.gguf");
+    let mut file = std::fs::File::open(&src).unwrap();
+    let content = gguf_file::Content::read(&mut file).unwrap();
+    let mut metadata = content.metadata.clone();
+    edit(&mut metadata);
+    let tensors: Vec<(String, QTensor)> = content
+        .tensor_infos
+        .keys()
+        .map(|name| (name.clone(), content.tensor(&mut file, name, &Device::Cpu).unwrap()))
+        .collect();
+    let path = temp_dir(&format!("gguf-{tag}")).join("model.gguf");
+    let mut out = std::fs::File::create(&path).unwrap();
+    let meta: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    gguf_file::write(&mut out, &meta, &tensors).unwrap();
+    path
+}
+
+fn gguf_err(path: &Path) -> String {
+    match GgufFile::open(path).and_then(|f| f.load_llama(&device(), None)) {
+        Ok(_) => panic!("loading {} should fail", path.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn gguf_hostile_sizes_are_refused() {
+    use gguf_file::Value;
+    for (key, value, expect) in [
+        ("llama.block_count", Value::U32(u32::MAX), "parameters"),
+        ("llama.context_length", Value::U32(u32::MAX), "positions"),
+        ("llama.rope.dimension_count", Value::U32(u32::MAX), "llama.rope.dimension_count"),
+        ("llama.attention.key_length", Value::U32(u32::MAX), "parameters"),
+        ("llama.embedding_length", Value::U32(1 << 30), "token_embd.weight"),
+    ] {
+        let path = gguf_with(&key.replace('.', "-"), |m| {
+            m.insert(key.into(), value.clone());
+        });
+        let err = gguf_err(&path);
+        eprintln!("{key}: {err}");
+        assert!(err.contains("model.gguf") && err.contains(expect), "{key}: {err}");
+    }
+}
+
+#[test]
+fn gguf_key_of_the_wrong_type_is_named() {
+    use gguf_file::Value;
+    for key in ["llama.block_count", "general.architecture", "llama.rope.freq_base"] {
+        let path = gguf_with(&format!("type-{}", key.replace('.', "-")), |m| {
+            let v = if key == "general.architecture" { Value::U32(1) } else { Value::String("x".into()) };
+            m.insert(key.into(), v);
+        });
+        let err = gguf_err(&path);
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}
+
+/// A tensor info as written: name, dims innermost first, type id, data offset.
+type RawTensor = (&'static str, Vec<u64>, u32, u64);
+
+/// A GGUF file written byte by byte (version 3): `kvs` as (key, type id, raw value bytes),
+/// `tensors` as (name, dims innermost first, type id, offset), then `data` after the
+/// 32-aligned header.
+fn raw_gguf(tag: &str, kvs: &[(&str, u32, Vec<u8>)], tensors: &[RawTensor], data: usize) -> PathBuf {
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend((tensors.len() as u64).to_le_bytes());
+    b.extend((kvs.len() as u64).to_le_bytes());
+    let string = |b: &mut Vec<u8>, s: &str| {
+        b.extend((s.len() as u64).to_le_bytes());
+        b.extend(s.as_bytes());
+    };
+    for (k, ty, v) in kvs {
+        string(&mut b, k);
+        b.extend(ty.to_le_bytes());
+        b.extend(v);
+    }
+    for (name, dims, ty, offset) in tensors {
+        string(&mut b, name);
+        b.extend((dims.len() as u32).to_le_bytes());
+        for d in dims {
+            b.extend(d.to_le_bytes());
+        }
+        b.extend(ty.to_le_bytes());
+        b.extend(offset.to_le_bytes());
+    }
+    while !b.len().is_multiple_of(32) {
+        b.push(0);
+    }
+    b.extend(vec![0u8; data]);
+    let path = temp_dir(&format!("raw-{tag}")).join("model.gguf");
+    std::fs::write(&path, b).unwrap();
+    path
+}
+
+fn open_err(path: &Path) -> String {
+    match GgufFile::open(path) {
+        Ok(_) => panic!("opening {} should fail", path.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn gguf_headers_are_checked_before_candle_reads_them() {
+    let arch = ("general.architecture", 8u32, {
+        let mut v = 5u64.to_le_bytes().to_vec();
+        v.extend(b"llama");
+        v
+    });
+    let ok_tensor = || vec![("t.weight", vec![4u64, 2], 0u32, 0u64)];
+    // A sane file opens.
+    let path = raw_gguf("sane", std::slice::from_ref(&arch), &ok_tensor(), 32);
+    GgufFile::open(&path).unwrap();
+    // Alignment 0 (a division by zero inside candle) and not a power of two.
+    for (tag, a) in [("align0", 0u32), ("align3", 3)] {
+        let path = raw_gguf(tag, &[arch.clone(), ("general.alignment", 4, a.to_le_bytes().to_vec())], &ok_tensor(), 32);
+        let err = open_err(&path);
+        assert!(
+            err.contains("model.gguf") && err.contains("general.alignment") && err.contains("power of two"),
+            "{err}"
+        );
+    }
+    // Alignment of the wrong type.
+    let path = raw_gguf("align-type", &[arch.clone(), ("general.alignment", 6, 1.0f32.to_le_bytes().to_vec())], &[], 0);
+    let err = open_err(&path);
+    assert!(err.contains("general.alignment") && err.contains("f32") && err.contains("u32"), "{err}");
+    // Dimensions: zero, overflowing, too many; unknown type; data past the end; misaligned.
+    let cases: Vec<(&str, Vec<RawTensor>, &str)> = vec![
+        ("zero", vec![("t.weight", vec![4, 0], 0, 0)], "include a zero"),
+        ("overflow", vec![("t.weight", vec![u64::MAX / 2, 4], 0, 0)], "overflow"),
+        ("ndims", vec![("t.weight", vec![1, 1, 1, 1, 1], 0, 0)], "5 dimensions"),
+        ("type", vec![("t.weight", vec![4, 2], 99, 0)], "unknown type 99"),
+        ("past-end", vec![("t.weight", vec![64, 64], 0, 0)], "runs past the end"),
+        ("offset", vec![("t.weight", vec![4, 2], 0, u64::MAX - 31)], "runs past the end"),
+        ("misaligned", vec![("t.weight", vec![4, 2], 0, 4)], "not a multiple of the alignment"),
+        ("block", vec![("t.weight", vec![4, 2], 2, 0)], "block"),
+        ("twice", vec![("t.weight", vec![4], 0, 0), ("t.weight", vec![4], 0, 0)], "twice"),
+    ];
+    for (tag, tensors, expect) in cases {
+        let path = raw_gguf(tag, std::slice::from_ref(&arch), &tensors, 32);
+        let err = open_err(&path);
+        assert!(err.contains("model.gguf") && err.contains("t.weight") && err.contains(expect), "{tag}: {err}");
+    }
+    // Counts no file of this size can hold.
+    let mut path_bytes = std::fs::read(raw_gguf("count", std::slice::from_ref(&arch), &ok_tensor(), 32)).unwrap();
+    path_bytes[8..16].copy_from_slice(&(u64::MAX / 4).to_le_bytes());
+    let path = temp_dir("raw-count2").join("model.gguf");
+    std::fs::write(&path, &path_bytes).unwrap();
+    let err = open_err(&path);
+    assert!(err.contains("tensors cannot fit"), "{err}");
+    // A string longer than the file.
+    let path = raw_gguf("string", &[("general.architecture", 8, u64::MAX.to_le_bytes().to_vec())], &[], 0);
+    let err = open_err(&path);
+    assert!(err.contains("general.architecture") && err.contains("bytes"), "{err}");
+    // An array longer than the file.
+    let mut v = 4u32.to_le_bytes().to_vec();
+    v.extend((u64::MAX / 8).to_le_bytes());
+    let path = raw_gguf("array", &[("tokenizer.ggml.token_type", 9, v)], &[], 0);
+    let err = open_err(&path);
+    assert!(err.contains("tokenizer.ggml.token_type") && err.contains("cannot fit"), "{err}");
+}
+
+#[test]
+fn gguf_swapped_dimensions_are_named() {
+    // token_embd stored [hidden, vocab] instead of [vocab, hidden].
+    let src = fixture("llama31-gguf").join("model.gguf");
+    let mut file = std::fs::File::open(&src).unwrap();
+    let content = gguf_file::Content::read(&mut file).unwrap();
+    let tensors: Vec<(String, QTensor)> = content
+        .tensor_infos
+        .keys()
+        .map(|name| {
+            let q = content.tensor(&mut file, name, &Device::Cpu).unwrap();
+            let q = if name == "output.weight" || name == "blk.0.ffn_down.weight" {
+                let t = q.dequantize(&Device::Cpu).unwrap().t().unwrap().contiguous().unwrap();
+                QTensor::quantize(&t, candle_core::quantized::GgmlDType::F32).unwrap()
+            } else {
+                q
+            };
+            (name.clone(), q)
+        })
+        .collect();
+    let path = temp_dir("gguf-swapped").join("model.gguf");
+    let mut out = std::fs::File::create(&path).unwrap();
+    let meta: Vec<(&str, &gguf_file::Value)> = content.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    gguf_file::write(&mut out, &meta, &tensors).unwrap();
+    let err = gguf_err(&path);
+    assert!(err.contains("model.gguf") && (err.contains("output.weight") || err.contains("ffn_down")), "{err}");
+    assert!(err.contains("expected"), "{err}");
+}
