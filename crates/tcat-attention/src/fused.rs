@@ -307,8 +307,10 @@ fn tile<const FMA: bool>(p: &Problem, plan: &VisibilityPlan, task: Task, sc: &mu
     let offset = p.kv_len.saturating_sub(p.q_len);
     let patterned = !plan.patterns().is_empty();
 
-    let mut j0 = 0;
-    while j0 < p.kv_len {
+    // Key tiles outside the keys these rows can see are never looked at.
+    let seen = plan.keys_seen(queries.clone());
+    let mut j0 = seen.start / COLS * COLS;
+    while j0 < seen.end {
         let n_cols = COLS.min(p.kv_len - j0);
         let keys = j0..j0 + n_cols;
         let cover = plan.cover(queries.clone(), keys.clone());

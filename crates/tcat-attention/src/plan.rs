@@ -239,6 +239,19 @@ impl VisibilityPlan {
         self.row_keys(row).contains(&key) && self.patterns_allow(row, key)
     }
 
+    /// The keys any of query rows `rows` (non-empty) may see under the causality: from the
+    /// first row's first key to the last row's last (both ends of
+    /// [`row_keys`](Self::row_keys) grow with the row, and consecutive rows' ranges touch). A
+    /// kernel need not look at key tiles outside it.
+    #[inline]
+    pub fn keys_seen(&self, rows: Range<usize>) -> Range<usize> {
+        if matches!(self.causality, Causality::SlidingWindow { window: 0 }) {
+            return 0..0;
+        }
+        let (first, last) = (self.row_keys(rows.start), self.row_keys(rows.end - 1));
+        first.start..last.end.max(first.start)
+    }
+
     /// How the causality and the patterns cover query rows `rows` × keys `keys` (both
     /// non-empty); never `Hidden` or `Visible` wrongly.
     #[inline]
@@ -285,11 +298,20 @@ impl VisibilityPlan {
         if self.causality != Causality::Bidirectional {
             let (lo, hi): (Vec<i64>, Vec<i64>) =
                 (0..q_len).map(|i| self.row_keys(i)).map(|r| (r.start as i64, r.end as i64)).unzip();
-            let lo = Tensor::from_vec(lo, (q_len, 1), device)?;
-            let hi = Tensor::from_vec(hi, (q_len, 1), device)?;
             let cols = Tensor::arange(0i64, kv_len as i64, device)?.reshape((1, kv_len))?;
-            let inside = cols.broadcast_ge(&lo)?.mul(&cols.broadcast_lt(&hi)?)?;
-            parts.push(inside.reshape((1, 1, q_len, kv_len))?);
+            // Only the bounds that hide something are compared (causal rows all start at 0).
+            let from = lo.iter().any(|&l| l > 0).then(|| Tensor::from_vec(lo, (q_len, 1), device)).transpose()?;
+            let below =
+                hi.iter().any(|&h| h < kv_len as i64).then(|| Tensor::from_vec(hi, (q_len, 1), device)).transpose()?;
+            let inside = match (from, below) {
+                (Some(lo), Some(hi)) => Some(cols.broadcast_ge(&lo)?.mul(&cols.broadcast_lt(&hi)?)?),
+                (Some(lo), None) => Some(cols.broadcast_ge(&lo)?),
+                (None, Some(hi)) => Some(cols.broadcast_lt(&hi)?),
+                (None, None) => None,
+            };
+            if let Some(inside) = inside {
+                parts.push(inside.reshape((1, 1, q_len, kv_len))?);
+            }
         }
         if !self.patterns.is_empty() {
             let cells: Vec<u8> =
@@ -417,6 +439,15 @@ mod tests {
                             for j0 in 0..kv_len {
                                 for j1 in j0 + 1..=kv_len {
                                     let (got, want) = (plan.cover(i0..i1, j0..j1), pairwise(&plan, i0..i1, j0..j1));
+                                    let seen = plan.keys_seen(i0..i1);
+                                    for i in i0..i1 {
+                                        for j in 0..kv_len {
+                                            assert!(
+                                                !plan.allows(i, j) || seen.contains(&j),
+                                                "{causality:?} q_len {q_len} kv_len {kv_len}: row {i} sees {j} outside {seen:?}"
+                                            );
+                                        }
+                                    }
                                     // Partial is always allowed (only slower); Hidden and
                                     // Visible must be exact.
                                     assert!(

@@ -15,7 +15,8 @@
 //! GELU in the paper.
 
 use candle_core::{D, DType, Module, Result, Tensor};
-use tcat_core::Linear;
+use candle_nn::VarBuilder;
+use tcat_core::{Linear, WeightLayout};
 
 use crate::{Activation, Norm};
 
@@ -100,6 +101,35 @@ impl EntityFusion {
             }
         }
         Ok(Self { token_in, entity_in, token_out, entity_out, activation, output: FusionOutput::Activated })
+    }
+
+    /// Loads the layer as the released ERNIE code names it under `vb` (a knowledgeable-encoder
+    /// layer): `intermediate.dense` (`W̃_t`, `b̃`), `intermediate.dense_ent` (`W̃_e` with its
+    /// bias), `output.dense` (`W_t`, `b_t`), `output_ent.dense` (`W_e`, `b_e`), all `[out, in]`
+    /// with biases, and the code's outputs ([`FusionOutput::ResidualNorm`] with
+    /// `output.LayerNorm` and `output_ent.LayerNorm`, ε = `eps`); `σ` is GELU. `fused` is the
+    /// intermediate width.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::VarBuilder;
+    /// use tcat_blocks::EntityFusion;
+    /// let vb = VarBuilder::zeros(DType::F32, &Device::Cpu);
+    /// let fusion = EntityFusion::load_ernie(vb.pp("encoder.layer.5"), 768, 100, 3072, 1e-12).unwrap();
+    /// assert_eq!((fusion.hidden_size(), fusion.entity_dim()), (768, 100));
+    /// ```
+    pub fn load_ernie(vb: VarBuilder, hidden: usize, entity_dim: usize, fused: usize, eps: f64) -> Result<Self> {
+        let lin = |name: &str, i, o| Linear::load(vb.pp(name), i, o, true, WeightLayout::OutIn);
+        let fusion = Self::new(
+            lin("intermediate.dense", hidden, fused)?,
+            lin("intermediate.dense_ent", entity_dim, fused)?,
+            lin("output.dense", fused, hidden)?,
+            lin("output_ent.dense", fused, entity_dim)?,
+            Activation::Gelu,
+        )?;
+        let token_norm = Norm::load_layer_norm(vb.pp("output.LayerNorm"), hidden, eps)?;
+        let entity_norm = Norm::load_layer_norm(vb.pp("output_ent.LayerNorm"), entity_dim, eps)?;
+        Ok(fusion.with_output(FusionOutput::ResidualNorm { token_norm, entity_norm }))
     }
 
     /// Chooses how the outputs are formed (default [`FusionOutput::Activated`], the paper's).
