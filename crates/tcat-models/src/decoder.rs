@@ -34,6 +34,8 @@ pub struct DecoderModel {
     pad_token_id: u32,
     projection: Option<WidthProjection>,
     reward: Option<Linear>,
+    /// What sets `max_positions`, for messages (the config field or GGUF key).
+    position_limit: Option<String>,
 }
 
 /// Token vectors narrower than the hidden states (OPT-350m's `word_embed_proj_dim`): the word
@@ -57,7 +59,24 @@ impl DecoderModel {
         eos_token_ids: Vec<u32>,
         pad_token_id: u32,
     ) -> Self {
-        Self { embeddings, stack, head, max_positions, eos_token_ids, pad_token_id, projection: None, reward: None }
+        Self {
+            embeddings,
+            stack,
+            head,
+            max_positions,
+            eos_token_ids,
+            pad_token_id,
+            projection: None,
+            reward: None,
+            position_limit: None,
+        }
+    }
+
+    /// Names what sets the position limit in [`Error::SequenceTooLong`] messages: the family's
+    /// config field (`max_position_embeddings`, `n_positions`) or GGUF key.
+    pub fn with_position_limit(mut self, field: impl Into<String>) -> Self {
+        self.position_limit = Some(field.into());
+        self
     }
 
     /// Projects the word vectors by `project_in` before `positions` are added and the final
@@ -257,7 +276,10 @@ impl DecoderModel {
             return Err(Error::SequenceTooLong {
                 len,
                 max: self.max_positions,
-                limit: "the position table (n_positions)".into(),
+                limit: format!(
+                    "the position table ({})",
+                    self.position_limit.as_deref().unwrap_or("the model's maximum positions")
+                ),
             });
         }
         Ok(())

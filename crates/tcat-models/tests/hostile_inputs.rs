@@ -361,3 +361,20 @@ fn gguf_swapped_dimensions_are_named() {
     assert!(err.contains("model.gguf") && (err.contains("output.weight") || err.contains("ffn_down")), "{err}");
     assert!(err.contains("expected"), "{err}");
 }
+
+#[test]
+fn sequence_length_errors_name_the_family_field() {
+    let dev = device();
+    for (name, field) in [("llama", "max_position_embeddings"), ("gpt2", "n_positions")] {
+        let source = ModelSource::resolve(fixture(name).to_str().unwrap()).unwrap();
+        let model = Model::load(&source, &dev, DType::F32).unwrap();
+        let decoder = model.as_decoder().unwrap();
+        let long = vec![1u32; decoder.max_positions() + 1];
+        let batch = tcat_models::Batch::right_padded(&[long], None, 0, &dev).unwrap();
+        let err = decoder.logits(&batch).unwrap_err().to_string();
+        assert!(err.contains(field), "{name}: {err}");
+        if name == "llama" {
+            assert!(!err.contains("n_positions"), "{err}");
+        }
+    }
+}

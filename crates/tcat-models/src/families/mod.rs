@@ -58,6 +58,14 @@ pub(crate) fn model_types() -> impl Iterator<Item = &'static str> {
 }
 
 /// The spec and weight names of `config`'s family.
+/// The config field that sets the position limit, for messages: the first of the fields the
+/// families read that `config` has.
+pub(crate) fn positions_field(config: &ConfigFile) -> Option<&'static str> {
+    ["max_position_embeddings", "n_positions", "n_ctx", "seq_length"]
+        .into_iter()
+        .find(|f| config.json.get(*f).is_some_and(|v| v.is_u64()))
+}
+
 pub(crate) fn spec_and_names(config: &ConfigFile) -> Result<(ArchSpec, WeightNames)> {
     let model_type = config.model_type()?;
     let family = FAMILIES.iter().find(|f| f.model_types.contains(&model_type)).ok_or_else(|| {
