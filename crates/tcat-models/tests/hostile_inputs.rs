@@ -378,3 +378,17 @@ fn sequence_length_errors_name_the_family_field() {
         }
     }
 }
+
+#[test]
+fn pytorch_weights_are_checked_against_the_config() {
+    // The pickle's tensor table is read first: a config needing more than the file holds is
+    // refused before any tensor is read.
+    let dir = temp_dir("bin-vocab");
+    std::fs::copy(fixture("distilbert-bin").join("pytorch_model.bin"), dir.join("pytorch_model.bin")).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("distilbert-bin").join("config.json")).unwrap()).unwrap();
+    cfg["vocab_size"] = serde_json::json!(1u64 << 40);
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let err = load_err(&dir);
+    assert!(err.contains("pytorch_model.bin") && err.contains("weight files hold only"), "{err}");
+}

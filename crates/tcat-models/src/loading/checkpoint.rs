@@ -14,8 +14,8 @@ use crate::loading::safetensors_header::{self, StoredTensor};
 pub struct Checkpoint {
     vb: VarBuilder<'static>,
     location: String,
-    /// The safetensors headers' entries (stored dtype and shape), read before any tensor;
-    /// empty for PyTorch files and user-given `VarBuilder`s.
+    /// The files' tensor tables (stored dtype and shape: safetensors headers, the PyTorch
+    /// pickle's table), read before any tensor; empty for user-given `VarBuilder`s.
     stored: HashMap<String, StoredTensor>,
 }
 
@@ -27,7 +27,15 @@ impl Checkpoint {
         let is_pth =
             source.weights.len() == 1 && source.weights[0].extension().is_some_and(|e| e == "bin" || e == "pt");
         let mut stored = HashMap::new();
-        if !is_pth {
+        if is_pth {
+            // The pickle's tensor table (names, dtypes, shapes), read before any tensor.
+            let infos = candle_core::pickle::read_pth_tensor_info(&source.weights[0], false, None)
+                .map_err(|e| Error::InvalidInput(format!("{location}: cannot read weights: {e}")))?;
+            for info in infos {
+                let dtype = format!("{:?}", info.dtype).to_uppercase();
+                stored.insert(info.name, StoredTensor { dtype, shape: info.layout.dims().to_vec() });
+            }
+        } else {
             for file in &source.weights {
                 stored.extend(safetensors_header::read(file)?);
             }
@@ -95,7 +103,7 @@ impl Checkpoint {
         }
     }
 
-    /// The number of elements the safetensors files hold, when their headers were read.
+    /// The number of elements the weight files hold, when their tables were read.
     pub(crate) fn stored_elements(&self) -> Option<u64> {
         if self.stored.is_empty() {
             return None;

@@ -15,7 +15,8 @@ const MAX_HEADER: u64 = 100_000_000;
 /// One tensor's entry in a safetensors header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StoredTensor {
-    /// The dtype as the header spells it (`F32`, `I32`, `U8`, ...).
+    /// The dtype as the header spells it (`F32`, `I32`, `U8`, ...; candle's names, upper
+    /// case, for PyTorch files).
     pub dtype: String,
     /// Its shape.
     pub shape: Vec<usize>,
