@@ -170,7 +170,12 @@ fn damaged_safetensors_header_is_named() {
 
 /// The llama31 GGUF fixture rewritten with candle's writer after `edit` changes its metadata.
 fn gguf_with(tag: &str, edit: impl Fn(&mut HashMap<String, gguf_file::Value>)) -> PathBuf {
-    let src = fixture("llama31-gguf").join("model.gguf");
+    gguf_from("llama31-gguf", tag, edit)
+}
+
+/// Fixture `name`'s GGUF file rewritten after `edit` changes its metadata.
+fn gguf_from(name: &str, tag: &str, edit: impl Fn(&mut HashMap<String, gguf_file::Value>)) -> PathBuf {
+    let src = fixture(name).join("model.gguf");
     let mut file = std::fs::File::open(&src).unwrap();
     let content = gguf_file::Content::read(&mut file).unwrap();
     let mut metadata = content.metadata.clone();
@@ -204,6 +209,10 @@ fn gguf_hostile_sizes_are_refused() {
         ("llama.rope.dimension_count", Value::U32(u32::MAX), "llama.rope.dimension_count"),
         ("llama.attention.key_length", Value::U32(u32::MAX), "parameters"),
         ("llama.embedding_length", Value::U32(1 << 30), "token_embd.weight"),
+        ("llama.attention.head_count", Value::U32(u32::MAX), "head"),
+        ("llama.attention.head_count_kv", Value::U32(u32::MAX), "head"),
+        ("llama.feed_forward_length", Value::U32(u32::MAX), "parameters"),
+        ("llama.expert_count", Value::U32(u32::MAX), "llama.expert_used_count"),
     ] {
         let path = gguf_with(&key.replace('.', "-"), |m| {
             m.insert(key.into(), value.clone());
@@ -211,6 +220,21 @@ fn gguf_hostile_sizes_are_refused() {
         let err = gguf_err(&path);
         eprintln!("{key}: {err}");
         assert!(err.contains("model.gguf") && err.contains(expect), "{key}: {err}");
+    }
+}
+
+#[test]
+fn gguf_hostile_expert_counts_are_refused() {
+    use gguf_file::Value;
+    for (key, value) in
+        [("llama.expert_count", Value::U32(u32::MAX)), ("llama.expert_used_count", Value::U32(u32::MAX))]
+    {
+        let path = gguf_from("mixtral-gguf", &key.replace('.', "-"), |m| {
+            m.insert(key.into(), value.clone());
+        });
+        let err = gguf_err(&path);
+        eprintln!("{key}: {err}");
+        assert!(err.contains("model.gguf") && err.contains(&value.to_u32().unwrap().to_string()), "{key}: {err}");
     }
 }
 
@@ -391,4 +415,29 @@ fn pytorch_weights_are_checked_against_the_config() {
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
     let err = load_err(&dir);
     assert!(err.contains("pytorch_model.bin") && err.contains("weight files hold only"), "{err}");
+}
+
+#[test]
+fn every_family_refuses_hostile_sizes() {
+    let huge = serde_json::json!(1u64 << 40);
+    let cases: [(&str, &[&str]); 10] = [
+        ("gpt2", &["n_positions", "n_embd", "n_layer", "vocab_size", "n_inner"]),
+        ("ctrl", &["n_positions", "n_embd", "n_layer", "dff"]),
+        ("bert", &["max_position_embeddings", "hidden_size", "intermediate_size", "type_vocab_size"]),
+        ("bloom", &["hidden_size", "n_layer", "vocab_size"]),
+        ("opt", &["max_position_embeddings", "hidden_size", "ffn_dim"]),
+        ("gpt_neox", &["max_position_embeddings", "hidden_size", "intermediate_size"]),
+        ("gptj", &["n_positions", "n_embd", "rotary_dim"]),
+        ("gpt_bigcode", &["n_positions", "n_embd"]),
+        ("openai-gpt", &["n_positions", "n_embd"]),
+        ("distilbert", &["max_position_embeddings", "dim", "hidden_dim"]),
+    ];
+    for (name, fields) in cases {
+        for field in fields {
+            let dir = copy_with(name, &format!("huge-{field}"), |c| c[*field] = huge.clone(), |_| {});
+            let err = load_err(&dir);
+            eprintln!("{name} {field}: {err}");
+            assert!(err.contains(&dir.display().to_string()), "{name} {field}: {err}");
+        }
+    }
 }
