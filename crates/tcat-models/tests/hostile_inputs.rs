@@ -441,3 +441,29 @@ fn every_family_refuses_hostile_sizes() {
         }
     }
 }
+
+#[test]
+fn integer_dense_module_weights_are_refused() {
+    // A sentence-transformers Dense module whose weight is stored as I64.
+    let src = fixture("labse-like");
+    let dir = temp_dir("labse-int");
+    for sub in ["", "1_Pooling", "2_Dense", "3_Normalize"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for entry in std::fs::read_dir(src.join(sub)).unwrap() {
+            let entry = entry.unwrap();
+            if entry.path().is_file() {
+                std::fs::copy(entry.path(), dir.join(sub).join(entry.file_name())).unwrap();
+            }
+        }
+    }
+    let dense = dir.join("2_Dense").join("model.safetensors");
+    let mut weights = candle_core::safetensors::load(&dense, &Device::Cpu).unwrap();
+    let t = weights["linear.weight"].to_dtype(DType::I64).unwrap();
+    weights.insert("linear.weight".into(), t);
+    candle_core::safetensors::save(&weights, &dense).unwrap();
+    let sentence = tcat_models::SentenceConfig::read(&dir).unwrap().expect("a sentence-transformers folder");
+    let hidden = Tensor::zeros((1, 3, 32), DType::F32, &device()).unwrap();
+    let mask = Tensor::ones((1, 3), DType::U32, &device()).unwrap();
+    let err = sentence.embed(&hidden, &mask).unwrap_err().to_string();
+    assert!(err.contains("2_Dense") && err.contains("linear.weight") && err.contains("I64"), "{err}");
+}

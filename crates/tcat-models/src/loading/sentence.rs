@@ -88,6 +88,16 @@ impl SentenceDense {
     fn load(&self, dtype: DType, device: &candle_core::Device) -> Result<Linear> {
         let file = self.dir.join("model.safetensors");
         let location = file.display().to_string();
+        // Integer tensors would be converted to `dtype` silently: refuse them by name first.
+        for (name, stored) in crate::loading::safetensors_header::read(&file)? {
+            if name.starts_with("linear.") && !stored.is_float() {
+                return Err(Error::InvalidInput(format!(
+                    "{location}: tensor `{name}` is stored as {}, expected a float dtype (F16, BF16, F32 or F64) to \
+                     load as {dtype:?}",
+                    stored.dtype
+                )));
+            }
+        }
         // SAFETY: the file is not modified while mapped.
         let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(std::slice::from_ref(&file), dtype, device) }
             .map_err(|e| Error::InvalidInput(format!("{location}: cannot read weights: {e}")))?;
