@@ -467,3 +467,20 @@ fn integer_dense_module_weights_are_refused() {
     let err = sentence.embed(&hidden, &mask).unwrap_err().to_string();
     assert!(err.contains("2_Dense") && err.contains("linear.weight") && err.contains("I64"), "{err}");
 }
+
+#[test]
+fn values_that_would_give_nan_are_refused() {
+    let err = llama_with("neg-eps", "rms_norm_eps", serde_json::json!(-1.0));
+    assert!(err.contains("epsilon") && err.contains("-1"), "{err}");
+    let dir = copy_with("llama", "zero-theta", |c| c["rope_parameters"]["rope_theta"] = serde_json::json!(0.0), |_| {});
+    let err = load_err(&dir);
+    assert!(err.contains("rope_theta") && err.contains("> 0"), "{err}");
+    use gguf_file::Value;
+    for (key, tag) in [("llama.rope.freq_base", "nan-base"), ("llama.attention.layer_norm_rms_epsilon", "nan-eps")] {
+        let path = gguf_with(tag, |m| {
+            m.insert(key.into(), Value::F32(f32::NAN));
+        });
+        let err = gguf_err(&path);
+        assert!(err.contains("model.gguf") && err.contains("NaN"), "{key}: {err}");
+    }
+}

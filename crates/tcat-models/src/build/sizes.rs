@@ -4,7 +4,7 @@
 //! seeded preset weights) are compared with the memory the machine has available.
 
 use tcat_core::{Error, Result};
-use tcat_spec::{ArchSpec, FeedForwardKind, PositionSpec, TowerSpec};
+use tcat_spec::{ArchSpec, FeedForwardKind, NormSpec, PositionSpec, TowerSpec};
 
 use super::WeightSource;
 
@@ -30,6 +30,30 @@ impl Checker<'_> {
     /// `a × b`, or an error naming both factors.
     fn mul(&self, a: (&str, u64), b: (&str, u64)) -> Result<u64> {
         a.1.checked_mul(b.1).ok_or_else(|| self.error(format!("{} ({}) × {} ({}) overflows", a.0, a.1, b.0, b.1)))
+    }
+
+    /// Values that would make every output NaN without an error: a negative or non-finite
+    /// norm ε, a non-positive or non-finite rotary base.
+    fn check_values(&self) -> Result<()> {
+        let t = self.tower;
+        let eps = match t.norm {
+            NormSpec::LayerNorm { eps, .. } | NormSpec::RmsNorm { eps } => eps,
+        };
+        if !(eps.is_finite() && eps >= 0.0) {
+            return Err(self.error(format!(
+                "the norm epsilon (layer_norm_eps / rms_norm_eps / its GGUF key) is {eps}, expected a finite \
+                 number >= 0"
+            )));
+        }
+        if let PositionSpec::Rotary(r) = t.positions
+            && !(r.base.is_finite() && r.base > 0.0)
+        {
+            return Err(self.error(format!(
+                "the rotary base (rope_theta / llama.rope.freq_base) is {}, expected a finite number > 0",
+                r.base
+            )));
+        }
+        Ok(())
     }
 
     fn add(&self, what: &str, a: u64, b: u64) -> Result<u64> {
@@ -98,6 +122,7 @@ pub fn check(spec: &ArchSpec, weights: &dyn WeightSource) -> Result<()> {
     let mut sizes = Vec::new();
     for tower in spec.towers() {
         let c = Checker { location: location.clone(), tower };
+        c.check_values()?;
         let params = c.min_params()?;
         needed = c.add("the towers", needed, params)?;
         let a = &tower.attention;
@@ -123,6 +148,16 @@ pub fn check(spec: &ArchSpec, weights: &dyn WeightSource) -> Result<()> {
         )));
     }
     let available = available_memory();
+    if let (Some(bytes), Some(avail)) = (weights.resident_bytes(), available)
+        && weights.device().is_cpu()
+        && bytes > avail
+    {
+        return Err(Error::InvalidInput(format!(
+            "{location}: the weights take {bytes} bytes once loaded as {:?}, more than the {avail} bytes of memory \
+             available",
+            weights.dtype()
+        )));
+    }
     if weights.is_synthetic()
         && let Some(avail) = available
     {

@@ -53,6 +53,11 @@ pub trait WeightSource {
     fn stored_elements(&self) -> Option<u64> {
         None
     }
+    /// The bytes the source's tensors take in memory once loaded, when it knows: compared
+    /// with the available memory before building on the CPU.
+    fn resident_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl WeightSource for Checkpoint {
@@ -74,6 +79,10 @@ impl WeightSource for Checkpoint {
 
     fn stored_elements(&self) -> Option<u64> {
         Checkpoint::stored_elements(self)
+    }
+
+    fn resident_bytes(&self) -> Option<u64> {
+        Checkpoint::stored_elements(self).map(|n| n.saturating_mul(self.vb().dtype().size_in_bytes() as u64))
     }
 
     fn tensor(&self, name: &str, shape: &[usize], _init: Init) -> Result<Tensor> {

@@ -107,6 +107,15 @@ impl WeightSource for GgufWeights {
     fn stored_elements(&self) -> Option<u64> {
         Some(self.file.borrow().header.total_elements())
     }
+
+    fn resident_bytes(&self) -> Option<u64> {
+        let file = self.file.borrow();
+        Some(match self.dtype {
+            // Quantized tensors stay as stored: at most the file's size.
+            None => file.file.metadata().map(|m| m.len()).unwrap_or(0),
+            Some(d) => file.header.total_elements().saturating_mul(d.size_in_bytes() as u64),
+        })
+    }
 }
 
 /// An opened GGUF file: its metadata and a reader for its tensors.
