@@ -35,8 +35,21 @@ impl Shape {
     /// let s = tcat_bench::Shape { batch: 1, heads: 2, seq: 4, head_dim: 8 };
     /// assert_eq!(s.score_bytes(candle_core::DType::F32), 1 * 2 * 4 * 4 * 4);
     /// ```
+    /// Saturates at `usize::MAX` instead of overflowing.
     pub fn score_bytes(&self, dtype: DType) -> usize {
-        self.batch * self.heads * self.seq * self.seq * dtype.size_in_bytes()
+        [self.batch, self.heads, self.seq, self.seq, dtype.size_in_bytes()].into_iter().fold(1, usize::saturating_mul)
+    }
+
+    /// Elements of one `[batch, heads, seq, head_dim]` input, or `None` when the product
+    /// overflows `usize`.
+    ///
+    /// ```
+    /// let s = tcat_bench::Shape { batch: 2, heads: 3, seq: 4, head_dim: 5 };
+    /// assert_eq!(s.input_elements(), Some(120));
+    /// assert_eq!(tcat_bench::Shape { heads: usize::MAX, ..s }.input_elements(), None);
+    /// ```
+    pub fn input_elements(&self) -> Option<usize> {
+        [self.heads, self.seq, self.head_dim].into_iter().try_fold(self.batch, usize::checked_mul)
     }
 }
 
@@ -58,6 +71,9 @@ impl Inputs {
         let Shape { batch, heads, seq, head_dim } = shape;
         if batch == 0 || heads == 0 || seq == 0 || head_dim == 0 {
             candle_core::bail!("benchmark shape {shape:?}: every dimension must be at least 1");
+        }
+        if shape.input_elements().is_none_or(|n| n.checked_mul(4).is_none()) {
+            candle_core::bail!("benchmark shape {shape:?}: batch × heads × seq × head_dim overflows the address space");
         }
         let draw = || Tensor::randn(0f32, 1., (batch, heads, seq, head_dim), device)?.to_dtype(dtype);
         Ok(Self { q: draw()?, k: draw()?, v: draw()? })
@@ -150,7 +166,7 @@ pub fn measure(variant: Variant, inputs: &Inputs, repeats: usize) -> Result<Meas
         Ok(elapsed)
     };
     run()?;
-    let mut times = Vec::with_capacity(repeats);
+    let mut times = Vec::with_capacity(repeats.min(1024));
     let mut peak: Option<usize> = None;
     for _ in 0..repeats {
         let (time, bytes) = track_peak(run);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use clap::{Args, Subcommand};
-use tcat_bench::{Inputs, Shape, Variant, measure, parse_lengths, report, svg};
+use tcat_bench::{Inputs, Shape, Variant, measure, memory, parse_lengths, report, svg};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -23,19 +23,19 @@ pub struct AttentionArgs {
     #[arg(long, default_value = "dense,sliding:256")]
     variants: String,
     /// Comma-separated sequence lengths (queries and keys).
-    #[arg(long, default_value = "512,2048")]
+    #[arg(long, default_value = "512,2048", allow_negative_numbers = true)]
     seq: String,
     /// Batch rows.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     batch: usize,
     /// Attention heads.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, allow_negative_numbers = true)]
     heads: usize,
     /// Width of one head.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
     head_dim: usize,
     /// Timed runs per variant and length, after one warm-up run; the median is reported.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
     repeats: usize,
     /// Write a plot of median time against sequence length (log-log) to this SVG file.
     #[arg(long)]
@@ -61,6 +61,29 @@ fn device_name(device: &Device) -> &'static str {
     }
 }
 
+/// Refuses a shape whose q, k and v cannot be counted in `usize` or would not fit in the
+/// memory available (CPU; judged before anything is allocated).
+fn check_inputs(shape: Shape, dtype: DType, device: &Device) -> Result<()> {
+    let Shape { batch, heads, seq, head_dim } = shape;
+    let product = format!("--batch {batch} × --heads {heads} × --seq {seq} × --head-dim {head_dim}");
+    // q, k and v in `dtype`, plus the f32 draw each is converted from.
+    let bytes = shape.input_elements().and_then(|n| n.checked_mul(3 * dtype.size_in_bytes() + 4));
+    let Some(bytes) = bytes else {
+        anyhow::bail!("{product}: the inputs q, k and v would exceed the address space; expected smaller sizes");
+    };
+    if device.is_cpu()
+        && let Some(available) = memory::available_bytes()
+        && bytes > available
+    {
+        anyhow::bail!(
+            "{product}: the inputs q, k and v alone would need about {} and {} is available; expected smaller sizes",
+            report::format_bytes(bytes),
+            report::format_bytes(available)
+        );
+    }
+    Ok(())
+}
+
 fn attention(args: AttentionArgs, device: &Device, dtype: DType) -> Result<()> {
     let variants = Variant::parse_list(&args.variants).context("--variants")?;
     let seqs = parse_lengths(&args.seq).context("--seq")?;
@@ -77,11 +100,40 @@ fn attention(args: AttentionArgs, device: &Device, dtype: DType) -> Result<()> {
         device_name(device)
     );
 
-    let mut rows = Vec::new();
+    if let Some(path) = &args.svg {
+        crate::output::check_writable("--svg", path)?;
+    }
+
+    // Every size is checked and every run that would not fit is found before anything is
+    // allocated; nothing to run at all is an error.
+    let mut plan = Vec::new();
+    let mut skipped = Vec::new();
     for &seq in &seqs {
         let shape = Shape { batch: args.batch, heads: args.heads, seq, head_dim: args.head_dim };
-        let inputs = Inputs::random(shape, dtype, device).with_context(|| format!("random inputs of {shape:?}"))?;
+        check_inputs(shape, dtype, device)?;
+        let mut runnable = Vec::new();
         for &variant in &variants {
+            match memory::skip_reason(variant, shape, device) {
+                Some(why) => skipped.push(why),
+                None => runnable.push(variant),
+            }
+        }
+        if !runnable.is_empty() {
+            plan.push((shape, runnable));
+        }
+    }
+    if plan.is_empty() {
+        anyhow::bail!("nothing can run: {}", skipped.join("; "));
+    }
+    for why in &skipped {
+        eprintln!("{why}");
+    }
+
+    let mut rows = Vec::new();
+    for (shape, runnable) in plan {
+        let seq = shape.seq;
+        let inputs = Inputs::random(shape, dtype, device).with_context(|| format!("random inputs of {shape:?}"))?;
+        for variant in runnable {
             if !args.json {
                 eprintln!("running {variant} at seq {seq} ...");
             }
@@ -104,7 +156,7 @@ fn attention(args: AttentionArgs, device: &Device, dtype: DType) -> Result<()> {
     }
     if let Some(path) = &args.svg {
         let plot = svg::plot(&rows, &format!("attention: median time vs sequence length ({setup})"));
-        std::fs::write(path, plot).with_context(|| format!("writing {}", path.display()))?;
+        crate::output::write_bytes("--svg", path, plot.as_bytes())?;
         if !args.json {
             writeln!(out, "plot written to {}", path.display())?;
         }

@@ -78,7 +78,8 @@ pub struct ForwardArgs {
     /// loss over the real tokens).
     #[arg(long)]
     router_stats: bool,
-    /// Output safetensors file.
+    /// Output safetensors file, written atomically (a temporary file beside it, then renamed;
+    /// a symbolic link is followed and stays a link; a failed write leaves a previous file intact).
     #[arg(long)]
     out: PathBuf,
 }
@@ -96,6 +97,7 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
     if !types.is_empty() && types.len() != rows.len() {
         bail!("--token-type-ids: given {} times for {} --ids rows; give one per row", types.len(), rows.len());
     }
+    crate::output::check_writable("--out", &args.out)?;
     let (_, model) = load(&args.model, device, dtype)?;
     if !args.decoder_ids.is_empty() {
         bail!("--decoder-ids: `{}` is not an encoder-decoder model", args.model);
@@ -134,8 +136,7 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
         tensors.insert("router_load".into(), host(&report.router_load)?);
         tensors.insert("aux_loss".into(), host(&aux_loss)?);
     }
-    candle_core::safetensors::save(&tensors, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
-    Ok(())
+    crate::output::write_atomically("--out", &args.out, |temp| Ok(candle_core::safetensors::save(&tensors, temp)?))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -241,7 +242,7 @@ pub struct FillMaskArgs {
     #[arg(long)]
     model: String,
     /// Predictions per masked position.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
     top_k: usize,
     /// Print one JSON object per prediction.
     #[arg(long)]
@@ -309,22 +310,22 @@ pub struct GenerateArgs {
     #[arg(long)]
     prompt_ids: Vec<String>,
     /// Tokens to generate at most.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     max_new_tokens: usize,
     /// Sampling temperature; 0 is greedy.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     temperature: f64,
     /// Sample among the k most likely tokens.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     top_k: Option<usize>,
     /// Sample from the smallest set of tokens with this much probability.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     top_p: Option<f64>,
     /// Sampler seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     seed: u64,
     /// Penalise tokens already present (1 = off; CTRL used 1.2).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     repetition_penalty: f64,
     /// Stop a row when its generated text ends with this string (repeatable).
     #[arg(long)]

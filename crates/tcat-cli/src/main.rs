@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 mod bench;
 mod catalog;
 mod commands;
+mod output;
 
 // mimalloc, wrapped to count live and peak heap bytes for `tcat bench` (two relaxed atomic
 // updates per allocation).
@@ -62,7 +63,25 @@ enum Command {
 fn main() -> std::process::ExitCode {
     // SAFETY: first thing in `main`, before any thread exists.
     unsafe { tcat_core::pin_cpu_thread_count() };
-    match run(Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `tcat bench` alone: the help, then the one error line.
+            let _ = err.print();
+            eprintln!("error: a subcommand is required (listed above)");
+            return std::process::ExitCode::FAILURE;
+        }
+        Err(err) if !err.use_stderr() => {
+            // --help and --version.
+            let _ = err.print();
+            return std::process::ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("{}", usage_error_line(&err.render().to_string()));
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             // The whole chain of context on one line, without a backtrace: errors here are
@@ -71,6 +90,19 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// clap's message for a bad command line on one line (`error: ...`, the argument names
+/// included, the usage and help hints left out), like every other error of the command.
+fn usage_error_line(rendered: &str) -> String {
+    let lines: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let line = lines.join(" ");
+    if line.starts_with("error:") { line } else { format!("error: {line}") }
 }
 
 fn run(cli: Cli) -> Result<()> {

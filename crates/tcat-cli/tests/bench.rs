@@ -88,3 +88,82 @@ fn bench_attention_rejects_bad_input() {
         assert!(stderr.contains(message), "{all:?}: {stderr}");
     }
 }
+
+/// Sizes whose products overflow, or whose inputs or scores cannot fit, are refused by name
+/// before anything is allocated: one error line, status 1, no timing table.
+#[test]
+fn bench_attention_refuses_sizes_that_overflow_or_cannot_fit() {
+    let max = u64::MAX.to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--heads", &max], "--heads 18446744073709551615"),
+        (vec!["--head-dim", &max], "--head-dim 18446744073709551615"),
+        (vec!["--batch", &max], "--batch 18446744073709551615"),
+        (vec!["--seq", &max], "--seq 18446744073709551615"),
+        // 2^32 × 2^32 wraps to 0 in unchecked arithmetic.
+        (vec!["--batch", "4294967296", "--heads", "4294967296"], "exceed the address space"),
+        (vec!["--batch", "1000000", "--heads", "1000000", "--seq", "1000000"], "exceed the address space"),
+        (vec!["--batch", "-1"], "'--batch <BATCH>'"),
+        (vec!["--head-dim", "0"], "--head-dim must be at least 1"),
+        (vec!["--batch", "0"], "--batch must be at least 1"),
+        (vec!["--seq", "0"], "--seq"),
+    ];
+    // The inputs alone beyond any machine's memory (on the CPU, where memory is checked).
+    let mut cases = cases;
+    if device_kind() == "cpu" {
+        cases.push((
+            vec!["--batch", "1000000", "--heads", "1000", "--seq", "1000", "--head-dim", "1000"],
+            "alone would need",
+        ));
+        // A materialised score matrix past any machine's memory: skipped, so nothing runs.
+        cases.push((vec!["--variants", "dense", "--seq", "1000000"], "dense at seq 1000000: skipped"));
+    }
+    for (args, message) in cases {
+        let mut all = vec!["bench", "attention", "--repeats", "1"];
+        if !args.contains(&"--seq") {
+            all.extend(["--seq", "8"]);
+        }
+        all.extend(args.iter());
+        let start = std::time::Instant::now();
+        let out = tcat(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{all:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{all:?} printed {}", String::from_utf8_lossy(&out.stdout));
+        assert!(!stderr.contains("panicked"), "{all:?} panicked:\n{stderr}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{all:?}: {stderr}");
+        assert!(errors[0].contains(message), "{all:?}: expected {message:?} in {stderr}");
+        assert!(start.elapsed().as_secs() < 20, "{all:?} took {:?}", start.elapsed());
+    }
+}
+
+/// A variant that cannot fit is skipped with a line, and the others still run (dense at
+/// 100000 tokens would need 112 GiB of scores; linear attention needs kilobytes).
+#[test]
+fn bench_attention_skips_what_cannot_fit_and_runs_the_rest() {
+    if device_kind() != "cpu" {
+        return; // memory is checked on the CPU only
+    }
+    let out = tcat(&[
+        "bench",
+        "attention",
+        "--variants",
+        "dense,linear",
+        "--seq",
+        "8,100000",
+        "--heads",
+        "1",
+        "--head-dim",
+        "1",
+        "--repeats",
+        "1",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("dense at seq 100000: skipped, it would need about"), "{stderr}");
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let keys: Vec<(&str, u64)> =
+        rows.iter().map(|r| (r["variant"].as_str().unwrap(), r["seq"].as_u64().unwrap())).collect();
+    assert_eq!(keys, [("dense", 8), ("linear", 8), ("linear", 100000)]);
+}
