@@ -484,3 +484,10 @@ fn values_that_would_give_nan_are_refused() {
         assert!(err.contains("model.gguf") && err.contains("NaN"), "{key}: {err}");
     }
 }
+
+#[test]
+fn opt_affine_flag_of_the_wrong_type_is_named() {
+    let dir = copy_with("opt", "affine", |c| c["layer_norm_elementwise_affine"] = serde_json::json!("false"), |_| {});
+    let err = load_err(&dir);
+    assert!(err.contains("config.json") && err.contains("`layer_norm_elementwise_affine`"), "{err}");
+}

@@ -88,7 +88,11 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
     config.require_heads("hidden_size", cfg.hidden_size, "num_attention_heads", cfg.num_attention_heads)?;
     config.require_positive("vocab_size", cfg.vocab_size)?;
     config.require_positive("max_position_embeddings", cfg.max_position_embeddings)?;
-    if config.json.get("layer_norm_elementwise_affine").and_then(serde_json::Value::as_bool) == Some(false) {
+    let affine = config.json.get("layer_norm_elementwise_affine").filter(|v| !v.is_null());
+    if let Some(v) = affine.filter(|v| !v.is_boolean()) {
+        return Err(config.error(format!("`layer_norm_elementwise_affine`: invalid type: {v}, expected a boolean")));
+    }
+    if affine.and_then(serde_json::Value::as_bool) == Some(false) {
         return Err(config
             .error("`layer_norm_elementwise_affine` false (LayerNorms without gain and bias) is not supported yet"));
     }
