@@ -159,6 +159,11 @@ pub struct EmbedArgs {
     /// Print one JSON object per line: {"text": ..., "embedding": [...]}.
     #[arg(long)]
     json: bool,
+    /// Refuse texts longer than the model takes instead of truncating them. By default, as
+    /// sentence-transformers does, a text is cut to the folder's `max_seq_length`
+    /// (sentence_bert_config.json), else to the model's position limit, special tokens included.
+    #[arg(long)]
+    no_truncate: bool,
     /// Texts to embed (an empty string is a valid text when the tokenizer adds special tokens).
     #[arg(required = true)]
     texts: Vec<String>,
@@ -185,7 +190,12 @@ pub fn embed(args: EmbedArgs, device: &Device, dtype: Option<DType>) -> Result<(
         None => {}
     }
     sentence.normalize |= args.normalize;
+    let limit = embed_limit(&source, encoder.max_sequence_len())?;
+    let tok = limit_tokenizer(tok, limit.as_ref(), args.no_truncate)?;
     let rows = encode_texts(&tok, &args.texts)?;
+    if let Some(limit) = &limit {
+        limit.check(&rows, &args.texts)?;
+    }
     let batch = Batch::right_padded(&rows, None, encoder.pad_token_id(), device)?;
     let hidden = encoder.hidden_states(&batch)?;
     let pooled = sentence.embed(&hidden, batch.attention_mask())?;
@@ -209,6 +219,81 @@ pub fn embed(args: EmbedArgs, device: &Device, dtype: Option<DType>) -> Result<(
         }
     }
     Ok(())
+}
+
+/// The longest token sequence `embed` gives the model, and where that limit comes from.
+#[derive(Debug, Clone, PartialEq)]
+struct TokenLimit {
+    tokens: usize,
+    source: String,
+}
+
+impl TokenLimit {
+    /// Refuses a row longer than the limit (only reached with `--no-truncate`: otherwise the
+    /// tokenizer already truncated).
+    fn check(&self, rows: &[Vec<u32>], texts: &[String]) -> Result<()> {
+        if let Some(i) = rows.iter().position(|r| r.len() > self.tokens) {
+            let text: String = texts[i].chars().take(40).collect();
+            let more = if texts[i].chars().count() > 40 { "…" } else { "" };
+            bail!(
+                "--no-truncate: text {} ({text:?}{more}) is {} tokens; expected at most {} ({}); drop --no-truncate to truncate it as sentence-transformers does",
+                i + 1,
+                rows[i].len(),
+                self.tokens,
+                self.source
+            );
+        }
+        Ok(())
+    }
+}
+
+/// sentence-transformers' limit: `max_seq_length` of the folder's sentence_bert_config.json
+/// (capped by the position table), else the model's position limit `max_len`; `None` when
+/// neither bounds the length (no sentence config and no position table).
+fn embed_limit(source: &ModelSource, max_len: usize) -> Result<Option<TokenLimit>> {
+    let path = source.root.join("sentence_bert_config.json");
+    let configured = if source.format == Format::HuggingFace && path.is_file() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not valid JSON; expected a JSON object", path.display()))?;
+        match json.get("max_seq_length") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(value) => match value.as_u64().and_then(|n| usize::try_from(n).ok()) {
+                Some(n) if n > 0 => Some(n),
+                _ => bail!("{}: max_seq_length is {value}; expected a positive integer", path.display()),
+            },
+        }
+    } else {
+        None
+    };
+    let table = "the model's position table (max_position_embeddings)".to_string();
+    Ok(match configured {
+        Some(n) if n <= max_len => {
+            Some(TokenLimit { tokens: n, source: format!("max_seq_length in {}", path.display()) })
+        }
+        Some(_) => Some(TokenLimit { tokens: max_len, source: table }),
+        None if max_len == usize::MAX => None,
+        None => Some(TokenLimit { tokens: max_len, source: table }),
+    })
+}
+
+/// The tokenizer `embed` encodes with: truncating to `limit` (its own truncation setting
+/// replaced), or with no truncation at all under `--no-truncate`, so a long text is seen.
+fn limit_tokenizer(mut tok: Tokenizer, limit: Option<&TokenLimit>, no_truncate: bool) -> Result<Tokenizer> {
+    let truncation = match limit {
+        Some(limit) if !no_truncate => {
+            Some(tokenizers::TruncationParams { max_length: limit.tokens, ..Default::default() })
+        }
+        _ => None,
+    };
+    if let (Err(e), Some(limit)) = (tok.with_truncation(truncation).map(|_| ()), limit) {
+        bail!(
+            "{}: {} tokens cannot hold the special tokens ({e}); expected a larger limit",
+            limit.source,
+            limit.tokens
+        );
+    }
+    Ok(tok)
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
