@@ -491,3 +491,36 @@ fn opt_affine_flag_of_the_wrong_type_is_named() {
     let err = load_err(&dir);
     assert!(err.contains("config.json") && err.contains("`layer_norm_elementwise_affine`"), "{err}");
 }
+
+#[test]
+fn gguf_tokenizer_keys_of_the_wrong_type_are_named() {
+    use gguf_file::Value;
+    let strings = |v: &[&str]| Value::Array(v.iter().map(|s| Value::String(s.to_string())).collect());
+    let base = |m: &mut HashMap<String, Value>| {
+        m.insert("tokenizer.ggml.model".into(), Value::String("gpt2".into()));
+        m.insert("tokenizer.ggml.tokens".into(), strings(&["a", "b", "ab"]));
+        m.insert("tokenizer.ggml.merges".into(), strings(&["a b"]));
+        m.insert("tokenizer.ggml.pre".into(), Value::String("gpt2".into()));
+        m.remove("tokenizer.ggml.token_type");
+    };
+    let path = gguf_with("tok-ok", base);
+    tcat_models::gguf::tokenizer(&path).unwrap();
+    let path = gguf_with("tok-pre", |m| {
+        base(m);
+        m.insert("tokenizer.ggml.pre".into(), Value::U32(7));
+    });
+    let err = tcat_models::gguf::tokenizer(&path).unwrap_err().to_string();
+    assert!(err.contains("model.gguf") && err.contains("tokenizer.ggml.pre"), "{err}");
+    let path = gguf_with("tok-types", |m| {
+        base(m);
+        m.insert("tokenizer.ggml.token_type".into(), strings(&["1", "1", "3"]));
+    });
+    let err = tcat_models::gguf::tokenizer(&path).unwrap_err().to_string();
+    assert!(err.contains("tokenizer.ggml.token_type"), "{err}");
+    let path = gguf_with("tok-model", |m| {
+        base(m);
+        m.insert("tokenizer.ggml.model".into(), Value::U32(1));
+    });
+    let err = tcat_models::gguf::tokenizer(&path).unwrap_err().to_string();
+    assert!(err.contains("tokenizer.ggml.model"), "{err}");
+}

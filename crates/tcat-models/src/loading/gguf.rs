@@ -380,8 +380,8 @@ pub fn tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
             .to_vec()
             .map_err(|e| file.error(format!("metadata `tokenizer.ggml.token_type`: {e}")))?
             .iter()
-            .map(|t| t.to_i32().unwrap_or(1))
-            .collect(),
+            .map(|t| t.to_i32().map_err(|e| file.error(format!("metadata `tokenizer.ggml.token_type`: {e}"))))
+            .collect::<Result<_>>()?,
         None => vec![1; tokens.len()],
     };
     let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
@@ -391,8 +391,11 @@ pub fn tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
         .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
     let mut tok = tokenizers::Tokenizer::new(bpe);
     let byte_level = ByteLevel::new(false, true, true);
-    let pre = match file.content.metadata.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).map(String::as_str)
-    {
+    let pre = match file.content.metadata.get("tokenizer.ggml.pre") {
+        None => None,
+        Some(v) => Some(v.to_string().map_err(|e| file.error(format!("metadata `tokenizer.ggml.pre`: {e}")))?.as_str()),
+    };
+    let pre = match pre {
         None | Some("default") | Some("gpt2") => PreTokenizerWrapper::ByteLevel(byte_level),
         Some("smollm") => PreTokenizerWrapper::Sequence(Sequence::new(vec![
             PreTokenizerWrapper::Digits(Digits::new(true)),
