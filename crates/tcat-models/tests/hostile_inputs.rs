@@ -524,3 +524,20 @@ fn gguf_tokenizer_keys_of_the_wrong_type_are_named() {
     let err = tcat_models::gguf::tokenizer(&path).unwrap_err().to_string();
     assert!(err.contains("tokenizer.ggml.model"), "{err}");
 }
+
+#[test]
+fn presets_too_large_for_memory_are_refused() {
+    use tcat_models::spec::{ArchSpec, HeadSpec, TowerSpec};
+    // 2^36 × 4096 parameters (about 10^15 bytes in f32): refused before a single one is drawn.
+    let spec =
+        ArchSpec::decoder(TowerSpec::decoder(1 << 36, 4096, 2, 32, 128), HeadSpec::Lm { tied: true, bias: false });
+    let err = Model::preset(&spec, "huge", 0, &Device::Cpu, DType::F32).unwrap_err().to_string();
+    assert!(err.contains("preset:huge") && err.contains("memory available"), "{err}");
+    // Sizes whose product overflows are named.
+    let spec = ArchSpec::decoder(
+        TowerSpec::decoder(usize::MAX / 2, 1 << 20, 2, 1 << 10, 128),
+        HeadSpec::Lm { tied: true, bias: false },
+    );
+    let err = Model::preset(&spec, "overflow", 0, &Device::Cpu, DType::F32).unwrap_err().to_string();
+    assert!(err.contains("preset:overflow") && err.contains("overflows"), "{err}");
+}

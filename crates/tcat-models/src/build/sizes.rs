@@ -8,13 +8,24 @@ use tcat_spec::{ArchSpec, FeedForwardKind, NormSpec, PositionSpec, TowerSpec};
 
 use super::WeightSource;
 
-/// Bytes the machine can still allocate: `MemAvailable` from `/proc/meminfo` on Linux, `None`
-/// elsewhere (the check is then skipped).
+/// Bytes the machine can still allocate: `MemAvailable` from `/proc/meminfo` on Linux, and
+/// the room left under a cgroup v2 limit (`memory.max` − `memory.current`) when there is one,
+/// whichever is smaller; `None` where neither can be read (the check is then skipped).
 pub fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.trim_start_matches("MemAvailable:").trim().trim_end_matches("kB").trim().parse().ok()?;
-    kib.checked_mul(1024)
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+        let line = text.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?;
+        let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
+        kib.checked_mul(1024)
+    });
+    let read = |name: &str| -> Option<u64> {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{name}")).ok()?.trim().parse().ok()
+    };
+    // `memory.max` reads "max" without a limit, which does not parse: no cgroup bound.
+    let cgroup = read("memory.max").zip(read("memory.current")).map(|(max, current)| max.saturating_sub(current));
+    match (meminfo, cgroup) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 struct Checker<'a> {
@@ -184,4 +195,14 @@ pub fn check(spec: &ArchSpec, weights: &dyn WeightSource) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn available_memory_is_read_on_linux() {
+        let bytes = super::available_memory().expect("MemAvailable on Linux");
+        assert!(bytes > 0);
+    }
 }
