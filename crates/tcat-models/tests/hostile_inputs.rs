@@ -442,11 +442,10 @@ fn every_family_refuses_hostile_sizes() {
     }
 }
 
-#[test]
-fn integer_dense_module_weights_are_refused() {
-    // A sentence-transformers Dense module whose weight is stored as I64.
+/// A copy of the LaBSE-like sentence-transformers folder.
+fn labse_copy(tag: &str) -> PathBuf {
     let src = fixture("labse-like");
-    let dir = temp_dir("labse-int");
+    let dir = temp_dir(tag);
     for sub in ["", "1_Pooling", "2_Dense", "3_Normalize"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
         for entry in std::fs::read_dir(src.join(sub)).unwrap() {
@@ -456,6 +455,42 @@ fn integer_dense_module_weights_are_refused() {
             }
         }
     }
+    dir
+}
+
+#[test]
+fn sentence_module_fields_of_the_wrong_type_are_named() {
+    let edit = |tag: &str, file: &str, key: &str, value: serde_json::Value| -> String {
+        let dir = labse_copy(tag);
+        let path = dir.join(file);
+        let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        if let Some(list) = json.as_array_mut() {
+            list[2][key] = value;
+        } else {
+            json[key] = value;
+        }
+        std::fs::write(&path, json.to_string()).unwrap();
+        match tcat_models::SentenceConfig::read(&dir) {
+            Ok(_) => panic!("{tag} should fail"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let err = edit("st-act", "2_Dense/config.json", "activation_function", serde_json::json!(["Tanh"]));
+    assert!(err.contains("2_Dense") && err.contains("`activation_function`"), "{err}");
+    let err = edit("st-in", "2_Dense/config.json", "in_features", serde_json::json!("32"));
+    assert!(err.contains("`in_features`") && err.contains("invalid type"), "{err}");
+    let err = edit("st-flag", "1_Pooling/config.json", "pooling_mode_cls_token", serde_json::json!("true"));
+    assert!(err.contains("1_Pooling") && err.contains("`pooling_mode_cls_token`"), "{err}");
+    let err = edit("st-type", "modules.json", "type", serde_json::json!(3));
+    assert!(err.contains("modules.json") && err.contains("`[2].type`"), "{err}");
+    let err = edit("st-path", "modules.json", "path", serde_json::json!("../../etc"));
+    assert!(err.contains("modules.json") && err.contains("`[2].path`"), "{err}");
+}
+
+#[test]
+fn integer_dense_module_weights_are_refused() {
+    // A sentence-transformers Dense module whose weight is stored as I64.
+    let dir = labse_copy("labse-int");
     let dense = dir.join("2_Dense").join("model.safetensors");
     let mut weights = candle_core::safetensors::load(&dense, &Device::Cpu).unwrap();
     let t = weights["linear.weight"].to_dtype(DType::I64).unwrap();

@@ -44,9 +44,24 @@ impl SentenceConfig {
         }
         let modules: Vec<serde_json::Value> = read_json(&modules_path)?;
         let mut config = SentenceConfig { pooling: SentencePooling::Mean, dense: Vec::new(), normalize: false };
-        for module in &modules {
-            let kind = module.get("type").and_then(|t| t.as_str()).unwrap_or("");
-            let path = module.get("path").and_then(|p| p.as_str()).unwrap_or("");
+        for (i, module) in modules.iter().enumerate() {
+            let string = |key: &str| -> Result<&str> {
+                match module.get(key) {
+                    None | Some(serde_json::Value::Null) => Ok(""),
+                    Some(serde_json::Value::String(s)) => Ok(s.as_str()),
+                    Some(other) => Err(Error::Config {
+                        file: modules_path.clone(),
+                        message: format!("`[{i}].{key}`: invalid type: {other}, expected a string"),
+                    }),
+                }
+            };
+            let (kind, path) = (string("type")?, string("path")?);
+            if path.contains("..") || Path::new(path).is_absolute() {
+                return Err(Error::Config {
+                    file: modules_path.clone(),
+                    message: format!("`[{i}].path` is `{path}`, expected a folder inside the model folder"),
+                });
+            }
             let name = kind.rsplit('.').next().unwrap_or(kind);
             match name {
                 "Transformer" => {}
@@ -106,8 +121,31 @@ impl SentenceDense {
     }
 }
 
+/// Fails when `config` has `key` with a JSON type other than `expected` (a mistyped flag
+/// would otherwise read as absent), naming the file and the key.
+fn check_type(file: &Path, config: &serde_json::Value, key: &str, expected: &str) -> Result<()> {
+    let ok = |v: &serde_json::Value| match expected {
+        "a boolean" => v.is_boolean(),
+        "a string" => v.is_string(),
+        _ => v.is_u64(),
+    };
+    match config.get(key) {
+        Some(v) if !v.is_null() && !ok(v) => Err(Error::Config {
+            file: file.to_path_buf(),
+            message: format!("`{key}`: invalid type: {v}, expected {expected}"),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn pooling(file: &Path) -> Result<SentencePooling> {
     let config: serde_json::Value = read_json(file)?;
+    if let Some(map) = config.as_object() {
+        for key in map.keys().filter(|k| k.starts_with("pooling_mode_") || k.as_str() == "include_prompt") {
+            check_type(file, &config, key, "a boolean")?;
+        }
+    }
+    check_type(file, &config, "pooling_mode", "a string")?;
     let on = |key: &str| config.get(key).and_then(|v| v.as_bool()).unwrap_or(false);
     // sentence-transformers 6 writes `pooling_mode`; earlier versions one flag per mode.
     let mode = config.get("pooling_mode").and_then(|v| v.as_str());
@@ -130,6 +168,14 @@ fn pooling(file: &Path) -> Result<SentencePooling> {
 fn dense(dir: &Path) -> Result<SentenceDense> {
     let file = dir.join("config.json");
     let config: serde_json::Value = read_json(&file)?;
+    for (key, expected) in [
+        ("in_features", "a positive integer"),
+        ("out_features", "a positive integer"),
+        ("bias", "a boolean"),
+        ("activation_function", "a string"),
+    ] {
+        check_type(&file, &config, key, expected)?;
+    }
     let size = |key: &str| {
         config
             .get(key)
