@@ -86,6 +86,10 @@ fn check_inputs(shape: Shape, dtype: DType, device: &Device) -> Result<()> {
 
 fn attention(args: AttentionArgs, device: &Device, dtype: DType) -> Result<()> {
     let variants = Variant::parse_list(&args.variants).context("--variants")?;
+    for variant in &variants {
+        // gqa:G needs G to divide the heads: refused before anything runs.
+        variant.kv_heads(args.heads).context("--variants")?;
+    }
     let seqs = parse_lengths(&args.seq).context("--seq")?;
     for (flag, value) in [("--batch", args.batch), ("--heads", args.heads), ("--head-dim", args.head_dim)] {
         anyhow::ensure!(value > 0, "{flag} must be at least 1, found 0");

@@ -59,14 +59,14 @@ pub struct ForwardArgs {
     #[arg(long)]
     model: String,
     /// Token ids of one batch row, comma-separated; repeat for more rows.
-    #[arg(long, required = true)]
+    #[arg(long, required = true, allow_negative_numbers = true)]
     ids: Vec<String>,
     /// Segment ids of one row (one per --ids row when given).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     token_type_ids: Vec<String>,
     // Decoder ids for encoder-decoders: refused with a clear error until a family accepts
     // them, and hidden from the help until then.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, allow_negative_numbers = true)]
     decoder_ids: Vec<String>,
     /// Which output to write: the model's own (`hidden_states` or `logits`), or `reward`
     /// (`rewards` `[batch]`, the scalar head of a decoder; presets and checkpoints with a
@@ -96,6 +96,14 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
     let types = args.token_type_ids.iter().map(|s| parse_ids("--token-type-ids", s)).collect::<Result<Vec<_>>>()?;
     if !types.is_empty() && types.len() != rows.len() {
         bail!("--token-type-ids: given {} times for {} --ids rows; give one per row", types.len(), rows.len());
+    }
+    if let Some(i) = types.iter().zip(&rows).position(|(t, r)| t.len() != r.len()) {
+        bail!(
+            "--token-type-ids row {}: {} segment ids for {} --ids; expected one per token",
+            i + 1,
+            types[i].len(),
+            rows[i].len()
+        );
     }
     crate::output::check_writable("--out", &args.out)?;
     let (_, model) = load(&args.model, device, dtype)?;
@@ -392,7 +400,7 @@ pub struct GenerateArgs {
     #[arg(long, conflicts_with = "prompt_ids", required_unless_present = "prompt_ids")]
     prompt: Vec<String>,
     /// Prompt token ids, comma-separated (repeat for a batch).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     prompt_ids: Vec<String>,
     /// Tokens to generate at most.
     #[arg(long, allow_negative_numbers = true)]
