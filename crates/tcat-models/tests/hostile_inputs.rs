@@ -576,3 +576,9 @@ fn presets_too_large_for_memory_are_refused() {
     let err = Model::preset(&spec, "overflow", 0, &Device::Cpu, DType::F32).unwrap_err().to_string();
     assert!(err.contains("preset:overflow") && err.contains("overflows"), "{err}");
 }
+
+#[test]
+fn model_type_of_the_wrong_type_is_named() {
+    let err = llama_with("model-type", "model_type", serde_json::json!(["llama"]));
+    assert!(err.contains("config.json") && err.contains("`model_type`: invalid type"), "{err}");
+}

@@ -28,10 +28,11 @@ impl ConfigFile {
 
     /// The `model_type` field.
     pub fn model_type(&self) -> Result<&str> {
-        self.json
-            .get("model_type")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| self.error("missing string field `model_type`"))
+        match self.json.get("model_type") {
+            Some(serde_json::Value::String(s)) => Ok(s.as_str()),
+            None | Some(serde_json::Value::Null) => Err(self.error("missing string field `model_type`")),
+            Some(other) => Err(self.error(format!("`model_type`: invalid type: {other}, expected a string"))),
+        }
     }
 
     /// Deserialises into a family's config struct; serde names the missing or mistyped field.
