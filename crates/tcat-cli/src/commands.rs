@@ -99,7 +99,7 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
     }
     if let Some(i) = types.iter().zip(&rows).position(|(t, r)| t.len() != r.len()) {
         bail!(
-            "--token-type-ids row {}: {} segment ids for {} --ids; expected one per token",
+            "--token-type-ids row {}: {} token type ids for {} --ids; expected one per token",
             i + 1,
             types[i].len(),
             rows[i].len()
