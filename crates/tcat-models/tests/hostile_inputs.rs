@@ -582,3 +582,11 @@ fn model_type_of_the_wrong_type_is_named() {
     let err = llama_with("model-type", "model_type", serde_json::json!(["llama"]));
     assert!(err.contains("config.json") && err.contains("`model_type`: invalid type"), "{err}");
 }
+
+#[test]
+fn opt_position_offset_overflow_is_named() {
+    // OPT's learned positions start at offset 2: max_position_embeddings + 2 must not wrap.
+    let dir = copy_with("opt", "offset", |c| c["max_position_embeddings"] = serde_json::json!(u64::MAX - 1), |_| {});
+    let err = load_err(&dir);
+    assert!(err.contains("offset") && err.contains("overflows"), "{err}");
+}

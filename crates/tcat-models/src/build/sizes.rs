@@ -105,21 +105,37 @@ impl Checker<'_> {
     /// counted in f32 with the intermediate buffers of their construction.
     fn computed_table_bytes(&self) -> Result<u64> {
         let t = self.tower;
-        let positions = t.max_positions as u64;
-        let features = match t.positions {
+        let positions = ("max positions (the context length)", t.max_positions as u64);
+        let elements = match t.positions {
             // cos and sin, plus the angle table they are computed from.
             PositionSpec::Rotary(r) => {
-                self.mul(("rotary features", r.rotary_dim(t.attention.head_dim) as u64), ("3", 3))?
+                let features = self.mul(("rotary features", r.rotary_dim(t.attention.head_dim) as u64), ("3", 3))?;
+                self.mul(positions, ("table features", features))?
             }
-            PositionSpec::Sinusoidal { .. } => self.mul(("width", t.side_table_width() as u64), ("3", 3))?,
-            PositionSpec::Learned { .. } => {
+            PositionSpec::Sinusoidal { .. } => {
+                let features = self.mul(("width", t.side_table_width() as u64), ("3", 3))?;
+                self.mul(positions, ("table features", features))?
+            }
+            PositionSpec::Learned { ids } => {
                 // Read from the file, but the offset added to the count must not overflow.
-                (t.max_positions as u64).checked_add(1).ok_or_else(|| self.error("max_positions overflows".into()))?;
+                let offset = match ids {
+                    tcat_spec::PositionIdRule::Sequential { offset } => offset,
+                    tcat_spec::PositionIdRule::PaddingAware { .. } => 0,
+                };
+                t.max_positions.checked_add(offset).ok_or_else(|| {
+                    self.error(format!("max positions {} plus the offset {offset} overflows", t.max_positions))
+                })?;
                 0
+            }
+            PositionSpec::ImageGrid { text_len, rows, cols } => {
+                // The row and column ids of every image token, and the summed [image, width] table.
+                let image = self.mul(("image rows", rows as u64), ("image columns", cols as u64))?;
+                self.add("the image grid", image, text_len as u64)?;
+                let per_token = self.add("the image grid", t.side_table_width() as u64, 2)?;
+                self.mul(("image tokens", image), ("ids and features per token", per_token))?
             }
             _ => 0,
         };
-        let elements = self.mul(("max positions (the context length)", positions), ("table features", features))?;
         self.mul(("table elements", elements), ("4 bytes", 4))
     }
 }
