@@ -103,6 +103,10 @@ fn fault_path<T: DeserializeOwned>(root: &serde_json::Value, message: &str) -> O
             at = at.get(key)?;
         }
         let keys: Vec<String> = at.as_object()?.keys().cloned().collect();
+        // One re-parse per key: a search bounded for hostile configs with very many fields.
+        if keys.len() > 512 {
+            break;
+        }
         let culprit = keys.into_iter().find(|key| {
             let mut edited = root.clone();
             let mut node = &mut edited;
