@@ -290,6 +290,16 @@ fn embed_limit(source: &ModelSource, max_len: usize) -> Result<Option<TokenLimit
 fn limit_tokenizer(mut tok: Tokenizer, limit: Option<&TokenLimit>, no_truncate: bool) -> Result<Tokenizer> {
     let truncation = match limit {
         Some(limit) if !no_truncate => {
+            // The special tokens the post-processor adds must fit (the tokenizers crate would
+            // underflow below that).
+            let special = tok.get_post_processor().map_or(0, |p| tokenizers::PostProcessor::added_tokens(p, false));
+            if limit.tokens < special {
+                bail!(
+                    "{}: a limit of {} tokens cannot hold the tokenizer's {special} special tokens; expected at least {special}",
+                    limit.source,
+                    limit.tokens
+                );
+            }
             Some(tokenizers::TruncationParams { max_length: limit.tokens, ..Default::default() })
         }
         _ => None,
@@ -493,17 +503,19 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
     let mut out = std::io::stdout().lock();
     let mut shown = String::new();
     let mut so_far = prompts[0].clone();
+    // A chat prompt is the template's text: stream only the reply. Another prompt is echoed
+    // with the first generated token, so a refused generation prints nothing on stdout.
+    let mut echoed = args.chat;
     if stream {
         shown = decode(&so_far)?;
-        // A chat prompt is the template's text: stream only the reply.
-        if !args.chat {
-            write!(out, "{shown}")?;
-            out.flush()?;
-        }
     }
     let outputs = tcat_models::generate(decoder, &prompts, &config, |_, id| {
         if !stream {
             return;
+        }
+        if !echoed {
+            let _ = write!(out, "{shown}");
+            echoed = true;
         }
         so_far.push(id);
         if let Ok(text) = decode(&so_far)
@@ -516,6 +528,9 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
         }
     })?;
     if stream {
+        if !echoed {
+            write!(out, "{shown}")?;
+        }
         // Flush what was held back waiting for the rest of a multi-byte character.
         let text = decode(&so_far)?;
         writeln!(out, "{}", text.strip_prefix(&shown).unwrap_or(""))?;

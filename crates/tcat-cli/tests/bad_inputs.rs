@@ -1,7 +1,7 @@
 //! The bad-input corpus: the `tcat` binary on hostile configs, broken safetensors and GGUF
 //! files and bad command-line values. Every case must fail cleanly: exit status 1, exactly one
 //! `error:` line that contains the case's needle (the flag, file, field or value at fault),
-//! no panic, within a time limit, and (where `prlimit` exists) under a 4 GiB address-space
+//! nothing on stdout, no panic, within a time limit, and (where `prlimit` exists) under a 4 GiB address-space
 //! limit, so a case that tries to allocate what a header claims aborts instead of passing.
 //!
 //! The cases are generated at test time from the committed fixtures (tests/fixtures) into a
@@ -51,16 +51,10 @@ impl Scratch {
         dir
     }
 
-    /// A copy of fixture `name` (its files, not the expected outputs).
+    /// A copy of fixture `name` (its files and module folders, not the expected outputs).
     fn copy_fixture(&mut self, name: &str, tag: &str) -> PathBuf {
         let dir = self.dir(tag);
-        for entry in std::fs::read_dir(fixture(name)).unwrap() {
-            let entry = entry.unwrap();
-            let file = entry.file_name();
-            if entry.file_type().unwrap().is_file() && file != "expected.safetensors" {
-                std::fs::copy(entry.path(), dir.join(&file)).unwrap();
-            }
-        }
+        copy_tree(&fixture(name), &dir);
         dir
     }
 
@@ -93,6 +87,20 @@ impl Scratch {
         let path = self.dir(tag).join("model.gguf");
         std::fs::write(&path, bytes).unwrap();
         path
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let file = entry.file_name();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            std::fs::create_dir_all(to.join(&file)).unwrap();
+            copy_tree(&entry.path(), &to.join(&file));
+        } else if kind.is_file() && file != "expected.safetensors" {
+            std::fs::copy(entry.path(), to.join(&file)).unwrap();
+        }
     }
 }
 
@@ -522,6 +530,131 @@ fn corpus(scratch: &mut Scratch) -> Vec<Case> {
         cases.push(forward(format!("gguf/{tag}"), &path, &out, needle));
     }
 
+    // ---- the files around the weights: tokenizer, sentence-transformers modules, shard index,
+    // generation config, chat template
+    let with_files = |scratch: &mut Scratch, name: &str, tag: &str, files: &[(&str, &str)], remove: &[&str]| {
+        let dir = scratch.copy_fixture(name, tag);
+        for file in remove {
+            std::fs::remove_file(dir.join(file)).unwrap();
+        }
+        for (file, text) in files {
+            std::fs::write(dir.join(file), text).unwrap();
+        }
+        dir
+    };
+    let labse_config = |max_seq_length: &str| {
+        let text = std::fs::read_to_string(fixture("labse-like").join("sentence_bert_config.json")).unwrap();
+        let mut config: Value = serde_json::from_str(&text).unwrap();
+        config["max_seq_length"] = serde_json::from_str(max_seq_length).unwrap();
+        config.to_string()
+    };
+    let index = "model.safetensors.index.json";
+    // (fixture, tag, files written, files removed, command and its arguments, needle)
+    type FileCase<'a> = (&'a str, &'a str, Vec<(&'a str, String)>, Vec<&'a str>, Vec<&'a str>, &'a str);
+    let file_cases: Vec<FileCase> = vec![
+        (
+            "bert",
+            "tokenizer-not-json",
+            vec![("tokenizer.json", "{ nope".into())],
+            vec![],
+            vec!["embed", "x"],
+            "tokenizer.json: key must be a string",
+        ),
+        (
+            "bert",
+            "tokenizer-no-model",
+            vec![("tokenizer.json", "{}".into())],
+            vec![],
+            vec!["embed", "x"],
+            "tokenizer.json: Model missing",
+        ),
+        (
+            "labse-like",
+            "max-seq-length-one",
+            vec![("sentence_bert_config.json", labse_config("1"))],
+            vec![],
+            vec!["embed", "the cat"],
+            "a limit of 1 tokens cannot hold the tokenizer's 2 special tokens",
+        ),
+        (
+            "labse-like",
+            "max-seq-length-string",
+            vec![("sentence_bert_config.json", labse_config("\"long\""))],
+            vec![],
+            vec!["embed", "x"],
+            "max_seq_length is \"long\"; expected a positive integer",
+        ),
+        (
+            "labse-like",
+            "max-seq-length-zero",
+            vec![("sentence_bert_config.json", labse_config("0"))],
+            vec![],
+            vec!["embed", "x"],
+            "max_seq_length is 0; expected a positive integer",
+        ),
+        (
+            "labse-like",
+            "sentence-config-not-json",
+            vec![("sentence_bert_config.json", "{ nope".into())],
+            vec![],
+            vec!["embed", "x"],
+            "sentence_bert_config.json: not valid JSON",
+        ),
+        (
+            "labse-like",
+            "module-unknown",
+            vec![("modules.json", r#"[{"type": "sentence_transformers.models.Frob", "path": "x", "idx": 0}]"#.into())],
+            vec![],
+            vec!["embed", "x"],
+            "module `sentence_transformers.models.Frob` is not supported",
+        ),
+        (
+            "bert",
+            "index-escapes-folder",
+            vec![(
+                index,
+                r#"{"weight_map": {"bert.embeddings.word_embeddings.weight": "../../../etc/passwd"}}"#.into(),
+            )],
+            vec!["model.safetensors"],
+            vec!["forward", "--ids", "2"],
+            "names the shard `../../../etc/passwd`, expected a file name inside the folder",
+        ),
+        (
+            "bert",
+            "index-missing-shard",
+            vec![(index, r#"{"weight_map": {"x": "missing-00001.safetensors"}}"#.into())],
+            vec!["model.safetensors"],
+            vec!["forward", "--ids", "2"],
+            "missing-00001.safetensors: weight file not found",
+        ),
+        (
+            "bert",
+            "index-not-an-object",
+            vec![(index, "[1]".into())],
+            vec!["model.safetensors"],
+            vec!["forward", "--ids", "2"],
+            "`weight_map`",
+        ),
+        (
+            "gpt2",
+            "chat-template-broken",
+            vec![("tokenizer_config.json", r#"{"chat_template": "{% for m in messages %}{{ m.content "}"#.into())],
+            vec![],
+            vec!["generate", "--prompt", "hi", "--chat", "--max-new-tokens", "2"],
+            "chat template: syntax error",
+        ),
+    ];
+    for (fixture_name, tag, files, removed, command, needle) in file_cases {
+        let files: Vec<(&str, &str)> = files.iter().map(|(f, t)| (*f, t.as_str())).collect();
+        let dir = with_files(scratch, fixture_name, tag, &files, &removed);
+        let mut args = vec![command[0].to_string(), "--model".into(), s(&dir)];
+        args.extend(command[1..].iter().map(|a| a.to_string()));
+        if command[0] == "forward" {
+            args.extend(["--out".into(), s(&out)]);
+        }
+        cases.push(Case { name: format!("files/{tag}"), args, needle: needle.into(), hide: vec![s(&dir)] });
+    }
+
     // ---- the command line: ids, dtype, device, out paths, numbers, bench sizes
     let bert = s(&fixture("bert"));
     let gpt2 = s(&fixture("gpt2"));
@@ -716,6 +849,7 @@ fn corpus(scratch: &mut Scratch) -> Vec<Case> {
 
 struct Outcome {
     status: Option<i32>,
+    stdout: String,
     stderr: String,
     elapsed: Duration,
     timed_out: bool,
@@ -746,16 +880,19 @@ fn run(case: &Case, limit_memory: bool) -> Outcome {
         command.args(["--device", &device]);
     }
     // No hub access from the corpus: a bad path must not turn into a download.
-    command.env("HF_HUB_OFFLINE", "1").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    command.env("HF_HUB_OFFLINE", "1").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = command.spawn().expect("tcat starts");
     // Read stderr on a thread so a chatty child cannot block on a full pipe.
-    let mut pipe = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
-        text
-    });
+    let read = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stderr = read(Box::new(child.stderr.take().unwrap()));
+    let stdout = read(Box::new(child.stdout.take().unwrap()));
     let mut timed_out = false;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -769,7 +906,13 @@ fn run(case: &Case, limit_memory: bool) -> Outcome {
         std::thread::sleep(Duration::from_millis(10));
     };
     let elapsed = start.elapsed();
-    Outcome { status: status.code(), stderr: reader.join().unwrap(), elapsed, timed_out }
+    Outcome {
+        status: status.code(),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+        elapsed,
+        timed_out,
+    }
 }
 
 /// What is wrong with `outcome` for `case`, if anything.
@@ -782,6 +925,9 @@ fn judge(case: &Case, outcome: &Outcome) -> Option<String> {
     }
     if outcome.status != Some(1) {
         return Some(format!("exit status {:?}, expected 1", outcome.status));
+    }
+    if !outcome.stdout.is_empty() {
+        return Some(format!("printed {:?} on stdout before failing", outcome.stdout));
     }
     let errors: Vec<&str> = outcome.stderr.lines().filter(|l| l.starts_with("error:")).collect();
     if errors.len() != 1 {
