@@ -9,10 +9,7 @@ use tcat_attention::{
 };
 use tcat_core::Linear;
 use tcat_position::{RopeScaling, RotaryConfig, RotaryEmbedding, RotaryLayout};
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
+use tcat_testkit::max_diff;
 
 fn random_keep(rng: &mut StdRng, batch: usize, kv_len: usize, dev: &Device) -> Tensor {
     // Each row keeps a random prefix of at least one key (right padding), sometimes a random set.
@@ -57,7 +54,7 @@ fn fast_path_matches_reference_on_random_shapes() {
         let scale = 1.0 / (head_dim as f64).sqrt();
         let fast = scaled_dot_product_attention(&q, &k, &v, &mask, scale).unwrap();
         let slow = reference::attention(&q, &k, &v, &mask, scale).unwrap();
-        let diff = max_abs_diff(&fast, &slow);
+        let diff = max_diff(&fast, &slow);
         assert!(
             diff <= 1e-5,
             "case {case}: b={batch} h={heads} kv_h={kv_heads} q={q_len} kv={kv_len} d={head_dim} {mask:?}: {diff}"
@@ -150,7 +147,7 @@ fn cached_decoding_equals_full_forward_at_every_step() {
             );
         }
         let incremental = Tensor::cat(&pieces, 1).unwrap();
-        assert!(max_abs_diff(&full, &incremental) < 1e-5);
+        assert!(max_diff(&full, &incremental) < 1e-5);
         assert_eq!(cache.len(), 7);
         let err =
             attn.forward(&x.narrow(1, 0, 1).unwrap(), &AttentionMask::causal(), None, Some(&mut cache)).unwrap_err();
@@ -168,8 +165,8 @@ fn padded_batch_equals_rows_one_by_one() {
         let batched = attn.forward(&x, &mask.clone().with_key_padding(keep.clone()), None, None).unwrap();
         let row0 = attn.forward(&x.narrow(0, 0, 1).unwrap(), &mask, None, None).unwrap();
         let row1 = attn.forward(&x.narrow(0, 1, 1).unwrap().narrow(1, 0, 2).unwrap(), &mask, None, None).unwrap();
-        assert!(max_abs_diff(&batched.narrow(0, 0, 1).unwrap(), &row0) < 1e-5);
-        assert!(max_abs_diff(&batched.narrow(0, 1, 1).unwrap().narrow(1, 0, 2).unwrap(), &row1) < 1e-5);
+        assert!(max_diff(&batched.narrow(0, 0, 1).unwrap(), &row0) < 1e-5);
+        assert!(max_diff(&batched.narrow(0, 1, 1).unwrap().narrow(1, 0, 2).unwrap(), &row1) < 1e-5);
     }
 }
 

@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tcat_attention::{AttentionMask, MultiHeadAttention, QkvProjection, reference};
 use tcat_core::Linear;
+use tcat_testkit::max_diff;
 
 /// A dense layer kept twice: as host f64 rows (`[out][in]`, bias) for the reference, and as a
 /// `Linear` for the module.
@@ -114,10 +115,6 @@ impl Setup {
     }
 }
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
-
 /// Memory padding: row `r` keeps its first `lens[r]` positions.
 fn keep_prefix(lens: &[usize], len: usize, dev: &Device) -> Tensor {
     let keep: Vec<u32> = lens.iter().flat_map(|&n| (0..len).map(move |j| u32::from(j < n))).collect();
@@ -137,11 +134,11 @@ fn cross_attention_with_padded_memory_matches_the_written_out_reference() {
         let mask = AttentionMask::none().with_key_padding(keep.clone());
         let got = attn.forward_cross(&x, &memory, &mask).unwrap();
         let want = setup.reference(&x, &memory, &keep);
-        let d = max_abs_diff(&got, &want);
+        let d = max_diff(&got, &want);
         assert!(d <= 1e-5, "{heads} heads / {kv_heads} kv heads: {d}");
         // The padding matters: without it the rows with padded memory change.
         let unmasked = attn.forward_cross(&x, &memory, &AttentionMask::none()).unwrap();
-        assert!(max_abs_diff(&unmasked.narrow(0, 1, 2).unwrap(), &want.narrow(0, 1, 2).unwrap()) > 1e-3);
+        assert!(max_diff(&unmasked.narrow(0, 1, 2).unwrap(), &want.narrow(0, 1, 2).unwrap()) > 1e-3);
     }
 }
 
@@ -165,9 +162,9 @@ fn memory_projected_once_serves_every_decoding_step() {
         let step = attn.attend(&q, &k, &v, &mask).unwrap();
         // A full recompute over every decoder position so far, memory projected again.
         let recomputed = attn.forward_cross(&x.narrow(1, 0, t + 1).unwrap(), &memory, &mask).unwrap();
-        let d = max_abs_diff(&step, &recomputed.narrow(1, t, 1).unwrap());
+        let d = max_diff(&step, &recomputed.narrow(1, t, 1).unwrap());
         assert!(d <= 1e-5, "step {t}: {d}");
         let want = setup.reference(&x.narrow(1, t, 1).unwrap(), &memory, &keep);
-        assert!(max_abs_diff(&step, &want) <= 1e-5, "step {t} against the reference");
+        assert!(max_diff(&step, &want) <= 1e-5, "step {t} against the reference");
     }
 }

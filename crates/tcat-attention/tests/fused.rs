@@ -6,12 +6,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tcat_attention::{AttentionMask, fused_attention, reference, scaled_dot_product_attention};
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
-    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
-}
+use tcat_testkit::max_diff;
 
 /// Each row keeps a random prefix of at least one key, or a random set, or (sometimes) nothing.
 fn random_keep(rng: &mut StdRng, batch: usize, kv_len: usize, dev: &Device) -> Tensor {
@@ -114,7 +109,7 @@ fn fused_matches_reference_and_sdpa_on_random_shapes() {
             c.head_dim,
             mask.causality()
         );
-        let (d_ref, d_sdpa) = (max_abs_diff(&fused, &slow), max_abs_diff(&fused, &sdpa));
+        let (d_ref, d_sdpa) = (max_diff(&fused, &slow), max_diff(&fused, &sdpa));
         assert!(d_ref <= 1e-5, "{what}: vs reference {d_ref}");
         assert!(d_sdpa <= 1e-5, "{what}: vs sdpa {d_sdpa}");
     }
@@ -141,16 +136,16 @@ fn fully_masked_rows_average_all_values_like_sdpa() {
     ] {
         let fused = fused_attention(&q, &k, &v, &mask, 0.3).unwrap();
         let sdpa = scaled_dot_product_attention(&q, &k, &v, &mask, 0.3).unwrap();
-        assert!(max_abs_diff(&fused, &sdpa) <= 1e-5, "{mask:?}");
+        assert!(max_diff(&fused, &sdpa) <= 1e-5, "{mask:?}");
         // The fully padded batch row (and, for the causal masks, the first queries) is the mean of v.
         let padded = fused.get(1).unwrap().get(2).unwrap();
-        assert!(max_abs_diff(&padded, &mean.get(1).unwrap().get(0).unwrap()) <= 1e-5, "{mask:?}");
+        assert!(max_diff(&padded, &mean.get(1).unwrap().get(0).unwrap()) <= 1e-5, "{mask:?}");
         assert!(fused.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|x| x.is_finite()));
     }
     let fused = fused_attention(&q, &k, &v, &AttentionMask::causal(), 0.3).unwrap();
     let early = fused.get(0).unwrap().narrow(1, 0, q_len - kv_len).unwrap();
     let expected = mean.get(0).unwrap().narrow(1, 0, q_len - kv_len).unwrap().broadcast_as(early.shape()).unwrap();
-    assert!(max_abs_diff(&early, &expected) <= 1e-5);
+    assert!(max_diff(&early, &expected) <= 1e-5);
 }
 
 #[test]
@@ -169,7 +164,7 @@ fn half_precision_matches_the_f64_reference() {
             // The reference sees the same rounded inputs, in f64.
             let f = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
             let slow = reference::attention(&f(&qh), &f(&kh), &f(&vh), &mask, scale).unwrap();
-            let err = max_abs_diff(&fused, &slow);
+            let err = max_diff(&fused, &slow);
             let size = slow.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-3);
             assert!(err <= 1e-2 * size, "case {case} {dtype:?}: {err} vs max |out| {size}");
         }
@@ -186,7 +181,7 @@ fn non_contiguous_inputs_are_accepted() {
     let mask = AttentionMask::causal();
     let fused = fused_attention(&q, &k, &v, &mask, 0.25).unwrap();
     let slow = reference::attention(&q, &k, &v, &mask, 0.25).unwrap();
-    assert!(max_abs_diff(&fused, &slow) <= 1e-5);
+    assert!(max_diff(&fused, &slow) <= 1e-5);
 }
 
 #[test]

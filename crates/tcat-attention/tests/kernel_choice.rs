@@ -11,10 +11,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use tcat_attention::{AttentionKernel, AttentionMask, KvCache, MultiHeadAttention, QkvProjection};
 use tcat_core::Linear;
 use tcat_position::{Alibi, RopeScaling, RotaryConfig, RotaryEmbedding, RotaryLayout};
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
+use tcat_testkit::max_diff;
 
 fn layer(hidden: usize, heads: usize, kv_heads: usize, head_dim: usize, dev: &Device) -> MultiHeadAttention {
     let lin = |o: usize, i: usize| {
@@ -86,7 +83,7 @@ fn fused_module_equals_materialized_module_on_random_inputs() {
         let x = Tensor::randn(0f32, 1., (batch, seq, hidden), &dev).unwrap();
         let plain = attn.forward(&x, &mask, None, None).unwrap();
         let fused = attn.clone().with_kernel(AttentionKernel::Fused).forward(&x, &mask, None, None).unwrap();
-        let d = max_abs_diff(&plain, &fused);
+        let d = max_diff(&plain, &fused);
         assert!(d <= 1e-5, "case {case}: b{batch} h{heads}/{kv_heads} d{head_dim} seq {seq} {mask:?}: {d}");
     }
 }
@@ -110,9 +107,9 @@ fn fused_module_decodes_like_the_materialized_full_pass() {
         let got = fused.forward(&x.narrow(1, at, n).unwrap(), &mask(at + n), None, Some(&mut cache)).unwrap();
         // Row 1's first five queries are padding and see nothing: compare the real rows.
         let want = full.narrow(1, at, n).unwrap();
-        let d0 = max_abs_diff(&got.get(0).unwrap(), &want.get(0).unwrap());
+        let d0 = max_diff(&got.get(0).unwrap(), &want.get(0).unwrap());
         let skip = 5usize.saturating_sub(at).min(n);
-        let d1 = max_abs_diff(
+        let d1 = max_diff(
             &got.get(1).unwrap().narrow(0, skip, n - skip).unwrap(),
             &want.get(1).unwrap().narrow(0, skip, n - skip).unwrap(),
         );

@@ -8,10 +8,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use tcat_attention::{
     AttentionMask, GridAxis, SparsePattern, fused_attention, reference, scaled_dot_product_attention,
 };
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
+use tcat_testkit::max_diff;
 
 fn random_pattern(rng: &mut StdRng) -> SparsePattern {
     match rng.random_range(0..6) {
@@ -219,7 +216,7 @@ fn attention_with_patterns_and_segments_matches_the_reference() {
         let want = reference::attention(&q, &k, &v, &mask, scale).unwrap();
         let dense = scaled_dot_product_attention(&q, &k, &v, &mask, scale).unwrap();
         let fused = fused_attention(&q, &k, &v, &mask, scale).unwrap();
-        let (d, f) = (max_abs_diff(&dense, &want), max_abs_diff(&fused, &want));
+        let (d, f) = (max_diff(&dense, &want), max_diff(&fused, &want));
         assert!(d <= 1e-5 && f <= 1e-5, "case {case}: {:?} q{q_len} kv{kv_len}: dense {d}, fused {f}", mask.pattern());
     }
 }

@@ -17,17 +17,12 @@ use tcat_attention::{
 };
 use tcat_core::Linear;
 use tcat_position::{BucketDirection, RelativePositionBias};
+use tcat_testkit::max_diff;
 
 const KERNELS: [AttentionKernel; 2] = [AttentionKernel::Materialized, AttentionKernel::Fused];
 
 fn weight(o: usize, i: usize, dev: &Device) -> Tensor {
     Tensor::randn(0f32, (1.0 / i as f32).sqrt(), (o, i), dev).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.to_device(&Device::Cpu).unwrap();
-    let b = b.to_device(&Device::Cpu).unwrap();
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
 }
 
 /// A host copy of a 2-D tensor in f64.

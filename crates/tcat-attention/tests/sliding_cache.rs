@@ -3,10 +3,11 @@
 
 mod common;
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use tcat_attention::{AttentionMask, KvCache, MultiHeadAttention, QkvProjection, Retention};
 use tcat_core::Linear;
 use tcat_position::{RopeScaling, RotaryConfig, RotaryEmbedding, RotaryLayout, sequential_position_ids};
+use tcat_testkit::max_diff;
 
 fn layer(hidden: usize, heads: usize, kv_heads: usize, window: usize, dev: &Device) -> MultiHeadAttention {
     let head_dim = hidden / heads;
@@ -33,10 +34,6 @@ fn layer(hidden: usize, heads: usize, kv_heads: usize, window: usize, dev: &Devi
         .unwrap()
         .with_rotary(rotary)
         .with_sliding_window(window)
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(D::Minus1).unwrap().to_scalar().unwrap()
 }
 
 /// Decodes `x` in the given chunk sizes with a sliding cache and compares every chunk's output

@@ -6,6 +6,7 @@ mod common;
 use candle_core::Tensor;
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use tcat_attention::{AttentionMask, permutation_masks, reference, two_stream_attention};
+use tcat_testkit::max_diff;
 
 fn rule_mask(order: &[usize], memory: usize, strict: bool) -> Tensor {
     let len = order.len();
@@ -18,10 +19,6 @@ fn rule_mask(order: &[usize], memory: usize, strict: bool) -> Tensor {
         }
     }
     Tensor::from_vec(cells, (1, 1, len, memory + len), &common::device()).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
 }
 
 #[test]

@@ -12,6 +12,7 @@ use tcat_attention::{AttentionMask, MultiHeadAttention, PositionTerm, QkvProject
 use tcat_blocks::{Activation, FeedForward, Norm, Residual, Stack, TransformerLayer};
 use tcat_core::Linear;
 use tcat_position::{BucketDirection, RelativePositionBias, SegmentMemory};
+use tcat_testkit::max_diff;
 
 const HIDDEN: usize = 16;
 const HEADS: usize = 4;
@@ -40,10 +41,6 @@ fn layer(attention: MultiHeadAttention, residual: Residual, dev: &Device) -> Tra
 fn attention(kv_heads: usize, dev: &Device) -> MultiHeadAttention {
     let qkv = QkvProjection::Fused(lin((HEADS + 2 * kv_heads) * HEAD_DIM, HIDDEN, dev));
     MultiHeadAttention::new(qkv, lin(HIDDEN, HEADS * HEAD_DIM, dev), HEADS, kv_heads, HEAD_DIM).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
 }
 
 #[test]

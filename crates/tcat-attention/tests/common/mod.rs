@@ -1,8 +1,6 @@
-//! The device the attention tests run on: `TCAT_TEST_DEVICE` (`cpu`, `cuda:0`, `metal`), the CPU
-//! when unset. The loop references read their inputs back to the host themselves.
+//! The shared test kit: the device from `TCAT_TEST_DEVICE` (the CPU when unset) and
+//! comparisons on the host. The loop references read their inputs back to the host themselves.
 
-use candle_core::Device;
+#![allow(unused_imports)]
 
-pub fn device() -> Device {
-    tcat_core::device_from_env("TCAT_TEST_DEVICE").unwrap_or_else(|e| panic!("TCAT_TEST_DEVICE: {e}"))
-}
+pub use tcat_testkit::device;
