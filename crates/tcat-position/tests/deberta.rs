@@ -1,6 +1,6 @@
 //! DeBERTa-v2's disentangled attention against one `DisentangledSelfAttention` layer of
 //! transformers with perturbed weights (tests/fixtures/positions/deberta.safetensors, made by
-//! make_deberta_fixture.py): log buckets, relative positions, and the attention probabilities
+//! `python -m tcat_fixtures deberta` in tests/fixtures): log buckets, relative positions, and the attention probabilities
 //! computed through tcat's one attention with the bias from `disentangled_bias`.
 
 use std::collections::HashMap;
