@@ -86,10 +86,22 @@ fn main() -> std::process::ExitCode {
         Err(err) => {
             // The whole chain of context on one line, without a backtrace: errors here are
             // about the user's input, not tcat's internals.
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", one_line(&err));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The chain of context of `err` on one line, as `{err:#}` prints it, but with only the first
+/// line of each part: candle's errors append a backtrace on the following lines when
+/// `RUST_BACKTRACE` is set.
+fn one_line(err: &anyhow::Error) -> String {
+    let parts: Vec<String> = err
+        .chain()
+        .map(|cause| cause.to_string().lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default().to_string())
+        .filter(|part| !part.is_empty())
+        .collect();
+    parts.join(": ")
 }
 
 /// clap's message for a bad command line on one line (`error: ...`, the argument names
@@ -130,4 +142,21 @@ pub fn parse_ids(flag: &str, text: &str) -> Result<Vec<u32>> {
         bail!("{flag}: no token ids in `{text}`");
     }
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_print_on_one_line_without_backtraces() {
+        let err = anyhow::anyhow!("index-select invalid index 9\n   0: candle_core::error::Error::bt\n   1: ...")
+            .context("loading model `m`");
+        assert_eq!(one_line(&err), "loading model `m`: index-select invalid index 9");
+        let rendered = "error: the following required arguments were not provided:\n  --model <MODEL>\n\nUsage: tcat forward\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            usage_error_line(rendered),
+            "error: the following required arguments were not provided: --model <MODEL>"
+        );
+    }
 }

@@ -880,7 +880,13 @@ fn run(case: &Case, limit_memory: bool) -> Outcome {
         command.args(["--device", &device]);
     }
     // No hub access from the corpus: a bad path must not turn into a download.
-    command.env("HF_HUB_OFFLINE", "1").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // With backtraces on, an error that drags one along shows up as more than one line.
+    command
+        .env("HF_HUB_OFFLINE", "1")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = command.spawn().expect("tcat starts");
     // Read stderr on a thread so a chatty child cannot block on a full pipe.
