@@ -72,6 +72,11 @@ impl DecoderModel {
         }
     }
 
+    /// Names the position limit unless the builder already did (a capped rotary table).
+    pub(crate) fn with_default_position_limit(self, field: &str) -> Self {
+        if self.position_limit.is_some() { self } else { self.with_position_limit(field) }
+    }
+
     /// Names what sets the position limit in [`Error::SequenceTooLong`] messages: the family's
     /// config field (`max_position_embeddings`, `n_positions`) or GGUF key.
     pub fn with_position_limit(mut self, field: impl Into<String>) -> Self {

@@ -58,7 +58,7 @@ impl Model {
     /// dequantizing everything to `dtype` otherwise.
     pub fn load_gguf(source: &ModelSource, device: &Device, dtype: Option<DType>) -> Result<Self> {
         let file = GgufFile::open(&source.weights[0])?;
-        Ok(Model::Decoder(file.load_llama(device, dtype)?.with_position_limit("llama.context_length")))
+        Ok(Model::Decoder(file.load_llama(device, dtype)?.with_default_position_limit("llama.context_length")))
     }
 
     /// A preset: the architecture `spec` with seeded random weights (normal, standard deviation
@@ -84,7 +84,7 @@ impl Model {
         let (spec, names) = crate::families::spec_and_names(config)?;
         let model = crate::build::build(&spec, &names, ckpt)?;
         Ok(match (model, crate::families::positions_field(config)) {
-            (Model::Decoder(d), Some(field)) => Model::Decoder(d.with_position_limit(field)),
+            (Model::Decoder(d), Some(field)) => Model::Decoder(d.with_default_position_limit(field)),
             (model, _) => model,
         })
     }

@@ -58,9 +58,6 @@ fn hostile_config_sizes_are_refused_before_allocating() {
         assert!(err.contains("model.safetensors") || err.contains("config.json"), "{field}: {err}");
         assert!(err.contains("parameters") || err.contains("overflows") || err.contains(field), "{field}: {err}");
     }
-    // A context length whose rotary table would not fit in memory.
-    let err = llama_with("huge-positions", "max_position_embeddings", serde_json::json!(1u64 << 50));
-    assert!(err.contains("positions") && err.contains("bytes"), "{err}");
     // Products that overflow u64 are named, not wrapped.
     let dir = copy_with(
         "llama",
@@ -205,7 +202,6 @@ fn gguf_hostile_sizes_are_refused() {
     use gguf_file::Value;
     for (key, value, expect) in [
         ("llama.block_count", Value::U32(u32::MAX), "parameters"),
-        ("llama.context_length", Value::U32(u32::MAX), "positions"),
         ("llama.rope.dimension_count", Value::U32(u32::MAX), "llama.rope.dimension_count"),
         ("llama.attention.key_length", Value::U32(u32::MAX), "parameters"),
         ("llama.embedding_length", Value::U32(1 << 30), "token_embd.weight"),
@@ -426,8 +422,8 @@ fn every_family_refuses_hostile_sizes() {
         ("bert", &["max_position_embeddings", "hidden_size", "intermediate_size", "type_vocab_size"]),
         ("bloom", &["hidden_size", "n_layer", "vocab_size"]),
         ("opt", &["max_position_embeddings", "hidden_size", "ffn_dim"]),
-        ("gpt_neox", &["max_position_embeddings", "hidden_size", "intermediate_size"]),
-        ("gptj", &["n_positions", "n_embd", "rotary_dim"]),
+        ("gpt_neox", &["hidden_size", "intermediate_size"]),
+        ("gptj", &["n_embd", "rotary_dim"]),
         ("gpt_bigcode", &["n_positions", "n_embd"]),
         ("openai-gpt", &["n_positions", "n_embd"]),
         ("distilbert", &["max_position_embeddings", "dim", "hidden_dim"]),
@@ -589,4 +585,43 @@ fn opt_position_offset_overflow_is_named() {
     let dir = copy_with("opt", "offset", |c| c["max_position_embeddings"] = serde_json::json!(u64::MAX - 1), |_| {});
     let err = load_err(&dir);
     assert!(err.contains("offset") && err.contains("overflows"), "{err}");
+}
+
+/// A decoder whose context is longer than the rotary table cap: it loads at once (the table is
+/// built for the cap) and refuses longer sequences naming the cap.
+fn assert_capped(model: Model, context: usize) {
+    let cap = tcat_models::build::ROTARY_TABLE_CAP;
+    let decoder = model.as_decoder().unwrap();
+    assert_eq!(decoder.max_positions(), cap);
+    let err = decoder.check_length(cap + 1).unwrap_err().to_string();
+    assert!(err.contains(&format!("cap of {cap} positions")) && err.contains(&context.to_string()), "{err}");
+    decoder.check_length(cap).unwrap();
+}
+
+#[test]
+fn huge_contexts_build_a_capped_rotary_table() {
+    let started = std::time::Instant::now();
+    let context = 1usize << 50;
+    let dir =
+        copy_with("llama", "huge-positions", |c| c["max_position_embeddings"] = serde_json::json!(context), |_| {});
+    let source = ModelSource::resolve(dir.to_str().unwrap()).unwrap();
+    assert_capped(Model::load(&source, &device(), DType::F32).unwrap(), context);
+    let path = gguf_with("huge-context", |m| {
+        m.insert("llama.context_length".into(), gguf_file::Value::U32(u32::MAX));
+    });
+    let source = ModelSource::resolve(path.to_str().unwrap()).unwrap();
+    assert_capped(Model::load_gguf(&source, &device(), None).unwrap(), u32::MAX as usize);
+    // Other rotary families.
+    for (name, field) in [("gpt_neox", "max_position_embeddings"), ("gptj", "n_positions")] {
+        let dir = copy_with(name, "huge-positions", |c| c[field] = serde_json::json!(context), |_| {});
+        let source = ModelSource::resolve(dir.to_str().unwrap()).unwrap();
+        assert_capped(Model::load(&source, &device(), DType::F32).unwrap(), context);
+    }
+    // Contexts under the cap keep their own limit and field name.
+    let dir = copy_with("llama", "long-positions", |c| c["max_position_embeddings"] = serde_json::json!(4096), |_| {});
+    let source = ModelSource::resolve(dir.to_str().unwrap()).unwrap();
+    let model = Model::load(&source, &device(), DType::F32).unwrap();
+    let err = model.as_decoder().unwrap().check_length(4097).unwrap_err().to_string();
+    assert!(err.contains("max_position_embeddings"), "{err}");
+    assert!(started.elapsed().as_secs() < 60, "capped tables took {:?}", started.elapsed());
 }

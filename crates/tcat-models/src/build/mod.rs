@@ -161,6 +161,26 @@ fn check_buildable(tower: &TowerSpec) -> Result<()> {
     }
 }
 
+/// The most positions a rotary table is built for. A config may claim any context length; the
+/// table is built for at most this many positions (1,048,576: every published context so far),
+/// and a decoder refuses longer sequences with [`Error::SequenceTooLong`] naming this cap, so a
+/// hostile context length costs neither memory nor time.
+pub const ROTARY_TABLE_CAP: usize = 1 << 20;
+
+/// The longest sequence a decoder of `tower` positions: its context, or the rotary table cap.
+fn decoder_limit(tower: &TowerSpec) -> (usize, Option<String>) {
+    match tower.positions {
+        PositionSpec::Rotary(_) if tower.max_positions > ROTARY_TABLE_CAP => (
+            ROTARY_TABLE_CAP,
+            Some(format!(
+                "tcat's rotary table cap of {ROTARY_TABLE_CAP} positions; the model's context length is {}",
+                tower.max_positions
+            )),
+        ),
+        _ => (tower.max_positions, None),
+    }
+}
+
 fn rotary(tower: &TowerSpec, r: &Resolver, spec: tcat_spec::RotarySpec) -> Result<RotaryEmbedding> {
     let head_dim = tower.attention.head_dim;
     let rotary_dim = spec.rotary_dim(head_dim);
@@ -193,7 +213,8 @@ fn rotary(tower: &TowerSpec, r: &Resolver, spec: tcat_spec::RotarySpec) -> Resul
             factors.to_dtype(candle_core::DType::F32)?.to_device(&candle_core::Device::Cpu)?.to_vec1()?;
         inverse = tcat_position::apply_frequency_factors(&inverse, &factors)?;
     }
-    Ok(RotaryEmbedding::from_inverse_frequencies(config, inverse, tower.max_positions, dtype, device)?)
+    let positions = tower.max_positions.min(ROTARY_TABLE_CAP);
+    Ok(RotaryEmbedding::from_inverse_frequencies(config, inverse, positions, dtype, device)?)
 }
 
 fn shared_positions(tower: &TowerSpec, r: &Resolver) -> Result<Shared> {
@@ -518,14 +539,22 @@ fn build_decoder(
         reward = Some(r.linear("score", tower.hidden_size, 1, false)?);
     }
     let (eos, pad) = (spec.tokens.eos.clone(), spec.tokens.pad);
+    let (limit, capped) = decoder_limit(tower);
+    let limited = |model: DecoderModel| match &capped {
+        Some(why) => model.with_position_limit(why.clone()),
+        None => model,
+    };
     match tower.embeddings.projection {
         EmbeddingProjection::Words { width } => {
             let h = tower.hidden_size;
             let project_in = r.linear(&r.base(names.project_in), width, h, false)?;
             let project_out = r.linear(&r.base(names.project_out), h, width, false)?;
             let embeddings = embeddings(tower, &r, &word, None)?;
-            let model = DecoderModel::new(embeddings, stack, head, tower.max_positions, eos, pad)
-                .with_width_projection(project_in, positions, project_out);
+            let model = limited(DecoderModel::new(embeddings, stack, head, limit, eos, pad)).with_width_projection(
+                project_in,
+                positions,
+                project_out,
+            );
             Ok(match reward {
                 Some(reward) => model.with_reward_head(reward),
                 None => model,
@@ -533,7 +562,7 @@ fn build_decoder(
         }
         _ => {
             let embeddings = embeddings(tower, &r, &word, positions)?;
-            let model = DecoderModel::new(embeddings, stack, head, tower.max_positions, eos, pad);
+            let model = limited(DecoderModel::new(embeddings, stack, head, limit, eos, pad));
             Ok(match reward {
                 Some(reward) => model.with_reward_head(reward),
                 None => model,

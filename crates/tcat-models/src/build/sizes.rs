@@ -110,6 +110,8 @@ impl Checker<'_> {
             // cos and sin, plus the angle table they are computed from.
             PositionSpec::Rotary(r) => {
                 let features = self.mul(("rotary features", r.rotary_dim(t.attention.head_dim) as u64), ("3", 3))?;
+                // Built for at most the cap (longer sequences are refused by the decoder).
+                let positions = (positions.0, positions.1.min(super::ROTARY_TABLE_CAP as u64));
                 self.mul(positions, ("table features", features))?
             }
             PositionSpec::Sinusoidal { .. } => {
