@@ -662,6 +662,15 @@ fn corpus(scratch: &mut Scratch) -> Vec<Case> {
     let missing_dir = s(&out_dir.join("no/such/dir/out.safetensors"));
     let file_as_dir = s(&fixture("bert").join("config.json").join("out.safetensors"));
     let out_dir_s = s(&out_dir);
+    // Links: one to itself, and one into a folder that does not exist.
+    let looped = out_dir.join("loop.safetensors");
+    let dangling = out_dir.join("dangling.safetensors");
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("loop.safetensors", &looped).unwrap();
+        std::os::unix::fs::symlink("no/such/dir/x.safetensors", &dangling).unwrap();
+    }
+    let (looped, dangling) = (s(&looped), s(&dangling));
     let max = u64::MAX.to_string();
     let fwd = |extra: &[&str]| -> Vec<String> {
         let mut args = vec!["forward", "--model", &bert];
@@ -705,6 +714,8 @@ fn corpus(scratch: &mut Scratch) -> Vec<Case> {
         ("out-is-a-directory", fwd(&["--ids", "2", "--out", &out_dir_s]), "is a directory"),
         ("out-missing-directory", fwd(&["--ids", "2", "--out", &missing_dir]), "is not usable"),
         ("out-under-a-file", fwd(&["--ids", "2", "--out", &file_as_dir]), "is not a directory"),
+        ("out-link-loop", fwd(&["--ids", "2", "--out", &looped]), "symbolic links (a loop?)"),
+        ("out-link-into-missing-directory", fwd(&["--ids", "2", "--out", &dangling]), "no/such/dir is not usable"),
         ("out-missing-value", fwd(&["--ids", "2", "--out"]), "'--out <OUT>'"),
         (
             "model-missing",
