@@ -44,6 +44,17 @@ fn not_implemented(what: impl Into<String>) -> Error {
 pub fn build(spec: &ArchSpec, names: &WeightNames, weights: &dyn WeightSource) -> Result<Model> {
     sizes::check(spec, weights)?;
     spec.validate().map_err(|e| Error::InvalidInput(format!("{}: architecture: {e}", weights.location())))?;
+    if let Some(tower) = spec.towers().last()
+        && tower.embeddings.input == InputKind::Tokens
+        && spec.tokens.pad as usize >= tower.vocab_size
+    {
+        return Err(Error::InvalidInput(format!(
+            "{}: the padding token id {} is outside the vocabulary ({} tokens); check `pad_token_id`",
+            weights.location(),
+            spec.tokens.pad,
+            tower.vocab_size
+        )));
+    }
     match &spec.stacks {
         Stacks::Decoder { tower } => Ok(Model::Decoder(build_decoder(spec, tower, names, weights)?)),
         Stacks::Encoder { tower } => Ok(Model::Encoder(build_encoder(spec, tower, names, weights)?)),

@@ -149,6 +149,14 @@ impl GgufFile {
         self.value(key)?.to_u32().map_err(|e| self.error(format!("metadata `{key}`: {e}")))
     }
 
+    /// A size from the metadata that must be positive, named when it is not.
+    fn positive(&self, key: &str) -> Result<usize> {
+        match self.u32(key)? {
+            0 => Err(self.error(format!("metadata `{key}` is 0, expected a positive size"))),
+            n => Ok(n as usize),
+        }
+    }
+
     /// An f32 metadata value as the f64 a `config.json` would hold: the shortest decimal that
     /// reads back as the same f32 (`1e-6`, not `9.99999997e-7`), so that both paths build
     /// equal specs.
@@ -200,9 +208,9 @@ impl GgufFile {
             return Err(self.error(format!("general.architecture `{arch}` is not supported yet (supported: llama)")));
         }
         let key = |k: &str| format!("llama.{k}");
-        let layers = self.u32(&key("block_count"))? as usize;
-        let hidden = self.u32(&key("embedding_length"))? as usize;
-        let heads = self.u32(&key("attention.head_count"))? as usize;
+        let layers = self.positive(&key("block_count"))?;
+        let hidden = self.positive(&key("embedding_length"))?;
+        let heads = self.positive(&key("attention.head_count"))?;
         let kv_heads = self.u32_or(&key("attention.head_count_kv"), Some(heads as u32))?.unwrap_or(0) as usize;
         if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) || !hidden.is_multiple_of(heads) {
             return Err(
@@ -210,7 +218,7 @@ impl GgufFile {
             );
         }
         let head_dim = self.u32_or(&key("attention.key_length"), Some((hidden / heads) as u32))?.unwrap_or(0) as usize;
-        let context = self.u32(&key("context_length"))? as usize;
+        let context = self.positive(&key("context_length"))?;
         let eps = self.f32_or(&key("attention.layer_norm_rms_epsilon"), 1e-5)?;
         let base = self.f32_or(&key("rope.freq_base"), 10000.0)?;
         let rotary_dim = self.u32_or(&key("rope.dimension_count"), Some(head_dim as u32))?.unwrap_or(0) as usize;

@@ -104,7 +104,10 @@ struct Reader<R: Read> {
 
 impl<R: Read> Reader<R> {
     fn error(&self, message: impl Into<String>) -> Error {
-        Error::InvalidInput(format!("{}: invalid GGUF header: {}", self.path.display(), message.into()))
+        // Version 1 files use 32-bit counts: say so, since a newer file mislabelled as version 1
+        // fails here with sizes that make no sense.
+        let read_as = if self.version == 1 { " (read as GGUF version 1, whose counts are 32-bit)" } else { "" };
+        Error::InvalidInput(format!("{}: invalid GGUF header: {}{read_as}", self.path.display(), message.into()))
     }
 
     fn remaining(&self) -> u64 {
