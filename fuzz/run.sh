@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the cargo-fuzz targets once and runs each for a bounded time (CI's fuzz stage; usable
+# by hand). Installs the nightly toolchain and cargo-fuzz only when missing.
+#   TCAT_FUZZ_SECONDS  seconds per target (default 45)
+#   TCAT_FUZZ_TARGETS  space-separated targets (default: all of `cargo fuzz list`)
+# A crash, leak or timeout stops the run with a non-zero status; libFuzzer leaves the input in
+# fuzz/artifacts/<target>/ (reproduce with `cargo +nightly fuzz run <target> <that file>`).
+set -euo pipefail
+cd "$(dirname "$0")"
+if ! cargo +nightly --version >/dev/null 2>&1; then
+    rustup toolchain install nightly --profile minimal
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+seconds=${TCAT_FUZZ_SECONDS:-45}
+targets=${TCAT_FUZZ_TARGETS:-$(cargo +nightly fuzz list)}
+bash seed.sh
+# The fuzz build has its own target dir (fuzz/target), so the workspace build is untouched.
+cargo +nightly fuzz build
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+for t in $targets; do
+    echo "-- fuzz $t (${seconds}s)"
+    if ! cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$seconds" -timeout=20 -print_final_stats=1 \
+        >"$log" 2>&1; then
+        tail -n 80 "$log" >&2
+        echo "fuzz target $t failed: the input is in fuzz/artifacts/$t/" >&2
+        exit 1
+    fi
+    grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$log" || true
+done
