@@ -320,6 +320,8 @@ fn gguf_headers_are_checked_before_candle_reads_them() {
     let cases: Vec<(&str, Vec<RawTensor>, &str)> = vec![
         ("zero", vec![("t.weight", vec![4, 0], 0, 0)], "include a zero"),
         ("overflow", vec![("t.weight", vec![u64::MAX / 2, 4], 0, 0)], "overflow"),
+        // Fits as an element count, overflows as f32 bytes (found by the gguf fuzz target).
+        ("overflow-bytes", vec![("t.weight", vec![(1u64 << 62) + 1], 0, 0)], "overflow in bytes"),
         ("ndims", vec![("t.weight", vec![1, 1, 1, 1, 1], 0, 0)], "5 dimensions"),
         ("type", vec![("t.weight", vec![4, 2], 99, 0)], "unknown type 99"),
         ("past-end", vec![("t.weight", vec![64, 64], 0, 0)], "runs past the end"),

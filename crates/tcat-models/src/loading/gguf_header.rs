@@ -302,7 +302,9 @@ pub(crate) fn read(path: &Path) -> Result<GgufHeader> {
                 dims[0]
             ))));
         }
-        let bytes = elements / block * dtype.type_size() as u64;
+        let Some(bytes) = (elements / block).checked_mul(dtype.type_size() as u64) else {
+            return Err(r.error(what(&format!("dimensions {dims:?} (innermost first) overflow in bytes"))));
+        };
         if !offset.is_multiple_of(alignment) {
             return Err(r.error(what(&format!("data offset {offset} is not a multiple of the alignment {alignment}"))));
         }
