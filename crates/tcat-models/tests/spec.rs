@@ -249,3 +249,25 @@ fn mixtral_router_logits_and_aux_loss_match_transformers() {
     assert!(d <= 1e-5, "aux loss {aux} differs from transformers' by {d}");
     assert_eq!(report.router_load.dims(), &[2, 4]);
 }
+
+/// Heads whose values are wider than their keys change the computation: refused by key.
+#[test]
+fn gguf_value_width_other_than_the_key_width_is_refused() {
+    let path = std::env::temp_dir().join(format!("tcat-llama-vlen-{}.gguf", std::process::id()));
+    rewrite_gguf(
+        &gguf("llama-scaled-gguf"),
+        &path,
+        |key, value| {
+            if key == "llama.attention.value_length" {
+                *value = candle_core::quantized::gguf_file::Value::U32(16);
+            }
+        },
+        |_| true,
+    );
+    let err = match GgufFile::open(&path).unwrap().load_llama(&device(), None) {
+        Ok(_) => panic!("a value width other than the key width must be refused"),
+        Err(e) => e.to_string(),
+    };
+    std::fs::remove_file(&path).ok();
+    assert!(err.contains("llama.attention.value_length"), "{err}");
+}

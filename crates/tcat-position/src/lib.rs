@@ -21,6 +21,7 @@
 mod absolute;
 mod alibi;
 mod deberta;
+mod image_grid;
 mod position_ids;
 mod rotary;
 mod sinusoidal;
@@ -30,6 +31,7 @@ mod transformer_xl;
 pub use absolute::AbsolutePositions;
 pub use alibi::{Alibi, alibi_slopes};
 pub use deberta::{LogBuckets, deberta_relative_positions, disentangled_bias, log_bucket_position};
+pub use image_grid::image_grid_table;
 pub use position_ids::{padding_aware_position_ids, positions_from_attention_mask, sequential_position_ids};
 pub use rotary::{RopeScaling, RotaryConfig, RotaryEmbedding, RotaryLayout, apply_frequency_factors};
 pub use sinusoidal::{SinusoidalLayout, sinusoidal_table};

@@ -9,6 +9,9 @@ mod weights;
 
 pub use names::{ExpertNames, MlmNames, QkvNames, WeightNames};
 
+/// Checks a spec's sizes against the weights and the machine before anything is allocated
+/// (what [`build`] does first).
+pub use sizes::check as check_sizes;
 pub use weights::{Init, RandomWeights, WeightSource};
 
 use candle_core::Tensor;
@@ -20,7 +23,7 @@ use tcat_blocks::{
 use tcat_core::{Error, Linear, Result};
 use tcat_position::{
     AbsolutePositions, Alibi, BucketDirection, RelativePositionBias, RopeScaling, RotaryConfig, RotaryEmbedding,
-    RotaryLayout, SinusoidalLayout, sinusoidal_table,
+    RotaryLayout, SinusoidalLayout, image_grid_table, sinusoidal_table,
 };
 use tcat_spec::{
     ArchSpec, AttentionPattern, EmbeddingProjection, EmbeddingScale, EntityFusionSpec, FeedForwardKind, HeadSpec,
@@ -441,23 +444,18 @@ fn tables(tower: &TowerSpec, r: &Resolver) -> Result<(Tensor, Option<AbsolutePos
             Some(AbsolutePositions::new(table, offset))
         }
         PositionSpec::ImageGrid { text_len, rows, cols } => {
-            // DALL-E: text positions from their own table; image token (r, c) gets row[r] + col[c].
-            let (dtype, device) = (r.weights.dtype(), r.weights.device());
-            let table =
-                |name: &str, n: usize| r.tensor(&r.base(&format!("{name}.weight")), &[n, width], weights::Init::Normal);
-            let text = table(r.names.positions, text_len)?;
-            let row_ids: Vec<u32> = (0..rows * cols).map(|p| (p / cols) as u32).collect();
-            let col_ids: Vec<u32> = (0..rows * cols).map(|p| (p % cols) as u32).collect();
-            let row_part = table("embed.image_rows", rows)?.index_select(&Tensor::new(row_ids, device)?, 0)?;
-            let col_part = table("embed.image_cols", cols)?.index_select(&Tensor::new(col_ids, device)?, 0)?;
-            let image = (row_part + col_part)?.to_dtype(dtype)?;
-            if tower.max_positions != text_len + rows * cols {
+            // DALL-E: a text table, then factorised row and column tables for the image.
+            if Some(tower.max_positions) != rows.checked_mul(cols).and_then(|n| n.checked_add(text_len)) {
                 return Err(Error::InvalidInput(format!(
                     "image grid positions: max_positions {} is not text {text_len} + {rows} × {cols} image tokens",
                     tower.max_positions
                 )));
             }
-            Some(AbsolutePositions::new(Tensor::cat(&[&text, &image], 0)?, 0))
+            let table =
+                |name: &str, n: usize| r.tensor(&r.base(&format!("{name}.weight")), &[n, width], weights::Init::Normal);
+            let text = table(r.names.positions, text_len)?;
+            let grid = image_grid_table(&text, &table("embed.image_rows", rows)?, &table("embed.image_cols", cols)?)?;
+            Some(AbsolutePositions::new(grid, 0))
         }
         PositionSpec::Sinusoidal { layout } => {
             let layout = match layout {

@@ -328,7 +328,21 @@ impl GgufFile {
     /// dequantizes every tensor to `d`.
     pub fn load_llama(self, device: &Device, dtype: Option<DType>) -> Result<DecoderModel> {
         let spec = self.spec()?;
+        let value_dim = self.u32_or("llama.attention.value_length", None)?;
         let weights = GgufWeights { file: RefCell::new(self), device: device.clone(), dtype };
+        // Values as wide as keys: tcat's attention has one head width. Checked after the sizes,
+        // so that a hostile size is named as such first.
+        if let (Some(value_dim), Some(tower)) = (value_dim, spec.single_tower()) {
+            crate::build::check_sizes(&spec, &weights)?;
+            let key_dim = tower.attention.head_dim;
+            if value_dim as usize != key_dim {
+                return Err(Error::InvalidInput(format!(
+                    "{}: metadata `llama.attention.value_length` ({value_dim}) differs from the key width ({key_dim}); \
+                     heads with different key and value widths are not supported",
+                    weights.location()
+                )));
+            }
+        }
         crate::build::build(&spec, &NAMES, &weights)?
             .into_decoder()
             .ok_or_else(|| Error::InvalidInput("a decoder spec built something else".into()))
