@@ -10,22 +10,43 @@ use crate::{Activation, Norm};
 #[derive(Debug, Clone)]
 pub struct LmHead {
     projection: Linear,
+    input_scale: Option<f64>,
 }
 
 impl LmHead {
     /// A head whose weight is the `[vocab, hidden]` word-embedding table (no bias).
     pub fn tied(word_table: &Tensor) -> Self {
-        Self { projection: Linear::new(word_table.clone(), None) }
+        Self { projection: Linear::new(word_table.clone(), None), input_scale: None }
     }
 
     /// A head with its own projection.
     pub fn new(projection: Linear) -> Self {
-        Self { projection }
+        Self { projection, input_scale: None }
+    }
+
+    /// Multiplies the hidden states by `scale` before the projection: T5 rescales by
+    /// `d_model^-0.5` when its head is tied to the token table (Mesh TensorFlow's convention,
+    /// kept by transformers' `T5ForConditionalGeneration`).
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use tcat_blocks::LmHead;
+    /// let table = Tensor::new(&[[1f32, 0.], [0., 1.]], &Device::Cpu).unwrap();
+    /// let head = LmHead::tied(&table).with_input_scale(0.5);
+    /// let logits = head.forward(&Tensor::new(&[[4f32, 2.]], &Device::Cpu).unwrap()).unwrap();
+    /// assert_eq!(logits.to_vec2::<f32>().unwrap(), [[2., 1.]]);
+    /// ```
+    pub fn with_input_scale(mut self, scale: f64) -> Self {
+        self.input_scale = Some(scale);
+        self
     }
 
     /// Logits `[.., vocab]` of `hidden` `[.., hidden]`.
     pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.projection.forward(hidden)
+        match self.input_scale {
+            Some(scale) => self.projection.forward(&(hidden * scale)?),
+            None => self.projection.forward(hidden),
+        }
     }
 }
 

@@ -1,6 +1,8 @@
-//! One Transformer layer: self-attention and feed-forward, each in a residual branch whose norm
-//! placement is a [`Residual`] choice. The feed-forward branch is dense or a mixture of experts
-//! ([`FeedForwardBlock`]).
+//! One Transformer layer: self-attention, optionally cross-attention to an encoder's output
+//! (the decoder layer of Vaswani et al. 2017, §3.1: "a third sub-layer, which performs
+//! multi-head attention over the output of the encoder stack"), and feed-forward, each in a
+//! residual branch whose norm placement is a [`Residual`] choice. The feed-forward branch is
+//! dense or a mixture of experts ([`FeedForwardBlock`]).
 
 use candle_core::{Result, Tensor};
 use tcat_attention::{AttentionMask, KvCache, MultiHeadAttention};
@@ -79,14 +81,29 @@ pub enum Residual {
     Parallel,
 }
 
-/// Self-attention then feed-forward, with residuals placed by [`Residual`].
+/// Self-attention, optional cross-attention, then feed-forward, with residuals placed by
+/// [`Residual`].
 #[derive(Debug, Clone)]
 pub struct TransformerLayer {
     attention: MultiHeadAttention,
     attention_norm: Norm,
+    cross: Option<(MultiHeadAttention, Norm)>,
     feed_forward: FeedForwardBlock,
     feed_forward_norm: Norm,
     residual: Residual,
+}
+
+/// What a cross-attending layer reads of the encoder's output: its keys and values, projected
+/// once ([`TransformerLayer::project_memory`]) and reused at every decoding step, and the mask
+/// over them (the encoder's key padding).
+#[derive(Debug, Clone, Copy)]
+pub struct CrossMemory<'a> {
+    /// Keys `[batch, kv_heads, memory_len, head_dim]`.
+    pub keys: &'a Tensor,
+    /// Values `[batch, kv_heads, memory_len, head_dim]`.
+    pub values: &'a Tensor,
+    /// The mask over the memory (bidirectional, with the encoder's key padding).
+    pub mask: &'a AttentionMask,
 }
 
 impl TransformerLayer {
@@ -100,7 +117,31 @@ impl TransformerLayer {
         feed_forward_norm: Norm,
         residual: Residual,
     ) -> Self {
-        Self { attention, attention_norm, feed_forward: feed_forward.into(), feed_forward_norm, residual }
+        Self { attention, attention_norm, cross: None, feed_forward: feed_forward.into(), feed_forward_norm, residual }
+    }
+
+    /// Adds a cross-attention branch between self-attention and feed-forward (the decoder
+    /// layer of an encoder-decoder: T5, BART, Marian), with its own norm placed as the other
+    /// branches' ([`Residual::PostNorm`] or [`Residual::PreNorm`]; a parallel layer has no
+    /// defined place for it and is refused). Its queries come from the layer, its keys and
+    /// values from [`project_memory`](Self::project_memory) of the encoder output.
+    pub fn with_cross_attention(mut self, attention: MultiHeadAttention, norm: Norm) -> Result<Self> {
+        if self.residual == Residual::Parallel {
+            candle_core::bail!("a parallel-residual layer cannot take a cross-attention branch");
+        }
+        self.cross = Some((attention, norm));
+        Ok(self)
+    }
+
+    /// The cross-attention module, if the layer has one.
+    pub fn cross_attention(&self) -> Option<&MultiHeadAttention> {
+        self.cross.as_ref().map(|(a, _)| a)
+    }
+
+    /// The keys and values of `memory` `[batch, memory_len, hidden]` (the encoder output) for
+    /// this layer's cross-attention, computed once per encoder pass; `None` without one.
+    pub fn project_memory(&self, memory: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
+        self.cross.as_ref().map(|(a, _)| a.project_kv(memory)).transpose()
     }
 
     /// A layer whose feed-forward branch is a mixture of experts (Switch, GLaM, Mixtral): the
@@ -150,8 +191,29 @@ impl TransformerLayer {
         positions: Option<&Tensor>,
         cache: Option<&mut KvCache>,
     ) -> Result<(Tensor, Option<RouterOutput>)> {
+        self.forward_cross(x, mask, positions, cache, None)
+    }
+
+    /// [`forward_with_router`](Self::forward_with_router) of a decoder layer: between
+    /// self-attention and feed-forward, the cross-attention branch attends to `memory` (the
+    /// encoder output's keys and values from [`project_memory`](Self::project_memory)).
+    /// `memory` must be given exactly when the layer has a cross-attention branch.
+    pub fn forward_cross(
+        &self,
+        x: &Tensor,
+        mask: &AttentionMask,
+        positions: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+        memory: Option<CrossMemory>,
+    ) -> Result<(Tensor, Option<RouterOutput>)> {
         let mut cache = cache;
-        self.residual_branches(x, |h| self.attention.forward(h, mask, positions, cache.as_deref_mut()))
+        let cross = match (&self.cross, memory) {
+            (Some((attention, norm)), Some(m)) => Some((attention, norm, m)),
+            (None, None) => None,
+            (Some(_), None) => candle_core::bail!("this decoder layer cross-attends: the encoder memory is missing"),
+            (None, Some(_)) => candle_core::bail!("encoder memory given to a layer without cross-attention"),
+        };
+        self.residual_branches(x, |h| self.attention.forward(h, mask, positions, cache.as_deref_mut()), cross)
     }
 
     /// Applies the layer to `x` with its attention's keys and values over `[memory; x]`
@@ -164,25 +226,35 @@ impl TransformerLayer {
             (Residual::PreNorm | Residual::Parallel, Some(m)) => Some(self.attention_norm.forward(m)?),
             (_, m) => m.cloned(),
         };
-        Ok(self.residual_branches(x, |h| self.attention.forward_with_memory(h, memory.as_ref(), mask))?.0)
+        Ok(self.residual_branches(x, |h| self.attention.forward_with_memory(h, memory.as_ref(), mask), None)?.0)
     }
 
-    /// The residual placement around `attend` and the feed-forward branch (with its router's
-    /// output, if it routes).
+    /// The residual placement around `attend`, the cross-attention branch (if any) and the
+    /// feed-forward branch (with its router's output, if it routes).
     fn residual_branches(
         &self,
         x: &Tensor,
         mut attend: impl FnMut(&Tensor) -> Result<Tensor>,
+        cross: Option<(&MultiHeadAttention, &Norm, CrossMemory)>,
     ) -> Result<(Tensor, Option<RouterOutput>)> {
         let ffn = |h: &Tensor| self.feed_forward.forward_with_router(h);
+        let cross_attend = |h: &Tensor, (a, _, m): (&MultiHeadAttention, &Norm, CrossMemory)| {
+            a.attend(&a.project_q(h)?, m.keys, m.values, m.mask)
+        };
         match self.residual {
             Residual::PostNorm => {
-                let h = self.attention_norm.forward(&(x + attend(x)?)?)?;
+                let mut h = self.attention_norm.forward(&(x + attend(x)?)?)?;
+                if let Some(c) = cross {
+                    h = c.1.forward(&(&h + cross_attend(&h, c)?)?)?;
+                }
                 let (f, router) = ffn(&h)?;
                 Ok((self.feed_forward_norm.forward(&(&h + f)?)?, router))
             }
             Residual::PreNorm => {
-                let h = (x + attend(&self.attention_norm.forward(x)?)?)?;
+                let mut h = (x + attend(&self.attention_norm.forward(x)?)?)?;
+                if let Some(c) = cross {
+                    h = (&h + cross_attend(&c.1.forward(&h)?, c)?)?;
+                }
                 let (f, router) = ffn(&self.feed_forward_norm.forward(&h)?)?;
                 Ok(((&h + f)?, router))
             }

@@ -42,10 +42,10 @@ pub use embeddings::Embeddings;
 pub use entity_fusion::{EntityFusion, FusionOutput};
 pub use feed_forward::FeedForward;
 pub use heads::{LmHead, MlmHead, Pooler, SentencePooling};
-pub use layer::{FeedForwardBlock, Residual, TransformerLayer};
+pub use layer::{CrossMemory, FeedForwardBlock, Residual, TransformerLayer};
 pub use moe::{
     ExpertCapacity, LogitsPrecision, MoeConfig, MoeFeedForward, MoeNames, Router, RouterOutput, Routing, RoutingRule,
     load_balancing_loss, masked_load_balancing_loss,
 };
 pub use norm::Norm;
-pub use stack::Stack;
+pub use stack::{EncoderMemory, Stack};

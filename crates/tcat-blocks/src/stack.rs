@@ -1,12 +1,61 @@
 //! A stack of Transformer layers with an optional final norm: the body of every encoder and
 //! decoder (Vaswani et al. 2017, §3.1), with T5's relative bias computed once per stack
-//! (Raffel et al. 2020, §2.1) and Transformer-XL's segment memory (Dai et al. 2019, §3.2).
+//! (Raffel et al. 2020, §2.1), Transformer-XL's segment memory (Dai et al. 2019, §3.2), and
+//! an encoder-decoder's cross-attention memory ([`EncoderMemory`]: the encoder output's keys
+//! and values, projected once per layer and reused at every decoding step).
 
 use candle_core::{Result, Tensor};
 use tcat_attention::{AttentionMask, KvCache};
 use tcat_position::{RelativePositionBias, SegmentMemory};
 
-use crate::{Norm, RouterOutput, TransformerLayer};
+use crate::{CrossMemory, Norm, RouterOutput, TransformerLayer};
+
+/// The encoder output as a decoder stack's cross-attention reads it: every cross-attending
+/// layer's keys and values, projected once ([`Stack::encoder_memory`]), and the mask over them.
+#[derive(Debug, Clone)]
+pub struct EncoderMemory {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    mask: AttentionMask,
+    rows: usize,
+    len: usize,
+}
+
+impl EncoderMemory {
+    /// Encoder positions each row attends to.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the memory has no positions.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Rows (the batch the encoder ran on).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The mask over the memory.
+    pub fn mask(&self) -> &AttentionMask {
+        &self.mask
+    }
+
+    /// The memory of rows `rows` (`[n]` u32 indices, repeats allowed), in that order: beam
+    /// search repeats each encoded row once per beam.
+    pub fn select_rows(&self, rows: &Tensor) -> Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|kv| kv.as_ref().map(|(k, v)| Ok((k.index_select(rows, 0)?, v.index_select(rows, 0)?))).transpose())
+            .collect::<Result<Vec<_>>>()?;
+        let mask = match self.mask.key_padding() {
+            Some(keep) => AttentionMask::none().with_key_padding(keep.index_select(rows, 0)?),
+            None => self.mask.clone(),
+        };
+        Ok(Self { layers, mask, rows: rows.dim(0)?, len: self.len })
+    }
+}
 
 /// Layers applied in order, then `final_norm` (pre-norm models such as GPT-2 end with one).
 #[derive(Debug, Clone)]
@@ -80,7 +129,44 @@ impl Stack {
         positions: Option<&Tensor>,
         caches: Option<&mut [KvCache]>,
     ) -> Result<Tensor> {
-        self.run(x, mask, positions, caches, None)
+        self.run(x, mask, positions, caches, None, None)
+    }
+
+    /// The cross-attention memory of `encoded` `[batch, memory_len, hidden]` (an encoder
+    /// stack's output) for this decoder stack: each cross-attending layer's keys and values,
+    /// projected once, and a bidirectional mask with `key_padding` (`[batch, memory_len]`,
+    /// 1 = real) when the encoder rows were padded.
+    pub fn encoder_memory(&self, encoded: &Tensor, key_padding: Option<&Tensor>) -> Result<EncoderMemory> {
+        let (rows, len, _) = encoded.dims3()?;
+        let layers = self.layers.iter().map(|l| l.project_memory(encoded)).collect::<Result<Vec<_>>>()?;
+        let mask = match key_padding {
+            Some(keep) => AttentionMask::none().with_key_padding(keep.clone()),
+            None => AttentionMask::none(),
+        };
+        Ok(EncoderMemory { layers, mask, rows, len })
+    }
+
+    /// [`forward`](Self::forward) of a decoder stack whose layers also cross-attend to
+    /// `memory` (from [`encoder_memory`](Self::encoder_memory)); returns the final states and
+    /// each layer's router statistics (`None` for dense layers).
+    pub fn forward_decoder(
+        &self,
+        x: &Tensor,
+        mask: &AttentionMask,
+        positions: Option<&Tensor>,
+        caches: Option<&mut [KvCache]>,
+        memory: &EncoderMemory,
+    ) -> Result<(Tensor, Vec<Option<RouterOutput>>)> {
+        if memory.layers.len() != self.layers.len() {
+            candle_core::bail!(
+                "encoder memory was projected for {} layers, this stack has {}",
+                memory.layers.len(),
+                self.layers.len()
+            );
+        }
+        let mut routers = Vec::with_capacity(self.layers.len());
+        let y = self.run(x, mask, positions, caches, Some(&mut routers), Some(memory))?;
+        Ok((y, routers))
     }
 
     /// [`forward`](Self::forward), also returning each layer's router statistics (`None` for a
@@ -94,7 +180,7 @@ impl Stack {
         caches: Option<&mut [KvCache]>,
     ) -> Result<(Tensor, Vec<Option<RouterOutput>>)> {
         let mut routers = Vec::with_capacity(self.layers.len());
-        let y = self.run(x, mask, positions, caches, Some(&mut routers))?;
+        let y = self.run(x, mask, positions, caches, Some(&mut routers), None)?;
         Ok((y, routers))
     }
 
@@ -105,6 +191,7 @@ impl Stack {
         positions: Option<&Tensor>,
         caches: Option<&mut [KvCache]>,
         mut routers: Option<&mut Vec<Option<RouterOutput>>>,
+        memory: Option<&EncoderMemory>,
     ) -> Result<Tensor> {
         let past = caches.as_ref().and_then(|c| c.first()).map_or(0, KvCache::len);
         let shared;
@@ -123,9 +210,11 @@ impl Stack {
         }
         let mut caches = caches.map(|c| c.iter_mut());
         let mut x = x.clone();
-        for layer in &self.layers {
+        for (i, layer) in self.layers.iter().enumerate() {
             let cache = caches.as_mut().and_then(|c| c.next());
-            let (y, router) = layer.forward_with_router(&x, mask, positions, cache)?;
+            let cross = memory
+                .and_then(|m| m.layers[i].as_ref().map(|(keys, values)| CrossMemory { keys, values, mask: &m.mask }));
+            let (y, router) = layer.forward_cross(&x, mask, positions, cache, cross)?;
             if let Some(routers) = routers.as_mut() {
                 routers.push(router);
             }
