@@ -175,6 +175,35 @@ impl KvCache {
         Ok(result)
     }
 
+    /// Keeps the batch rows `rows` (`[new_batch]` u32, indices into the current rows, repeats
+    /// allowed), in that order: what beam search needs when it reorders its hypotheses (the
+    /// `reorder_cache` of Hugging Face transformers). The held positions, the window and the
+    /// count of positions seen are unchanged; the buffers are replaced by their selected rows
+    /// (one `index_select` on the batch dimension each). Nothing to do before the first append.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use tcat_attention::KvCache;
+    /// let dev = Device::Cpu;
+    /// // Two rows whose keys are all 0 and all 1.
+    /// let k = Tensor::new(&[0f32, 1.], &dev).unwrap().reshape((2, 1, 1, 1)).unwrap();
+    /// let mut cache = KvCache::new(4);
+    /// cache.append(&k, &k).unwrap();
+    /// cache.select_rows(&Tensor::new(&[1u32, 1, 0], &dev).unwrap()).unwrap();
+    /// // The rows are now 1, 1, 0: each next key (here 0) follows its row's history.
+    /// let next = Tensor::zeros((3, 1, 1, 1), DType::F32, &dev).unwrap();
+    /// let (keys, _) = cache.append(&next, &next).unwrap();
+    /// assert_eq!(keys.flatten_all().unwrap().to_vec1::<f32>().unwrap(), [1., 0., 1., 0., 0., 0.]);
+    /// ```
+    pub fn select_rows(&mut self, rows: &Tensor) -> Result<()> {
+        for slot in [&mut self.keys, &mut self.values] {
+            if let Some(t) = slot.as_ref() {
+                *slot = Some(t.index_select(rows, 0)?);
+            }
+        }
+        Ok(())
+    }
+
     fn buffer(slot: &mut Option<Tensor>, like: &Tensor, capacity: usize, held: usize) -> Result<Tensor> {
         let (b, h, _, d) = like.dims4()?;
         if let Some(t) = slot {
@@ -194,5 +223,61 @@ impl KvCache {
         let t = Tensor::zeros((b, h, capacity, d), like.dtype(), like.device())?;
         *slot = Some(t.clone());
         Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    /// `[batch, 1, new, 2]` keys whose row `r`, position `p` holds `100·r + p` (twice).
+    fn rows_of(batch: usize, first: usize, new: usize) -> Tensor {
+        let data: Vec<f32> = (0..batch)
+            .flat_map(|r| (first..first + new).flat_map(move |p| [(100 * r + p) as f32; 2]))
+            .collect();
+        Tensor::from_vec(data, (batch, 1, new, 2), &Device::Cpu).unwrap()
+    }
+
+    /// Each row's held keys as `100·r + p` values (first of the pair), `[batch][positions]`.
+    fn held(k: &Tensor) -> Vec<Vec<f32>> {
+        k.narrow(3, 0, 1).unwrap().squeeze(3).unwrap().squeeze(1).unwrap().to_vec2().unwrap()
+    }
+
+    #[test]
+    fn select_rows_reorders_and_repeats_rows_of_every_retention() {
+        for retention in [Retention::All { capacity: 16 }, Retention::Window { window: 3 }] {
+            let mut cache = KvCache::with_retention(retention);
+            // Enough steps for the sliding buffer to have moved its tail to the front.
+            cache.append(&rows_of(3, 0, 4), &rows_of(3, 0, 4)).unwrap();
+            for p in 4..8 {
+                cache.append(&rows_of(3, p, 1), &rows_of(3, p, 1)).unwrap();
+            }
+            let (seen, kept) = (cache.len(), cache.held());
+            cache.select_rows(&Tensor::new(&[2u32, 0, 0, 1], &Device::Cpu).unwrap()).unwrap();
+            assert_eq!((cache.len(), cache.held()), (seen, kept), "{retention:?}");
+            // The next token of new row i carries 100·i + 8; the old positions follow the selection.
+            let next = rows_of(4, 8, 1);
+            let (k, v) = cache.append(&next, &next).unwrap();
+            let old = match retention {
+                Retention::All { .. } => 0..8,
+                Retention::Window { window } => 8 - (window - 1)..8,
+            };
+            let want: Vec<Vec<f32>> = [2usize, 0, 0, 1]
+                .iter()
+                .enumerate()
+                .map(|(i, &src)| old.clone().map(|p| (100 * src + p) as f32).chain([(100 * i + 8) as f32]).collect())
+                .collect();
+            assert_eq!(held(&k), want, "{retention:?} keys");
+            assert_eq!(held(&v), want, "{retention:?} values");
+        }
+    }
+
+    #[test]
+    fn select_rows_before_any_append_is_a_no_op() {
+        let mut cache = KvCache::new(4);
+        cache.select_rows(&Tensor::new(&[0u32, 0], &Device::Cpu).unwrap()).unwrap();
+        let one = Tensor::zeros((2, 1, 1, 2), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(cache.append(&one, &one).unwrap().0.dims(), &[2, 1, 1, 2]);
     }
 }

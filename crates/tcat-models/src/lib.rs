@@ -28,17 +28,23 @@ pub mod families;
 pub mod generation;
 pub mod loading;
 mod model;
+mod seq2seq;
 
 pub use batch::Batch;
 pub use decoder::{DecoderModel, RouterReport};
 pub use encoder::{EncoderModel, KnowledgeEncoder, KnowledgeLayer, PositionRule};
 pub use families::spec_of;
 pub use families::{
-    bert, bloom, ctrl, distilbert, gpt_neo, gpt_neox, gpt2, gptj, llama, mixtral, openai_gpt, opt, qwen2, roberta,
+    bart, bert, bloom, ctrl, distilbert, gpt_neo, gpt_neox, gpt2, gptj, llama, mixtral, openai_gpt, opt, qwen2,
+    roberta, t5,
 };
-pub use generation::{ChatMessage, ChatTemplate, GenerationConfig, Sampling, generate};
-pub use loading::{Checkpoint, ConfigFile, Format, ModelSource, SentenceConfig, SentenceDense, gguf, load_tokenizer};
+pub use generation::{ChatMessage, ChatTemplate, GenerationConfig, Sampling, generate, generate_seq2seq};
+pub use loading::{
+    Checkpoint, ConfigFile, Format, GenerationDefaults, ModelSource, SentenceConfig, SentenceDense, gguf,
+    load_tokenizer,
+};
 pub use model::{Model, SUPPORTED_MODEL_TYPES};
+pub use seq2seq::{Seq2seqModel, Seq2seqTokens, Seq2seqTower};
 /// The architecture spec types (re-exported from `tcat-spec`).
 pub use tcat_spec as spec;
 

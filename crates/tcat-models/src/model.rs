@@ -4,10 +4,11 @@ use candle_core::{DType, Device};
 use tcat_core::{Error, Result};
 
 use crate::gguf::GgufFile;
-use crate::{Checkpoint, ConfigFile, DecoderModel, EncoderModel, Format, ModelSource};
+use crate::{Checkpoint, ConfigFile, DecoderModel, EncoderModel, Format, ModelSource, Seq2seqModel};
 
 /// The `model_type` values tcat loads.
 pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
+    "bart",
     "bert",
     "bloom",
     "ctrl",
@@ -18,12 +19,17 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "gpt_neox",
     "gptj",
     "llama",
+    "marian",
+    "mbart",
     "mistral",
     "mixtral",
+    "mt5",
     "openai-gpt",
     "opt",
     "qwen2",
     "roberta",
+    "switch_transformers",
+    "t5",
     "xlm-roberta",
 ];
 
@@ -34,6 +40,8 @@ pub enum Model {
     Encoder(EncoderModel),
     /// A causal language model.
     Decoder(DecoderModel),
+    /// An encoder-decoder language model (T5, BART, Marian).
+    Seq2seq(Seq2seqModel),
 }
 
 impl Model {
@@ -85,6 +93,11 @@ impl Model {
         let model = crate::build::build(&spec, &names, ckpt)?;
         Ok(match (model, crate::families::positions_field(config)) {
             (Model::Decoder(d), Some(field)) => Model::Decoder(d.with_default_position_limit(field)),
+            (Model::Seq2seq(m), _) => {
+                let defaults = crate::GenerationDefaults::read(config)?;
+                let tokens = defaults.seq2seq_tokens(m.tokens(), &config.path)?;
+                Model::Seq2seq(m.with_tokens(tokens))
+            }
             (model, _) => model,
         })
     }
@@ -105,7 +118,15 @@ impl Model {
     pub fn as_encoder(&self) -> Option<&EncoderModel> {
         match self {
             Model::Encoder(m) => Some(m),
-            Model::Decoder(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The encoder-decoder, if this is one.
+    pub fn as_seq2seq(&self) -> Option<&Seq2seqModel> {
+        match self {
+            Model::Seq2seq(m) => Some(m),
+            _ => None,
         }
     }
 
@@ -113,7 +134,7 @@ impl Model {
     pub fn into_decoder(self) -> Option<DecoderModel> {
         match self {
             Model::Decoder(m) => Some(m),
-            Model::Encoder(_) => None,
+            _ => None,
         }
     }
 
@@ -121,7 +142,7 @@ impl Model {
     pub fn as_decoder(&self) -> Option<&DecoderModel> {
         match self {
             Model::Decoder(m) => Some(m),
-            Model::Encoder(_) => None,
+            _ => None,
         }
     }
 
@@ -130,6 +151,7 @@ impl Model {
         match self {
             Model::Encoder(m) => m.pad_token_id(),
             Model::Decoder(m) => m.pad_token_id(),
+            Model::Seq2seq(m) => m.pad_token_id(),
         }
     }
 }

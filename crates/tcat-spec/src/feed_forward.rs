@@ -92,6 +92,13 @@ pub enum RoutingRule {
         /// Capacity factor.
         capacity_factor: f64,
     },
+    /// Switch routing with a fixed capacity: each expert takes at most the first `capacity`
+    /// tokens of each sequence routed to it (transformers' `SwitchTransformersConfig.expert_capacity`);
+    /// the others get no expert output.
+    Top1FixedCapacity {
+        /// Tokens per expert and sequence.
+        capacity: usize,
+    },
 }
 
 /// A router's settings.
@@ -133,7 +140,7 @@ impl MoeSpec {
     pub fn active_experts(&self) -> usize {
         match self.router.rule {
             RoutingRule::TopK { k, .. } => k,
-            RoutingRule::Top1Capacity { .. } => 1,
+            RoutingRule::Top1Capacity { .. } | RoutingRule::Top1FixedCapacity { .. } => 1,
         }
     }
 

@@ -4,10 +4,11 @@
 //! [`Error::NotImplemented`] naming the part.
 
 mod names;
+mod seq2seq;
 mod sizes;
 mod weights;
 
-pub use names::{ExpertNames, MlmNames, QkvNames, WeightNames};
+pub use names::{CrossNames, ExpertNames, MlmNames, QkvNames, Seq2seqNames, WeightNames};
 
 /// Checks a spec's sizes against the weights and the machine before anything is allocated
 /// (what [`build`] does first).
@@ -61,7 +62,9 @@ pub fn build(spec: &ArchSpec, names: &WeightNames, weights: &dyn WeightSource) -
     match &spec.stacks {
         Stacks::Decoder { tower } => Ok(Model::Decoder(build_decoder(spec, tower, names, weights)?)),
         Stacks::Encoder { tower } => Ok(Model::Encoder(build_encoder(spec, tower, names, weights)?)),
-        Stacks::EncoderDecoder { .. } => Err(not_implemented("the encoder-decoder stack (T5, BART, Marian)")),
+        Stacks::EncoderDecoder { encoder, decoder, shared_embeddings } => {
+            Ok(Model::Seq2seq(seq2seq::build(spec, (encoder, decoder, *shared_embeddings), names, weights)?))
+        }
         Stacks::DualEncoder { .. } => Err(not_implemented("the dual text-image encoder (CLIP)")),
         Stacks::VisionLanguage { .. } => Err(not_implemented("the vision-language stack (CoCa, PaLM-E)")),
     }
@@ -86,6 +89,20 @@ struct Resolver<'a> {
 impl<'a> Resolver<'a> {
     fn new(names: &'a WeightNames, weights: &'a dyn WeightSource) -> Result<Self> {
         let probe = format!("{}.weight", names.word);
+        let prefix = names.base.iter().find(|p| weights.contains(&join(p, &probe))).copied().ok_or_else(|| {
+            Error::MissingTensor {
+                name: names.base.iter().map(|p| join(p, &probe)).collect::<Vec<_>>().join("` or `"),
+                location: weights.location(),
+            }
+        })?;
+        Ok(Self { names, weights, prefix })
+    }
+
+    /// A resolver for one tower of a model with several: the base prefix is the first under
+    /// which the first layer's attention output exists (a tower's token table may be a shared
+    /// one stored elsewhere).
+    fn for_tower(names: &'a WeightNames, weights: &'a dyn WeightSource) -> Result<Self> {
+        let probe = format!("{}.{}.weight", names.layer(0), names.attention_out);
         let prefix = names.base.iter().find(|p| weights.contains(&join(p, &probe))).copied().ok_or_else(|| {
             Error::MissingTensor {
                 name: names.base.iter().map(|p| join(p, &probe)).collect::<Vec<_>>().join("` or `"),
@@ -144,8 +161,16 @@ fn activation(kind: tcat_spec::ActivationKind) -> Activation {
     }
 }
 
-/// Refuses the parts of a tower the blocks cannot build yet.
+/// Refuses the parts of a single-stack tower the blocks cannot build yet.
 fn check_buildable(tower: &TowerSpec) -> Result<()> {
+    if tower.cross_attention.is_some() {
+        return Err(not_implemented("cross-attention layers outside an encoder-decoder"));
+    }
+    check_tower(tower)
+}
+
+/// Refuses the parts of any tower the blocks cannot build yet.
+fn check_tower(tower: &TowerSpec) -> Result<()> {
     if tower.embeddings.input != InputKind::Tokens {
         return Err(not_implemented("patch embeddings (ViT)"));
     }
@@ -162,9 +187,6 @@ fn check_buildable(tower: &TowerSpec) -> Result<()> {
         && moe.shared_expert_inner.is_some()
     {
         return Err(not_implemented("shared experts (Qwen2-MoE)"));
-    }
-    if tower.cross_attention.is_some() {
-        return Err(not_implemented("cross-attention layers outside an encoder-decoder"));
     }
     if tower.residual == ResidualSpec::Sandwich {
         return Err(not_implemented("sandwich norms"));
@@ -244,7 +266,7 @@ fn shared_positions(tower: &TowerSpec, r: &Resolver) -> Result<Shared> {
         relative_bias: match tower.positions {
             PositionSpec::T5Bias { num_buckets, max_distance } => {
                 let table = r.tensor(
-                    &r.base("relative_attention_bias.weight"),
+                    &r.base(&format!("{}.weight", r.names.relative_bias)),
                     &[num_buckets, tower.attention.num_heads],
                     weights::Init::Normal,
                 )?;
@@ -318,7 +340,39 @@ fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<T
         ResidualSpec::ParallelSharedNorm => (attention_norm.clone(), Residual::Parallel),
         ResidualSpec::Sandwich => return Err(not_implemented("sandwich norms")),
     };
-    Ok(TransformerLayer::new(attention, attention_norm, feed_forward, ffn_norm, residual))
+    let layer = TransformerLayer::new(attention, attention_norm, feed_forward, ffn_norm, residual);
+    match &tower.cross_attention {
+        None => Ok(layer),
+        Some(spec) => {
+            let (attention, norm) = cross_attention(tower, r, spec, &prefix)?;
+            Ok(layer.with_cross_attention(attention, norm)?)
+        }
+    }
+}
+
+/// The cross-attention of the decoder layer under `prefix` and its norm: queries from the
+/// layer, keys and values from the encoder output (as wide as the decoder's hidden states).
+fn cross_attention(
+    tower: &TowerSpec,
+    r: &Resolver,
+    spec: &tcat_spec::AttentionSpec,
+    prefix: &str,
+) -> Result<(MultiHeadAttention, Norm)> {
+    let names = r.names.cross.ok_or_else(|| not_implemented("cross-attention without weight names for it"))?;
+    let at = |name: &str| join(prefix, name);
+    let (h, qw, kvw) = (tower.hidden_size, spec.q_width(), spec.kv_width());
+    let QkvNames::Separate { q, k, v } = names.qkv else {
+        return Err(not_implemented("a fused cross-attention projection"));
+    };
+    let qkv = QkvProjection::Separate {
+        q: r.linear(&at(q), h, qw, spec.qkv_bias)?,
+        k: r.linear(&at(k), h, kvw, spec.qkv_bias)?,
+        v: r.linear(&at(v), h, kvw, spec.qkv_bias)?,
+    };
+    let out = r.linear(&at(names.out), qw, h, spec.out_bias)?;
+    let attention = MultiHeadAttention::new(qkv, out, spec.num_heads, spec.num_kv_heads, spec.head_dim)?
+        .with_scale(spec.scale_for_layer(0));
+    Ok((attention, r.norm(tower.norm, &at(names.norm), h)?))
 }
 
 /// The dense feed-forward network of the layer under `prefix`.
@@ -351,6 +405,9 @@ fn experts(tower: &TowerSpec, r: &Resolver, prefix: &str, moe: MoeSpec) -> Resul
         tcat_spec::RoutingRule::Top1Capacity { capacity_factor } => {
             RoutingRule::Top1Capacity { capacity: ExpertCapacity::Factor { factor: capacity_factor, min: 1 } }
         }
+        tcat_spec::RoutingRule::Top1FixedCapacity { capacity } => {
+            RoutingRule::Top1Capacity { capacity: ExpertCapacity::Fixed(capacity) }
+        }
     };
     let precision = if moe.router.float32 { LogitsPrecision::F32 } else { LogitsPrecision::Input };
     let router = Router::new(r.linear(&at(r.names.router), h, moe.num_experts, moe.router.bias)?, rule)?
@@ -360,7 +417,8 @@ fn experts(tower: &TowerSpec, r: &Resolver, prefix: &str, moe: MoeSpec) -> Resul
     let experts = match r.names.experts {
         ExpertNames::PerExpert { prefix: experts, gate, up, down } => (0..moe.num_experts)
             .map(|e| {
-                let lin = |name: &str, i, o| r.linear(&at(&format!("{experts}.{e}.{name}")), i, o, bias);
+                let expert = experts.replace("{e}", &e.to_string());
+                let lin = |name: &str, i, o| r.linear(&at(&format!("{expert}.{name}")), i, o, bias);
                 Ok(if gated {
                     FeedForward::gated(lin(gate, h, inner)?, lin(up, h, inner)?, lin(down, inner, h)?, act)
                 } else {
@@ -429,6 +487,11 @@ fn tables(tower: &TowerSpec, r: &Resolver) -> Result<(Tensor, Option<AbsolutePos
         &[tower.vocab_size, tower.embedding_width()],
         weights::Init::Normal,
     )?;
+    Ok((word, position_table(tower, r)?))
+}
+
+/// The absolute positions (learned, sinusoidal or DALL-E's image grid) of a tower, if any.
+fn position_table(tower: &TowerSpec, r: &Resolver) -> Result<Option<AbsolutePositions>> {
     let width = tower.side_table_width();
     let positions = match tower.positions {
         PositionSpec::Learned { ids } => {
@@ -467,7 +530,7 @@ fn tables(tower: &TowerSpec, r: &Resolver) -> Result<(Tensor, Option<AbsolutePos
         }
         _ => None,
     };
-    Ok((word, positions))
+    Ok(positions)
 }
 
 fn embeddings(

@@ -25,10 +25,11 @@ pub enum QkvNames {
 /// How the experts of a mixture-of-experts layer are stored (under the layer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpertNames {
-    /// One set of projections per expert under `{prefix}.{e}` (Hugging Face Mixtral:
-    /// `block_sparse_moe.experts.{e}.w1/w3/w2`).
+    /// One set of projections per expert under `prefix` with `{e}` replaced by the expert's
+    /// index (Hugging Face Mixtral: `block_sparse_moe.experts.{e}` with `w1/w3/w2`; Switch:
+    /// `mlp.experts.expert_{e}` with `wi/wo`).
     PerExpert {
-        /// The experts' prefix.
+        /// One expert's prefix, with `{e}`.
         prefix: &'static str,
         /// The gate projection.
         gate: &'static str,
@@ -60,6 +61,32 @@ pub struct MlmNames {
     pub decoder: &'static str,
     /// The vocabulary bias tensors tried in order (full tensor names).
     pub bias: &'static [&'static str],
+}
+
+/// Where a decoder layer stores its cross-attention (under the layer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrossNames {
+    /// Query, key and value projections (separate: the keys and values read the encoder).
+    pub qkv: QkvNames,
+    /// Output projection.
+    pub out: &'static str,
+    /// The branch's norm.
+    pub norm: &'static str,
+}
+
+/// The second half of an encoder-decoder's names: the family's [`WeightNames`] table names the
+/// encoder, this one the decoder (whose [`WeightNames::cross`] names the cross-attention) and
+/// what the two share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seq2seqNames {
+    /// The decoder tower.
+    pub decoder: WeightNames,
+    /// The token table both towers share, from the root, tried in order when a tower has no
+    /// table of its own (`shared`, `model.shared`).
+    pub shared: &'static [&'static str],
+    /// A bias added to the logits, from the root (BART's and Marian's `final_logits_bias`,
+    /// `[1, vocab]`); empty when the family has none.
+    pub final_logits_bias: &'static str,
 }
 
 /// Where a family stores each part. Names under the base model are relative to the first of
@@ -110,6 +137,12 @@ pub struct WeightNames {
     pub pooler: &'static str,
     /// The masked-LM head, if the family has one.
     pub mlm: Option<MlmNames>,
+    /// T5's relative position bias table, under the base model (the first layer keeps it).
+    pub relative_bias: &'static str,
+    /// A decoder layer's cross-attention, if the family has one.
+    pub cross: Option<CrossNames>,
+    /// The decoder's names, when this table names an encoder-decoder's encoder.
+    pub seq2seq: Option<&'static Seq2seqNames>,
     /// How projection weights are stored.
     pub layout: WeightLayout,
 }
@@ -138,6 +171,9 @@ impl WeightNames {
         lm_head: "lm_head",
         pooler: "",
         mlm: None,
+        relative_bias: "relative_attention_bias",
+        cross: None,
+        seq2seq: None,
         layout: WeightLayout::OutIn,
     };
 
@@ -146,36 +182,51 @@ impl WeightNames {
         self.layer.replace("{i}", &i.to_string())
     }
 
-    /// The names preset weights use: a plain, readable layout (`layers.{i}.attn.q`, ...).
-    pub const PRESET: WeightNames = WeightNames {
-        word: "embed.tokens",
-        positions: "embed.positions",
-        token_types: "embed.token_types",
-        embedding_norm: "embed.norm",
-        project_in: "embed.project_in",
-        project_out: "project_out",
-        layer: "layers.{i}",
-        qkv: QkvNames::Separate { q: "attn.q", k: "attn.k", v: "attn.v" },
-        attention_out: "attn.out",
-        attention_norm: "attn_norm",
-        ffn_gate: "ffn.gate",
-        ffn_up: "ffn.up",
-        ffn_down: "ffn.down",
-        ffn_norm: "ffn_norm",
-        router: "ffn.router",
-        experts: ExpertNames::PerExpert { prefix: "ffn.experts", gate: "gate", up: "up", down: "down" },
-        final_norm: "final_norm",
-        lm_head: "lm_head",
-        pooler: "pooler",
-        mlm: Some(MlmNames {
-            transform: "mlm.transform",
-            norm: "mlm.norm",
-            decoder: "mlm.decoder",
-            bias: &["mlm.bias"],
-        }),
-        ..WeightNames::EMPTY
-    };
+    /// The names preset weights use: a plain, readable layout (`layers.{i}.attn.q`, ...); an
+    /// encoder-decoder's decoder has the same layout under `decoder.`.
+    pub const PRESET: WeightNames = WeightNames { seq2seq: Some(&PRESET_SEQ2SEQ), ..PRESET_TOWER };
 }
+
+/// One preset tower's names.
+const PRESET_TOWER: WeightNames = WeightNames {
+    word: "embed.tokens",
+    positions: "embed.positions",
+    token_types: "embed.token_types",
+    embedding_norm: "embed.norm",
+    project_in: "embed.project_in",
+    project_out: "project_out",
+    layer: "layers.{i}",
+    qkv: QkvNames::Separate { q: "attn.q", k: "attn.k", v: "attn.v" },
+    attention_out: "attn.out",
+    attention_norm: "attn_norm",
+    ffn_gate: "ffn.gate",
+    ffn_up: "ffn.up",
+    ffn_down: "ffn.down",
+    ffn_norm: "ffn_norm",
+    router: "ffn.router",
+    experts: ExpertNames::PerExpert { prefix: "ffn.experts.{e}", gate: "gate", up: "up", down: "down" },
+    final_norm: "final_norm",
+    lm_head: "lm_head",
+    pooler: "pooler",
+    mlm: Some(MlmNames { transform: "mlm.transform", norm: "mlm.norm", decoder: "mlm.decoder", bias: &["mlm.bias"] }),
+    ..WeightNames::EMPTY
+};
+
+/// The decoder half of [`WeightNames::PRESET`]: the same layout under `decoder.`, with the
+/// cross-attention at `layers.{i}.cross`.
+const PRESET_SEQ2SEQ: Seq2seqNames = Seq2seqNames {
+    decoder: WeightNames {
+        base: &["decoder"],
+        cross: Some(CrossNames {
+            qkv: QkvNames::Separate { q: "cross.q", k: "cross.k", v: "cross.v" },
+            out: "cross.out",
+            norm: "cross_norm",
+        }),
+        ..PRESET_TOWER
+    },
+    shared: &["embed.tokens"],
+    final_logits_bias: "final_logits_bias",
+};
 
 /// `prefix.name`, or `name` at the root.
 pub(crate) fn join(prefix: &str, name: &str) -> String {

@@ -167,6 +167,10 @@ pub fn check(spec: &ArchSpec, weights: &dyn WeightSource) -> Result<()> {
             tower.max_positions
         ));
     }
+    if let tcat_spec::Stacks::EncoderDecoder { decoder, shared_embeddings: true, .. } = &spec.stacks {
+        // One token table serves both towers (counted once).
+        needed = needed.saturating_sub(decoder.vocab_size as u64 * decoder.embedding_width() as u64);
+    }
     if let Some(stored) = weights.stored_elements()
         && needed > stored
     {

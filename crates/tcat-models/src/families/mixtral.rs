@@ -22,7 +22,7 @@ struct MixtralExperts {
 /// Mixtral's names: LLaMA's, with the router and experts under `block_sparse_moe`.
 pub const NAMES: WeightNames = WeightNames {
     router: "block_sparse_moe.gate",
-    experts: ExpertNames::PerExpert { prefix: "block_sparse_moe.experts", gate: "w1", up: "w3", down: "w2" },
+    experts: ExpertNames::PerExpert { prefix: "block_sparse_moe.experts.{e}", gate: "w1", up: "w3", down: "w2" },
     ..crate::families::llama::NAMES
 };
 

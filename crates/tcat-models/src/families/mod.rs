@@ -1,6 +1,7 @@
 //! The registry of families: each maps its `config.json` to an [`ArchSpec`] and names its
 //! weights with a [`WeightNames`] table; the builder does the rest.
 
+pub mod bart;
 pub mod bert;
 pub mod bloom;
 pub mod ctrl;
@@ -16,6 +17,8 @@ pub mod opt;
 pub mod qwen2;
 pub mod roberta;
 pub(crate) mod rope_config;
+pub mod switch;
+pub mod t5;
 
 use tcat_core::Result;
 use tcat_spec::ArchSpec;
@@ -50,6 +53,11 @@ pub(crate) const FAMILIES: &[Family] = &[
     Family { model_types: &["mixtral"], spec: mixtral::spec, names: |_| Ok(mixtral::NAMES) },
     Family { model_types: &["opt"], spec: crate::opt::spec, names: |_| Ok(crate::opt::NAMES) },
     Family { model_types: &["qwen2"], spec: qwen2::spec, names: |_| Ok(llama::NAMES) },
+    Family { model_types: &["t5", "mt5"], spec: t5::spec, names: t5::names },
+    Family { model_types: &["switch_transformers"], spec: switch::spec, names: |_| Ok(switch::NAMES) },
+    Family { model_types: &["bart"], spec: bart::spec, names: |_| Ok(bart::NAMES) },
+    Family { model_types: &["mbart"], spec: bart::mbart_spec, names: |_| Ok(bart::NAMES) },
+    Family { model_types: &["marian"], spec: bart::marian_spec, names: |_| Ok(bart::NAMES) },
 ];
 
 /// The `model_type`s of every family.

@@ -5,6 +5,7 @@
 
 pub(crate) mod checkpoint;
 pub(crate) mod config;
+pub(crate) mod generation_defaults;
 pub mod gguf;
 pub(crate) mod gguf_header;
 pub(crate) mod safetensors_header;
@@ -14,6 +15,7 @@ pub(crate) mod tokenizer;
 
 pub use checkpoint::Checkpoint;
 pub use config::ConfigFile;
+pub use generation_defaults::GenerationDefaults;
 pub use sentence::{SentenceConfig, SentenceDense};
 pub use source::{Format, ModelSource};
 pub use tokenizer::load_tokenizer;
