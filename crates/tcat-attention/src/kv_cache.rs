@@ -233,9 +233,8 @@ mod tests {
 
     /// `[batch, 1, new, 2]` keys whose row `r`, position `p` holds `100·r + p` (twice).
     fn rows_of(batch: usize, first: usize, new: usize) -> Tensor {
-        let data: Vec<f32> = (0..batch)
-            .flat_map(|r| (first..first + new).flat_map(move |p| [(100 * r + p) as f32; 2]))
-            .collect();
+        let data: Vec<f32> =
+            (0..batch).flat_map(|r| (first..first + new).flat_map(move |p| [(100 * r + p) as f32; 2])).collect();
         Tensor::from_vec(data, (batch, 1, new, 2), &Device::Cpu).unwrap()
     }
 

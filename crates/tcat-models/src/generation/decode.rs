@@ -6,6 +6,7 @@ use tcat_attention::AttentionMask;
 use tcat_core::{Error, Result};
 use tcat_position::positions_from_attention_mask;
 
+use super::processors::{LogitsProcessors, SearchLimits};
 use crate::sampler::TokenSampler;
 use crate::{Batch, DecoderModel};
 
@@ -61,6 +62,16 @@ pub struct GenerationConfig {
     /// Penalty on tokens already present in the row (Keskar et al. 2019, CTRL §4.1): positive
     /// logits are divided by it, negative ones multiplied; 1 disables it.
     pub repetition_penalty: f64,
+    /// Ban any n-gram of this size from occurring twice in a row, the left-padded prompt
+    /// included (transformers' `no_repeat_ngram_size`; 0 disables it).
+    pub no_repeat_ngram_size: usize,
+    /// The stop tokens are banned until this many tokens were generated (transformers'
+    /// `min_new_tokens`; 0 disables it).
+    pub min_new_tokens: usize,
+    /// Forced as the token after a one-token prompt (transformers' `forced_bos_token_id`).
+    pub forced_bos_token_id: Option<u32>,
+    /// Forced as the last token `max_new_tokens` allows (transformers' `forced_eos_token_id`).
+    pub forced_eos_token_id: Option<Vec<u32>>,
 }
 
 impl Default for GenerationConfig {
@@ -73,6 +84,10 @@ impl Default for GenerationConfig {
             stop_tokens: None,
             stop_sequences: vec![],
             repetition_penalty: 1.0,
+            no_repeat_ngram_size: 0,
+            min_new_tokens: 0,
+            forced_bos_token_id: None,
+            forced_eos_token_id: None,
         }
     }
 }
@@ -125,6 +140,22 @@ pub fn generate(
         batch.attention_mask(),
         model.vocab_size(),
     )?;
+    let limits = SearchLimits {
+        min_new_tokens: config.min_new_tokens,
+        forced_bos_token_id: config.forced_bos_token_id,
+        forced_eos_token_id: config.forced_eos_token_id.clone(),
+        ..SearchLimits::new(config.max_new_tokens, stop.clone(), model.pad_token_id())
+    };
+    let processors = LogitsProcessors::new(&limits, config.no_repeat_ngram_size, longest, model.vocab_size(), &device)?;
+    // The rows as transformers' `input_ids` hold them (left padding, then the generated tokens,
+    // padding once finished), for the processors.
+    let mut sequences: Vec<Vec<u32>> = match processors.is_active() {
+        true => prompts
+            .iter()
+            .map(|p| std::iter::repeat_n(model.pad_token_id(), longest - p.len()).chain(p.iter().copied()).collect())
+            .collect(),
+        false => vec![],
+    };
     let mut caches = model.new_caches(total);
     let mut outputs: Vec<Vec<u32>> = prompts.to_vec();
     let mut finished = vec![false; prompts.len()];
@@ -138,12 +169,18 @@ pub fn generate(
             true => AttentionMask::causal().with_key_padding(mask.clone()),
             false => AttentionMask::causal(),
         };
-        let last = model.forward_last(&input, &positions, &attention, Some(&mut caches))?;
+        let mut last = model.forward_last(&input, &positions, &attention, Some(&mut caches))?;
+        if processors.is_active() {
+            last = processors.apply(&last.to_dtype(candle_core::DType::F32)?, prompts.len(), |r| &sequences[r])?;
+        }
         let ids = sampler.choose(&last)?;
         sampler.observe(&ids)?;
         // The one device-to-host copy of a step: the `[batch]` chosen ids, which streaming and
         // the stop tests need on the host.
         for (row, id) in ids.to_vec1::<u32>()?.into_iter().enumerate() {
+            if let Some(seq) = sequences.get_mut(row) {
+                seq.push(if finished[row] { model.pad_token_id() } else { id });
+            }
             if finished[row] {
                 continue;
             }
