@@ -439,9 +439,58 @@ pub struct GenerateArgs {
     /// Print one JSON line per prompt: {"ids": [...], "text": ...}.
     #[arg(long)]
     json: bool,
+    /// Beam search with this many beams, as transformers' `generate(num_beams=K)`; 1 (the
+    /// default) decodes greedily or samples. Beams print when done (no streaming).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    num_beams: usize,
+    /// Beam search: a finished hypothesis scores its summed log-probability divided by its
+    /// generated length to this power (> 0 favours longer outputs, < 0 shorter; default 1).
+    #[arg(long, allow_negative_numbers = true)]
+    length_penalty: Option<f64>,
+    /// Beam search: stop a prompt as soon as it has --num-beams finished hypotheses
+    /// (transformers' `early_stopping=True`); without it, transformers' default heuristic
+    /// (stop when no running beam can beat the worst finished one at the current length).
+    #[arg(long)]
+    early_stopping: bool,
+    /// Never generate an n-gram of this size twice in a row (prompt included; 0 = off); greedy,
+    /// sampling and beams.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    no_repeat_ngram_size: usize,
 }
 
 pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Result<()> {
+    use tcat_models::generation::{BeamSettings, EarlyStopping, SearchLimits, generate_beam};
+    if args.num_beams == 0 {
+        bail!("--num-beams must be at least 1 (1 is greedy decoding)");
+    }
+    let beams = args.num_beams > 1;
+    if beams {
+        let sampling_flag = [
+            (args.temperature != 0.0, "--temperature"),
+            (args.top_k.is_some(), "--top-k"),
+            (args.top_p.is_some(), "--top-p"),
+        ];
+        if let Some((_, flag)) = sampling_flag.iter().find(|(given, _)| *given) {
+            bail!(
+                "{flag} samples, but --num-beams {} searches deterministically: use one or the other",
+                args.num_beams
+            );
+        }
+        if args.repetition_penalty != 1.0 {
+            bail!("--repetition-penalty is not supported with --num-beams > 1");
+        }
+        if !args.stop.is_empty() {
+            bail!("--stop is not supported with --num-beams > 1 (beams end at the model's EOS or --max-new-tokens)");
+        }
+    } else if args.length_penalty.is_some() || args.early_stopping {
+        let flag = if args.early_stopping { "--early-stopping" } else { "--length-penalty" };
+        bail!("{flag} applies to beam search: add --num-beams K with K > 1");
+    }
+    if let Some(lp) = args.length_penalty
+        && !lp.is_finite()
+    {
+        bail!("--length-penalty must be a finite number, got {lp}");
+    }
     let sampling = Sampling::from_options(args.temperature, args.top_k, args.top_p)?;
     let (source, model) = load(&args.model, device, dtype)?;
     let Model::Decoder(decoder) = &model else {
@@ -494,13 +543,43 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
         stop_tokens: None,
         stop_sequences,
         repetition_penalty: args.repetition_penalty,
+        no_repeat_ngram_size: args.no_repeat_ngram_size,
+        ..Default::default()
     };
     let decode = |ids: &[u32]| -> Result<String> {
         let tok = tok.as_ref().expect("decode is only called with a tokenizer");
         tok.decode(ids, true).map_err(|e| anyhow::anyhow!("decoding: {e}"))
     };
-    let stream = !args.json && prompts.len() == 1 && tok.is_some();
     let mut out = std::io::stdout().lock();
+    let print = |out: &mut std::io::StdoutLock, outputs: &[Vec<u32>]| -> Result<()> {
+        for ids in outputs {
+            if args.json {
+                let mut line = serde_json::json!({"ids": ids});
+                if tok.is_some() {
+                    line["text"] = serde_json::Value::String(decode(ids)?);
+                }
+                writeln!(out, "{line}")?;
+            } else if tok.is_some() {
+                writeln!(out, "{}", decode(ids)?)?;
+            } else {
+                let list: Vec<String> = ids.iter().map(u32::to_string).collect();
+                writeln!(out, "{}", list.join(","))?;
+            }
+        }
+        Ok(())
+    };
+    if beams {
+        let settings = BeamSettings {
+            num_beams: args.num_beams,
+            length_penalty: args.length_penalty.unwrap_or(1.0),
+            early_stopping: if args.early_stopping { EarlyStopping::OnBeamsDone } else { EarlyStopping::Heuristic },
+            no_repeat_ngram_size: args.no_repeat_ngram_size,
+        };
+        let limits = SearchLimits::new(args.max_new_tokens, decoder.eos_token_ids().to_vec(), decoder.pad_token_id());
+        let outputs = generate_beam(decoder, &prompts, &settings, &limits)?;
+        return print(&mut out, &outputs);
+    }
+    let stream = !args.json && prompts.len() == 1 && tok.is_some();
     let mut shown = String::new();
     let mut so_far = prompts[0].clone();
     // A chat prompt is the template's text: stream only the reply. Another prompt is echoed
@@ -536,21 +615,7 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
         writeln!(out, "{}", text.strip_prefix(&shown).unwrap_or(""))?;
         return Ok(());
     }
-    for ids in &outputs {
-        if args.json {
-            let mut line = serde_json::json!({"ids": ids});
-            if tok.is_some() {
-                line["text"] = serde_json::Value::String(decode(ids)?);
-            }
-            writeln!(out, "{line}")?;
-        } else if tok.is_some() {
-            writeln!(out, "{}", decode(ids)?)?;
-        } else {
-            let list: Vec<String> = ids.iter().map(u32::to_string).collect();
-            writeln!(out, "{}", list.join(","))?;
-        }
-    }
-    Ok(())
+    print(&mut out, &outputs)
 }
 
 #[cfg(test)]
