@@ -3,49 +3,8 @@
 //! Hugging Face transformers 5.23 runs `generate(num_beams=K)` (`GenerationMixin._beam_search`),
 //! so that tcat returns the same ids.
 //!
-//! Each batch item keeps `K` running hypotheses and up to `K` finished ones. A step:
-//!
-//! 1. the model's last-position logits of every running row, in f32, go through `log_softmax`,
-//!    then the [logits processors](super::processors) (no-repeat n-gram, min new tokens, forced
-//!    BOS / EOS), and each row's running score (the sum of its log-probabilities) is added;
-//! 2. the top `2K` candidates over `K × vocab` (`max(2, 1 + #EOS) · K`) are taken, best first;
-//! 3. a candidate *hits a stop* when its token is an EOS id or the sequence reaches
-//!    `prompt + max_new_tokens` tokens. Among the first `K` candidates, those that hit become
-//!    finished hypotheses with score `sum_logprobs / generated_len ^ length_penalty`, where
-//!    `generated_len` counts the generated tokens including the EOS and **excluding the prompt**
-//!    (the padded prompt of a decoder-only model, the decoder start of an encoder-decoder);
-//!    the finished set keeps the best `K` of the old and new ones;
-//! 4. the `K` best candidates that did not hit (hits get −1e9) become the running beams, and
-//!    the model's rows (KV caches, masks, positions) follow them.
-//!
-//! The first step has only beam 0 active (beams 1.. start at −1e9), so the `K` copies of the
-//! prompt do not produce `K` identical beams. Scores are f32 with transformers' operation order,
-//! so −1e9 absorbs small log-probabilities exactly as it does there.
-//!
-//! **Stopping** ([`EarlyStopping`], transformers' `early_stopping`): a batch item is *done* when
-//! all `K` finished slots are filled and the best running score divided by
-//! `len ^ length_penalty` is not above the worst finished score, where `len` is the current
-//! generated length ([`Heuristic`](EarlyStopping::Heuristic) and
-//! [`OnBeamsDone`](EarlyStopping::OnBeamsDone)) or, for [`Never`](EarlyStopping::Never) with a
-//! positive length penalty, `max_new_tokens` (the best length a running beam could still reach).
-//! A done item accepts no more finished hypotheses; with `OnBeamsDone` an item also accepts no
-//! more once its `K` slots are filled, and the search ends as soon as every item has `K`
-//! finished hypotheses. The search ends when every item is done, or at `max_new_tokens`, or
-//! when all candidates hit a stop.
-//!
-//! **Result**: per batch item the best finished hypothesis: its prefix followed by its generated
-//! tokens (ending with the EOS when it produced one). transformers returns these rows right-padded
-//! to the longest with [`SearchLimits::fill_token_id`]; tcat returns them unpadded.
-//!
-//! **Ties**: candidates of equal score are ordered by their index (lower first: beam-major, then
-//! token id; finished hypotheses already held before new ones), which is what a stable sort
-//! gives. `torch.topk` does not document its order for ties; with real-valued model scores they
-//! do not occur, except among −1e9 and −∞ filler candidates, which only matter when the
-//! vocabulary has fewer than `2K` usable tokens.
-//!
-//! Per step the host receives the `[batch, 2K]` candidate ids and scores and sends the `[batch·K]`
-//! running scores, the rows to keep and the next ids (plus the banned ids when n-gram blocking is
-//! on); logits stay on the device and the top-k runs there (repeated argmax).
+//! The search itself, with the exact rules (lengths, stopping, ties), is documented on
+//! [`beam_search`]; [`generate_beam`] runs it over a causal language model.
 
 use candle_core::{D, DType, Tensor};
 use tcat_attention::{AttentionMask, KvCache};
@@ -68,7 +27,7 @@ pub trait StepDecoder {
     fn select_rows(&mut self, rows: &Tensor) -> Result<()>;
 }
 
-/// When beam search stops (transformers' `early_stopping`; see the [module docs](self)).
+/// When beam search stops (transformers' `early_stopping`; the rules are on [`beam_search`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EarlyStopping {
     /// `early_stopping=False` (transformers' default): a batch item is done when its best running
@@ -183,8 +142,54 @@ fn length_norm(length: usize, length_penalty: f64) -> f32 {
     (length as f64).powf(length_penalty) as f32
 }
 
-/// Beam search over `decoder` for `prefixes.len()` batch items (transformers'
-/// `generate(num_beams=K)` semantics; see the [module docs](self)).
+/// Beam search over `decoder` for `prefixes.len()` batch items, as transformers'
+/// `generate(num_beams=K)` runs it.
+///
+/// Each batch item keeps `K` running hypotheses and up to `K` finished ones. A step:
+///
+/// 1. the model's last-position logits of every running row, in f32, go through `log_softmax`,
+///    then the [logits processors](super::LogitsProcessors) (no-repeat n-gram, min new tokens, forced
+///    BOS / EOS), and each row's running score (the sum of its log-probabilities) is added;
+/// 2. the top `2K` candidates over `K × vocab` (`max(2, 1 + #EOS) · K`) are taken, best first;
+/// 3. a candidate *hits a stop* when its token is an EOS id or the sequence reaches
+///    `prompt + max_new_tokens` tokens. Among the first `K` candidates, those that hit become
+///    finished hypotheses with score `sum_logprobs / generated_len ^ length_penalty`, where
+///    `generated_len` counts the generated tokens including the EOS and **excluding the prompt**
+///    (the padded prompt of a decoder-only model, the decoder start of an encoder-decoder);
+///    the finished set keeps the best `K` of the old and new ones;
+/// 4. the `K` best candidates that did not hit (hits get −1e9) become the running beams, and
+///    the model's rows (KV caches, masks, positions) follow them.
+///
+/// The first step has only beam 0 active (beams 1.. start at −1e9), so the `K` copies of the
+/// prompt do not produce `K` identical beams. Scores are f32 with transformers' operation order,
+/// so −1e9 absorbs small log-probabilities exactly as it does there.
+///
+/// **Stopping** ([`EarlyStopping`], transformers' `early_stopping`): a batch item is *done* when
+/// all `K` finished slots are filled and the best running score divided by
+/// `len ^ length_penalty` is not above the worst finished score, where `len` is the current
+/// generated length ([`Heuristic`](EarlyStopping::Heuristic) and
+/// [`OnBeamsDone`](EarlyStopping::OnBeamsDone)) or, for [`Never`](EarlyStopping::Never) with a
+/// positive length penalty, `max_new_tokens` (the best length a running beam could still reach).
+/// A done item accepts no more finished hypotheses; with `OnBeamsDone` an item also accepts no
+/// more once its `K` slots are filled, and the search ends as soon as every item has `K`
+/// finished hypotheses. The search ends when every item is done, or at `max_new_tokens`, or
+/// when all candidates hit a stop.
+///
+/// **Result**: per batch item the best finished hypothesis: its prefix followed by its generated
+/// tokens (ending with the EOS when it produced one). transformers returns these rows right-padded
+/// to the longest with [`SearchLimits::fill_token_id`]; tcat returns them unpadded.
+///
+/// **Ties**: candidates of equal score are ordered by their index (lower first: beam-major, then
+/// token id; finished hypotheses already held before new ones), which is what a stable sort
+/// gives. `torch.topk` does not document its order for ties; with real-valued model scores they
+/// do not occur, except among −1e9 and −∞ filler candidates, which only matter when the
+/// vocabulary has fewer than `2K` usable tokens.
+///
+/// Per step the host receives the `[batch, 2K]` candidate ids and scores and sends the `[batch·K]`
+/// running scores, the rows to keep and the next ids (plus the banned ids when n-gram blocking is
+/// on); logits stay on the device and the top-k runs there (repeated argmax).
+///
+/// # Arguments
 ///
 /// `prefixes` are each batch item's tokens that count as already present, all of one length
 /// (transformers' `input_ids`: a decoder-only model's left-padded prompt, pads included; an

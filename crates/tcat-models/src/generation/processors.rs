@@ -1,23 +1,6 @@
 //! Logits processors shared by greedy decoding and beam search, with Hugging Face
-//! transformers' semantics (`generation/logits_process.py`, 5.23), applied in transformers'
-//! order:
-//!
-//! 1. **no-repeat n-gram** (`NoRepeatNGramLogitsProcessor`, from fairseq; Paulus et al. 2017,
-//!    "A Deep Reinforced Model for Abstractive Summarization", §2.5): a token that would
-//!    complete an n-gram already present in the row gets −∞. The row is the whole sequence as
-//!    transformers' `input_ids` holds it: for a decoder-only model the prompt **including its
-//!    left padding**, for an encoder-decoder the decoder start token, then the generated tokens.
-//! 2. **min new tokens** (`MinNewTokensLengthLogitsProcessor`): EOS gets −∞ while fewer than
-//!    `min_new_tokens` tokens were generated. (transformers' `min_length` counts the prompt:
-//!    it is `min_new_tokens = min_length − prompt length`.)
-//! 3. **forced BOS** (`ForcedBOSTokenLogitsProcessor`): when the sequence holds exactly one
-//!    token (an encoder-decoder's decoder start, or a one-token prompt), every token but
-//!    `forced_bos_token_id` gets −∞ and that one 0.
-//! 4. **forced EOS** (`ForcedEOSTokenLogitsProcessor`): at the last position allowed by
-//!    `max_new_tokens`, every token but the `forced_eos_token_id`s gets −∞ and those 0.
-//!
-//! The scores stay on the device; what goes up per step is at most the banned ids of the rows
-//! that have any (n-gram blocking needs the rows' tokens, which generation holds on the host).
+//! transformers' semantics (`generation/logits_process.py`, 5.23): the rules are on
+//! [`LogitsProcessors`].
 
 use candle_core::{DType, Device, Tensor};
 use tcat_core::{Error, Result};
@@ -107,6 +90,25 @@ pub fn no_repeat_ngram_bans(row: &[u32], n: usize) -> Vec<u32> {
 /// The processors of one generation, built once for a vocabulary and a device and applied to
 /// every step's `[rows, vocab]` scores (f32 logits for greedy decoding, log-probabilities for
 /// beam search, as transformers applies them).
+///
+/// Applied in transformers' order:
+///
+/// 1. **no-repeat n-gram** (`NoRepeatNGramLogitsProcessor`, from fairseq; Paulus et al. 2017,
+///    "A Deep Reinforced Model for Abstractive Summarization", §2.5): a token that would
+///    complete an n-gram already present in the row gets −∞. The row is the whole sequence as
+///    transformers' `input_ids` holds it: for a decoder-only model the prompt **including its
+///    left padding**, for an encoder-decoder the decoder start token, then the generated tokens.
+/// 2. **min new tokens** (`MinNewTokensLengthLogitsProcessor`): EOS gets −∞ while fewer than
+///    `min_new_tokens` tokens were generated. (transformers' `min_length` counts the prompt:
+///    it is `min_new_tokens = min_length − prompt length`.)
+/// 3. **forced BOS** (`ForcedBOSTokenLogitsProcessor`): when the sequence holds exactly one
+///    token (an encoder-decoder's decoder start, or a one-token prompt), every token but
+///    `forced_bos_token_id` gets −∞ and that one 0.
+/// 4. **forced EOS** (`ForcedEOSTokenLogitsProcessor`): at the last position allowed by
+///    `max_new_tokens`, every token but the `forced_eos_token_id`s gets −∞ and those 0.
+///
+/// The scores stay on the device; what goes up per step is at most the banned ids of the rows
+/// that have any (n-gram blocking needs the rows' tokens, which generation holds on the host).
 #[derive(Debug, Clone)]
 pub struct LogitsProcessors {
     no_repeat_ngram_size: usize,
