@@ -152,6 +152,11 @@ fn run_preset(entry: &Entry) -> Result<()> {
     match &model {
         Model::Encoder(m) => m.hidden_states(&batch).map(drop)?,
         Model::Decoder(m) => m.logits(&batch).map(drop)?,
+        Model::Seq2seq(m) => {
+            let start = m.tokens().decoder_start;
+            let decoder = Batch::right_padded(&[vec![start, 1, 2]], None, model.pad_token_id(), &Device::Cpu)?;
+            m.logits(&batch, &decoder).map(drop)?
+        }
     }
     Ok(())
 }

@@ -64,9 +64,10 @@ pub struct ForwardArgs {
     /// Segment ids of one row (one per --ids row when given).
     #[arg(long, allow_negative_numbers = true)]
     token_type_ids: Vec<String>,
-    // Decoder ids for encoder-decoders: refused with a clear error until a family accepts
-    // them, and hidden from the help until then.
-    #[arg(long, hide = true, allow_negative_numbers = true)]
+    /// Decoder token ids of an encoder-decoder (T5, BART, Marian), comma-separated, one row per
+    /// --ids row, each starting with the decoder start token: `logits` are then
+    /// `[batch, decoder_seq, vocab]` (ragged rows are right-padded and masked).
+    #[arg(long, allow_negative_numbers = true)]
     decoder_ids: Vec<String>,
     /// Which output to write: the model's own (`hidden_states` or `logits`), or `reward`
     /// (`rewards` `[batch]`, the scalar head of a decoder; presets and checkpoints with a
@@ -107,11 +108,27 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
     }
     crate::output::check_writable("--out", &args.out)?;
     let (_, model) = load(&args.model, device, dtype)?;
-    if !args.decoder_ids.is_empty() {
-        bail!("--decoder-ids: `{}` is not an encoder-decoder model", args.model);
+    let decoder_rows = args.decoder_ids.iter().map(|s| parse_ids("--decoder-ids", s)).collect::<Result<Vec<_>>>()?;
+    match (&model, decoder_rows.len()) {
+        (Model::Seq2seq(m), 0) => bail!(
+            "--decoder-ids: `{}` is an encoder-decoder; give one --decoder-ids row per --ids row, each starting with \
+             the decoder start token {}",
+            args.model,
+            m.tokens().decoder_start
+        ),
+        (Model::Seq2seq(_), n) if n != rows.len() => {
+            bail!("--decoder-ids: given {n} times for {} --ids rows; give one per row", rows.len())
+        }
+        (Model::Seq2seq(_), _) => {}
+        (_, 0) => {}
+        (_, _) => bail!("--decoder-ids: `{}` is not an encoder-decoder model (T5, BART, Marian)", args.model),
     }
     let types = (!types.is_empty()).then_some(types.as_slice());
     let batch = Batch::right_padded(&rows, types, model.pad_token_id(), device)?;
+    let decoder_batch = match &model {
+        Model::Seq2seq(_) => Some(Batch::right_padded(&decoder_rows, None, model.pad_token_id(), device)?),
+        _ => None,
+    };
     let (name, output) = match (&model, args.head) {
         (Model::Decoder(m), Some(HeadArg::Reward)) => ("rewards", m.rewards(&batch)?),
         (Model::Encoder(_), Some(HeadArg::Reward)) => bail!("--head reward: the reward head sits on decoders"),
@@ -127,6 +144,13 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
             }
             ("logits", m.logits(&batch)?)
         }
+        (Model::Seq2seq(_), Some(HeadArg::Reward)) => bail!("--head reward: the reward head sits on decoders"),
+        (Model::Seq2seq(m), None) => {
+            if types.is_some() {
+                bail!("--token-type-ids: encoder-decoders take no token types");
+            }
+            ("logits", m.logits(&batch, decoder_batch.as_ref().expect("built for encoder-decoders"))?)
+        }
     };
     let host = |t: &candle_core::Tensor| -> Result<candle_core::Tensor> {
         Ok(t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)
@@ -135,6 +159,9 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
         (name.to_string(), host(&output)?),
         ("attention_mask".to_string(), host(batch.attention_mask())?),
     ]);
+    if let Some(decoder) = &decoder_batch {
+        tensors.insert("decoder_attention_mask".into(), host(decoder.attention_mask())?);
+    }
     if args.router_stats {
         let Model::Decoder(m) = &model else { bail!("--router-stats: `{}` is not a decoder", args.model) };
         let report = m.logits_with_router(&batch)?;
@@ -493,9 +520,12 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
     }
     let sampling = Sampling::from_options(args.temperature, args.top_k, args.top_p)?;
     let (source, model) = load(&args.model, device, dtype)?;
-    let Model::Decoder(decoder) = &model else {
-        bail!("generate needs a causal language model; `{}` is an encoder", args.model);
-    };
+    if let Model::Encoder(_) = &model {
+        bail!("generate needs a language model (causal or encoder-decoder); `{}` is an encoder", args.model);
+    }
+    if args.chat && matches!(model, Model::Seq2seq(_)) {
+        bail!("--chat: `{}` is an encoder-decoder; its prompt is the encoder input, give it as --prompt", args.model);
+    }
     let tok = (source.tokenizer.is_some() || source.format == Format::Gguf).then(|| tokenizer(&source)).transpose()?;
     let prompts: Vec<Vec<u32>> = if !args.prompt_ids.is_empty() {
         args.prompt_ids.iter().map(|s| parse_ids("--prompt-ids", s)).collect::<Result<_>>()?
@@ -575,10 +605,26 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
             early_stopping: if args.early_stopping { EarlyStopping::OnBeamsDone } else { EarlyStopping::Heuristic },
             no_repeat_ngram_size: args.no_repeat_ngram_size,
         };
-        let limits = SearchLimits::new(args.max_new_tokens, decoder.eos_token_ids().to_vec(), decoder.pad_token_id());
-        let outputs = generate_beam(decoder, &prompts, &settings, &limits)?;
+        let outputs = match &model {
+            Model::Decoder(decoder) => {
+                let limits =
+                    SearchLimits::new(args.max_new_tokens, decoder.eos_token_ids().to_vec(), decoder.pad_token_id());
+                generate_beam(decoder, &prompts, &settings, &limits)?
+            }
+            Model::Seq2seq(m) => tcat_models::generation::generate_seq2seq_beam(m, &prompts, &config, &settings)?,
+            Model::Encoder(_) => unreachable!("refused above"),
+        };
         return print(&mut out, &outputs);
     }
+    let decoder = match &model {
+        Model::Decoder(decoder) => decoder,
+        Model::Seq2seq(m) => {
+            // The decoder sequence (from the decoder start token) is printed when done.
+            let outputs = tcat_models::generate_seq2seq(m, &prompts, &config, |_, _| {})?;
+            return print(&mut out, &outputs);
+        }
+        Model::Encoder(_) => unreachable!("refused above"),
+    };
     let stream = !args.json && prompts.len() == 1 && tok.is_some();
     let mut shown = String::new();
     let mut so_far = prompts[0].clone();

@@ -77,6 +77,14 @@ impl DecoderModel {
         if self.position_limit.is_some() { self } else { self.with_position_limit(field) }
     }
 
+    /// Replaces the ids that end generation (transformers reads them from
+    /// `generation_config.json` when a checkpoint has one: Llama 3 Instruct ends its turns with
+    /// a second EOS).
+    pub fn with_eos_token_ids(mut self, eos: Vec<u32>) -> Self {
+        self.eos_token_ids = eos;
+        self
+    }
+
     /// Names what sets the position limit in [`Error::SequenceTooLong`] messages: the family's
     /// config field (`max_position_embeddings`, `n_positions`) or GGUF key.
     pub fn with_position_limit(mut self, field: impl Into<String>) -> Self {

@@ -44,7 +44,7 @@ pub use loading::{
     load_tokenizer,
 };
 pub use model::{Model, SUPPORTED_MODEL_TYPES};
-pub use seq2seq::{Seq2seqModel, Seq2seqTokens, Seq2seqTower};
+pub use seq2seq::{Seq2seqModel, Seq2seqRouterReport, Seq2seqTokens, Seq2seqTower};
 /// The architecture spec types (re-exported from `tcat-spec`).
 pub use tcat_spec as spec;
 

@@ -91,10 +91,17 @@ impl Model {
         config.refuse("quantization_config", "tcat loads unquantized safetensors weights (or GGUF files)")?;
         let (spec, names) = crate::families::spec_and_names(config)?;
         let model = crate::build::build(&spec, &names, ckpt)?;
+        let defaults = crate::GenerationDefaults::read(config)?;
+        let model = match model {
+            // transformers stops at the generation config's EOS ids when the checkpoint has one.
+            Model::Decoder(d) if defaults.from_generation_config && !defaults.eos_token_id.to_vec().is_empty() => {
+                Model::Decoder(d.with_eos_token_ids(defaults.eos_token_id.to_vec()))
+            }
+            model => model,
+        };
         Ok(match (model, crate::families::positions_field(config)) {
             (Model::Decoder(d), Some(field)) => Model::Decoder(d.with_default_position_limit(field)),
             (Model::Seq2seq(m), _) => {
-                let defaults = crate::GenerationDefaults::read(config)?;
                 let tokens = defaults.seq2seq_tokens(m.tokens(), &config.path)?;
                 Model::Seq2seq(m.with_tokens(tokens))
             }

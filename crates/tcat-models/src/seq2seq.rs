@@ -36,6 +36,8 @@ pub struct Seq2seqTokens {
     /// Forced as the last token when generation reaches its length limit
     /// (`forced_eos_token_id`: BART).
     pub forced_eos: Option<u32>,
+    /// Token sequences never generated (`bad_words_ids`: Marian bans its pad token).
+    pub bad_words: Vec<Vec<u32>>,
 }
 
 /// An encoder-decoder language model.
@@ -159,12 +161,12 @@ impl Seq2seqModel {
     /// Logits `[batch, decoder_seq, vocab]` of right-padded encoder and decoder batches in one
     /// pass (teacher forcing), as `tcat forward --decoder-ids` writes them.
     pub fn logits(&self, encoder: &Batch, decoder: &Batch) -> Result<Tensor> {
-        Ok(self.logits_with_router(encoder, decoder)?.0)
+        Ok(self.logits_with_router(encoder, decoder)?.logits)
     }
 
-    /// [`logits`](Self::logits) with the routers' statistics of the encoder's then the
-    /// decoder's sparse layers (Switch Transformers); empty for a dense model.
-    pub fn logits_with_router(&self, encoder: &Batch, decoder: &Batch) -> Result<(Tensor, Vec<RouterOutput>)> {
+    /// [`logits`](Self::logits) with the routers' statistics of the encoder's and the
+    /// decoder's sparse layers (Switch Transformers; empty for a dense model).
+    pub fn logits_with_router(&self, encoder: &Batch, decoder: &Batch) -> Result<Seq2seqRouterReport> {
         let (be, bd) = (encoder.input_ids().dim(0)?, decoder.input_ids().dim(0)?);
         if be != bd {
             return Err(Error::InvalidInput(format!(
@@ -175,16 +177,33 @@ impl Seq2seqModel {
         if decoder.seq_len() == 0 {
             return Err(Error::InvalidInput("the decoder input is empty".into()));
         }
-        let (encoded, mut routers) = self.encode_with_router(encoder)?;
+        let (encoded, encoder_routers) = self.encode_with_router(encoder)?;
         let memory = self.memory(&encoded, encoder)?;
         let mask = match decoder.is_padded() {
             true => AttentionMask::causal().with_key_padding(decoder.attention_mask().clone()),
             false => AttentionMask::causal(),
         };
         let (h, decoder_routers) = self.decode(decoder.input_ids(), &mask, None, &memory)?;
-        routers.extend(decoder_routers);
-        Ok((self.head(&h)?, routers.into_iter().flatten().collect()))
+        Ok(Seq2seqRouterReport {
+            logits: self.head(&h)?,
+            encoder: encoder_routers.into_iter().flatten().collect(),
+            decoder: decoder_routers.into_iter().flatten().collect(),
+        })
     }
+}
+
+/// What [`Seq2seqModel::logits_with_router`] returns: the logits and each stack's sparse
+/// layers' router outputs (logits, choices, gates, load, z-loss), from which Switch's
+/// auxiliary losses follow ([`tcat_blocks::load_balancing_loss`] per stack, the mean of the
+/// layers' z-losses).
+#[derive(Debug, Clone)]
+pub struct Seq2seqRouterReport {
+    /// Logits `[batch, decoder_seq, vocab]`.
+    pub logits: Tensor,
+    /// The encoder's sparse layers, in order.
+    pub encoder: Vec<RouterOutput>,
+    /// The decoder's sparse layers, in order.
+    pub decoder: Vec<RouterOutput>,
 }
 
 fn check_length(tower: &Seq2seqTower, len: usize, which: &str) -> Result<()> {

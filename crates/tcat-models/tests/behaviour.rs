@@ -25,6 +25,7 @@ fn padded_batch_equals_rows_one_by_one() {
         let run = |b: &Batch| match &model {
             Model::Encoder(m) => m.hidden_states(b).unwrap(),
             Model::Decoder(m) => m.logits(b).unwrap(),
+            Model::Seq2seq(_) => unreachable!("encoder-decoders: tests/seq2seq.rs"),
         };
         let all = run(&batch);
         for (i, row) in rows.iter().enumerate() {
@@ -167,12 +168,16 @@ fn models_compute_on_the_test_device() {
             assert_eq!(dev.is_cpu(), cpu, "TCAT_TEST_DEVICE={name} gave {:?}", dev.location());
         }
     }
-    for name in ["bert", "gpt2"] {
+    for name in ["bert", "gpt2", "t5"] {
         let model = load(name);
         let batch = Batch::right_padded(&[vec![5, 17, 33]], None, model.pad_token_id(), &dev).unwrap();
         let out = match &model {
             Model::Encoder(m) => m.hidden_states(&batch).unwrap(),
             Model::Decoder(m) => m.logits(&batch).unwrap(),
+            Model::Seq2seq(m) => {
+                let decoder = Batch::right_padded(&[vec![m.tokens().decoder_start, 4]], None, 0, &dev).unwrap();
+                m.logits(&batch, &decoder).unwrap()
+            }
         };
         assert!(
             out.device().same_device(&dev),

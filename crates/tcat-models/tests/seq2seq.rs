@@ -8,6 +8,7 @@ mod common;
 use candle_core::{DType, Tensor};
 use common::*;
 use tcat_attention::AttentionMask;
+use tcat_models::generation::{BeamSettings, EarlyStopping, generate_seq2seq_beam};
 use tcat_models::{Batch, GenerationConfig, Model, ModelSource, Sampling, Seq2seqModel, generate_seq2seq};
 
 const TOL: f32 = 1e-4;
@@ -52,8 +53,9 @@ fn cached_decoding_equals_the_full_forward() {
         // The longest decoder row, alone, with its encoder row.
         let enc_row = Batch::right_padded(&enc_rows(&exp)[..1], None, model.pad_token_id(), &device()).unwrap();
         let dec_row = rows(&exp["decoder_input_ids"], &exp["decoder_attention_mask"])[0].clone();
-        let full =
-            model.logits(&enc_row, &Batch::right_padded(&[dec_row.clone()], None, 0, &device()).unwrap()).unwrap();
+        let full = model
+            .logits(&enc_row, &Batch::right_padded(std::slice::from_ref(&dec_row), None, 0, &device()).unwrap())
+            .unwrap();
         let encoded = model.encode(&enc_row).unwrap();
         let memory = model.memory(&encoded, &enc_row).unwrap();
         let mut caches = model.new_caches(dec_row.len());
@@ -108,6 +110,100 @@ fn greedy_ids_equal_transformers_generate() {
                 assert_eq!(&padded, want, "{name} {} row {row}", case["name"]);
             }
             eprintln!("{name} {}: {out:?}", case["name"]);
+        }
+    }
+}
+
+#[test]
+fn beam_ids_equal_transformers_generate() {
+    let mut failures = Vec::new();
+    for name in FOLDERS {
+        let model = load(name);
+        for case in cases(name).iter().filter(|c| c["num_beams"].as_u64().unwrap() > 1) {
+            let prompts = ids(&case["prompts"]);
+            let config = GenerationConfig {
+                max_new_tokens: case["max_new_tokens"].as_u64().unwrap() as usize,
+                ..GenerationConfig::default()
+            };
+            let settings = BeamSettings {
+                num_beams: case["num_beams"].as_u64().unwrap() as usize,
+                length_penalty: case["length_penalty"].as_f64().unwrap(),
+                early_stopping: match &case["early_stopping"] {
+                    serde_json::Value::Bool(true) => EarlyStopping::OnBeamsDone,
+                    serde_json::Value::Bool(false) => EarlyStopping::Heuristic,
+                    _ => EarlyStopping::Never,
+                },
+                no_repeat_ngram_size: case["no_repeat_ngram_size"].as_u64().unwrap() as usize,
+            };
+            let out = generate_seq2seq_beam(&model, &prompts, &config, &settings).unwrap();
+            let expected = ids(&case["ids"]);
+            let width = expected[0].len();
+            // transformers pads the shorter beam rows with `pad or eos[0]` (Python `or`).
+            let fill = match model.tokens().pad {
+                0 => model.tokens().eos.first().copied().unwrap_or(0),
+                pad => pad,
+            };
+            for (row, (got, want)) in out.iter().zip(&expected).enumerate() {
+                let mut padded = got.clone();
+                padded.resize(width, fill);
+                if &padded != want {
+                    failures.push(format!("{name} {} row {row}: {padded:?} != {want:?}", case["name"]));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn generation_ids_come_from_generation_config_json() {
+    // BART forces <s> first and </s> last; Marian bans its pad token and starts from it.
+    let bart = load("bart");
+    assert_eq!(
+        (bart.tokens().decoder_start, bart.tokens().forced_bos, bart.tokens().forced_eos),
+        (2, Some(0), Some(2))
+    );
+    let marian = load("marian");
+    assert_eq!(marian.tokens().bad_words, [vec![319]]);
+    assert_eq!((marian.tokens().decoder_start, marian.tokens().pad), (319, 319));
+    // A banned token is never generated: ban what greedy decoding picks first.
+    let prompts = vec![vec![5, 6, 7]];
+    let config = GenerationConfig { max_new_tokens: 3, stop_tokens: Some(vec![]), ..GenerationConfig::default() };
+    let free = generate_seq2seq(&marian, &prompts, &config, |_, _| {}).unwrap();
+    let first = free[0][1];
+    let banned = marian
+        .clone()
+        .with_tokens(tcat_models::Seq2seqTokens { bad_words: vec![vec![319], vec![first]], ..marian.tokens().clone() });
+    let out = generate_seq2seq(&banned, &prompts, &config, |_, _| {}).unwrap();
+    assert!(!out[0][1..].contains(&first), "{first} was banned: {out:?}");
+}
+
+#[test]
+fn padded_batches_equal_rows_run_alone() {
+    for name in ["t5", "bart", "marian"] {
+        let model = load(name);
+        let start = model.tokens().decoder_start;
+        let enc = vec![vec![5, 17, 33, 8, 91, 12, 40], vec![7, 3, 99], vec![64]];
+        let dec = vec![vec![start, 9, 4, 11], vec![start], vec![start, 21]];
+        let pad = model.pad_token_id();
+        let batch = |rows: &[Vec<u32>]| Batch::right_padded(rows, None, pad, &device()).unwrap();
+        let all = model.logits(&batch(&enc), &batch(&dec)).unwrap();
+        for i in 0..enc.len() {
+            let alone = model.logits(&batch(&enc[i..=i]), &batch(&dec[i..=i])).unwrap();
+            let from_batch = all.narrow(0, i, 1).unwrap().narrow(1, 0, dec[i].len()).unwrap();
+            let d = max_diff(&from_batch, &alone);
+            assert!(d <= TOL, "{name} row {i}: logits differ by {d}");
+        }
+        // Greedy and beam generation of the batch = each prompt alone.
+        let config = GenerationConfig { max_new_tokens: 6, ..GenerationConfig::default() };
+        let settings = BeamSettings::new(3);
+        let greedy = generate_seq2seq(&model, &enc, &config, |_, _| {}).unwrap();
+        let beams = generate_seq2seq_beam(&model, &enc, &config, &settings).unwrap();
+        for i in 0..enc.len() {
+            let one = generate_seq2seq(&model, &enc[i..=i], &config, |_, _| {}).unwrap();
+            assert_eq!(greedy[i], one[0], "{name} greedy row {i}");
+            let one = generate_seq2seq_beam(&model, &enc[i..=i], &config, &settings).unwrap();
+            assert_eq!(beams[i], one[0], "{name} beam row {i}");
         }
     }
 }

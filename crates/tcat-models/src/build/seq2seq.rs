@@ -54,6 +54,7 @@ pub(super) fn build(
         pad: spec.tokens.pad,
         forced_bos: None,
         forced_eos: None,
+        bad_words: Vec::new(),
     };
     Seq2seqModel::new(tower(encoder, &er, &encoder_word)?, tower(decoder, &dr, &decoder_word)?, head, tokens)
 }

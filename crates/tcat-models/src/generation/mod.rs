@@ -13,5 +13,5 @@ pub(crate) mod seq2seq;
 pub use beam::{BeamSettings, EarlyStopping, StepDecoder, beam_search, generate_beam};
 pub use chat::{ChatMessage, ChatTemplate};
 pub use decode::{GenerationConfig, Sampling, generate};
-pub use processors::{LogitsProcessors, SearchLimits, no_repeat_ngram_bans};
-pub use seq2seq::{Seq2seqDecoding, generate_seq2seq};
+pub use processors::{LogitsProcessors, SearchLimits, bad_words_bans, no_repeat_ngram_bans};
+pub use seq2seq::{Seq2seqDecoding, generate_seq2seq, generate_seq2seq_beam};

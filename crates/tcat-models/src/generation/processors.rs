@@ -24,6 +24,10 @@ pub struct SearchLimits {
     pub forced_bos_token_id: Option<u32>,
     /// Forced at the last position `max_new_tokens` allows (several ids: any of them).
     pub forced_eos_token_id: Option<Vec<u32>>,
+    /// Token sequences that must not be generated (`bad_words_ids`, transformers'
+    /// `NoBadWordsLogitsProcessor`): the last token of a sequence gets −∞ whenever the row ends
+    /// with the others (a one-token sequence is always banned: Marian bans its pad token).
+    pub bad_words_ids: Vec<Vec<u32>>,
 }
 
 impl SearchLimits {
@@ -42,6 +46,7 @@ impl SearchLimits {
             min_new_tokens: 0,
             forced_bos_token_id: None,
             forced_eos_token_id: None,
+            bad_words_ids: Vec::new(),
         }
     }
 
@@ -87,6 +92,23 @@ pub fn no_repeat_ngram_bans(row: &[u32], n: usize) -> Vec<u32> {
     banned
 }
 
+/// The tokens `bad_words` ban as the next token of `row`: the last token of every sequence
+/// whose other tokens end the row (transformers' `NoBadWordsLogitsProcessor`).
+///
+/// ```
+/// use tcat_models::generation::bad_words_bans;
+/// assert_eq!(bad_words_bans(&[5, 6], &[vec![9], vec![6, 7], vec![5, 7]]), [9, 7]);
+/// ```
+pub fn bad_words_bans(row: &[u32], bad_words: &[Vec<u32>]) -> Vec<u32> {
+    bad_words
+        .iter()
+        .filter_map(|w| {
+            let (last, prefix) = w.split_last()?;
+            row.ends_with(prefix).then_some(*last)
+        })
+        .collect()
+}
+
 /// The processors of one generation, built once for a vocabulary and a device and applied to
 /// every step's `[rows, vocab]` scores (f32 logits for greedy decoding, log-probabilities for
 /// beam search, as transformers applies them).
@@ -112,6 +134,7 @@ pub fn no_repeat_ngram_bans(row: &[u32], n: usize) -> Vec<u32> {
 #[derive(Debug, Clone)]
 pub struct LogitsProcessors {
     no_repeat_ngram_size: usize,
+    bad_words: Vec<Vec<u32>>,
     prompt_len: usize,
     max_length: usize,
     min_new_tokens: usize,
@@ -172,6 +195,7 @@ impl LogitsProcessors {
         };
         Ok(Self {
             no_repeat_ngram_size,
+            bad_words: limits.bad_words_ids.iter().filter(|w| !w.is_empty()).cloned().collect(),
             prompt_len,
             max_length: prompt_len.saturating_add(limits.max_new_tokens),
             min_new_tokens: limits.min_new_tokens,
@@ -186,6 +210,7 @@ impl LogitsProcessors {
     /// input).
     pub fn is_active(&self) -> bool {
         self.no_repeat_ngram_size > 0
+            || !self.bad_words.is_empty()
             || self.eos_ban.is_some()
             || self.forced_bos.is_some()
             || self.forced_eos.is_some()
@@ -199,10 +224,13 @@ impl LogitsProcessors {
         }
         let cur_len = row(0).len();
         let mut scores = scores.clone();
-        if self.no_repeat_ngram_size > 0 && cur_len >= self.no_repeat_ngram_size {
+        if (self.no_repeat_ngram_size > 0 && cur_len >= self.no_repeat_ngram_size) || !self.bad_words.is_empty() {
             let bans: Vec<Vec<u32>> = (0..rows)
                 .map(|r| {
                     let mut b = no_repeat_ngram_bans(row(r), self.no_repeat_ngram_size);
+                    b.extend(bad_words_bans(row(r), &self.bad_words));
+                    b.sort_unstable();
+                    b.dedup();
                     // Ids past the scores (an embedding table wider than the head) cannot be produced.
                     b.retain(|&id| (id as usize) < self.vocab);
                     b

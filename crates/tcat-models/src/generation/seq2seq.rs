@@ -9,6 +9,8 @@ use tcat_attention::{AttentionMask, KvCache};
 use tcat_blocks::EncoderMemory;
 use tcat_core::{Error, Result};
 
+use super::beam::{BeamSettings, StepDecoder, beam_search};
+use super::processors::{LogitsProcessors, SearchLimits};
 use crate::sampler::TokenSampler;
 use crate::{Batch, GenerationConfig, Seq2seqModel};
 
@@ -74,13 +76,48 @@ impl<'a> Seq2seqDecoding<'a> {
     }
 }
 
+impl StepDecoder for Seq2seqDecoding<'_> {
+    fn step(&mut self, ids: &Tensor) -> Result<Tensor> {
+        Seq2seqDecoding::step(self, ids)
+    }
+
+    fn select_rows(&mut self, rows: &Tensor) -> Result<()> {
+        Seq2seqDecoding::select_rows(self, rows)
+    }
+}
+
+/// Beam search over an encoder-decoder (`settings.num_beams` hypotheses per prompt, scored as
+/// transformers' `generate(num_beams=K)` scores them): each prompt is encoded once and its
+/// memory repeated per beam. Returns per prompt the best decoder sequence, starting with the
+/// decoder start token, unpadded. The search limits are `config`'s, with the model's forced
+/// tokens where `config` sets none; `config.sampling` must be greedy, and n-gram blocking is
+/// `settings.no_repeat_ngram_size`.
+pub fn generate_seq2seq_beam(
+    model: &Seq2seqModel,
+    prompts: &[Vec<u32>],
+    config: &GenerationConfig,
+    settings: &BeamSettings,
+) -> Result<Vec<Vec<u32>>> {
+    if config.sampling != crate::Sampling::Greedy || config.repetition_penalty != 1.0 {
+        return Err(Error::InvalidInput("beam search takes no sampling settings or repetition penalty".into()));
+    }
+    let stop = config.stop_tokens.clone().unwrap_or_else(|| model.tokens().eos.clone());
+    let mut limits = generation_limits(model, config, &stop);
+    limits.pad_token_id = model.tokens().pad;
+    let mut decoding = Seq2seqDecoding::new(model, prompts, config.max_new_tokens, settings.num_beams)?;
+    let first = decoding.start_ids()?;
+    let prefixes = vec![vec![model.tokens().decoder_start]; prompts.len()];
+    beam_search(&mut decoding, &prefixes, &first, settings, &limits)
+}
+
 /// Generates from an encoder-decoder: each prompt is encoded, then decoded from the decoder
 /// start token. Returns per prompt the decoder sequence as transformers' `generate` returns it
 /// (the start token, the generated tokens, ending with the stop token when one was produced),
 /// without padding. `on_token(row, id)` streams every generated token.
 ///
-/// The model's forced tokens apply as transformers applies them: `forced_bos` is the first
-/// generated token, and `forced_eos` the last when generation reaches `max_new_tokens`.
+/// The logits processors of `config` apply, and the model's forced tokens where `config` sets
+/// none, as transformers applies them: `forced_bos` is the first generated token, and
+/// `forced_eos` the last when generation reaches `max_new_tokens`.
 pub fn generate_seq2seq(
     model: &Seq2seqModel,
     prompts: &[Vec<u32>],
@@ -100,23 +137,26 @@ pub fn generate_seq2seq(
         model.decoder_vocab_size(),
     )?;
     let rows = prompts.len();
+    let processors = LogitsProcessors::new(
+        &generation_limits(model, config, &stop),
+        config.no_repeat_ngram_size,
+        1,
+        model.decoder_vocab_size(),
+        model.device(),
+    )?;
     let mut outputs = vec![vec![tokens.decoder_start]; rows];
+    // The rows as transformers' `input_ids` hold them (finished rows padded), for the processors.
+    let mut sequences = outputs.clone();
     let mut finished = vec![false; rows];
-    for step in 0..config.max_new_tokens {
-        let logits = decoding.step(&input)?;
-        let forced = match (step == 0, step + 1 == config.max_new_tokens) {
-            (true, _) if tokens.forced_bos.is_some() => tokens.forced_bos,
-            (_, true) => tokens.forced_eos,
-            _ => None,
-        };
-        let ids = match forced {
-            // transformers masks every other token: the forced one is chosen whatever the
-            // sampling.
-            Some(id) => Tensor::full(id, rows, model.device())?,
-            None => sampler.choose(&logits)?,
-        };
+    for _ in 0..config.max_new_tokens {
+        let mut logits = decoding.step(&input)?;
+        if processors.is_active() {
+            logits = processors.apply(&logits.to_dtype(DType::F32)?, rows, |r| &sequences[r])?;
+        }
+        let ids = sampler.choose(&logits)?;
         sampler.observe(&ids)?;
-        for (row, id) in ids.to_dtype(DType::U32)?.to_vec1::<u32>()?.into_iter().enumerate() {
+        for (row, id) in ids.to_vec1::<u32>()?.into_iter().enumerate() {
+            sequences[row].push(if finished[row] { tokens.pad } else { id });
             if finished[row] {
                 continue;
             }
@@ -132,4 +172,17 @@ pub fn generate_seq2seq(
         input = ids.unsqueeze(1)?;
     }
     Ok(outputs)
+}
+
+/// The search limits of a generation: the config's settings, the model's forced tokens where
+/// the config sets none.
+pub(crate) fn generation_limits(model: &Seq2seqModel, config: &GenerationConfig, stop: &[u32]) -> SearchLimits {
+    let tokens = model.tokens();
+    SearchLimits {
+        min_new_tokens: config.min_new_tokens,
+        forced_bos_token_id: config.forced_bos_token_id.or(tokens.forced_bos),
+        forced_eos_token_id: config.forced_eos_token_id.clone().or(tokens.forced_eos.map(|id| vec![id])),
+        bad_words_ids: tokens.bad_words.clone(),
+        ..SearchLimits::new(config.max_new_tokens, stop.to_vec(), tokens.pad)
+    }
 }

@@ -32,6 +32,9 @@ pub struct GenerationDefaults {
     /// `forced_eos_token_id`: the last token when generation reaches its length limit.
     #[serde(default)]
     pub forced_eos_token_id: TokenIds,
+    /// `bad_words_ids`: token sequences never generated.
+    #[serde(default)]
+    pub bad_words_ids: Option<Vec<Vec<u32>>>,
     /// Whether the values came from `generation_config.json` (else from `config.json`).
     #[serde(skip)]
     pub from_generation_config: bool,
@@ -64,6 +67,7 @@ impl GenerationDefaults {
             eos,
             forced_bos: self.forced_bos_token_id,
             forced_eos: forced_eos.first().copied(),
+            bad_words: self.bad_words_ids.clone().unwrap_or_default(),
         })
     }
 }
