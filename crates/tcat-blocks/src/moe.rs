@@ -358,9 +358,9 @@ impl RouterOutput {
 ///   `E · Σ_e f_e · P_e`, `f_e` the fraction of tokens (over all layers) whose top-k includes
 ///   `e`, `P_e` the mean probability of `e`.
 /// - [`RoutingRule::Top1Capacity`] (`modeling_switch_transformers.load_balancing_loss_func`,
-///   Switch eq. 4–6): `E² · mean_{g,e} f_{g,e} · P_{g,e}` over groups `g` (sequences); a token
-///   dropped by the capacity counts for expert 0 in `f`, as transformers' `argmax` of its
-///   all-zero router mask does.
+///   Switch eq. 4–6): `E² · mean_{g,e} f_{g,e} · P_{g,e}` over groups `g` (sequences); `f`
+///   counts each token's argmax expert before the capacity (transformers 5 takes the argmax of
+///   the raw router logits, so a dropped token counts for the expert it chose).
 ///
 /// Returns an f32 scalar on the layers' device.
 pub fn load_balancing_loss(layers: &[RouterOutput]) -> Result<Tensor> {
@@ -431,10 +431,8 @@ fn load_balancing_loss_inner(layers: &[RouterOutput], keep: Option<&Tensor>) -> 
             let mut counts = Tensor::zeros((groups, num_experts), DType::F32, &device)?;
             let mut probs = Tensor::zeros((groups, num_experts), DType::F32, &device)?;
             for l in layers {
-                // transformers: argmax over the capacity-masked one-hot: dropped tokens → 0.
-                let ids = l.experts.flatten_all()?;
-                let zero = Tensor::zeros_like(&ids)?;
-                let ids = ids.lt(num_experts as u32)?.where_cond(&ids, &zero)?;
+                // transformers 5: the argmax of the raw router logits, before the capacity.
+                let ids = l.logits.to_dtype(DType::F32)?.argmax(D::Minus1)?.flatten_all()?;
                 let one_hot = one_hot_f32(&ids, num_experts, &device)?.reshape((groups, seq, num_experts))?;
                 counts = (counts + one_hot.sum(1)?)?;
                 probs = (probs + l.probs.reshape((groups, seq, num_experts))?.sum(1)?)?;
@@ -1001,19 +999,16 @@ mod tests {
                         }
                         ne * (0..num_experts).map(|e| f[e] * p[e]).sum::<f64>()
                     }
-                    RoutingRule::Top1Capacity { capacity } => {
-                        // E² · mean over groups and experts of f_{g,e} · P_{g,e}; dropped → expert 0.
-                        let cap = capacity.for_group(seq, num_experts);
+                    RoutingRule::Top1Capacity { .. } => {
+                        // E² · mean over groups and experts of f_{g,e} · P_{g,e}, f counting each
+                        // token's argmax expert whether or not the capacity drops it.
                         let mut total = 0f64;
                         for g in 0..batch {
-                            let mut taken = vec![0usize; num_experts];
                             let mut f = vec![0f64; num_experts];
                             let mut p = vec![0f64; num_experts];
                             for row in &probs[g * seq..(g + 1) * seq] {
                                 let best = (0..num_experts).fold(0, |b, e| if row[e] > row[b] { e } else { b });
-                                taken[best] += 1;
-                                let counted = if taken[best] <= cap { best } else { 0 };
-                                f[counted] += 1. / seq as f64;
+                                f[best] += 1. / seq as f64;
                                 row.iter().enumerate().for_each(|(e, v)| p[e] += v / seq as f64);
                             }
                             total += (0..num_experts).map(|e| f[e] * p[e]).sum::<f64>();

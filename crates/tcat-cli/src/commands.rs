@@ -74,9 +74,11 @@ pub struct ForwardArgs {
     /// `score.weight` have one).
     #[arg(long, value_enum)]
     head: Option<HeadArg>,
-    /// Also write the routers' statistics of a mixture-of-experts decoder: `router_load`
-    /// `[layers, experts]` (fraction of tokens per expert) and `aux_loss` (the load-balancing
-    /// loss over the real tokens).
+    /// Also write the routers' statistics of a mixture-of-experts model: `router_load`
+    /// `[layers, experts]` (fraction of tokens per expert; an encoder-decoder's encoder layers
+    /// first) and `aux_loss` (the load-balancing loss: over the real tokens for a decoder; for
+    /// Switch Transformers the sum of `encoder_aux_loss` and `decoder_aux_loss`, also written
+    /// with `encoder_z_loss` and `decoder_z_loss`, raw as transformers reports them).
     #[arg(long)]
     router_stats: bool,
     /// Output safetensors file, written atomically (a temporary file beside it, then renamed;
@@ -162,7 +164,32 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
     if let Some(decoder) = &decoder_batch {
         tensors.insert("decoder_attention_mask".into(), host(decoder.attention_mask())?);
     }
-    if args.router_stats {
+    if args.router_stats
+        && let (Model::Seq2seq(m), Some(decoder)) = (&model, &decoder_batch)
+    {
+        let report = m.logits_with_router(&batch, decoder)?;
+        if report.encoder.is_empty() && report.decoder.is_empty() {
+            bail!("--router-stats: `{}` has no mixture-of-experts layers", args.model);
+        }
+        let layers: Vec<_> = report.encoder.iter().chain(&report.decoder).collect();
+        let loads = layers.iter().map(|r| r.load.unsqueeze(0)).collect::<candle_core::Result<Vec<_>>>()?;
+        tensors.insert("router_load".into(), host(&candle_core::Tensor::cat(&loads, 0)?)?);
+        // Switch's losses per stack, as transformers reports them (raw, without coefficients),
+        // and their sum as `aux_loss`.
+        let mut aux = 0f32;
+        for (stack, routers) in [("encoder", &report.encoder), ("decoder", &report.decoder)] {
+            if routers.is_empty() {
+                continue;
+            }
+            let loss = tcat_blocks::load_balancing_loss(routers)?;
+            aux += loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+            // The z-loss over the stack's concatenated router logits: the mean of the layers'.
+            let zs = routers.iter().map(|r| r.z_loss.unsqueeze(0)).collect::<candle_core::Result<Vec<_>>>()?;
+            tensors.insert(format!("{stack}_z_loss"), host(&candle_core::Tensor::cat(&zs, 0)?.mean_all()?)?);
+            tensors.insert(format!("{stack}_aux_loss"), host(&loss)?);
+        }
+        tensors.insert("aux_loss".into(), candle_core::Tensor::new(aux, &Device::Cpu)?);
+    } else if args.router_stats {
         let Model::Decoder(m) = &model else { bail!("--router-stats: `{}` is not a decoder", args.model) };
         let report = m.logits_with_router(&batch)?;
         let Some(aux_loss) = report.aux_loss else {

@@ -158,3 +158,32 @@ fn generate_greedy_and_beam_ids_equal_transformers() {
         }
     }
 }
+
+#[test]
+fn router_stats_of_switch_transformers_equal_transformers_losses() {
+    let exp = expected("switch");
+    let out = temp_out("switch");
+    let model = fixture("switch");
+    let mut args =
+        vec!["forward".to_string(), "--model".into(), model.to_str().unwrap().into(), "--router-stats".into()];
+    for row in id_args(&exp["input_ids"], &exp["attention_mask"]) {
+        args.extend(["--ids".into(), row]);
+    }
+    for row in id_args(&exp["decoder_input_ids"], &exp["decoder_attention_mask"]) {
+        args.extend(["--decoder-ids".into(), row]);
+    }
+    args.extend(["--out".into(), out.to_str().unwrap().into()]);
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let written = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
+    let d = masked_max_diff(&written["logits"], &exp["logits"], &exp["decoder_attention_mask"]);
+    assert!(d <= 1e-4, "switch logits differ by {d}");
+    assert_eq!(written["router_load"].dims(), [2, 4], "one encoder and one decoder sparse layer, 4 experts");
+    let scalar = |t: &Tensor| t.to_dtype(DType::F32).unwrap().to_scalar::<f32>().unwrap();
+    for loss in ["encoder_aux_loss", "decoder_aux_loss", "encoder_z_loss", "decoder_z_loss"] {
+        let (got, want) = (scalar(&written[loss]), scalar(&exp[loss]));
+        assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{loss}: {got} vs {want}");
+    }
+    let sum = scalar(&exp["encoder_aux_loss"]) + scalar(&exp["decoder_aux_loss"]);
+    assert!((scalar(&written["aux_loss"]) - sum).abs() <= 1e-4 * sum);
+    std::fs::remove_file(out).ok();
+}

@@ -207,3 +207,77 @@ fn padded_batches_equal_rows_run_alone() {
         }
     }
 }
+
+/// The mean of the layers' z-losses: transformers' `router_z_loss_func` over the stack's
+/// concatenated router logits (every layer has the same number of tokens).
+fn z_loss(layers: &[tcat_blocks::RouterOutput]) -> f32 {
+    let sum: f32 = layers.iter().map(|r| r.z_loss.to_scalar::<f32>().unwrap()).sum();
+    sum / layers.len() as f32
+}
+
+#[test]
+fn switch_transformers_matches_transformers_with_capacity_dropping() {
+    let exp = expected("switch");
+    let model = load("switch");
+    let (enc, dec) = batches(&exp, model.pad_token_id());
+    let report = model.logits_with_router(&enc, &dec).unwrap();
+    let d = masked_max_diff(&model.encode(&enc).unwrap(), &exp["encoder_hidden"], &exp["attention_mask"]);
+    assert!(d <= TOL, "switch: encoder states differ by {d}");
+    let d = masked_max_diff(&report.logits, &exp["logits"], &exp["decoder_attention_mask"]);
+    eprintln!("switch: logits max abs diff {d:.2e}");
+    assert!(d <= TOL, "switch: logits differ by {d}");
+    // One sparse layer per stack (layer 1), router logits for every position, pads included.
+    assert_eq!((report.encoder.len(), report.decoder.len()), (1, 1));
+    for (stack, routers) in [("encoder", &report.encoder), ("decoder", &report.decoder)] {
+        let d = max_diff(&routers[0].logits, &exp[&format!("{stack}_router_logits.1")]);
+        assert!(d <= TOL, "switch {stack} router logits differ by {d}");
+        let dropped = routers[0].experts.flatten_all().unwrap().to_vec1::<u32>().unwrap();
+        assert!(dropped.contains(&4), "switch {stack}: the capacity of 2 drops tokens");
+        let aux = tcat_blocks::load_balancing_loss(routers).unwrap().to_scalar::<f32>().unwrap();
+        let want = exp[&format!("{stack}_aux_loss")].to_scalar::<f32>().unwrap();
+        assert!((aux - want).abs() <= 1e-5 * want.abs().max(1.0), "switch {stack} aux loss {aux} vs {want}");
+        let z = z_loss(routers);
+        let want = exp[&format!("{stack}_z_loss")].to_scalar::<f32>().unwrap();
+        assert!((z - want).abs() <= 1e-4 * want.abs().max(1.0), "switch {stack} z loss {z} vs {want}");
+    }
+}
+
+#[test]
+fn switch_transformers_generates_as_transformers() {
+    // transformers routes each cached decoding step on its own, so a decoder token is never
+    // dropped while generating: tcat's cached decoding does the same.
+    let model = load("switch");
+    let mut failures = vec![];
+    for case in cases("switch") {
+        let prompts = ids(&case["prompts"]);
+        let config = GenerationConfig {
+            max_new_tokens: case["max_new_tokens"].as_u64().unwrap() as usize,
+            ..GenerationConfig::default()
+        };
+        let beams = case["num_beams"].as_u64().unwrap() as usize;
+        let out = if beams == 1 {
+            generate_seq2seq(&model, &prompts, &config, |_, _| {}).unwrap()
+        } else {
+            let settings = BeamSettings {
+                num_beams: beams,
+                length_penalty: case["length_penalty"].as_f64().unwrap(),
+                early_stopping: match &case["early_stopping"] {
+                    serde_json::Value::Bool(true) => EarlyStopping::OnBeamsDone,
+                    serde_json::Value::Bool(false) => EarlyStopping::Heuristic,
+                    _ => EarlyStopping::Never,
+                },
+                no_repeat_ngram_size: case["no_repeat_ngram_size"].as_u64().unwrap() as usize,
+            };
+            generate_seq2seq_beam(&model, &prompts, &config, &settings).unwrap()
+        };
+        let fill = if beams == 1 { 0 } else { 1 };
+        for (row, (got, want)) in out.iter().zip(ids(&case["ids"])).enumerate() {
+            let mut padded = got.clone();
+            padded.resize(want.len(), fill);
+            if padded != want {
+                failures.push(format!("{} row {row}: {padded:?} != {want:?}", case["name"]));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
