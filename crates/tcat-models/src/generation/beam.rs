@@ -23,7 +23,8 @@ pub trait StepDecoder {
     /// row) and returns the logits `[rows, vocab]` of each row's last position.
     fn step(&mut self, ids: &Tensor) -> Result<Tensor>;
     /// Keeps rows `rows` (`[new_rows]` u32, indices into the current rows, repeats allowed), in
-    /// that order: caches, masks and positions follow.
+    /// that order: caches, masks and positions follow. [`beam_search`] calls it after every step
+    /// but the last, unless the selection is the identity.
     fn select_rows(&mut self, rows: &Tensor) -> Result<()>;
 }
 
@@ -392,7 +393,10 @@ pub fn beam_search(
         if !(improvement_possible && open && !all_hit) {
             break;
         }
-        decoder.select_rows(&Tensor::from_vec(select, rows, &device)?)?;
+        // Reordering copies every cache; when each beam continues itself there is nothing to move.
+        if select.iter().enumerate().any(|(i, &r)| r as usize != i) {
+            decoder.select_rows(&Tensor::from_vec(select, rows, &device)?)?;
+        }
         let last: Vec<u32> = running.iter().flatten().map(|r| *r.tokens.last().expect("one token per step")).collect();
         ids = Tensor::from_vec(last, (rows, 1), &device)?;
     }
