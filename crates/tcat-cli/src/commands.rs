@@ -548,7 +548,7 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
     let sampling = Sampling::from_options(args.temperature, args.top_k, args.top_p)?;
     let (source, model) = load(&args.model, device, dtype)?;
     if let Model::Encoder(_) = &model {
-        bail!("generate needs a language model (causal or encoder-decoder); `{}` is an encoder", args.model);
+        bail!("generate needs a causal language model or an encoder-decoder; `{}` is an encoder", args.model);
     }
     if args.chat && matches!(model, Model::Seq2seq(_)) {
         bail!("--chat: `{}` is an encoder-decoder; its prompt is the encoder input, give it as --prompt", args.model);
