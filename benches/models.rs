@@ -17,6 +17,17 @@
 //!   `tcat-mqa` against `candle-transformers-mqa` is the like-for-like ratio; `tcat` against
 //!   `tcat-mqa` is what the 11 extra key/value heads cost (≈ 10% more weights per token).
 //!
+//! - `t5_base_generate_64`: T5-base (relu, tied head) greedy generation of 64 tokens from a
+//!   16-token encoder prompt, batch 1, reported in tokens/s: tcat's `generate_seq2seq` against
+//!   `candle_transformers::models::t5::T5ForConditionalGeneration` driven as its example does
+//!   (encode once, then one token per step with the self-attention KV cache). The two are not
+//!   the same function: candle-transformers buckets the decoder's relative positions with the
+//!   encoder's bidirectional rule (16 buckets per side, 8 exact) where transformers and tcat
+//!   use the causal one (32 buckets, 16 exact), so the decoder's logits part from the step whose
+//!   keys reach 9 positions back; it also scales the tied head's input by `√d_model` instead
+//!   of `d_model^-0.5` (logits × `d_model`, same argmax), and recomputes the cross-attention
+//!   keys and values from the encoder states at every step. `check` in `bench_t5` shows the
+//!   bucket rule is the only difference in what is computed.
 //! - `smollm2_135m_decode_64` / `smollm2_135m_prefill_128`: the real SmolLM2-135M-Instruct GGUF
 //!   (Q4_1) when scripts/fetch_smollm2.sh has fetched it: tcat quantized and dequantized to f32
 //!   beside candle-transformers' `quantized_llama` on the same file and its f32 `llama` on the
@@ -35,10 +46,13 @@ use anyhow::{Result, ensure};
 use candle_core::{D, DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::generation::LogitsProcessor;
-use candle_transformers::models::{bert, bigcode, llama, quantized_llama};
+use candle_transformers::models::{bert, bigcode, llama, quantized_llama, t5};
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group};
 use tcat::models::gguf::GgufFile;
-use tcat::models::{Batch, Checkpoint, ConfigFile, DecoderModel, GenerationConfig, Model, Sampling, generate};
+use tcat::models::{
+    Batch, Checkpoint, ConfigFile, DecoderModel, GenerationConfig, Model, Sampling, Seq2seqModel, generate,
+    generate_seq2seq,
+};
 
 // Faulting in fresh pages for every intermediate tensor costs up to 2× with the system allocator
 // on the benchmark machine; both sides allocate through this one.
@@ -125,8 +139,13 @@ impl Weights {
 
     /// `mean + INIT_STD · N(0, 1)` of shape `dims`, stored under `name`.
     fn normal(&mut self, name: impl Into<String>, dims: &[usize], mean: f32) -> Result<()> {
+        self.normal_std(name, dims, mean, INIT_STD)
+    }
+
+    /// `mean + std · N(0, 1)` of shape `dims`, stored under `name`.
+    fn normal_std(&mut self, name: impl Into<String>, dims: &[usize], mean: f32, std: f32) -> Result<()> {
         let n = dims.iter().product();
-        let data: Vec<f32> = (0..n).map(|_| mean + INIT_STD * self.rng.normal() as f32).collect();
+        let data: Vec<f32> = (0..n).map(|_| mean + std * self.rng.normal() as f32).collect();
         self.map.insert(name.into(), Tensor::from_vec(data, dims, &self.device)?);
         Ok(())
     }
@@ -421,6 +440,276 @@ fn bench_gpt2(c: &mut Criterion) {
     group.finish();
 }
 
+// ---------------------------------------------------------------------------------------------
+// T5-base greedy generation (encoder-decoder)
+// ---------------------------------------------------------------------------------------------
+
+// T5-base (`t5-base`'s config.json).
+const T5_VOCAB: usize = 32128;
+const T5_D_MODEL: usize = 768;
+const T5_D_KV: usize = 64;
+const T5_D_FF: usize = 3072;
+const T5_LAYERS: usize = 12;
+const T5_HEADS: usize = 12;
+const T5_BUCKETS: usize = 32;
+const T5_MAX_DISTANCE: usize = 128;
+/// Standard deviation of T5's random weights (and of its norm gains around 1).
+const T5_STD: f32 = 0.05;
+/// The decoder start id (T5's pad id).
+const T5_START: u32 = 0;
+/// Largest `max |tcat − candle-transformers| / max |logit|` over one step's logits that counts
+/// as the same computation. With these weights the attention is sharp (unscaled scores of
+/// standard deviation ≈ 15) and f32 rounding alone leaves ≈ 2e-4 (encoder states: ≈ 2e-4
+/// absolute); the relative-bias rule, where it applies, gives ≈ 5e-3 and more.
+const T5_LOGITS_TOL: f32 = 1e-3;
+
+/// `t5-base`'s config.json as transformers writes it (candle-transformers' `t5::Config` needs
+/// the dropout and initializer fields; tcat ignores them).
+fn t5_config_json() -> serde_json::Value {
+    serde_json::json!({
+        "model_type": "t5",
+        "architectures": ["T5ForConditionalGeneration"],
+        "vocab_size": T5_VOCAB,
+        "d_model": T5_D_MODEL,
+        "d_kv": T5_D_KV,
+        "d_ff": T5_D_FF,
+        "num_layers": T5_LAYERS,
+        "num_decoder_layers": T5_LAYERS,
+        "num_heads": T5_HEADS,
+        "relative_attention_num_buckets": T5_BUCKETS,
+        "relative_attention_max_distance": T5_MAX_DISTANCE,
+        "dropout_rate": 0.1,
+        "layer_norm_epsilon": 1e-6,
+        "initializer_factor": 1.0,
+        "feed_forward_proj": "relu",
+        "is_encoder_decoder": true,
+        "tie_word_embeddings": true,
+        "use_cache": true,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+        "decoder_start_token_id": T5_START,
+    })
+}
+
+/// T5 weights under Hugging Face `T5ForConditionalGeneration` names: the shared token table
+/// (tied head, no `lm_head.weight`), projections in `nn.Linear` layout (`[out, in]`, no biases),
+/// RMS norm gains near 1, and one relative-bias table per stack (in its first block).
+fn t5_weights(device: &Device) -> Result<HashMap<String, Tensor>> {
+    let (d, inner, ff) = (T5_D_MODEL, T5_HEADS * T5_D_KV, T5_D_FF);
+    let mut w = Weights::new(0x75, device);
+    let s = T5_STD;
+    w.normal_std("shared.weight", &[T5_VOCAB, d], 0.0, s)?;
+    for stack in ["encoder", "decoder"] {
+        // The decoder's feed-forward is `layer.2`, after the cross-attention `layer.1`.
+        let attentions: &[&str] = if stack == "encoder" {
+            &["layer.0.SelfAttention"]
+        } else {
+            &["layer.0.SelfAttention", "layer.1.EncDecAttention"]
+        };
+        for layer in 0..T5_LAYERS {
+            let p = format!("{stack}.block.{layer}");
+            for (sub, attention) in attentions.iter().enumerate() {
+                for proj in ["q", "k", "v"] {
+                    w.normal_std(format!("{p}.{attention}.{proj}.weight"), &[inner, d], 0.0, s)?;
+                }
+                w.normal_std(format!("{p}.{attention}.o.weight"), &[d, inner], 0.0, s)?;
+                w.normal_std(format!("{p}.layer.{sub}.layer_norm.weight"), &[d], 1.0, s)?;
+            }
+            let f = format!("{p}.layer.{}", attentions.len());
+            w.normal_std(format!("{f}.DenseReluDense.wi.weight"), &[ff, d], 0.0, s)?;
+            w.normal_std(format!("{f}.DenseReluDense.wo.weight"), &[d, ff], 0.0, s)?;
+            w.normal_std(format!("{f}.layer_norm.weight"), &[d], 1.0, s)?;
+        }
+        let bias = format!("{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
+        w.normal_std(bias, &[T5_BUCKETS, T5_HEADS], 0.0, s)?;
+        w.normal_std(format!("{stack}.final_layer_norm.weight"), &[d], 1.0, s)?;
+    }
+    Ok(w.map)
+}
+
+/// tcat's T5, loaded through its checkpoint path from `weights`.
+fn tcat_t5(weights: &HashMap<String, Tensor>, device: &Device) -> Model {
+    let config = ConfigFile { path: "bench".into(), json: t5_config_json() };
+    let vb = VarBuilder::from_tensors(weights.clone(), DType::F32, device);
+    Model::from_checkpoint(&config, &Checkpoint::from_var_builder(vb, "random")).expect("tcat T5")
+}
+
+/// candle-transformers' T5 on `weights`.
+fn peer_t5(weights: &HashMap<String, Tensor>, device: &Device) -> t5::T5ForConditionalGeneration {
+    let config: t5::Config = serde_json::from_value(t5_config_json()).expect("candle-transformers T5 config");
+    let vb = VarBuilder::from_tensors(weights.clone(), DType::F32, device);
+    t5::T5ForConditionalGeneration::load(vb, &config).expect("candle-transformers T5")
+}
+
+/// tcat's greedy generation: the decoder sequence, start token first, then `n` tokens.
+fn tcat_generate_t5(model: &Seq2seqModel, prompt: &[u32], n: usize) -> Vec<u32> {
+    let mut out = generate_seq2seq(model, &[prompt.to_vec()], &greedy(n), |_, _| {}).unwrap();
+    out.pop().unwrap()
+}
+
+/// candle-transformers' greedy generation, as its t5 example runs it: encode once, then the
+/// start token and one token per step against the decoder's self-attention KV cache (its
+/// cross-attention keys and values are recomputed from the encoder states every step), argmax
+/// through `LogitsProcessor` (no temperature). `on_logits` sees each step's logits `[vocab]`.
+/// Returns the decoder sequence, start token first.
+fn peer_generate_t5(
+    model: &mut t5::T5ForConditionalGeneration,
+    prompt: &[u32],
+    n: usize,
+    device: &Device,
+    mut on_logits: impl FnMut(&Tensor),
+) -> Vec<u32> {
+    model.clear_kv_cache();
+    let encoded = model.encode(&Tensor::new(prompt, device).unwrap().unsqueeze(0).unwrap()).unwrap();
+    let mut tokens = vec![T5_START];
+    let mut sampler = LogitsProcessor::new(0, None, None);
+    for _ in 0..n {
+        let input = Tensor::new(&tokens[tokens.len() - 1..], device).unwrap().unsqueeze(0).unwrap();
+        let logits = model.decode(&input, &encoded).unwrap().squeeze(0).unwrap();
+        on_logits(&logits);
+        tokens.push(sampler.sample(&logits).unwrap());
+    }
+    tokens
+}
+
+/// What one comparison of tcat's and candle-transformers' T5 found.
+struct T5Comparison {
+    /// `max |tcat − candle-transformers|` over the encoder's final states.
+    encoder_diff: f32,
+    /// Per decoder step, `max |tcat − candle-transformers / d_model| / max |tcat|` over the
+    /// logits, tcat teacher-forced on candle-transformers' sequence.
+    step_diffs: Vec<f32>,
+    tcat_ids: Vec<u32>,
+    peer_ids: Vec<u32>,
+}
+
+impl T5Comparison {
+    /// The first decoder step whose logits differ beyond [`T5_LOGITS_TOL`].
+    fn first_divergent_step(&self) -> Option<usize> {
+        self.step_diffs.iter().position(|&d| d > T5_LOGITS_TOL)
+    }
+
+    /// The first generated token (0-based) where the greedy ids differ.
+    fn first_divergent_token(&self) -> Option<usize> {
+        self.tcat_ids.iter().zip(&self.peer_ids).skip(1).position(|(a, b)| a != b)
+    }
+
+    fn report(&self, label: &str) {
+        let max_step = self.step_diffs.iter().copied().fold(0f32, f32::max);
+        eprintln!(
+            "check t5 {label}: encoder states max |diff| = {:.2e}; decoder logits max relative diff = {max_step:.2e} \
+             (first step above {T5_LOGITS_TOL:.0e}: {:?}, steps before it: max {:.2e}); greedy ids equal: {} (first differing token: {:?})",
+            self.encoder_diff,
+            self.first_divergent_step(),
+            self.step_diffs[..self.first_divergent_step().unwrap_or(self.step_diffs.len())]
+                .iter()
+                .copied()
+                .fold(0f32, f32::max),
+            self.tcat_ids == self.peer_ids,
+            self.first_divergent_token(),
+        );
+        eprintln!("  tcat                {:?}", &self.tcat_ids[1..]);
+        eprintln!("  candle-transformers {:?}", &self.peer_ids[1..]);
+    }
+}
+
+/// Runs both implementations on `prompt` for `n` greedy tokens and compares encoder states,
+/// per-step logits and ids. candle-transformers multiplies the tied head's input by
+/// `√d_model`, transformers (and tcat) by `d_model^-0.5`: the logits differ by the factor
+/// `d_model`, which is divided out (argmax is unaffected).
+fn compare_t5(
+    tcat: &Seq2seqModel,
+    peer: &mut t5::T5ForConditionalGeneration,
+    prompt: &[u32],
+    n: usize,
+    device: &Device,
+) -> Result<T5Comparison> {
+    let encoder_batch = Batch::right_padded(&[prompt.to_vec()], None, 0, device)?;
+    let ours = tcat.encode(&encoder_batch)?;
+    peer.clear_kv_cache();
+    let theirs = peer.encode(&Tensor::new(prompt, device)?.unsqueeze(0)?)?;
+    let encoder_diff = max_abs_diff(&ours, &theirs)?;
+
+    let mut peer_logits = Vec::new();
+    let peer_ids = peer_generate_t5(peer, prompt, n, device, |l| peer_logits.push(l.clone()));
+    let decoder_batch = Batch::right_padded(&[peer_ids[..n].to_vec()], None, 0, device)?;
+    let ours = tcat.logits(&encoder_batch, &decoder_batch)?.squeeze(0)?;
+    let mut step_diffs = Vec::with_capacity(n);
+    for (step, theirs) in peer_logits.iter().enumerate() {
+        let ours = ours.i(step)?;
+        let scale = ours.abs()?.max(0)?.to_scalar::<f32>()?;
+        step_diffs.push(max_abs_diff(&ours, &(theirs / T5_D_MODEL as f64)?)? / scale);
+    }
+    let tcat_ids = tcat_generate_t5(tcat, prompt, n);
+    Ok(T5Comparison { encoder_diff, step_diffs, tcat_ids, peer_ids })
+}
+
+/// The decoder's relative-bias table with every row from `PEER_EXACT` on replaced by row
+/// `PEER_EXACT`: on it, transformers' causal bucketing (32 buckets for keys at or before the
+/// query: distances 0–15 exact, then logarithmic up to 128) and candle-transformers'
+/// bidirectional one (16 buckets per side: distances 0–7 exact, then buckets 8–15) give every
+/// distance the same bias.
+fn t5_tail_equalised(weights: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
+    const PEER_EXACT: usize = T5_BUCKETS / 4;
+    let name = "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight";
+    let table = &weights[name];
+    let tail = table.narrow(0, PEER_EXACT, 1)?.broadcast_as((T5_BUCKETS - PEER_EXACT, T5_HEADS))?;
+    let mut out = weights.clone();
+    out.insert(name.to_string(), Tensor::cat(&[&table.narrow(0, 0, PEER_EXACT)?, &tail.contiguous()?], 0)?);
+    Ok(out)
+}
+
+fn bench_t5(c: &mut Criterion) {
+    let device = Device::Cpu;
+    let weights = timed("t5: random weights", || t5_weights(&device)).expect("T5 weights");
+    let prompt = Rng::new(0x75e).token_ids(PROMPT_LEN, T5_VOCAB);
+
+    let model = timed("t5: tcat load", || tcat_t5(&weights, &device));
+    let tcat = model.as_seq2seq().expect("T5 is an encoder-decoder");
+    let mut peer = timed("t5: candle-transformers load", || peer_t5(&weights, &device));
+
+    // 1. The benchmark's weights. candle-transformers' T5 buckets the decoder's relative
+    //    positions with the encoder's bidirectional rule ("This only handles the bidirectional
+    //    case", t5.rs), transformers with the causal one, so from the first decoder step whose
+    //    keys include one 9 positions back (distance 9: bucket 8 there, 9 here) the decoder
+    //    biases, hence the logits, differ; the steps before must agree. (The greedy ids may
+    //    still agree: with random weights the continuation repeats one token.)
+    let real = compare_t5(tcat, &mut peer, &prompt, NEW_TOKENS, &device).expect("T5 comparison");
+    real.report("(benchmark weights)");
+    assert!(real.encoder_diff < 1e-3, "T5 encoder states differ by {}", real.encoder_diff);
+    const FIRST_BUCKET_DIFFERENCE: usize = 9;
+    let first = real.first_divergent_step().unwrap_or(NEW_TOKENS);
+    assert!(
+        first >= FIRST_BUCKET_DIFFERENCE,
+        "T5 decoder logits differ from step {first}, before the bucket rules do (step {FIRST_BUCKET_DIFFERENCE})"
+    );
+    // 2. The same weights with the decoder's bias table equal from bucket 8 on, where both rules
+    //    give every distance the same bias: everything must agree, ids included.
+    let equalised = t5_tail_equalised(&weights).expect("equalised weights");
+    let diagnostic = {
+        let model = tcat_t5(&equalised, &device);
+        let mut peer = peer_t5(&equalised, &device);
+        compare_t5(model.as_seq2seq().unwrap(), &mut peer, &prompt, NEW_TOKENS, &device).expect("T5 comparison")
+    };
+    diagnostic.report("(decoder bias equal from bucket 8 on)");
+    assert_eq!(diagnostic.first_divergent_step(), None, "T5 logits differ beyond the relative-bias rule");
+    assert_eq!(diagnostic.tcat_ids, diagnostic.peer_ids, "T5 greedy ids differ beyond the relative-bias rule");
+    drop((diagnostic, equalised));
+
+    let mut group = c.benchmark_group("t5_base_generate_64");
+    group
+        .throughput(Throughput::Elements(NEW_TOKENS as u64))
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(20));
+    group.bench_function("tcat", |b| b.iter(|| tcat_generate_t5(tcat, &prompt, NEW_TOKENS)));
+    group.bench_function("candle-transformers", |b| {
+        b.iter(|| peer_generate_t5(&mut peer, &prompt, NEW_TOKENS, &device, |_| {}))
+    });
+    group.finish();
+}
+
 /// Times one untimed-by-criterion call (building weights, loading), for the log.
 fn timed<T>(label: &str, f: impl FnOnce() -> T) -> T {
     let start = Instant::now();
@@ -615,7 +904,7 @@ fn bench_smollm2(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_bert, bench_gpt2, bench_smollm2);
+criterion_group!(benches, bench_bert, bench_gpt2, bench_t5, bench_smollm2);
 fn main() {
     // SAFETY: first thing in `main`, before any thread exists. Both sides of every comparison
     // run with it.
