@@ -119,6 +119,24 @@ impl Stack {
         self.layers.iter().map(|layer| layer.attention().new_cache(capacity)).collect()
     }
 
+    /// Elements the caches of [`new_caches`](Self::new_caches) hold for `rows` rows decoding up
+    /// to `capacity` positions (keys and values; a sliding layer keeps at most its window):
+    /// what decoding allocates, to check before it does. `None` on overflow.
+    ///
+    /// ```
+    /// use tcat_blocks::Stack;
+    /// assert_eq!(Stack::new(vec![], None).cache_elements(4, 1 << 20), Some(0));
+    /// ```
+    pub fn cache_elements(&self, rows: usize, capacity: usize) -> Option<u64> {
+        self.layers.iter().try_fold(0u64, |total, layer| {
+            let a = layer.attention();
+            let positions = a.sliding_window().map_or(capacity, |w| w.min(capacity));
+            let per_row =
+                (2 * a.num_kv_heads() as u64).checked_mul(a.head_dim() as u64)?.checked_mul(positions as u64)?;
+            total.checked_add(per_row.checked_mul(rows as u64)?)
+        })
+    }
+
     /// Runs every layer on `x` `[batch, seq, hidden]` at `positions` (for rotary layers). With
     /// `caches` (one per layer, from [`new_caches`](Self::new_caches)) each layer appends the
     /// new keys and values.

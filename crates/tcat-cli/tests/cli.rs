@@ -2,27 +2,11 @@
 
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use tcat_testkit::{expected, fixture, masked_max_diff};
 
 mod common;
-use common::{fails, ok};
-
-/// `--ids` arguments (unpadded rows) of an id tensor under its mask.
-fn id_args(ids: &Tensor, mask: &Tensor) -> Vec<String> {
-    let ids: Vec<Vec<i64>> = ids.to_vec2().unwrap();
-    let mask: Vec<Vec<i64>> = mask.to_vec2().unwrap();
-    ids.iter()
-        .zip(&mask)
-        .map(|(r, m)| {
-            r.iter().zip(m).filter(|(_, m)| **m != 0).map(|(i, _)| i.to_string()).collect::<Vec<_>>().join(",")
-        })
-        .collect()
-}
-
-fn temp_out(tag: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("tcat-cli-{tag}-{}.safetensors", std::process::id()))
-}
+use common::{fails, id_args, ok, temp_out};
 
 #[test]
 fn forward_writes_the_reference_outputs() {

@@ -216,6 +216,14 @@ impl DecoderModel {
         self.stack.new_caches(capacity)
     }
 
+    /// Checks that decoding `rows` rows of up to `capacity` positions fits in memory (KV caches
+    /// and per-step scores) before generation allocates; `what` names the settings to lower.
+    pub(crate) fn check_decoding_memory(&self, rows: usize, capacity: usize, what: &str) -> Result<()> {
+        let bytes = self.embeddings.word_table().dtype().size_in_bytes();
+        let elements = self.stack.cache_elements(rows, capacity);
+        crate::generation::check_decoding_memory(elements, bytes, rows, self.vocab_size(), what)
+    }
+
     /// Logits `[batch, seq, vocab]` of `input_ids` at `position_ids` (both `[batch, seq]`).
     /// With caches, `input_ids` are the new tokens and `mask`'s key padding covers every
     /// cached token plus the new ones.

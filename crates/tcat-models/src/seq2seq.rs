@@ -128,6 +128,14 @@ impl Seq2seqModel {
         self.decoder.stack.new_caches(capacity)
     }
 
+    /// Checks that decoding `rows` rows of up to `capacity` positions fits in memory (KV caches
+    /// and per-step scores) before generation allocates; `what` names the settings to lower.
+    pub(crate) fn check_decoding_memory(&self, rows: usize, capacity: usize, what: &str) -> Result<()> {
+        let bytes = self.decoder.embeddings.word_table().dtype().size_in_bytes();
+        let elements = self.decoder.stack.cache_elements(rows, capacity);
+        crate::generation::check_decoding_memory(elements, bytes, rows, self.decoder_vocab_size(), what)
+    }
+
     /// The decoder's final states `[batch, seq, hidden]` for `decoder_ids` `[batch, seq]` at
     /// positions `past..past + seq` (`past` = the tokens already in `caches`), and each
     /// layer's router statistics. `mask` is the decoder's self-attention mask (causal, with key

@@ -247,3 +247,29 @@ fn odd_partial_rotary_counts_load_and_run() {
     model.as_decoder().unwrap().logits(&batch).unwrap();
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn decoding_that_cannot_fit_in_memory_is_refused_before_allocating() {
+    // T5 positions are relative (no table bounds the length) and beams multiply the rows:
+    // both are checked against the memory before the KV caches are allocated.
+    let load = |name: &str| {
+        let source = ModelSource::resolve(fixture(name).to_str().unwrap()).unwrap();
+        Model::load(&source, &device(), DType::F32).unwrap()
+    };
+    let t5 = load("t5");
+    let t5 = t5.as_seq2seq().unwrap();
+    let long = GenerationConfig { max_new_tokens: 1 << 40, ..GenerationConfig::default() };
+    let err = tcat_models::generate_seq2seq(t5, &[vec![5, 6]], &long, |_, _| {}).unwrap_err().to_string();
+    assert!(err.contains("KV caches") && err.contains("--max-new-tokens"), "{err}");
+    let short = GenerationConfig { max_new_tokens: 8, ..GenerationConfig::default() };
+    let beams = tcat_models::generation::BeamSettings::new(1 << 40);
+    let err =
+        tcat_models::generation::generate_seq2seq_beam(t5, &[vec![5, 6]], &short, &beams).unwrap_err().to_string();
+    assert!(err.contains("--num-beams"), "{err}");
+    let gpt2 = load("gpt2");
+    let limits = tcat_models::generation::SearchLimits::new(8, vec![0], 0);
+    let err = tcat_models::generation::generate_beam(gpt2.as_decoder().unwrap(), &[vec![5, 6]], &beams, &limits)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--num-beams"), "{err}");
+}

@@ -32,3 +32,20 @@ pub fn fails(args: &[&str]) -> String {
     assert!(!stderr.contains("panicked"), "tcat {args:?} panicked:\n{stderr}");
     stderr
 }
+
+/// `--ids` style arguments: the unpadded rows, comma-separated, of an id tensor under its mask.
+pub fn id_args(ids: &candle_core::Tensor, mask: &candle_core::Tensor) -> Vec<String> {
+    let ids: Vec<Vec<i64>> = ids.to_vec2().unwrap();
+    let mask: Vec<Vec<i64>> = mask.to_vec2().unwrap();
+    ids.iter()
+        .zip(&mask)
+        .map(|(r, m)| {
+            r.iter().zip(m).filter(|(_, m)| **m != 0).map(|(i, _)| i.to_string()).collect::<Vec<_>>().join(",")
+        })
+        .collect()
+}
+
+/// A temporary output path for one test (`tag`) of this process.
+pub fn temp_out(tag: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("tcat-cli-{tag}-{}.safetensors", std::process::id()))
+}

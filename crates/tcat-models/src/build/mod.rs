@@ -10,6 +10,7 @@ mod weights;
 
 pub use names::{CrossNames, ExpertNames, MlmNames, QkvNames, Seq2seqNames, WeightNames};
 
+pub(crate) use sizes::available_memory;
 /// Checks a spec's sizes against the weights and the machine before anything is allocated
 /// (what [`build`] does first).
 pub use sizes::check as check_sizes;

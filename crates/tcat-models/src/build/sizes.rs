@@ -8,10 +8,31 @@ use tcat_spec::{ArchSpec, FeedForwardKind, NormSpec, PositionSpec, TowerSpec};
 
 use super::WeightSource;
 
-/// Bytes the machine can still allocate: `MemAvailable` from `/proc/meminfo` on Linux, and
-/// the room left under a cgroup v2 limit (`memory.max` − `memory.current`) when there is one,
-/// whichever is smaller; `None` where neither can be read (the check is then skipped).
+/// Bytes the machine can still allocate: `MemAvailable` from `/proc/meminfo` on Linux, the
+/// room left under a cgroup v2 limit (`memory.max` − `memory.current`) and under the process's
+/// address-space limit (`ulimit -v`: its soft limit − `VmSize`) when there are ones, whichever
+/// is smallest; `None` where none can be read (the check is then skipped).
 pub fn available_memory() -> Option<u64> {
+    let address_space = address_space_left();
+    match (machine_memory(), address_space) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The process's address-space headroom: the soft `Max address space` of `/proc/self/limits`
+/// (`unlimited` is none) minus the `VmSize` of `/proc/self/status`.
+fn address_space_left() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max address space"))?;
+    let soft: u64 = line.trim_start_matches("Max address space").split_whitespace().next()?.parse().ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let size = status.lines().find_map(|l| l.strip_prefix("VmSize:"))?;
+    let kib: u64 = size.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(soft.saturating_sub(kib.checked_mul(1024)?))
+}
+
+fn machine_memory() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
         let line = text.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?;
         let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;

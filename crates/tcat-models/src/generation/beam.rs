@@ -490,6 +490,7 @@ pub fn generate_beam(
     })?;
     let k = settings.num_beams;
     let rows = prompts.len().checked_mul(k).ok_or_else(|| Error::InvalidInput("batch × num_beams overflows".into()))?;
+    model.check_decoding_memory(rows, total, "the number of prompts, --num-beams or --max-new-tokens")?;
     let prefixes: Vec<Vec<u32>> = prompts
         .iter()
         .map(|p| std::iter::repeat_n(pad, longest - p.len()).chain(p.iter().copied()).collect())

@@ -156,6 +156,7 @@ pub fn generate(
             .collect(),
         false => vec![],
     };
+    model.check_decoding_memory(prompts.len(), total, "the number of prompts or --max-new-tokens")?;
     let mut caches = model.new_caches(total);
     let mut outputs: Vec<Vec<u32>> = prompts.to_vec();
     let mut finished = vec![false; prompts.len()];

@@ -13,5 +13,6 @@ pub(crate) mod seq2seq;
 pub use beam::{BeamSettings, EarlyStopping, StepDecoder, beam_search, generate_beam};
 pub use chat::{ChatMessage, ChatTemplate};
 pub use decode::{GenerationConfig, Sampling, generate};
+pub(crate) use processors::check_decoding_memory;
 pub use processors::{LogitsProcessors, SearchLimits, bad_words_bans, no_repeat_ngram_bans};
 pub use seq2seq::{Seq2seqDecoding, generate_seq2seq, generate_seq2seq_beam};

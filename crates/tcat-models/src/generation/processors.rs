@@ -92,6 +92,33 @@ pub fn no_repeat_ngram_bans(row: &[u32], n: usize) -> Vec<u32> {
     banned
 }
 
+/// Checks that decoding `rows` rows (prompts × beams) of up to `capacity` positions fits in
+/// memory before anything is allocated: the KV caches (`cache_elements` of `dtype_bytes`
+/// each, [`Stack::cache_elements`](tcat_blocks::Stack::cache_elements)) and a few `[rows,
+/// vocab]` f32 score tensors per step. `what` names the settings to lower.
+pub(crate) fn check_decoding_memory(
+    cache_elements: Option<u64>,
+    dtype_bytes: usize,
+    rows: usize,
+    vocab: usize,
+    what: &str,
+) -> Result<()> {
+    // Logits, log-probabilities, processed scores and the candidates' copy.
+    let scores = (rows as u64).checked_mul(vocab as u64).and_then(|n| n.checked_mul(4 * 4));
+    let needed =
+        cache_elements.and_then(|n| n.checked_mul(dtype_bytes as u64)).zip(scores).and_then(|(a, b)| a.checked_add(b));
+    let available = crate::build::available_memory();
+    match (needed, available) {
+        (Some(needed), Some(available)) if needed <= available => Ok(()),
+        (Some(_), None) => Ok(()),
+        (needed, available) => Err(Error::InvalidInput(format!(
+            "decoding {rows} rows needs {} for its KV caches and scores, more than the {} available; lower {what}",
+            needed.map_or("more bytes than a u64 counts".to_string(), |n| format!("{} MiB", n >> 20)),
+            available.map_or("memory".to_string(), |n| format!("{} MiB", n >> 20)),
+        ))),
+    }
+}
+
 /// The tokens `bad_words` ban as the next token of `row`: the last token of every sequence
 /// whose other tokens end the row (transformers' `NoBadWordsLogitsProcessor`).
 ///

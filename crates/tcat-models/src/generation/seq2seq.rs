@@ -42,6 +42,11 @@ impl<'a> Seq2seqDecoding<'a> {
                 max - 1
             )));
         }
+        let rows = prompts
+            .len()
+            .checked_mul(repeat.max(1))
+            .ok_or_else(|| Error::InvalidInput(format!("{} prompts × {repeat} beams overflows", prompts.len())))?;
+        model.check_decoding_memory(rows, total, "the number of prompts, --num-beams or --max-new-tokens")?;
         let batch = Batch::right_padded(prompts, None, model.pad_token_id(), model.device())?;
         let encoded = model.encode(&batch)?;
         let mut memory = model.memory(&encoded, &batch)?;
