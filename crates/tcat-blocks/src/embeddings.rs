@@ -1,7 +1,11 @@
-//! The input embedding: token vectors plus absolute positions and segments, then an optional
-//! norm (BERT, Devlin et al. 2018, §3.2 and Figure 2).
+//! The input embedding: token vectors plus absolute positions, segments and languages, then an
+//! optional norm (BERT, Devlin et al. 2018, §3.2 and Figure 2; XLM's language embeddings,
+//! Lample & Conneau 2019, §3.3) and an optional projection to the hidden width (ALBERT's
+//! factorised embedding parameterisation, Lan et al. 2019, §3.1; ELECTRA, Clark et al. 2020,
+//! §3.2).
 
-use candle_core::{Result, Tensor};
+use candle_core::{Module, Result, Tensor};
+use tcat_core::Linear;
 use tcat_position::AbsolutePositions;
 
 use crate::Norm;
@@ -28,6 +32,8 @@ pub struct Embeddings {
     token_type: Option<Tensor>,
     norm: Option<Norm>,
     word_scale: Option<f64>,
+    language: Option<Tensor>,
+    projection: Option<Linear>,
 }
 
 impl Embeddings {
@@ -38,7 +44,41 @@ impl Embeddings {
         token_type: Option<Tensor>,
         norm: Option<Norm>,
     ) -> Self {
-        Self { word, position, token_type, norm, word_scale: None }
+        Self { word, position, token_type, norm, word_scale: None, language: None, projection: None }
+    }
+
+    /// Adds a `[languages, dim]` language table, looked up by the language ids of
+    /// [`forward_with_languages`](Self::forward_with_languages) (XLM, Lample & Conneau 2019,
+    /// §3.3). Without language ids nothing is added, as in the reference.
+    pub fn with_languages(mut self, table: Tensor) -> Self {
+        self.language = Some(table);
+        self
+    }
+
+    /// Projects the (normalised) sum from the table width E to the hidden width H: ALBERT's
+    /// factorised embeddings (Lan et al. 2019, §3.1, O(V·E + E·H) parameters instead of
+    /// O(V·H)) and ELECTRA's `embeddings_project`.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use tcat_blocks::Embeddings;
+    /// use tcat_core::Linear;
+    /// let dev = Device::Cpu;
+    /// let word = Tensor::new(&[[1f32, 2.], [3., 4.]], &dev).unwrap();
+    /// // E = 2 to H = 3: [a, b] -> [a, b, a + b]
+    /// let w = Tensor::new(&[[1f32, 0.], [0., 1.], [1., 1.]], &dev).unwrap();
+    /// let emb = Embeddings::new(word, None, None, None).with_projection(Linear::new(w, None));
+    /// let ids = Tensor::new(&[[1u32]], &dev).unwrap();
+    /// assert_eq!(emb.forward(&ids, None, None).unwrap().to_vec3::<f32>().unwrap(), [[[3., 4., 7.]]]);
+    /// ```
+    pub fn with_projection(mut self, projection: Linear) -> Self {
+        self.projection = Some(projection);
+        self
+    }
+
+    /// Rows of the language table (0 without one).
+    pub fn languages(&self) -> usize {
+        self.language.as_ref().map_or(0, |t| t.dims()[0])
     }
 
     /// Multiplies the word vectors by `scale` before the positions are added (CTRL and the
@@ -71,6 +111,18 @@ impl Embeddings {
         position_ids: Option<&Tensor>,
         token_type_ids: Option<&Tensor>,
     ) -> Result<Tensor> {
+        self.forward_with_languages(input_ids, position_ids, token_type_ids, None)
+    }
+
+    /// [`forward`](Self::forward) with the language id `[batch, seq]` of every token, whose
+    /// vectors are added before the norm (XLM). Ids outside the language table are an error.
+    pub fn forward_with_languages(
+        &self,
+        input_ids: &Tensor,
+        position_ids: Option<&Tensor>,
+        token_type_ids: Option<&Tensor>,
+        language_ids: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (b, s) = input_ids.dims2()?;
         let mut x = self.word.index_select(&input_ids.flatten_all()?, 0)?.reshape((b, s, ()))?;
         if let Some(scale) = self.word_scale {
@@ -89,8 +141,32 @@ impl Embeddings {
             };
             x = x.broadcast_add(&types)?;
         }
-        match &self.norm {
-            Some(norm) => norm.forward(&x),
+        if let Some(ids) = language_ids {
+            let Some(table) = &self.language else {
+                candle_core::bail!("embeddings: language ids given to a model without a language table");
+            };
+            if ids.dims() != input_ids.dims() {
+                candle_core::bail!(
+                    "embeddings: language ids have shape {:?}, expected the token ids' {:?}",
+                    ids.dims(),
+                    input_ids.dims()
+                );
+            }
+            let ids = ids.flatten_all()?;
+            let max = ids.to_dtype(candle_core::DType::U32)?.max(0)?.to_scalar::<u32>()?;
+            if max as usize >= table.dims()[0] {
+                candle_core::bail!(
+                    "embeddings: language id {max} is outside the language table ({} rows)",
+                    table.dims()[0]
+                );
+            }
+            x = (x + table.index_select(&ids, 0)?.reshape((b, s, ()))?)?;
+        }
+        if let Some(norm) = &self.norm {
+            x = norm.forward(&x)?;
+        }
+        match &self.projection {
+            Some(projection) => projection.forward(&x),
             None => Ok(x),
         }
     }

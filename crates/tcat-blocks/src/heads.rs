@@ -91,6 +91,40 @@ impl Pooler {
     }
 }
 
+/// ELECTRA's discriminator (Clark et al. 2020, §2, replaced token detection): one logit per
+/// token, `prediction(act(dense(h)))`, positive where the token looks replaced.
+#[derive(Debug, Clone)]
+pub struct ReplacedTokenHead {
+    dense: Linear,
+    activation: Activation,
+    prediction: Linear,
+}
+
+impl ReplacedTokenHead {
+    /// A head from its `[hidden, hidden]` dense layer, activation and `[1, hidden]` prediction.
+    pub fn new(dense: Linear, activation: Activation, prediction: Linear) -> Self {
+        Self { dense, activation, prediction }
+    }
+
+    /// Logits `[batch, seq]` from hidden states `[batch, seq, hidden]`.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use tcat_blocks::{Activation, ReplacedTokenHead};
+    /// use tcat_core::Linear;
+    /// let dev = Device::Cpu;
+    /// let eye = Tensor::new(&[[1f32, 0.], [0., 1.]], &dev).unwrap();
+    /// let sum = Linear::new(Tensor::new(&[[1f32, 1.]], &dev).unwrap(), None);
+    /// let head = ReplacedTokenHead::new(Linear::new(eye, None), Activation::Relu, sum);
+    /// let h = Tensor::new(&[[[1f32, -2.], [3., 4.]]], &dev).unwrap();
+    /// assert_eq!(head.forward(&h).unwrap().to_vec2::<f32>().unwrap(), [[1., 7.]]);
+    /// ```
+    pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
+        let h = self.activation.apply(&self.dense.forward(hidden)?)?;
+        self.prediction.forward(&h)?.squeeze(D::Minus1)
+    }
+}
+
 /// [`LmHead::forward`] as a candle [`Module`].
 impl Module for LmHead {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {

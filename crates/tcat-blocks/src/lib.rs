@@ -41,7 +41,7 @@ pub use config::{
 pub use embeddings::Embeddings;
 pub use entity_fusion::{EntityFusion, FusionOutput};
 pub use feed_forward::FeedForward;
-pub use heads::{LmHead, MlmHead, Pooler, SentencePooling};
+pub use heads::{LmHead, MlmHead, Pooler, ReplacedTokenHead, SentencePooling};
 pub use layer::{CrossMemory, FeedForwardBlock, Residual, TransformerLayer};
 pub use moe::{
     ExpertCapacity, LogitsPrecision, MoeConfig, MoeFeedForward, MoeNames, Router, RouterOutput, Routing, RoutingRule,

@@ -19,9 +19,11 @@ pub struct Batch {
     input_ids: Tensor,
     attention_mask: Tensor,
     token_type_ids: Option<Tensor>,
+    language_ids: Option<Tensor>,
     lengths: Vec<usize>,
     max_id: u32,
     max_type_id: u32,
+    left: bool,
 }
 
 impl Batch {
@@ -92,10 +94,57 @@ impl Batch {
             input_ids: Tensor::from_vec(ids, shape, device)?,
             attention_mask: Tensor::from_vec(mask, shape, device)?,
             token_type_ids,
+            language_ids: None,
             lengths: rows.iter().map(Vec::len).collect(),
             max_id: rows.iter().flatten().copied().max().unwrap_or(0),
             max_type_id: token_types.map_or(0, |t| t.iter().flatten().copied().max().unwrap_or(0)),
+            left,
         })
+    }
+
+    /// Adds a language id for every token (XLM's language embeddings): one row per input row,
+    /// of the same length, padded like the ids (with language 0).
+    ///
+    /// ```
+    /// use tcat_models::Batch;
+    /// let dev = candle_core::Device::Cpu;
+    /// let b = Batch::right_padded(&[vec![5, 6, 7], vec![8]], None, 0, &dev).unwrap();
+    /// let b = b.with_languages(&[vec![0, 0, 1], vec![1]]).unwrap();
+    /// assert_eq!(b.language_ids().unwrap().to_vec2::<u32>().unwrap(), [[0, 0, 1], [1, 0, 0]]);
+    /// assert!(Batch::right_padded(&[vec![5, 6]], None, 0, &dev).unwrap().with_languages(&[vec![0]]).is_err());
+    /// ```
+    pub fn with_languages(mut self, languages: &[Vec<u32>]) -> Result<Self> {
+        if languages.len() != self.lengths.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} rows of language ids for {} rows of ids",
+                languages.len(),
+                self.lengths.len()
+            )));
+        }
+        for (i, (l, &n)) in languages.iter().zip(&self.lengths).enumerate() {
+            if l.len() != n {
+                return Err(Error::InvalidInput(format!("row {i}: {} language ids for {n} ids", l.len())));
+            }
+        }
+        let seq = self.seq_len();
+        let padded: Vec<u32> = languages
+            .iter()
+            .flat_map(|row| {
+                let padding = std::iter::repeat_n(0, seq - row.len());
+                if self.left {
+                    padding.chain(row.iter().copied()).collect::<Vec<_>>()
+                } else {
+                    row.iter().copied().chain(padding).collect()
+                }
+            })
+            .collect();
+        self.language_ids = Some(Tensor::from_vec(padded, (languages.len(), seq), self.input_ids.device())?);
+        Ok(self)
+    }
+
+    /// `[batch, seq]` u32 language ids, when given.
+    pub fn language_ids(&self) -> Option<&Tensor> {
+        self.language_ids.as_ref()
     }
 
     /// `[batch, seq]` u32 token ids.

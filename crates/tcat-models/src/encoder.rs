@@ -4,8 +4,8 @@
 use candle_core::Tensor;
 use tcat_attention::AttentionMask;
 use tcat_attention::MultiHeadAttention;
-use tcat_blocks::{Embeddings, EntityFusion, MlmHead, Pooler, Stack};
-use tcat_core::{Error, Result};
+use tcat_blocks::{Embeddings, EntityFusion, LmHead, MlmHead, Pooler, ReplacedTokenHead, Stack};
+use tcat_core::{Error, Linear, Result};
 use tcat_position::{padding_aware_position_ids, sequential_position_ids};
 
 use crate::Batch;
@@ -55,6 +55,9 @@ pub struct EncoderModel {
     type_vocab_size: usize,
     pad_token_id: u32,
     knowledge: Option<KnowledgeEncoder>,
+    lm: Option<LmHead>,
+    sentence_order: Option<Linear>,
+    replaced_token: Option<ReplacedTokenHead>,
 }
 
 impl EncoderModel {
@@ -68,7 +71,43 @@ impl EncoderModel {
         type_vocab_size: usize,
         pad_token_id: u32,
     ) -> Self {
-        Self { embeddings, stack, pooler, mlm, positions, type_vocab_size, pad_token_id, knowledge: None }
+        Self {
+            embeddings,
+            stack,
+            pooler,
+            mlm,
+            positions,
+            type_vocab_size,
+            pad_token_id,
+            knowledge: None,
+            lm: None,
+            sentence_order: None,
+            replaced_token: None,
+        }
+    }
+
+    /// Adds a plain vocabulary projection as the masked-LM head (XLM's `pred_layer`), used by
+    /// [`mlm_logits`](Self::mlm_logits) when there is no BERT-style head.
+    pub fn with_lm_head(mut self, head: LmHead) -> Self {
+        self.lm = Some(head);
+        self
+    }
+
+    /// Adds ALBERT's sentence-order head: a `[2, hidden]` classifier on the pooled state.
+    pub fn with_sentence_order_head(mut self, classifier: Linear) -> Self {
+        self.sentence_order = Some(classifier);
+        self
+    }
+
+    /// Adds ELECTRA's discriminator (replaced-token detection).
+    pub fn with_replaced_token_head(mut self, head: ReplacedTokenHead) -> Self {
+        self.replaced_token = Some(head);
+        self
+    }
+
+    /// Rows of the language table (0 when the family has none; XLM).
+    pub fn languages(&self) -> usize {
+        self.embeddings.languages()
     }
 
     /// Adds ERNIE-THU's knowledgeable encoder after the text layers.
@@ -160,7 +199,7 @@ impl EncoderModel {
 
     /// Whether the checkpoint has a masked-LM head.
     pub fn has_mlm_head(&self) -> bool {
-        self.mlm.is_some()
+        self.mlm.is_some() || self.lm.is_some()
     }
 
     /// The last hidden states `[batch, seq, hidden]`, as `AutoModel` returns them (no pooler).
@@ -194,7 +233,24 @@ impl EncoderModel {
             PositionRule::PaddingAware { padding_idx } => padding_aware_position_ids(batch.input_ids(), padding_idx)?,
         };
         let types = if self.type_vocab_size > 0 { batch.token_type_ids() } else { None };
-        let x = self.embeddings.forward(batch.input_ids(), Some(&position_ids), types)?;
+        let languages = batch.language_ids();
+        if let Some(ids) = languages {
+            let n = self.languages();
+            if n == 0 {
+                return Err(Error::InvalidInput(
+                    "this model has no language embeddings (XLM's `n_langs` > 1 with `use_lang_emb`): language ids \
+                     cannot be used"
+                        .into(),
+                ));
+            }
+            let max = ids.flatten_all()?.max(0)?.to_scalar::<u32>()?;
+            if max as usize >= n {
+                return Err(Error::InvalidInput(format!(
+                    "language id {max} is outside the language table (n_langs {n}: ids 0..{n})"
+                )));
+            }
+        }
+        let x = self.embeddings.forward_with_languages(batch.input_ids(), Some(&position_ids), types, languages)?;
         let mask = if batch.is_padded() {
             AttentionMask::none().with_key_padding(batch.attention_mask().clone())
         } else {
@@ -205,8 +261,38 @@ impl EncoderModel {
 
     /// Masked-LM logits `[batch, seq, vocab]` from hidden states.
     pub fn mlm_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        if let (None, Some(lm)) = (&self.mlm, &self.lm) {
+            return Ok(lm.forward(hidden)?);
+        }
         let head = self.mlm.as_ref().ok_or_else(|| {
             Error::InvalidInput("this checkpoint has no masked-LM head (it was saved without one)".into())
+        })?;
+        Ok(head.forward(hidden)?)
+    }
+
+    /// Whether the checkpoint has ALBERT's sentence-order head.
+    pub fn has_sentence_order_head(&self) -> bool {
+        self.sentence_order.is_some()
+    }
+
+    /// ALBERT's sentence-order logits `[batch, 2]` from the pooler output (Lan et al. 2019,
+    /// §3.1: are the two segments in their original order?).
+    pub fn sentence_order_logits(&self, pooled: &Tensor) -> Result<Tensor> {
+        let head = self.sentence_order.as_ref().ok_or_else(|| {
+            Error::InvalidInput("this checkpoint has no sentence-order head (`sop_classifier`)".into())
+        })?;
+        Ok(candle_core::Module::forward(head, pooled)?)
+    }
+
+    /// Whether the checkpoint has ELECTRA's discriminator head.
+    pub fn has_replaced_token_head(&self) -> bool {
+        self.replaced_token.is_some()
+    }
+
+    /// ELECTRA's replaced-token logits `[batch, seq]` from hidden states (Clark et al. 2020, §2).
+    pub fn replaced_token_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let head = self.replaced_token.as_ref().ok_or_else(|| {
+            Error::InvalidInput("this checkpoint has no discriminator head (`discriminator_predictions`)".into())
         })?;
         Ok(head.forward(hidden)?)
     }

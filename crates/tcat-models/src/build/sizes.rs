@@ -116,7 +116,12 @@ impl Checker<'_> {
             }
         };
         let layer = self.add("one layer", attention, ffn)?;
-        let layers = self.mul(("num_layers", t.num_layers as u64), ("parameters per layer", layer))?;
+        // Layers sharing weights (ALBERT) store one set per group.
+        let stored_layers = match t.sharing {
+            tcat_spec::LayerSharing::None => ("num_layers", t.num_layers as u64),
+            tcat_spec::LayerSharing::Groups { groups } => ("the layer groups", groups.min(t.num_layers) as u64),
+        };
+        let layers = self.mul(stored_layers, ("parameters per layer", layer))?;
         let word =
             self.mul(("vocab_size", t.vocab_size as u64), ("the embedding width", t.embedding_width() as u64))?;
         self.add("the word table", layers, word)
