@@ -13,6 +13,9 @@ pub enum BenchCommand {
     /// Time attention variants on random q, k, v: a table of median time, peak memory and ratio
     /// to dense per sequence length, and optionally an SVG plot.
     Attention(AttentionArgs),
+    /// Time whole models on fixed workloads (BERT-base, GPT-2 and SmolLM2 decoding, T5, MoE):
+    /// median time, tokens/s and peak memory, the numbers compared with PyTorch and llama.cpp.
+    Models(crate::bench_models::ModelsArgs),
 }
 
 #[derive(Args)]
@@ -48,6 +51,15 @@ pub struct AttentionArgs {
 pub fn run(command: BenchCommand, device: &Device, dtype: Option<DType>) -> Result<()> {
     match command {
         BenchCommand::Attention(args) => attention(args, device, dtype.unwrap_or(DType::F32)),
+        BenchCommand::Models(args) => {
+            if let Some(dtype) = dtype {
+                anyhow::bail!(
+                    "--dtype {}: bench models fixes each workload's dtype (f32, or the GGUF's quantization); drop --dtype",
+                    dtype.as_str()
+                );
+            }
+            crate::bench_models::run(args, device)
+        }
     }
 }
 

@@ -510,6 +510,71 @@ pub struct GenerateArgs {
     /// sampling and beams.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     no_repeat_ngram_size: usize,
+    /// Print timings to stderr when done: the model's load time, the prompt's tokens/s (its
+    /// forward, up to the first generated token) and the generated tokens/s (the tokens after
+    /// the first).
+    #[arg(long)]
+    stats: bool,
+}
+
+/// When the tokens of a generation came, for `--stats`.
+struct TokenTiming {
+    start: std::time::Instant,
+    /// Rows of the batch: the first step generates one token per row.
+    rows: usize,
+    first: Option<std::time::Instant>,
+    last: Option<std::time::Instant>,
+    tokens: usize,
+}
+
+impl TokenTiming {
+    fn start(rows: usize) -> Self {
+        Self { start: std::time::Instant::now(), rows, first: None, last: None, tokens: 0 }
+    }
+
+    fn token(&mut self) {
+        let now = std::time::Instant::now();
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+        self.tokens += 1;
+    }
+}
+
+fn rate(tokens: usize, seconds: f64) -> String {
+    match seconds > 0.0 && tokens > 0 {
+        true => format!("{:.1} tokens/s", tokens as f64 / seconds),
+        false => "- tokens/s".into(),
+    }
+}
+
+/// `--stats` on stderr: the load time, the prompt's forward (up to the first token) and the
+/// tokens generated after it; beam search (`timing` `None`) reports its whole time.
+fn print_stats(
+    load: std::time::Duration,
+    prompt_tokens: usize,
+    timing: Option<&TokenTiming>,
+    total: std::time::Duration,
+) {
+    eprintln!("load time: {:.3} s", load.as_secs_f64());
+    let Some(t) = timing else {
+        eprintln!(
+            "prompt and beam search: {prompt_tokens} prompt tokens, {:.3} s together (beams are not timed apart)",
+            total.as_secs_f64()
+        );
+        return;
+    };
+    let prompt_s = t.first.map_or(total, |f| f - t.start).as_secs_f64();
+    eprintln!("prompt: {prompt_tokens} tokens in {prompt_s:.3} s ({})", rate(prompt_tokens, prompt_s));
+    let after_first = t.tokens.saturating_sub(t.rows.min(t.tokens));
+    let gen_s = match (t.first, t.last) {
+        (Some(first), Some(last)) => (last - first).as_secs_f64(),
+        _ => 0.0,
+    };
+    eprintln!(
+        "generation: {after_first} tokens in {gen_s:.3} s ({}), {} generated in all",
+        rate(after_first, gen_s),
+        t.tokens
+    );
 }
 
 pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Result<()> {
@@ -546,7 +611,9 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
         bail!("--length-penalty must be a finite number, got {lp}");
     }
     let sampling = Sampling::from_options(args.temperature, args.top_k, args.top_p)?;
+    let load_start = std::time::Instant::now();
     let (source, model) = load(&args.model, device, dtype)?;
+    let load_time = load_start.elapsed();
     if let Model::Encoder(_) = &model {
         bail!("generate needs a causal language model or an encoder-decoder; `{}` is an encoder", args.model);
     }
@@ -625,7 +692,9 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
         }
         Ok(())
     };
+    let prompt_tokens: usize = prompts.iter().map(Vec::len).sum();
     if beams {
+        let started = std::time::Instant::now();
         let settings = BeamSettings {
             num_beams: args.num_beams,
             length_penalty: args.length_penalty.unwrap_or(1.0),
@@ -641,14 +710,25 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
             Model::Seq2seq(m) => tcat_models::generation::generate_seq2seq_beam(m, &prompts, &config, &settings)?,
             Model::Encoder(_) => unreachable!("refused above"),
         };
-        return print(&mut out, &outputs);
+        let total = started.elapsed();
+        print(&mut out, &outputs)?;
+        if args.stats {
+            print_stats(load_time, prompt_tokens, None, total);
+        }
+        return Ok(());
     }
+    let mut timing = TokenTiming::start(prompts.len());
     let decoder = match &model {
         Model::Decoder(decoder) => decoder,
         Model::Seq2seq(m) => {
             // The decoder sequence (from the decoder start token) is printed when done.
-            let outputs = tcat_models::generate_seq2seq(m, &prompts, &config, |_, _| {})?;
-            return print(&mut out, &outputs);
+            let outputs = tcat_models::generate_seq2seq(m, &prompts, &config, |_, _| timing.token())?;
+            let total = timing.start.elapsed();
+            print(&mut out, &outputs)?;
+            if args.stats {
+                print_stats(load_time, prompt_tokens, Some(&timing), total);
+            }
+            return Ok(());
         }
         Model::Encoder(_) => unreachable!("refused above"),
     };
@@ -662,6 +742,7 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
         shown = decode(&so_far)?;
     }
     let outputs = tcat_models::generate(decoder, &prompts, &config, |_, id| {
+        timing.token();
         if !stream {
             return;
         }
@@ -679,6 +760,7 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
             shown = text;
         }
     })?;
+    let total = timing.start.elapsed();
     if stream {
         if !echoed {
             write!(out, "{shown}")?;
@@ -686,9 +768,14 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
         // Flush what was held back waiting for the rest of a multi-byte character.
         let text = decode(&so_far)?;
         writeln!(out, "{}", text.strip_prefix(&shown).unwrap_or(""))?;
-        return Ok(());
+    } else {
+        print(&mut out, &outputs)?;
     }
-    print(&mut out, &outputs)
+    if args.stats {
+        out.flush()?;
+        print_stats(load_time, prompt_tokens, Some(&timing), total);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

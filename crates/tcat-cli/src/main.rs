@@ -2,14 +2,16 @@
 //!
 //! Commands: `forward` (hidden states or logits to a safetensors file), `embed` (sentence
 //! embeddings), `fill-mask` (masked-LM predictions) and `generate` (text continuation with the
-//! KV cache), `bench attention` (attention variants timed against sequence length) and
-//! `catalog` (every catalogued model, its size and status). Every model command takes
-//! `--model` as a folder, file, hub id or `preset:NAME`, and `--device` and `--dtype`.
+//! KV cache), `bench attention` (attention variants timed against sequence length), `bench
+//! models` (whole models on fixed workloads, beside PyTorch and llama.cpp) and `catalog` (every
+//! catalogued model, its size and status). Every model command takes `--model` as a folder,
+//! file, hub id or `preset:NAME`, and `--device` and `--dtype`.
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 mod bench;
+mod bench_models;
 mod catalog;
 mod commands;
 mod output;
@@ -61,8 +63,6 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    // SAFETY: first thing in `main`, before any thread exists.
-    unsafe { tcat_core::pin_cpu_thread_count() };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
@@ -81,6 +81,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // `tcat bench models --threads N` sizes candle's and rayon's pools; every command pins the
+    // count candle reads. SAFETY: parsing the command line started no thread; nothing else has
+    // run yet.
+    if let Command::Bench(bench::BenchCommand::Models(args)) = &cli.command {
+        unsafe { bench_models::pin_threads(args.threads) };
+    }
+    unsafe { tcat_core::pin_cpu_thread_count() };
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
