@@ -64,6 +64,10 @@ pub struct ForwardArgs {
     /// Segment ids of one row (one per --ids row when given).
     #[arg(long, allow_negative_numbers = true)]
     token_type_ids: Vec<String>,
+    /// Language ids of one row, one per token (XLM's language embeddings), comma-separated;
+    /// one --langs per --ids row when given.
+    #[arg(long, allow_negative_numbers = true)]
+    langs: Vec<String>,
     /// Decoder token ids of an encoder-decoder (T5, BART, Marian), comma-separated, one row per
     /// --ids row, each starting with the decoder start token: `logits` are then
     /// `[batch, decoder_seq, vocab]` (ragged rows are right-padded and masked).
@@ -108,6 +112,18 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
             rows[i].len()
         );
     }
+    let langs = args.langs.iter().map(|s| parse_ids("--langs", s)).collect::<Result<Vec<_>>>()?;
+    if !langs.is_empty() && langs.len() != rows.len() {
+        bail!("--langs: given {} times for {} --ids rows; give one per row", langs.len(), rows.len());
+    }
+    if let Some(i) = langs.iter().zip(&rows).position(|(l, r)| l.len() != r.len()) {
+        bail!(
+            "--langs row {}: {} language ids for {} --ids; expected one per token",
+            i + 1,
+            langs[i].len(),
+            rows[i].len()
+        );
+    }
     crate::output::check_writable("--out", &args.out)?;
     let (_, model) = load(&args.model, device, dtype)?;
     let decoder_rows = args.decoder_ids.iter().map(|s| parse_ids("--decoder-ids", s)).collect::<Result<Vec<_>>>()?;
@@ -126,7 +142,20 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
         (_, _) => bail!("--decoder-ids: `{}` is not an encoder-decoder model (T5, BART, Marian)", args.model),
     }
     let types = (!types.is_empty()).then_some(types.as_slice());
-    let batch = Batch::right_padded(&rows, types, model.pad_token_id(), device)?;
+    let mut batch = Batch::right_padded(&rows, types, model.pad_token_id(), device)?;
+    if !langs.is_empty() {
+        match &model {
+            Model::Encoder(m) if m.languages() > 0 => {
+                if let Some(bad) = langs.iter().flatten().find(|&&l| l as usize >= m.languages()) {
+                    bail!("--langs: language id {bad} is outside the model's {} languages (n_langs)", m.languages());
+                }
+                batch = batch.with_languages(&langs)?
+            }
+            _ => {
+                bail!("--langs: `{}` has no language embeddings (XLM's `n_langs` > 1 with `use_lang_emb`)", args.model)
+            }
+        }
+    }
     let decoder_batch = match &model {
         Model::Seq2seq(_) => Some(Batch::right_padded(&decoder_rows, None, model.pad_token_id(), device)?),
         _ => None,
