@@ -9,6 +9,7 @@ use crate::{
     AttentionMask, Causality, KvCache, PositionTerm, SparsePattern, fused_attention, scaled_dot_product_attention,
     split_grouped_shape,
 };
+use crate::{QkNorm, QkNormScope};
 
 /// How the query, key and value projections are stored.
 #[derive(Debug, Clone)]
@@ -190,6 +191,7 @@ pub struct MultiHeadAttention {
     patterns: Vec<SparsePattern>,
     kernel: AttentionKernel,
     causality: Causality,
+    qk_norm: Option<QkNorm>,
 }
 
 impl MultiHeadAttention {
@@ -251,7 +253,31 @@ impl MultiHeadAttention {
             patterns: Vec::new(),
             causality: Causality::Bidirectional,
             kernel: AttentionKernel::default(),
+            qk_norm: None,
         })
+    }
+
+    /// Normalises queries and keys after the projections, before positions (OLMoE, Qwen3);
+    /// the gains must match the projection widths or `head_dim`, as the norm's scope says.
+    pub fn with_qk_norm(mut self, norm: QkNorm) -> Result<Self> {
+        let (q_width, k_width) = match norm.scope() {
+            QkNormScope::Projection => (self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim),
+            QkNormScope::Head => (self.head_dim, self.head_dim),
+        };
+        let (q, k) = (norm.queries_width(), norm.keys_width());
+        if (q, k) != (q_width, k_width) {
+            candle_core::bail!(
+                "query/key norm gains have widths {q}/{k}, expected {q_width}/{k_width} ({:?} scope)",
+                norm.scope()
+            );
+        }
+        self.qk_norm = Some(norm);
+        Ok(self)
+    }
+
+    /// The query/key norm, if any.
+    pub fn qk_norm(&self) -> Option<&QkNorm> {
+        self.qk_norm.as_ref()
     }
 
     /// Replaces the score scale (T5 uses 1, some models fold it into the weights).
@@ -473,11 +499,7 @@ impl MultiHeadAttention {
             (QkvProjection::Separate { .. }, _) | (_, None) => q,
             (_, Some(_)) => q.narrow(1, q.dim(1)? - q_len, q_len)?,
         };
-        Ok((
-            self.split_heads(&q, self.num_heads)?,
-            self.split_heads(&k, self.num_kv_heads)?,
-            self.split_heads(&v, self.num_kv_heads)?,
-        ))
+        Ok((self.query_heads(&q)?, self.key_heads(&k)?, self.split_heads(&v, self.num_kv_heads)?))
     }
 
     /// Applies the rotations: queries at `positions` (or `past..past + q_len`), keys at the same
@@ -591,7 +613,7 @@ impl MultiHeadAttention {
     /// cross-attention, see [`forward_cross`](Self::forward_cross)).
     pub fn project_q(&self, x: &Tensor) -> Result<Tensor> {
         match &self.qkv {
-            QkvProjection::Separate { q, .. } => self.split_heads(&q.forward(x)?, self.num_heads),
+            QkvProjection::Separate { q, .. } => self.query_heads(&q.forward(x)?),
             QkvProjection::Fused(_) | QkvProjection::FusedPerHead(_) => candle_core::bail!(
                 "a fused qkv projection cannot project queries alone (cross-attention needs separate projections)"
             ),
@@ -603,10 +625,9 @@ impl MultiHeadAttention {
     /// [`forward_cross`](Self::forward_cross)).
     pub fn project_kv(&self, memory: &Tensor) -> Result<(Tensor, Tensor)> {
         match &self.qkv {
-            QkvProjection::Separate { k, v, .. } => Ok((
-                self.split_heads(&k.forward(memory)?, self.num_kv_heads)?,
-                self.split_heads(&v.forward(memory)?, self.num_kv_heads)?,
-            )),
+            QkvProjection::Separate { k, v, .. } => {
+                Ok((self.key_heads(&k.forward(memory)?)?, self.split_heads(&v.forward(memory)?, self.num_kv_heads)?))
+            }
             QkvProjection::Fused(_) | QkvProjection::FusedPerHead(_) => candle_core::bail!(
                 "a fused qkv projection cannot project keys and values alone (cross-attention needs separate projections)"
             ),
@@ -622,6 +643,25 @@ impl MultiHeadAttention {
         let (b, h, s, d) = y.dims4()?;
         let y = y.transpose(1, 2)?.reshape((b, s, h * d))?;
         self.out.forward(&y)
+    }
+
+    /// Projected queries `[batch, seq, heads × head_dim]` split into heads, normalised where
+    /// the module has a [`QkNorm`].
+    fn query_heads(&self, q: &Tensor) -> Result<Tensor> {
+        match &self.qk_norm {
+            None => self.split_heads(q, self.num_heads),
+            Some(n) if n.scope() == QkNormScope::Projection => self.split_heads(&n.queries(q)?, self.num_heads),
+            Some(n) => n.queries(&self.split_heads(q, self.num_heads)?),
+        }
+    }
+
+    /// [`query_heads`](Self::query_heads) for keys.
+    fn key_heads(&self, k: &Tensor) -> Result<Tensor> {
+        match &self.qk_norm {
+            None => self.split_heads(k, self.num_kv_heads),
+            Some(n) if n.scope() == QkNormScope::Projection => self.split_heads(&n.keys(k)?, self.num_kv_heads),
+            Some(n) => n.keys(&self.split_heads(k, self.num_kv_heads)?),
+        }
     }
 
     fn split_heads(&self, x: &Tensor, heads: usize) -> Result<Tensor> {
