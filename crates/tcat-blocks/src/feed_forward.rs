@@ -48,6 +48,15 @@ impl FeedForward {
         Self { inner: Inner::Plain(up), down, activation }
     }
 
+    /// The network's projections, inputs first (`down` last): for inspecting how the weights
+    /// are held (dense or quantized).
+    pub fn projections(&self) -> Vec<&Linear> {
+        match &self.inner {
+            Inner::Plain(up) | Inner::GatedStacked(up) => vec![up, &self.down],
+            Inner::Gated { gate, up } => vec![gate, up, &self.down],
+        }
+    }
+
     /// A gated network: `down(activation(gate(x)) ⊙ up(x))`. Gate and up are stacked into one
     /// projection ([`Linear::stack_outputs`]) when they are held alike.
     pub fn gated(gate: Linear, up: Linear, down: Linear, activation: Activation) -> Self {

@@ -215,7 +215,9 @@ fn shrink_tower(t: &mut TowerSpec) {
     if let Some(moe) = &mut ff.experts {
         moe.num_experts = moe.active_experts().max(4);
         moe.expert_inner = 4 * HIDDEN;
-        moe.shared_expert_inner = moe.shared_expert_inner.map(|_| 4 * HIDDEN);
+        if let Some(shared) = &mut moe.shared_expert {
+            shared.inner = 4 * HIDDEN;
+        }
         period = lcm(period, moe.every.max(1));
     }
     t.num_layers = if period >= 2 { period } else { 2 };

@@ -152,6 +152,11 @@ impl Linear {
         }
     }
 
+    /// Whether the weight is held quantized (GGUF blocks), not as a dense tensor.
+    pub fn is_quantized(&self) -> bool {
+        self.weight().is_none()
+    }
+
     /// The `[out]` bias, if any.
     pub fn bias(&self) -> Option<&Tensor> {
         self.bias.as_ref()

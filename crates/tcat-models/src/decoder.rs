@@ -186,6 +186,11 @@ impl DecoderModel {
         Ok(self.head.forward(&h)?)
     }
 
+    /// The layer stack (for inspecting the blocks a checkpoint was built into).
+    pub fn stack(&self) -> &Stack {
+        &self.stack
+    }
+
     /// Vocabulary size.
     pub fn vocab_size(&self) -> usize {
         self.embeddings.vocab_size()

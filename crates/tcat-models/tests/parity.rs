@@ -139,6 +139,8 @@ fn half_precision_stays_close_to_f32() {
         "ctrl",
         "qwen2",
         "mixtral",
+        "qwen2_moe",
+        "olmoe",
     ];
     let reference_errors: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("half_precision.json")).unwrap()).unwrap();
@@ -263,6 +265,20 @@ fn qwen2_qkv_biases_and_disabled_window_match_transformers() {
 #[test]
 fn mixtral_mixture_of_experts_matches_transformers() {
     check_decoder("mixtral");
+}
+
+/// Qwen2-MoE: layer 0 dense, layer 1 sparse (`decoder_sparse_step` 2), top-2 of 4 experts
+/// without renormalisation, and a shared expert scaled by its sigmoid gate.
+#[test]
+fn qwen2_moe_shared_expert_matches_transformers() {
+    check_decoder("qwen2_moe");
+}
+
+/// OLMoE: queries and keys RMS-normalised over their whole projections before rotary, top-2 of
+/// 4 experts without renormalisation.
+#[test]
+fn olmoe_qk_norm_and_experts_match_transformers() {
+    check_decoder("olmoe");
 }
 
 #[test]

@@ -117,6 +117,17 @@ fn rewrite_gguf(
     edit: impl Fn(&str, &mut candle_core::quantized::gguf_file::Value),
     keep: impl Fn(&str) -> bool,
 ) {
+    rewrite_gguf_tensors(from, to, edit, keep, |_, q| q);
+}
+
+/// [`rewrite_gguf`] that also replaces tensors (`map` gets each kept tensor by name).
+fn rewrite_gguf_tensors(
+    from: &std::path::Path,
+    to: &std::path::Path,
+    edit: impl Fn(&str, &mut candle_core::quantized::gguf_file::Value),
+    keep: impl Fn(&str) -> bool,
+    map: impl Fn(&str, candle_core::quantized::QTensor) -> candle_core::quantized::QTensor,
+) {
     use candle_core::quantized::gguf_file;
     let mut file = std::fs::File::open(from).unwrap();
     let content = gguf_file::Content::read(&mut file).unwrap();
@@ -128,7 +139,7 @@ fn rewrite_gguf(
         .tensor_infos
         .keys()
         .filter(|name| keep(name))
-        .map(|name| (name.clone(), content.tensor(&mut file, name, &Device::Cpu).unwrap()))
+        .map(|name| (name.clone(), map(name, content.tensor(&mut file, name, &Device::Cpu).unwrap())))
         .collect();
     let metadata_refs: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &candle_core::quantized::QTensor)> =
@@ -222,6 +233,52 @@ fn mixtral_gguf_builds_the_safetensors_spec_and_matches_transformers() {
     assert_eq!(from_gguf, hf);
     check_gguf("mixtral-gguf", "mixtral", Some(DType::F32));
     check_gguf("mixtral-gguf", "mixtral", None);
+}
+
+/// Experts stored quantized (the fixture's stacked experts re-written as Q8_0) are split from
+/// the stack block-wise and stay quantized, one matrix per expert; the model still gives
+/// transformers' greedy tokens, and its logits stay near the dense load of the same file.
+#[test]
+fn mixtral_gguf_quantized_experts_stay_quantized() {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    let path = std::env::temp_dir().join(format!("tcat-mixtral-q8-{}.gguf", std::process::id()));
+    rewrite_gguf_tensors(
+        &gguf("mixtral-gguf"),
+        &path,
+        |_, _| {},
+        |_| true,
+        |name, q| match name.contains("_exps") {
+            true => QTensor::quantize(&q.dequantize(&Device::Cpu).unwrap(), GgmlDType::Q8_0).unwrap(),
+            false => q,
+        },
+    );
+    let quantized = GgufFile::open(&path).unwrap().load_llama(&device(), None).unwrap();
+    let dense = GgufFile::open(&path).unwrap().load_llama(&device(), Some(DType::F32)).unwrap();
+    for (model, held_quantized) in [(&quantized, true), (&dense, false)] {
+        for (i, layer) in model.stack().layers().iter().enumerate() {
+            let experts = layer.parts().1.as_experts().expect("every Mixtral layer is sparse").experts();
+            assert_eq!(experts.len(), 4);
+            for linear in experts.iter().flat_map(|e| e.projections()) {
+                assert_eq!(linear.is_quantized(), held_quantized, "layer {i}: an expert projection");
+            }
+        }
+    }
+    let exp = expected("mixtral");
+    let mask = &exp["attention_mask"];
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, 0, &device()).unwrap();
+    let (q_logits, d_logits) = (quantized.logits(&batch).unwrap(), dense.logits(&batch).unwrap());
+    let to_dense = masked_max_diff(&q_logits, &d_logits, mask);
+    let to_reference = masked_max_diff(&q_logits, &exp["logits"], mask);
+    eprintln!("Q8_0 experts: logits vs dense load {to_dense:.2e}, vs transformers {to_reference:.2e}");
+    assert!(to_dense < 0.05 && to_reference < 0.05, "Q8_0 experts moved the logits by {to_dense} / {to_reference}");
+    assert!(to_reference > 1e-6, "the experts were not re-quantized");
+    let to_u32 = |t: &Tensor| -> Vec<u32> { t.to_vec1::<i64>().unwrap().iter().map(|&i| i as u32).collect() };
+    let (prompt, want) = (to_u32(&exp["prompt_ids"]), to_u32(&exp["greedy_ids"]));
+    let config =
+        GenerationConfig { max_new_tokens: want.len() - prompt.len(), stop_tokens: Some(vec![]), ..Default::default() };
+    let got = generate(&quantized, &[prompt], &config, |_, _| {}).unwrap();
+    std::fs::remove_file(&path).ok();
+    assert_eq!(got[0], want, "greedy ids with Q8_0 experts");
 }
 
 /// The routers' logits per layer and the load-balancing loss equal transformers'

@@ -95,6 +95,18 @@ pub struct AttentionSpec {
     /// Pattern of layer `i`: `schedule[i % len]`; empty means dense everywhere.
     #[serde(default)]
     pub schedule: Vec<AttentionPattern>,
+    /// RMS normalisation of queries and keys before positions (OLMoE, Qwen3), if any.
+    #[serde(default)]
+    pub qk_norm: Option<QkNormSpec>,
+}
+
+/// Over which features the query/key RMS norm of an [`AttentionSpec`] is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QkNormSpec {
+    /// The whole projection, all heads together (OLMoE).
+    Projection,
+    /// Each head alone, one gain vector of `head_dim` shared by the heads (Qwen3, Gemma 3).
+    Head,
 }
 
 impl AttentionSpec {
@@ -109,6 +121,7 @@ impl AttentionSpec {
             scale: ScaleRule::InverseSqrtHeadDim,
             masking,
             schedule: Vec::new(),
+            qk_norm: None,
         }
     }
 

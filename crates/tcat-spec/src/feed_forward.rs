@@ -131,8 +131,19 @@ pub struct MoeSpec {
     pub every: usize,
     /// See [`every`](Self::every).
     pub offset: usize,
-    /// Inner width of an always-active shared expert (Qwen2-MoE), if any.
-    pub shared_expert_inner: Option<usize>,
+    /// An always-active shared expert beside the routed ones (Qwen2-MoE), if any.
+    pub shared_expert: Option<SharedExpertSpec>,
+}
+
+/// An expert every token passes through, added to the routed experts' output (Qwen2-MoE's
+/// `shared_expert`, DeepSeekMoE's shared experts). Its kind is the routed experts'.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SharedExpertSpec {
+    /// Inner width.
+    pub inner: usize,
+    /// Whether its output is scaled by `sigmoid(g · x)` with a learned `[1, hidden]` gate
+    /// (Qwen2-MoE's `shared_expert_gate`).
+    pub sigmoid_gate: bool,
 }
 
 impl MoeSpec {

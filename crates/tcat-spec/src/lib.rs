@@ -34,8 +34,10 @@ mod params;
 mod position;
 mod tower;
 
-pub use attention::{AttentionPattern, AttentionSpec, Masking, ScaleRule};
-pub use feed_forward::{ActivationKind, FeedForwardKind, FeedForwardSpec, MoeSpec, RouterSpec, RoutingRule};
+pub use attention::{AttentionPattern, AttentionSpec, Masking, QkNormSpec, ScaleRule};
+pub use feed_forward::{
+    ActivationKind, FeedForwardKind, FeedForwardSpec, MoeSpec, RouterSpec, RoutingRule, SharedExpertSpec,
+};
 pub use heads::HeadSpec;
 pub use params::ParamCount;
 pub use position::{PositionIdRule, PositionSpec, RopeScalingSpec, RotaryLayoutSpec, RotarySpec, SinusoidalLayoutSpec};

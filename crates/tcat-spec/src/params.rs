@@ -2,7 +2,7 @@
 
 use crate::{
     ArchSpec, AttentionSpec, EmbeddingProjection, FeedForwardKind, HeadSpec, InputKind, LayerSharing, NormSpec,
-    PositionSpec, ResidualSpec, Stacks, TowerSpec, VisionConnection,
+    PositionSpec, QkNormSpec, ResidualSpec, Stacks, TowerSpec, VisionConnection,
 };
 
 /// Parameters of a model: all of them, and those one token passes through (they differ for
@@ -49,6 +49,11 @@ fn attention(a: &AttentionSpec, hidden: usize, memory: usize) -> u64 {
     linear(hidden, a.q_width(), a.qkv_bias)
         + 2 * linear(memory, a.kv_width(), a.qkv_bias)
         + linear(a.q_width(), hidden, a.out_bias)
+        + match a.qk_norm {
+            Some(QkNormSpec::Projection) => (a.q_width() + a.kv_width()) as u64,
+            Some(QkNormSpec::Head) => 2 * a.head_dim as u64,
+            None => 0,
+        }
 }
 
 fn ffn(kind: FeedForwardKind, hidden: usize, inner: usize, bias: bool) -> u64 {
@@ -121,7 +126,9 @@ impl TowerSpec {
             Some(moe) if moe.is_sparse(layer) => {
                 let expert = ffn(moe.expert_kind, h, moe.expert_inner, f.bias);
                 let router = linear(h, moe.num_experts, moe.router.bias);
-                let shared = moe.shared_expert_inner.map_or(0, |inner| ffn(moe.expert_kind, h, inner, f.bias));
+                let shared = moe.shared_expert.map_or(0, |s| {
+                    ffn(moe.expert_kind, h, s.inner, f.bias) + if s.sigmoid_gate { linear(h, 1, false) } else { 0 }
+                });
                 count += ParamCount {
                     total: router + shared + expert * moe.num_experts as u64,
                     active: router + shared + expert * moe.active_experts() as u64,

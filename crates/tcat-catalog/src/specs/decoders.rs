@@ -148,7 +148,7 @@ fn glam_moe(inner: usize) -> MoeSpec {
         },
         every: 2,
         offset: 1,
-        shared_expert_inner: None,
+        shared_expert: None,
     }
 }
 
@@ -311,7 +311,7 @@ pub(crate) fn mixtral_8x7b() -> ArchSpec {
         },
         every: 1,
         offset: 0,
-        shared_expert_inner: None,
+        shared_expert: None,
     });
     spec
 }

@@ -26,6 +26,7 @@ pub(crate) fn attention(heads: usize, kv_heads: usize, head_dim: usize, masking:
         scale: ScaleRule::InverseSqrtHeadDim,
         masking,
         schedule: Vec::new(),
+        qk_norm: None,
     }
 }
 

@@ -97,7 +97,7 @@ pub(crate) fn switch_base_8() -> ArchSpec {
         },
         every: 2,
         offset: 1,
-        shared_expert_inner: None,
+        shared_expert: None,
     };
     let ff = FeedForwardSpec { bias: false, experts: Some(moe), ..FeedForwardSpec::plain(3072, ActivationKind::Relu) };
     seq2seq(

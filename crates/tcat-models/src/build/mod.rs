@@ -8,7 +8,7 @@ mod seq2seq;
 mod sizes;
 mod weights;
 
-pub use names::{CrossNames, ExpertNames, MlmNames, QkvNames, Seq2seqNames, WeightNames};
+pub use names::{CrossNames, ExpertNames, MlmNames, QkvNames, Seq2seqNames, SharedExpertNames, WeightNames};
 
 pub(crate) use sizes::available_memory;
 /// Checks a spec's sizes against the weights and the machine before anything is allocated
@@ -17,7 +17,9 @@ pub use sizes::check as check_sizes;
 pub use weights::{Init, RandomWeights, WeightSource};
 
 use candle_core::Tensor;
-use tcat_attention::{GridAxis, MultiHeadAttention, PositionTerm, QkvProjection, SparsePattern, XlRelativePosition};
+use tcat_attention::{
+    GridAxis, MultiHeadAttention, PositionTerm, QkNorm, QkNormScope, QkvProjection, SparsePattern, XlRelativePosition,
+};
 use tcat_blocks::{
     Activation, Embeddings, EntityFusion, ExpertCapacity, FeedForward, FeedForwardBlock, LmHead, LogitsPrecision,
     MlmHead, MoeFeedForward, Norm, Pooler, Residual, Router, RoutingRule, Stack, TransformerLayer,
@@ -29,8 +31,8 @@ use tcat_position::{
 };
 use tcat_spec::{
     ArchSpec, AttentionPattern, EmbeddingProjection, EmbeddingScale, EntityFusionSpec, FeedForwardKind, HeadSpec,
-    InputKind, LayerSharing, Masking, MoeSpec, NormSpec, PositionIdRule, PositionSpec, ResidualSpec, RopeScalingSpec,
-    RotaryLayoutSpec, SinusoidalLayoutSpec, Stacks, TowerSpec,
+    InputKind, LayerSharing, Masking, MoeSpec, NormSpec, PositionIdRule, PositionSpec, QkNormSpec, ResidualSpec,
+    RopeScalingSpec, RotaryLayoutSpec, SinusoidalLayoutSpec, Stacks, TowerSpec,
 };
 
 use crate::encoder::{KnowledgeEncoder, KnowledgeLayer};
@@ -152,6 +154,13 @@ impl<'a> Resolver<'a> {
     }
 }
 
+/// The ε of a norm spec.
+fn norm_eps(norm: NormSpec) -> f64 {
+    match norm {
+        NormSpec::RmsNorm { eps } | NormSpec::LayerNorm { eps, .. } => eps,
+    }
+}
+
 fn activation(kind: tcat_spec::ActivationKind) -> Activation {
     match kind {
         tcat_spec::ActivationKind::Gelu => Activation::Gelu,
@@ -183,11 +192,6 @@ fn check_tower(tower: &TowerSpec) -> Result<()> {
     }
     if let LayerSharing::Groups { .. } = tower.sharing {
         return Err(not_implemented("layers sharing weights (ALBERT)"));
-    }
-    if let Some(moe) = tower.feed_forward.experts
-        && moe.shared_expert_inner.is_some()
-    {
-        return Err(not_implemented("shared experts (Qwen2-MoE)"));
     }
     if tower.residual == ResidualSpec::Sandwich {
         return Err(not_implemented("sandwich norms"));
@@ -310,6 +314,16 @@ fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<T
     let out = r.linear(&at(names.attention_out), qw, h, a.out_bias)?;
     let mut attention =
         MultiHeadAttention::new(qkv, out, a.num_heads, a.num_kv_heads, a.head_dim)?.with_scale(a.scale_for_layer(i));
+    if let Some(scope) = a.qk_norm {
+        let (scope, q_gains, k_gains) = match scope {
+            QkNormSpec::Projection => (QkNormScope::Projection, qw, kvw),
+            QkNormSpec::Head => (QkNormScope::Head, a.head_dim, a.head_dim),
+        };
+        let gains = |name: &str, n: usize| r.tensor(&at(&format!("{name}.weight")), &[n], weights::Init::Ones);
+        let norm =
+            QkNorm::new(gains(names.q_norm, q_gains)?, gains(names.k_norm, k_gains)?, norm_eps(tower.norm), scope)?;
+        attention = attention.with_qk_norm(norm)?;
+    }
     if let Some(rotary) = &shared.rotary {
         attention = attention.with_rotary(rotary.clone());
     }
@@ -428,25 +442,36 @@ fn experts(tower: &TowerSpec, r: &Resolver, prefix: &str, moe: MoeSpec) -> Resul
             })
             .collect::<Result<Vec<_>>>()?,
         ExpertNames::Stacked { gate, up, down } => {
-            // Stacked `[experts, out, in]` tensors, one slice per expert (dense: a quantized
-            // stack is dequantized here).
-            let stack = |name: &str, o: usize, i: usize| {
-                r.tensor(&at(&format!("{name}.weight")), &[moe.num_experts, o, i], weights::Init::Normal)
-            };
-            let (g, u, d) =
-                (if gated { Some(stack(gate, inner, h)?) } else { None }, stack(up, inner, h)?, stack(down, h, inner)?);
-            (0..moe.num_experts)
-                .map(|e| {
-                    let one = |t: &Tensor| -> Result<Linear> { Ok(Linear::new(t.get(e)?.contiguous()?, None)) };
-                    Ok(match &g {
-                        Some(g) => FeedForward::gated(one(g)?, one(&u)?, one(&d)?, act),
-                        None => FeedForward::new(one(&u)?, one(&d)?, act),
-                    })
+            // Stacked `[experts, out, in]` tensors, one slice per expert (kept quantized where
+            // the source holds them so).
+            let stack = |name: &str, i: usize, o: usize| r.weights.stacked_linears(&at(name), moe.num_experts, i, o);
+            let mut g = if gated { Some(stack(gate, h, inner)?.into_iter()) } else { None };
+            stack(up, h, inner)?
+                .into_iter()
+                .zip(stack(down, inner, h)?)
+                .map(|(u, d)| match g.as_mut().and_then(Iterator::next) {
+                    Some(g) => FeedForward::gated(g, u, d, act),
+                    None => FeedForward::new(u, d, act),
                 })
-                .collect::<Result<Vec<_>>>()?
+                .collect()
         }
     };
-    Ok(MoeFeedForward::new(router, experts)?)
+    let moe_block = MoeFeedForward::new(router, experts)?;
+    let Some(shared) = moe.shared_expert else { return Ok(moe_block) };
+    let names = r.names.shared_expert.ok_or_else(|| not_implemented("shared experts in this family's weight names"))?;
+    let lin = |name: &str, i, o| r.linear(&at(name), i, o, bias);
+    let expert = if gated {
+        FeedForward::gated(
+            lin(names.gate, h, shared.inner)?,
+            lin(names.up, h, shared.inner)?,
+            lin(names.down, shared.inner, h)?,
+            act,
+        )
+    } else {
+        FeedForward::new(lin(names.up, h, shared.inner)?, lin(names.down, shared.inner, h)?, act)
+    };
+    let gate = if shared.sigmoid_gate { Some(r.linear(&at(names.sigmoid_gate), h, 1, false)?) } else { None };
+    Ok(moe_block.with_shared_expert(expert, gate)?)
 }
 
 /// The block's sparse pattern for a spec pattern; DALL-E's grids take the text length and

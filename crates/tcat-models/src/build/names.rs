@@ -50,6 +50,19 @@ pub enum ExpertNames {
     },
 }
 
+/// Where a mixture of experts keeps its always-active shared expert (under the layer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedExpertNames {
+    /// The gate projection (gated experts).
+    pub gate: &'static str,
+    /// The up projection.
+    pub up: &'static str,
+    /// The down projection.
+    pub down: &'static str,
+    /// The `[1, hidden]` projection whose sigmoid scales the shared expert's output.
+    pub sigmoid_gate: &'static str,
+}
+
 /// Names of BERT-style masked-LM head parts, relative to the checkpoint root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MlmNames {
@@ -115,6 +128,10 @@ pub struct WeightNames {
     pub qkv: QkvNames,
     /// Attention output projection, under the layer.
     pub attention_out: &'static str,
+    /// The query norm (OLMoE, Qwen3), under the layer.
+    pub q_norm: &'static str,
+    /// The key norm, under the layer.
+    pub k_norm: &'static str,
     /// The norm of the attention branch, under the layer.
     pub attention_norm: &'static str,
     /// The gate projection of gated networks, under the layer.
@@ -129,6 +146,8 @@ pub struct WeightNames {
     pub router: &'static str,
     /// The experts of a mixture-of-experts layer.
     pub experts: ExpertNames,
+    /// The shared expert of a mixture-of-experts layer, if the family has one.
+    pub shared_expert: Option<SharedExpertNames>,
     /// The norm after the last layer.
     pub final_norm: &'static str,
     /// The LM head, from the root.
@@ -160,6 +179,8 @@ impl WeightNames {
         layer: "",
         qkv: QkvNames::Fused(""),
         attention_out: "",
+        q_norm: "",
+        k_norm: "",
         attention_norm: "",
         ffn_gate: "",
         ffn_up: "",
@@ -167,6 +188,7 @@ impl WeightNames {
         ffn_norm: "",
         router: "",
         experts: ExpertNames::PerExpert { prefix: "", gate: "", up: "", down: "" },
+        shared_expert: None,
         final_norm: "",
         lm_head: "lm_head",
         pooler: "",
@@ -198,6 +220,8 @@ const PRESET_TOWER: WeightNames = WeightNames {
     layer: "layers.{i}",
     qkv: QkvNames::Separate { q: "attn.q", k: "attn.k", v: "attn.v" },
     attention_out: "attn.out",
+    q_norm: "attn.q_norm",
+    k_norm: "attn.k_norm",
     attention_norm: "attn_norm",
     ffn_gate: "ffn.gate",
     ffn_up: "ffn.up",
@@ -205,6 +229,12 @@ const PRESET_TOWER: WeightNames = WeightNames {
     ffn_norm: "ffn_norm",
     router: "ffn.router",
     experts: ExpertNames::PerExpert { prefix: "ffn.experts.{e}", gate: "gate", up: "up", down: "down" },
+    shared_expert: Some(SharedExpertNames {
+        gate: "ffn.shared.gate",
+        up: "ffn.shared.up",
+        down: "ffn.shared.down",
+        sigmoid_gate: "ffn.shared.sigmoid_gate",
+    }),
     final_norm: "final_norm",
     lm_head: "lm_head",
     pooler: "pooler",

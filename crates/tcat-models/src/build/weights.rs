@@ -37,6 +37,13 @@ pub trait WeightSource {
     /// The projection stored as `{name}.weight` (and `{name}.bias` when `bias`), `[out, in]`
     /// or `[in, out]` as `layout` says.
     fn linear(&self, name: &str, input: usize, output: usize, bias: bool, layout: WeightLayout) -> Result<Linear>;
+    /// The `count` projections stored stacked as `{name}.weight` `[count, output, input]`
+    /// (GGUF's `ffn_*_exps` experts), without bias. By default the stack is read dense and
+    /// sliced; a source holding quantized weights splits the stack block-wise instead.
+    fn stacked_linears(&self, name: &str, count: usize, input: usize, output: usize) -> Result<Vec<Linear>> {
+        let stack = self.tensor(&format!("{name}.weight"), &[count, output, input], Init::Normal)?;
+        (0..count).map(|e| Ok(Linear::new(stack.get(e)?.contiguous()?, None))).collect()
+    }
     /// Whether query and key rows are stored permuted for interleaved rotary (llama.cpp's
     /// converter does this); the builder then rotates interleaved pairs, which gives the same
     /// outputs as half-split rotary on unpermuted rows.

@@ -140,6 +140,7 @@ pub(crate) fn spec_with(config: &ConfigFile, cfg: &LlamaConfig, schedule: Vec<At
                 scale: ScaleRule::InverseSqrtHeadDim,
                 masking: Masking::Causal,
                 schedule,
+                qk_norm: None,
             });
     tower.feed_forward =
         FeedForwardSpec { bias: cfg.mlp_bias, ..FeedForwardSpec::gated(cfg.intermediate_size, activation) };

@@ -53,7 +53,7 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
             },
             every: 1,
             offset: 0,
-            shared_expert_inner: None,
+            shared_expert: None,
         });
     }
     Ok(spec)

@@ -12,6 +12,7 @@ pub mod gpt_neox;
 pub mod gptj;
 pub mod llama;
 pub mod mixtral;
+pub mod olmoe;
 pub mod openai_gpt;
 pub mod opt;
 pub mod qwen2;
@@ -53,6 +54,8 @@ pub(crate) const FAMILIES: &[Family] = &[
     Family { model_types: &["mixtral"], spec: mixtral::spec, names: |_| Ok(mixtral::NAMES) },
     Family { model_types: &["opt"], spec: crate::opt::spec, names: |_| Ok(crate::opt::NAMES) },
     Family { model_types: &["qwen2"], spec: qwen2::spec, names: |_| Ok(llama::NAMES) },
+    Family { model_types: &["qwen2_moe"], spec: qwen2::moe_spec, names: |_| Ok(qwen2::MOE_NAMES) },
+    Family { model_types: &["olmoe"], spec: olmoe::spec, names: |_| Ok(olmoe::NAMES) },
     Family { model_types: &["t5", "mt5"], spec: t5::spec, names: t5::names },
     Family { model_types: &["switch_transformers"], spec: switch::spec, names: |_| Ok(switch::NAMES) },
     Family { model_types: &["bart"], spec: bart::spec, names: |_| Ok(bart::NAMES) },

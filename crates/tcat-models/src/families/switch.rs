@@ -127,7 +127,7 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
                 router,
                 every,
                 offset,
-                shared_expert_inner: None,
+                shared_expert: None,
             });
         }
     }

@@ -195,6 +195,7 @@ pub(crate) fn spec_from(config: &ConfigFile, cfg: &T5Config, rescale: bool) -> R
         scale: ScaleRule::One,
         masking,
         schedule: Vec::new(),
+        qk_norm: None,
     };
     let tower = |layers: usize, masking| TowerSpec {
         embeddings: EmbeddingSpec::tokens(),

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use std::cell::RefCell;
 
-use candle_core::quantized::{QTensor, gguf_file};
+use candle_core::quantized::{QStorage, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
 use tcat_core::{Error, Linear, Result, WeightLayout};
 use tcat_spec::{
@@ -98,6 +98,25 @@ impl WeightSource for GgufWeights {
             None => Linear::quantized(q, bias)?,
             Some(d) => Linear::new(q.dequantize(&self.device)?.to_dtype(d)?, bias),
         })
+    }
+
+    fn stacked_linears(&self, name: &str, count: usize, input: usize, output: usize) -> Result<Vec<Linear>> {
+        let q = self.checked(&format!("{name}.weight"), &[count, output, input])?;
+        if let Some(d) = self.dtype {
+            let stack = q.dequantize(&self.device)?.to_dtype(d)?;
+            return (0..count).map(|e| Ok(Linear::new(stack.get(e)?.contiguous()?, None))).collect();
+        }
+        // Quantized rows are whole blocks (the header check ensures `input` is a multiple of
+        // the block size), so expert `e` is the `e`-th of `count` equal byte ranges.
+        let data = q.data()?;
+        let per_expert = data.len() / count;
+        (0..count)
+            .map(|e| {
+                let bytes = std::borrow::Cow::Borrowed(&data[e * per_expert..(e + 1) * per_expert]);
+                let storage = QStorage::from_data(bytes, &self.device, q.dtype())?;
+                Ok(Linear::quantized(Arc::new(QTensor::new(storage, (output, input))?), None)?)
+            })
+            .collect()
     }
 
     fn rotary_rows_interleaved(&self) -> bool {
@@ -261,6 +280,7 @@ impl GgufFile {
                 scale: ScaleRule::InverseSqrtHeadDim,
                 masking: Masking::Causal,
                 schedule: vec![],
+                qk_norm: None,
             })
             .with_feed_forward(FeedForwardSpec::gated(inner, ActivationKind::Silu));
         let mut tower = tower;
@@ -282,7 +302,7 @@ impl GgufFile {
                 },
                 every: 1,
                 offset: 0,
-                shared_expert_inner: None,
+                shared_expert: None,
             });
         }
         let tied = !self.has("output.weight");
