@@ -27,7 +27,12 @@ pub fn host(t: &Tensor) -> Tensor {
 
 /// The committed reference fixtures, `tests/fixtures` at the workspace root.
 pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+    // `cargo test` sets CARGO_MANIFEST_DIR to the tested crate's folder (every crate sits in
+    // crates/NAME) when it runs the test: that follows the checkout the test was built from,
+    // where this crate's compile-time folder may be another worktree's sharing the target dir.
+    let crate_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    crate_dir.join("../../tests/fixtures")
 }
 
 /// The fixture folder (or file) `name` under [`fixtures_dir`].
