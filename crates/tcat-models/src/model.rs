@@ -29,6 +29,8 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "opt",
     "qwen2",
     "qwen2_moe",
+    "qwen3",
+    "qwen3_moe",
     "roberta",
     "switch_transformers",
     "t5",

@@ -141,6 +141,8 @@ fn half_precision_stays_close_to_f32() {
         "mixtral",
         "qwen2_moe",
         "olmoe",
+        "qwen3",
+        "qwen3_moe",
     ];
     let reference_errors: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("half_precision.json")).unwrap()).unwrap();
@@ -279,6 +281,19 @@ fn qwen2_moe_shared_expert_matches_transformers() {
 #[test]
 fn olmoe_qk_norm_and_experts_match_transformers() {
     check_decoder("olmoe");
+}
+
+/// Qwen3: per-head query/key RMS norms, a head width (12) other than hidden / heads (8), no
+/// biases, tied LM head.
+#[test]
+fn qwen3_per_head_qk_norm_matches_transformers() {
+    check_decoder("qwen3");
+}
+
+/// Qwen3-MoE: Qwen3's attention with top-2 of 4 experts, gates renormalised, in every layer.
+#[test]
+fn qwen3_moe_matches_transformers() {
+    check_decoder("qwen3_moe");
 }
 
 #[test]

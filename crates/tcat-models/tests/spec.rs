@@ -164,6 +164,11 @@ fn every_fixture_spec_survives_json() {
         "bloom",
         "ctrl",
         "openai-gpt",
+        "mixtral",
+        "qwen2_moe",
+        "olmoe",
+        "qwen3",
+        "qwen3_moe",
     ] {
         let spec = hf_spec(name);
         let json = serde_json::to_string(&spec).unwrap();

@@ -16,6 +16,7 @@ pub mod olmoe;
 pub mod openai_gpt;
 pub mod opt;
 pub mod qwen2;
+pub mod qwen3;
 pub mod roberta;
 pub(crate) mod rope_config;
 pub mod switch;
@@ -56,6 +57,8 @@ pub(crate) const FAMILIES: &[Family] = &[
     Family { model_types: &["qwen2"], spec: qwen2::spec, names: |_| Ok(llama::NAMES) },
     Family { model_types: &["qwen2_moe"], spec: qwen2::moe_spec, names: |_| Ok(qwen2::MOE_NAMES) },
     Family { model_types: &["olmoe"], spec: olmoe::spec, names: |_| Ok(olmoe::NAMES) },
+    Family { model_types: &["qwen3"], spec: qwen3::spec, names: |_| Ok(qwen3::NAMES) },
+    Family { model_types: &["qwen3_moe"], spec: qwen3::moe_spec, names: |_| Ok(qwen3::MOE_NAMES) },
     Family { model_types: &["t5", "mt5"], spec: t5::spec, names: t5::names },
     Family { model_types: &["switch_transformers"], spec: switch::spec, names: |_| Ok(switch::NAMES) },
     Family { model_types: &["bart"], spec: bart::spec, names: |_| Ok(bart::NAMES) },

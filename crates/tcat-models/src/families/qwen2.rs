@@ -15,13 +15,13 @@ use crate::families::llama::{LlamaConfig, spec_with};
 
 /// Qwen2's sliding-window settings (the rest is [`LlamaConfig`]).
 #[derive(Debug, Clone, Deserialize)]
-struct Qwen2Window {
+pub(crate) struct Qwen2Window {
     #[serde(default)]
     use_sliding_window: bool,
     #[serde(default)]
     sliding_window: Option<usize>,
     #[serde(default)]
-    max_window_layers: usize,
+    pub(crate) max_window_layers: usize,
     #[serde(default)]
     layer_types: Option<Vec<String>>,
 }
@@ -45,7 +45,7 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
 impl Qwen2Window {
     /// The attention pattern per layer: `layer_types` when the config has it, else sliding in
     /// the layers `sliding` picks (the families differ), and only with `use_sliding_window`.
-    fn schedule(
+    pub(crate) fn schedule(
         self,
         config: &ConfigFile,
         layers: usize,
@@ -89,11 +89,26 @@ fn layer_schedule(
 pub fn moe_spec(config: &ConfigFile) -> Result<ArchSpec> {
     let cfg: LlamaConfig = config.parse()?;
     let w: Qwen2Window = config.parse()?;
-    let m: Qwen2MoeExperts = config.parse()?;
+    let qkv: Qwen2MoeBias = config.parse()?;
     let layers = cfg.num_hidden_layers;
     let max_window_layers = w.max_window_layers;
     // transformers' Qwen2MoeConfig: sliding in the even layers below `max_window_layers`.
     let schedule = w.schedule(config, layers, |i| (i + 1) % 2 == 1 && i < max_window_layers)?;
+    let experts = experts(config)?;
+    let mut spec = spec_with(config, &cfg, schedule)?;
+    if let Stacks::Decoder { tower } = &mut spec.stacks {
+        tower.attention.qkv_bias = qkv.qkv_bias;
+        tower.attention.out_bias = false;
+        tower.feed_forward.experts = Some(experts);
+    }
+    Ok(spec)
+}
+
+/// The routed experts of a Qwen2-MoE or Qwen3-MoE `config.json`: every
+/// `decoder_sparse_step`-th layer sparse, softmax gates renormalised only with
+/// `norm_topk_prob`, and Qwen2-MoE's sigmoid-gated shared expert when the config sizes one.
+pub(crate) fn experts(config: &ConfigFile) -> Result<MoeSpec> {
+    let m: Qwen2MoeExperts = config.parse()?;
     config.require_positive("num_experts", m.num_experts)?;
     config.require_positive("decoder_sparse_step", m.decoder_sparse_step)?;
     if m.num_experts_per_tok == 0 || m.num_experts_per_tok > m.num_experts {
@@ -107,44 +122,46 @@ pub fn moe_spec(config: &ConfigFile) -> Result<ArchSpec> {
             what: format!("dense layers listed in `mlp_only_layers` ({:?}) of a Qwen2-MoE model", m.mlp_only_layers),
         });
     }
-    let mut spec = spec_with(config, &cfg, schedule)?;
-    if let Stacks::Decoder { tower } = &mut spec.stacks {
-        tower.attention.qkv_bias = m.qkv_bias;
-        tower.attention.out_bias = false;
-        tower.feed_forward.experts = Some(MoeSpec {
-            num_experts: m.num_experts,
-            expert_kind: FeedForwardKind::Gated,
-            expert_inner: m.moe_intermediate_size,
-            router: RouterSpec {
-                rule: RoutingRule::TopK { k: m.num_experts_per_tok, renormalize: m.norm_topk_prob },
-                bias: false,
-                float32: false,
-                jitter: 0.0,
-            },
-            // Layer `i` is sparse when `(i + 1) % step == 0`.
-            every: m.decoder_sparse_step,
-            offset: m.decoder_sparse_step - 1,
-            shared_expert: Some(SharedExpertSpec { inner: m.shared_expert_intermediate_size, sigmoid_gate: true }),
-        });
-    }
-    Ok(spec)
+    Ok(MoeSpec {
+        num_experts: m.num_experts,
+        expert_kind: FeedForwardKind::Gated,
+        expert_inner: m.moe_intermediate_size,
+        router: RouterSpec {
+            rule: RoutingRule::TopK { k: m.num_experts_per_tok, renormalize: m.norm_topk_prob },
+            bias: false,
+            float32: false,
+            jitter: 0.0,
+        },
+        // Layer `i` is sparse when `(i + 1) % step == 0`.
+        every: m.decoder_sparse_step,
+        offset: m.decoder_sparse_step - 1,
+        shared_expert: m.shared_expert_intermediate_size.map(|inner| SharedExpertSpec { inner, sigmoid_gate: true }),
+    })
+}
+
+/// Qwen2-MoE's attention biases.
+#[derive(Debug, Clone, Deserialize)]
+struct Qwen2MoeBias {
+    #[serde(default = "yes")]
+    qkv_bias: bool,
 }
 
 /// Qwen2-MoE's expert settings (the rest is [`LlamaConfig`] and [`Qwen2Window`]).
 #[derive(Debug, Clone, Deserialize)]
 struct Qwen2MoeExperts {
+    // Qwen3MoeConfig (transformers 5) saves it as `num_local_experts`.
+    #[serde(alias = "num_local_experts")]
     num_experts: usize,
     num_experts_per_tok: usize,
     moe_intermediate_size: usize,
-    shared_expert_intermediate_size: usize,
+    #[serde(default)]
+    shared_expert_intermediate_size: Option<usize>,
     #[serde(default)]
     norm_topk_prob: bool,
     #[serde(default = "one")]
     decoder_sparse_step: usize,
     #[serde(default)]
     mlp_only_layers: Vec<usize>,
-    #[serde(default = "yes")]
-    qkv_bias: bool,
 }
 
 fn one() -> usize {
