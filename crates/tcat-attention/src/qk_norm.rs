@@ -79,7 +79,7 @@ impl QkNorm {
 }
 
 /// `x / √(mean(x²) + ε) · gain` over the last dimension, in f32.
-fn rms(x: &Tensor, gain: &Tensor, eps: f64) -> Result<Tensor> {
+pub(crate) fn rms(x: &Tensor, gain: &Tensor, eps: f64) -> Result<Tensor> {
     let width = x.dim(D::Minus1)?;
     if gain.dim(0)? != width {
         candle_core::bail!("query/key norm has {} gains for {width} features", gain.dim(0)?);
