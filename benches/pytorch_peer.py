@@ -1,65 +1,208 @@
 #!/usr/bin/env python3
-"""PyTorch on the workloads of benches/models.rs, for the README's side-by-side numbers.
+"""PyTorch on the workloads of `tcat bench models`, for the README's side-by-side numbers.
 
-Run with the reference venv (tests/fixtures/requirements.txt) on the same machine, right
-before or after `cargo bench --bench models`:
+Run with the reference environment (a venv outside the repository with
+tests/fixtures/requirements.txt installed) on the same machine, right before or after
+`tcat bench models`, with the same thread count:
 
-    /work/venv/ref/bin/python benches/pytorch_peer.py
+    python benches/pytorch_peer.py [--workloads LIST] [--threads N] [--repeats R] [--json]
 
-- BERT-base forward over 8 x 128 random token ids (transformers BertModel, eager attention,
-  no padding), median of 10 runs after 2 warm-ups;
-- GPT-2 124M greedy decoding of 64 tokens after a 16-token prompt (GPT2LMHeadModel.generate,
-  KV cache, no EOS stop), median of 5 runs after 1 warm-up, in tokens/s;
-- SmolLM2-135M shapes (LlamaForCausalLM, random weights, f32) greedy decoding of 64 tokens.
+The workloads carry `tcat bench models`' names and are timed the same way (one warm-up run,
+then R timed runs, default 5, median reported; random weights at transformers' default init):
 
-Random weights at transformers' default init; torch uses all cores (torch.get_num_threads()).
+- bert-base: BertModel (BERT-base, eager attention) forward over 8 x 128 random token ids, no
+  padding; last hidden states and pooler;
+- gpt2-decode: GPT2LMHeadModel (124M): the forward of a 16-token prompt picks the first token,
+  then 64 greedy tokens, one single-token step each with the KV cache, are the generation part
+  (tokens_per_s = 64 / its time);
+- t5-base-generate: T5ForConditionalGeneration (t5-base shapes): the 16-token prompt is encoded,
+  then 64 greedy decoder steps from the decoder start token;
+- moe-decode: MixtralForCausalLM, hidden 1024, 4 layers, 16 heads sharing 4 key/value heads,
+  8 experts of 3584, top-2, vocabulary 32000; decoded as gpt2-decode;
+- moe-dense-decode: the same shapes as a dense LlamaForCausalLM with a 7168-wide SwiGLU (the
+  same active parameters).
+- smollm2-f32-decode: SmolLM2-135M shapes (LlamaForCausalLM, f32, random weights): 64 greedy
+  single-token steps from an empty context (tg64, as llama-bench and tcat count it).
+
+With --json each workload prints one line, as `tcat bench models --json` does:
+{"workload": ..., "median_s": ..., "tokens_per_s": ... (decoding only), "threads": N,
+"peak_rss_mib": ...}; peak_rss_mib is the process's peak resident memory (VmHWM, reset before
+each workload where Linux allows it). --threads sets torch.set_num_threads (default: torch's
+own choice).
 """
 
+import argparse
+import json
 import statistics
+import sys
 import time
 
 import torch
-from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+import transformers
+from transformers import (
+    BertConfig,
+    BertModel,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MixtralConfig,
+    MixtralForCausalLM,
+    T5Config,
+    T5ForConditionalGeneration,
+)
+
+PROMPT_TOKENS = 16
+NEW_TOKENS = 64
 
 
-def median_time(fn, runs, warmups):
-    for _ in range(warmups):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def reset_peak_rss():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
-def decode_rate(model, vocab, runs=5):
-    torch.manual_seed(2)
-    prompt = torch.randint(0, vocab, (1, 16))
-    mask = torch.ones_like(prompt)
+def peak_rss_mib():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
 
-    def run():
-        model.generate(prompt, attention_mask=mask, max_new_tokens=64, min_new_tokens=64, do_sample=False,
-                       eos_token_id=None, pad_token_id=0)
 
-    return 64 / median_time(run, runs, 1)
+def greedy_decode(model, prompt):
+    """Runs the prompt (if any) and NEW_TOKENS single-token steps; returns (total, generation) s."""
+    start = time.perf_counter()
+    past = None
+    if prompt is not None:
+        out = model(input_ids=prompt, use_cache=True)
+        past = out.past_key_values
+        token = out.logits[:, -1].argmax(-1, keepdim=True)
+    else:
+        token = torch.ones((1, 1), dtype=torch.long)
+    token.tolist()
+    generation = time.perf_counter()
+    for _ in range(NEW_TOKENS):
+        out = model(input_ids=token, past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        token = out.logits[:, -1].argmax(-1, keepdim=True)
+        token.tolist()  # the step's host copy, as tcat's
+    end = time.perf_counter()
+    return end - start, end - generation
+
+
+def seq2seq_decode(model, prompt):
+    start = time.perf_counter()
+    encoder_outputs = model.get_encoder()(input_ids=prompt)
+    token = torch.full((1, 1), model.config.decoder_start_token_id, dtype=torch.long)
+    past = None
+    generation = time.perf_counter()
+    for _ in range(NEW_TOKENS):
+        out = model(encoder_outputs=encoder_outputs, decoder_input_ids=token, past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        token = out.logits[:, -1].argmax(-1, keepdim=True)
+        token.tolist()
+    end = time.perf_counter()
+    return end - start, end - generation
+
+
+def moe_config(**extra):
+    return dict(vocab_size=32000, hidden_size=1024, num_hidden_layers=4, num_attention_heads=16,
+                num_key_value_heads=4, head_dim=64, max_position_embeddings=32768, rope_theta=1e6,
+                tie_word_embeddings=False, attn_implementation="eager", **extra)
+
+
+def workload(name):
+    """Builds the model; returns (run, counted tokens or None). run() returns (total, counted) s."""
+    torch.manual_seed(0)
+    if name == "bert-base":
+        model = BertModel(BertConfig(attn_implementation="eager")).eval()
+        ids = torch.randint(1, 30522, (8, 128))
+
+        def run():
+            start = time.perf_counter()
+            model(input_ids=ids)
+            total = time.perf_counter() - start
+            return total, total
+
+        return run, None
+    if name == "gpt2-decode":
+        model = GPT2LMHeadModel(GPT2Config(attn_implementation="eager")).eval()
+        prompt = torch.randint(1, 50257, (1, PROMPT_TOKENS))
+        return (lambda: greedy_decode(model, prompt)), NEW_TOKENS
+    if name == "t5-base-generate":
+        config = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12,
+                          feed_forward_proj="relu", tie_word_embeddings=True, decoder_start_token_id=0,
+                          attn_implementation="eager")
+        model = T5ForConditionalGeneration(config).eval()
+        prompt = torch.randint(1, 32128, (1, PROMPT_TOKENS))
+        return (lambda: seq2seq_decode(model, prompt)), NEW_TOKENS
+    if name == "moe-decode":
+        model = MixtralForCausalLM(MixtralConfig(**moe_config(
+            intermediate_size=3584, num_local_experts=8, num_experts_per_tok=2))).eval()
+        prompt = torch.randint(1, 32000, (1, PROMPT_TOKENS))
+        return (lambda: greedy_decode(model, prompt)), NEW_TOKENS
+    if name == "moe-dense-decode":
+        model = LlamaForCausalLM(LlamaConfig(**moe_config(intermediate_size=2 * 3584))).eval()
+        prompt = torch.randint(1, 32000, (1, PROMPT_TOKENS))
+        return (lambda: greedy_decode(model, prompt)), NEW_TOKENS
+    if name == "smollm2-f32-decode":
+        model = LlamaForCausalLM(LlamaConfig(
+            vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+            num_attention_heads=9, num_key_value_heads=3, rope_theta=100000.0, tie_word_embeddings=True,
+            max_position_embeddings=8192, attn_implementation="eager")).eval()
+        return (lambda: greedy_decode(model, None)), NEW_TOKENS
+    raise KeyError(name)
+
+
+WORKLOADS = ["bert-base", "gpt2-decode", "smollm2-f32-decode", "t5-base-generate", "moe-decode",
+             "moe-dense-decode"]
 
 
 @torch.inference_mode()
 def main():
-    torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    bert = BertModel(BertConfig(attn_implementation="eager")).eval()
-    ids = torch.randint(0, 30522, (8, 128))
-    seconds = median_time(lambda: bert(input_ids=ids), 10, 2)
-    print(f"bert_base_forward_8x128: {seconds:.3f} s")
-    gpt2 = GPT2LMHeadModel(GPT2Config(attn_implementation="eager")).eval()
-    print(f"gpt2_124m_decode_64: {decode_rate(gpt2, 50257):.1f} tokens/s")
-    smol = LlamaForCausalLM(LlamaConfig(
-        vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-        num_attention_heads=9, num_key_value_heads=3, rope_theta=100000.0, tie_word_embeddings=True,
-        max_position_embeddings=8192, attn_implementation="eager")).eval()
-    print(f"smollm2_135m_f32_decode_64: {decode_rate(smol, 49152):.1f} tokens/s")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help="comma-separated, from: " + ", ".join(WORKLOADS))
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs after one warm-up (median reported)")
+    parser.add_argument("--json", action="store_true", help="one JSON line per workload")
+    args = parser.parse_args()
+    names = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = [w for w in names if w not in WORKLOADS]
+    if unknown or not names:
+        sys.exit(f"error: unknown workload(s) {unknown}; expected some of {', '.join(WORKLOADS)}")
+    if args.repeats < 1:
+        sys.exit("error: --repeats must be at least 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            sys.exit("error: --threads must be at least 1")
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {threads} threads", file=sys.stderr)
+    for name in names:
+        reset_peak_rss()
+        run, tokens = workload(name)
+        run()
+        runs = [run() for _ in range(args.repeats)]
+        median_s = statistics.median(r[0] for r in runs)
+        line = {"workload": name, "median_s": median_s}
+        if tokens is not None:
+            line["tokens_per_s"] = tokens / statistics.median(r[1] for r in runs)
+        line["threads"] = threads
+        line["peak_rss_mib"] = peak_rss_mib()
+        del run
+        if args.json:
+            print(json.dumps(line), flush=True)
+        else:
+            rate = f"{line['tokens_per_s']:.1f} tokens/s" if tokens is not None else ""
+            print(f"{name:<20} {median_s:8.3f} s  {rate}", flush=True)
 
 
 if __name__ == "__main__":
