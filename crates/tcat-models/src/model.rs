@@ -8,11 +8,13 @@ use crate::{Checkpoint, ConfigFile, DecoderModel, EncoderModel, Format, ModelSou
 
 /// The `model_type` values tcat loads.
 pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
+    "albert",
     "bart",
     "bert",
     "bloom",
     "ctrl",
     "distilbert",
+    "electra",
     "gpt2",
     "gpt_bigcode",
     "gpt_neo",
@@ -34,6 +36,7 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "roberta",
     "switch_transformers",
     "t5",
+    "xlm",
     "xlm-roberta",
 ];
 

@@ -8,7 +8,9 @@ mod seq2seq;
 mod sizes;
 mod weights;
 
-pub use names::{CrossNames, ExpertNames, MlmNames, QkvNames, Seq2seqNames, SharedExpertNames, WeightNames};
+pub use names::{
+    CrossNames, ExpertNames, MlmNames, QkvNames, ReplacedTokenNames, Seq2seqNames, SharedExpertNames, WeightNames,
+};
 
 pub(crate) use sizes::available_memory;
 /// Checks a spec's sizes against the weights and the machine before anything is allocated
@@ -22,7 +24,7 @@ use tcat_attention::{
 };
 use tcat_blocks::{
     Activation, Embeddings, EntityFusion, ExpertCapacity, FeedForward, FeedForwardBlock, LmHead, LogitsPrecision,
-    MlmHead, MoeFeedForward, Norm, Pooler, Residual, Router, RoutingRule, Stack, TransformerLayer,
+    MlmHead, MoeFeedForward, Norm, Pooler, ReplacedTokenHead, Residual, Router, RoutingRule, Stack, TransformerLayer,
 };
 use tcat_core::{Error, Linear, Result};
 use tcat_position::{
@@ -184,15 +186,6 @@ fn check_tower(tower: &TowerSpec) -> Result<()> {
     if tower.embeddings.input != InputKind::Tokens {
         return Err(not_implemented("patch embeddings (ViT)"));
     }
-    if tower.embeddings.languages > 0 {
-        return Err(not_implemented("language embeddings (XLM)"));
-    }
-    if let EmbeddingProjection::Summed { .. } = tower.embeddings.projection {
-        return Err(not_implemented("factorised embeddings projected after the sum (ALBERT, ELECTRA)"));
-    }
-    if let LayerSharing::Groups { .. } = tower.sharing {
-        return Err(not_implemented("layers sharing weights (ALBERT)"));
-    }
     if tower.residual == ResidualSpec::Sandwich {
         return Err(not_implemented("sandwich norms"));
     }
@@ -299,7 +292,7 @@ fn shared_positions(tower: &TowerSpec, r: &Resolver) -> Result<Shared> {
 fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<TransformerLayer> {
     let names = r.names;
     let prefix = r.base(&names.layer(i));
-    let at = |name: &str| join(&prefix, name);
+    let at = |name: &str| layer_part(&prefix, name, i);
     let (h, a) = (tower.hidden_size, &tower.attention);
     let (qw, kvw) = (a.q_width(), a.kv_width());
     let qkv = match names.qkv {
@@ -345,7 +338,7 @@ fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<T
     };
     let feed_forward: FeedForwardBlock = match tower.feed_forward.experts {
         Some(moe) if moe.is_sparse(i) => experts(tower, r, &prefix, moe)?.into(),
-        _ => dense_feed_forward(tower, r, &prefix)?.into(),
+        _ => dense_feed_forward(tower, r, &prefix, i)?.into(),
     };
     let attention_norm = r.norm(tower.norm, &at(names.attention_norm), h)?;
     let (ffn_norm, residual) = match tower.residual {
@@ -390,10 +383,16 @@ fn cross_attention(
     Ok((attention, r.norm(tower.norm, &at(names.norm), h)?))
 }
 
+/// The name of a part of layer `i` under its `prefix`; the part's own name may hold `{i}` (XLM
+/// keeps per-part lists: `attentions.{i}`, `ffns.{i}`).
+fn layer_part(prefix: &str, name: &str, i: usize) -> String {
+    join(prefix, name).replace("{i}", &i.to_string())
+}
+
 /// The dense feed-forward network of the layer under `prefix`.
-fn dense_feed_forward(tower: &TowerSpec, r: &Resolver, prefix: &str) -> Result<FeedForward> {
+fn dense_feed_forward(tower: &TowerSpec, r: &Resolver, prefix: &str, i: usize) -> Result<FeedForward> {
     let (names, h, f) = (r.names, tower.hidden_size, &tower.feed_forward);
-    let at = |name: &str| join(prefix, name);
+    let at = |name: &str| layer_part(prefix, name, i);
     let act = activation(f.activation);
     Ok(match f.kind {
         FeedForwardKind::Plain => FeedForward::new(
@@ -495,7 +494,15 @@ fn sparse_pattern(tower: &TowerSpec, pattern: AttentionPattern) -> Option<Sparse
 }
 
 fn stack(tower: &TowerSpec, r: &Resolver, shared: &Shared) -> Result<Stack> {
-    let layers = (0..tower.num_layers).map(|i| layer(tower, r, shared, i)).collect::<Result<Vec<_>>>()?;
+    let layers = match tower.sharing {
+        LayerSharing::None => (0..tower.num_layers).map(|i| layer(tower, r, shared, i)).collect::<Result<Vec<_>>>()?,
+        // ALBERT (Lan et al. 2019, §3.1): `groups` weight sets, layer i runs set
+        // ⌊i · groups / layers⌋; the copies share their tensors.
+        LayerSharing::Groups { groups } => {
+            let sets = (0..groups).map(|g| layer(tower, r, shared, g)).collect::<Result<Vec<_>>>()?;
+            (0..tower.num_layers).map(|i| sets[i * groups / tower.num_layers].clone()).collect()
+        }
+    };
     let final_norm =
         if tower.final_norm { Some(r.norm(tower.norm, &r.base(r.names.final_norm), tower.hidden_size)?) } else { None };
     let stack = Stack::new(layers, final_norm);
@@ -575,6 +582,16 @@ fn embeddings(
     let mut embeddings = Embeddings::new(word.clone(), positions, types, norm);
     if tower.embeddings.scale == EmbeddingScale::SqrtHidden {
         embeddings = embeddings.with_word_scale((tower.hidden_size as f64).sqrt());
+    }
+    if tower.embeddings.languages > 0 {
+        let name = r.base(&format!("{}.weight", r.names.languages));
+        embeddings =
+            embeddings.with_languages(r.tensor(&name, &[tower.embeddings.languages, width], weights::Init::Normal)?);
+    }
+    if let EmbeddingProjection::Summed { width } = tower.embeddings.projection {
+        // ALBERT's and ELECTRA's factorised embeddings: the normalised sum, projected to H.
+        embeddings =
+            embeddings.with_projection(r.linear(&r.base(r.names.project_in), width, tower.hidden_size, true)?);
     }
     Ok(embeddings)
 }
@@ -694,6 +711,7 @@ fn build_encoder(
     let h = tower.hidden_size;
     let mut pooler = None;
     let mut mlm = None;
+    let (mut lm, mut sentence_order, mut replaced_token) = (None, None, None);
     for head in &spec.heads {
         match head {
             HeadSpec::Pooler if r.has(&r.base(names.pooler)) => {
@@ -701,10 +719,41 @@ fn build_encoder(
             }
             HeadSpec::Mlm => mlm = mlm_head(tower, &r, &word)?,
             HeadSpec::Pooler => {}
+            // A vocabulary projection tied to the token table (XLM's `pred_layer`), when the
+            // checkpoint has one (its bias, or an untied weight).
+            HeadSpec::Lm { tied, bias } => {
+                let name = names.lm_head;
+                if weights.contains(&format!("{name}.bias")) || r.has(name) {
+                    lm = Some(lm_head(tower, &r, &word, *tied, *bias)?);
+                }
+            }
+            HeadSpec::SentenceOrder if r.has(names.sentence_order) => {
+                sentence_order = Some(r.linear(names.sentence_order, h, 2, true)?);
+            }
+            HeadSpec::ReplacedToken => {
+                if let Some(rt) = names.replaced_token.filter(|rt| r.has(rt.dense)) {
+                    replaced_token = Some(ReplacedTokenHead::new(
+                        r.linear(rt.dense, h, h, true)?,
+                        activation(tower.feed_forward.activation),
+                        r.linear(rt.prediction, h, 1, true)?,
+                    ));
+                }
+            }
+            HeadSpec::SentenceOrder => {}
             other => return Err(not_implemented(format!("the encoder head {other:?}"))),
         }
     }
-    let model = EncoderModel::new(embeddings, stack, pooler, mlm, rule, tower.embeddings.token_types, spec.tokens.pad);
+    let mut model =
+        EncoderModel::new(embeddings, stack, pooler, mlm, rule, tower.embeddings.token_types, spec.tokens.pad);
+    if let Some(lm) = lm {
+        model = model.with_lm_head(lm);
+    }
+    if let Some(classifier) = sentence_order {
+        model = model.with_sentence_order_head(classifier);
+    }
+    if let Some(head) = replaced_token {
+        model = model.with_replaced_token_head(head);
+    }
     Ok(match knowledge {
         Some(knowledge) => model.with_knowledge(knowledge),
         None => model,
@@ -754,18 +803,19 @@ fn mlm_head(tower: &TowerSpec, r: &Resolver, word: &Tensor) -> Result<Option<Mlm
     if !r.has(names.transform) {
         return Ok(None);
     }
-    let (h, vocab) = (tower.hidden_size, tower.vocab_size);
+    // The transform maps H to the token table's width (E < H in ALBERT and ELECTRA's generator).
+    let (h, e, vocab) = (tower.hidden_size, tower.side_table_width(), tower.vocab_size);
     let decoder = if r.has(names.decoder) {
-        r.tensor(&format!("{}.weight", names.decoder), &[vocab, h], weights::Init::Normal)?
+        r.tensor(&format!("{}.weight", names.decoder), &[vocab, e], weights::Init::Normal)?
     } else {
         word.clone()
     };
     let bias_name = names.bias.iter().find(|b| r.weights.contains(b)).unwrap_or(&names.bias[0]);
     let bias = r.tensor(bias_name, &[vocab], weights::Init::Zeros)?;
     Ok(Some(MlmHead::new(
-        r.linear(names.transform, h, h, true)?,
+        r.linear(names.transform, h, e, true)?,
         activation(tower.feed_forward.activation),
-        r.norm(tower.norm, names.norm, h)?,
+        r.norm(tower.norm, names.norm, e)?,
         Linear::new(decoder, Some(bias)),
     )))
 }

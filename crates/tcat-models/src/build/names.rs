@@ -63,6 +63,15 @@ pub struct SharedExpertNames {
     pub sigmoid_gate: &'static str,
 }
 
+/// Names of ELECTRA's discriminator head, relative to the checkpoint root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplacedTokenNames {
+    /// The `[hidden, hidden]` dense layer.
+    pub dense: &'static str,
+    /// The `[1, hidden]` prediction.
+    pub prediction: &'static str,
+}
+
 /// Names of BERT-style masked-LM head parts, relative to the checkpoint root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MlmNames {
@@ -118,11 +127,14 @@ pub struct WeightNames {
     pub token_types: &'static str,
     /// The norm after the embedding sum.
     pub embedding_norm: &'static str,
+    /// The language table (XLM).
+    pub languages: &'static str,
     /// Projection of narrow word vectors to the hidden width.
     pub project_in: &'static str,
     /// Projection of the final states back to the word width.
     pub project_out: &'static str,
-    /// One layer's prefix, with `{i}`.
+    /// One layer's prefix, with `{i}` (empty when the parts are stored in per-part lists, as
+    /// XLM's `attentions.{i}`: the names under the layer may then hold `{i}` themselves).
     pub layer: &'static str,
     /// Query, key and value projections, under the layer.
     pub qkv: QkvNames,
@@ -156,6 +168,10 @@ pub struct WeightNames {
     pub pooler: &'static str,
     /// The masked-LM head, if the family has one.
     pub mlm: Option<MlmNames>,
+    /// ALBERT's sentence-order classifier, from the root.
+    pub sentence_order: &'static str,
+    /// ELECTRA's discriminator, if the family has one.
+    pub replaced_token: Option<ReplacedTokenNames>,
     /// T5's relative position bias table, under the base model (the first layer keeps it).
     pub relative_bias: &'static str,
     /// A decoder layer's cross-attention, if the family has one.
@@ -174,6 +190,7 @@ impl WeightNames {
         positions: "",
         token_types: "",
         embedding_norm: "",
+        languages: "",
         project_in: "",
         project_out: "",
         layer: "",
@@ -193,6 +210,8 @@ impl WeightNames {
         lm_head: "lm_head",
         pooler: "",
         mlm: None,
+        sentence_order: "",
+        replaced_token: None,
         relative_bias: "relative_attention_bias",
         cross: None,
         seq2seq: None,
@@ -215,6 +234,7 @@ const PRESET_TOWER: WeightNames = WeightNames {
     positions: "embed.positions",
     token_types: "embed.token_types",
     embedding_norm: "embed.norm",
+    languages: "embed.languages",
     project_in: "embed.project_in",
     project_out: "project_out",
     layer: "layers.{i}",
@@ -238,6 +258,8 @@ const PRESET_TOWER: WeightNames = WeightNames {
     final_norm: "final_norm",
     lm_head: "lm_head",
     pooler: "pooler",
+    sentence_order: "sentence_order",
+    replaced_token: None,
     mlm: Some(MlmNames { transform: "mlm.transform", norm: "mlm.norm", decoder: "mlm.decoder", bias: &["mlm.bias"] }),
     ..WeightNames::EMPTY
 };
@@ -260,5 +282,11 @@ const PRESET_SEQ2SEQ: Seq2seqNames = Seq2seqNames {
 
 /// `prefix.name`, or `name` at the root.
 pub(crate) fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
+    if prefix.is_empty() {
+        name.to_string()
+    } else if name.is_empty() {
+        prefix.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
 }

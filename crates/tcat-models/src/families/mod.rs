@@ -1,11 +1,13 @@
 //! The registry of families: each maps its `config.json` to an [`ArchSpec`] and names its
 //! weights with a [`WeightNames`] table; the builder does the rest.
 
+pub mod albert;
 pub mod bart;
 pub mod bert;
 pub mod bloom;
 pub mod ctrl;
 pub mod distilbert;
+pub mod electra;
 pub mod gpt2;
 pub mod gpt_neo;
 pub mod gpt_neox;
@@ -21,6 +23,7 @@ pub mod roberta;
 pub(crate) mod rope_config;
 pub mod switch;
 pub mod t5;
+pub mod xlm;
 
 use tcat_core::Result;
 use tcat_spec::ArchSpec;
@@ -43,6 +46,9 @@ pub(crate) const FAMILIES: &[Family] = &[
         names: |_| Ok(crate::roberta::NAMES),
     },
     Family { model_types: &["distilbert"], spec: crate::distilbert::spec, names: |_| Ok(crate::distilbert::NAMES) },
+    Family { model_types: &["albert"], spec: albert::spec, names: |_| Ok(albert::NAMES) },
+    Family { model_types: &["electra"], spec: electra::spec, names: |_| Ok(electra::NAMES) },
+    Family { model_types: &["xlm"], spec: xlm::spec, names: |_| Ok(xlm::NAMES) },
     Family { model_types: &["bloom"], spec: crate::bloom::spec, names: |_| Ok(crate::bloom::NAMES) },
     Family { model_types: &["ctrl"], spec: crate::ctrl::spec, names: |_| Ok(crate::ctrl::NAMES) },
     Family { model_types: &["gpt2"], spec: crate::gpt2::spec, names: |_| Ok(crate::gpt2::NAMES) },
