@@ -21,6 +21,12 @@
 //!
 //! Under `cargo test --benches` (criterion's test mode) each benchmark runs once, and only the
 //! lengths up to 512, so the long sequences never run in a test.
+//!
+//! `latent_decode/{context}`: one decoding step of multi-head latent attention (DeepSeek-V2-Lite's
+//! widths: hidden 2048, 16 heads, 128 + 64 query/key features, values of 128, latent of 512)
+//! against standard multi-head attention of the same hidden width and heads (16 × 128), each
+//! over a cache of 1024 and 4096 tokens; the bytes each cache holds per token and layer are
+//! printed beside them.
 
 use std::time::Duration;
 
@@ -102,7 +108,78 @@ fn bench_attention(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_attention);
+/// One decoding step of latent attention against standard attention over the same context.
+fn bench_latent_decode(c: &mut Criterion) {
+    use candle_core::Tensor;
+    use tcat::attention::{
+        AttentionMask, KvCache, LatentAttention, LatentDims, LatentQuery, MultiHeadAttention, QkvProjection,
+    };
+    use tcat::core::Linear;
+    use tcat::position::{RotaryConfig, RotaryEmbedding};
+
+    const HIDDEN: usize = 2048;
+    let dev = Device::Cpu;
+    let dims = LatentDims { heads: 16, nope_dim: 128, rope_dim: 64, value_dim: 128, rank: 512 };
+    let lin =
+        |o: usize, i: usize| Linear::new(Tensor::randn(0f32, (1.0 / i as f32).sqrt(), (o, i), &dev).unwrap(), None);
+    let contexts: &[usize] = if benchmarking() { &[1024, 4096] } else { &[64] };
+    let max = contexts.iter().max().copied().unwrap_or(0) + 1;
+    let mla = LatentAttention::new(
+        LatentQuery::Direct(lin(dims.heads * dims.qk_dim(), HIDDEN)),
+        lin(dims.rank + dims.rope_dim, HIDDEN),
+        Tensor::ones(dims.rank, DType::F32, &dev).unwrap(),
+        lin(dims.heads * (dims.nope_dim + dims.value_dim), dims.rank),
+        lin(HIDDEN, dims.heads * dims.value_dim),
+        dims,
+        1e-6,
+    )
+    .unwrap()
+    .with_rotary(RotaryEmbedding::new(RotaryConfig::new(dims.rope_dim), max, DType::F32, &dev).unwrap());
+    let head_dim = HIDDEN / dims.heads;
+    let mha = MultiHeadAttention::new(
+        QkvProjection::stacked(lin(HIDDEN, HIDDEN), lin(HIDDEN, HIDDEN), lin(HIDDEN, HIDDEN)),
+        lin(HIDDEN, HIDDEN),
+        dims.heads,
+        dims.heads,
+        head_dim,
+    )
+    .unwrap()
+    .with_rotary(RotaryEmbedding::new(RotaryConfig::new(head_dim), max, DType::F32, &dev).unwrap());
+    let f32_bytes = DType::F32.size_in_bytes();
+    eprintln!(
+        "latent_decode: cache per token and layer: latent attention {} (rank {} + rotary key {}), standard {} \
+         (keys and values, 2 × {} heads × {head_dim}): {:.1}× smaller",
+        format_bytes(dims.cached_per_token() * f32_bytes),
+        dims.rank,
+        dims.rope_dim,
+        format_bytes(2 * HIDDEN * f32_bytes),
+        dims.heads,
+        (2 * HIDDEN) as f64 / dims.cached_per_token() as f64
+    );
+    let mut group = c.benchmark_group("latent_decode");
+    group.sample_size(20).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(6));
+    let causal = AttentionMask::causal();
+    for &context in contexts {
+        let prompt = Tensor::randn(0f32, 1., (1, context, HIDDEN), &dev).unwrap();
+        let step = Tensor::randn(0f32, 1., (1, 1, HIDDEN), &dev).unwrap();
+        let (mut latent, mut kv) = (mla.new_cache(context + 1), KvCache::new(context + 1));
+        for start in (0..context).step_by(256) {
+            let chunk = prompt.narrow(1, start, 256.min(context - start)).unwrap();
+            mla.forward(&chunk, &causal, None, Some(&mut latent)).unwrap();
+            mha.forward(&chunk, &causal, None, Some(&mut kv)).unwrap();
+        }
+        // Each run appends the same token at `context` to a copy of the filled cache.
+        group.bench_with_input(BenchmarkId::new("latent", context), &step, |b, x| {
+            b.iter(|| mla.forward(x, &causal, None, Some(&mut latent.clone())).unwrap())
+        });
+        group.bench_with_input(BenchmarkId::new("standard", context), &step, |b, x| {
+            b.iter(|| mha.forward(x, &causal, None, Some(&mut kv.clone())).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_attention, bench_latent_decode);
 fn main() {
     // SAFETY: first thing in `main`, before any thread exists. Both sides of every comparison
     // run with it.
