@@ -194,6 +194,7 @@ pub fn run(args: ModelsArgs, device: &Device) -> Result<()> {
     let mut rows = Vec::new();
     let mut running_peak_noted = false;
     for workload in workloads {
+        release_freed_memory();
         let reset = reset_peak_rss();
         if !reset && !running_peak_noted {
             eprintln!("note: the peak memory mark cannot be reset here: peak_rss_mib is the process's running peak");
@@ -306,6 +307,13 @@ fn median(mut values: Vec<f64>) -> f64 {
         n if n % 2 == 1 => values[n / 2],
         n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
+}
+
+/// Gives the memory freed so far back to the system (mimalloc keeps freed pages for reuse), so
+/// that the next workload's resident peak starts from what is really live.
+fn release_freed_memory() {
+    // SAFETY: mi_collect only walks mimalloc's own heaps; no allocation is in flight here.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 /// Resets the kernel's peak-RSS mark of this process; false where that is not allowed.
