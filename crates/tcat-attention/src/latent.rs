@@ -73,7 +73,7 @@ pub enum LatentQuery {
 /// let dims = LatentDims { heads: 16, nope_dim: 128, rope_dim: 64, value_dim: 128, rank: 512 };
 /// let cache = LatentCache::new(4096);
 /// assert!(cache.is_empty());
-/// // 576 numbers per token, against 2 × 16 × 192 = 6144 for standard keys and values.
+/// // 576 numbers per token, against 16 × (192 + 128) = 5120 for standard keys and values.
 /// assert_eq!(dims.cached_per_token(), 576);
 /// ```
 #[derive(Debug, Clone)]
@@ -230,6 +230,9 @@ impl LatentAttention {
         expect("out", (out.in_features(), out.out_features()), (heads * value_dim, hidden))?;
         if kv_gain.dims() != [rank] {
             candle_core::bail!("latent attention: latent norm gains are {:?}, expected [{rank}]", kv_gain.dims());
+        }
+        if kv_up.bias().is_some() {
+            candle_core::bail!("latent attention: kv_up must have no bias (decoding absorbs it into the queries)");
         }
         let Some(w) = kv_up.weight() else {
             candle_core::bail!("latent attention: kv_up must be dense (its blocks are absorbed into the queries)")

@@ -1,8 +1,9 @@
 //! Query-key normalisation: RMS-normalising queries and keys before positions are applied and
 //! scores taken, which bounds the attention logits (Dehghani et al. 2023, "Scaling Vision
 //! Transformers to 22 Billion Parameters", §3.1; Henry et al. 2020, "Query-Key Normalization for
-//! Transformers"). OLMoE normalises each whole projection (all heads together); Qwen3, Gemma 3
-//! and OLMo 2-style per-head norms normalise every head on its own with one shared gain.
+//! Transformers"). OLMoE normalises each whole projection (all heads together); Qwen3
+//! normalises every head on its own with one shared gain. (Gemma 3's `1 + w` gains and OLMo 2's
+//! gain applied before the cast are other numerics, not covered here.)
 
 use candle_core::{D, DType, Result, Tensor};
 
@@ -11,7 +12,7 @@ use candle_core::{D, DType, Result, Tensor};
 pub enum QkNormScope {
     /// The whole projection, all heads together (OLMoE: gains of `heads × head_dim`).
     Projection,
-    /// Each head alone (Qwen3, Gemma 3: gains of `head_dim`, shared by the heads).
+    /// Each head alone (Qwen3: gains of `head_dim`, shared by the heads).
     Head,
 }
 

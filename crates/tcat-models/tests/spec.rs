@@ -333,3 +333,34 @@ fn gguf_value_width_other_than_the_key_width_is_refused() {
     std::fs::remove_file(&path).ok();
     assert!(err.contains("llama.attention.value_length"), "{err}");
 }
+
+/// MoE config fields the blocks cannot honour are refused by name, and transformers' defaults
+/// are the ones applied where a field is absent.
+#[test]
+fn moe_family_configs_are_checked_by_field() {
+    let edited = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut config = ConfigFile::read(&fixture(name).join("config.json")).unwrap();
+        edit(&mut config.json);
+        tcat_models::spec_of(&config)
+    };
+    let err = edited("qwen2_moe", &|j| j["mlp_only_layers"] = serde_json::json!([0])).unwrap_err().to_string();
+    assert!(err.contains("mlp_only_layers"), "{err}");
+    let err = edited("olmoe", &|j| j["clip_qkv"] = serde_json::json!(8.0)).unwrap_err().to_string();
+    assert!(err.contains("clip_qkv"), "{err}");
+    let err = edited("qwen3_moe", &|j| j["num_experts_per_tok"] = serde_json::json!(5)).unwrap_err().to_string();
+    assert!(err.contains("num_experts_per_tok"), "{err}");
+    // Qwen2-MoE always has its shared expert (5632 wide when the config does not say).
+    let spec = edited("qwen2_moe", &|j| {
+        j.as_object_mut().unwrap().remove("shared_expert_intermediate_size");
+    })
+    .unwrap();
+    let tcat_spec::Stacks::Decoder { tower } = spec.stacks else { panic!("a decoder") };
+    assert_eq!(tower.feed_forward.experts.unwrap().shared_expert.unwrap().inner, 5632);
+    // Qwen3 heads are 128 wide unless the config says otherwise.
+    let spec = edited("qwen3", &|j| {
+        j.as_object_mut().unwrap().remove("head_dim");
+    })
+    .unwrap();
+    let tcat_spec::Stacks::Decoder { tower } = spec.stacks else { panic!("a decoder") };
+    assert_eq!(tower.attention.head_dim, 128);
+}

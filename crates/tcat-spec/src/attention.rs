@@ -105,7 +105,7 @@ pub struct AttentionSpec {
 pub enum QkNormSpec {
     /// The whole projection, all heads together (OLMoE).
     Projection,
-    /// Each head alone, one gain vector of `head_dim` shared by the heads (Qwen3, Gemma 3).
+    /// Each head alone, one gain vector of `head_dim` shared by the heads (Qwen3).
     Head,
 }
 

@@ -20,7 +20,8 @@ pub(crate) struct Qwen2Window {
     use_sliding_window: bool,
     #[serde(default)]
     sliding_window: Option<usize>,
-    #[serde(default)]
+    /// transformers' Qwen2 / Qwen2-MoE / Qwen3 configs default it to 28.
+    #[serde(default = "twenty_eight")]
     pub(crate) max_window_layers: usize,
     #[serde(default)]
     layer_types: Option<Vec<String>>,
@@ -94,7 +95,9 @@ pub fn moe_spec(config: &ConfigFile) -> Result<ArchSpec> {
     let max_window_layers = w.max_window_layers;
     // transformers' Qwen2MoeConfig: sliding in the even layers below `max_window_layers`.
     let schedule = w.schedule(config, layers, |i| (i + 1) % 2 == 1 && i < max_window_layers)?;
-    let experts = experts(config)?;
+    let mut experts = experts(config)?;
+    // transformers' Qwen2MoeConfig always builds the shared expert, 5632 wide by default.
+    experts.shared_expert.get_or_insert(SharedExpertSpec { inner: 5632, sigmoid_gate: true });
     let mut spec = spec_with(config, &cfg, schedule)?;
     if let Stacks::Decoder { tower } = &mut spec.stacks {
         tower.attention.qkv_bias = qkv.qkv_bias;
@@ -162,6 +165,10 @@ struct Qwen2MoeExperts {
     decoder_sparse_step: usize,
     #[serde(default)]
     mlp_only_layers: Vec<usize>,
+}
+
+fn twenty_eight() -> usize {
+    28
 }
 
 fn one() -> usize {

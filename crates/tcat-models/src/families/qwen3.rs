@@ -26,7 +26,9 @@ pub const MOE_NAMES: WeightNames = WeightNames {
 
 /// The spec of a Qwen3 `config.json`: sliding layers as Qwen2 picks them.
 pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
-    let cfg: LlamaConfig = config.parse()?;
+    let mut cfg: LlamaConfig = config.parse()?;
+    // transformers' Qwen3 / Qwen3-MoE configs default `head_dim` to 128, not hidden / heads.
+    cfg.head_dim.get_or_insert(128);
     let w: Qwen2Window = config.parse()?;
     let max_window_layers = w.max_window_layers;
     let schedule = w.schedule(config, cfg.num_hidden_layers, |i| i >= max_window_layers)?;
@@ -39,7 +41,9 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
 
 /// The spec of a Qwen3-MoE `config.json`.
 pub fn moe_spec(config: &ConfigFile) -> Result<ArchSpec> {
-    let cfg: LlamaConfig = config.parse()?;
+    let mut cfg: LlamaConfig = config.parse()?;
+    // transformers' Qwen3 / Qwen3-MoE configs default `head_dim` to 128, not hidden / heads.
+    cfg.head_dim.get_or_insert(128);
     let w: Qwen2Window = config.parse()?;
     // transformers' Qwen3MoeConfig: with `use_sliding_window`, every layer slides.
     let schedule = w.schedule(config, cfg.num_hidden_layers, |_| true)?;

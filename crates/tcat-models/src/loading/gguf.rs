@@ -106,10 +106,17 @@ impl WeightSource for GgufWeights {
             let stack = q.dequantize(&self.device)?.to_dtype(d)?;
             return (0..count).map(|e| Ok(Linear::new(stack.get(e)?.contiguous()?, None))).collect();
         }
-        // Quantized rows are whole blocks (the header check ensures `input` is a multiple of
-        // the block size), so expert `e` is the `e`-th of `count` equal byte ranges.
+        // Quantized rows are whole blocks (candle checks `input` against the block size), so
+        // expert `e` is the `e`-th of `count` equal byte ranges.
+        let dtype = q.dtype();
+        let per_expert = output * (input / dtype.block_size()) * dtype.type_size();
         let data = q.data()?;
-        let per_expert = data.len() / count;
+        if count == 0 || data.len() != count * per_expert {
+            return Err(self.file.borrow().error(format!(
+                "`{name}.weight` holds {} bytes, expected {count} experts × {per_expert} ({output} × {input} {dtype:?})",
+                data.len()
+            )));
+        }
         (0..count)
             .map(|e| {
                 let bytes = std::borrow::Cow::Borrowed(&data[e * per_expert..(e + 1) * per_expert]);
