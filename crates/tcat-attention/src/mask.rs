@@ -65,6 +65,7 @@ pub struct AttentionMask {
     key_padding: Option<Tensor>,
     patterns: Vec<SparsePattern>,
     segments: Option<Tensor>,
+    token_types: Option<Tensor>,
     explicit: Option<Tensor>,
     biases: Vec<Tensor>,
 }
@@ -149,6 +150,30 @@ impl AttentionMask {
     pub fn with_segments(mut self, segments: Tensor) -> Self {
         self.segments = Some(segments);
         self
+    }
+
+    /// Token type (segment) ids, `[batch, kv_len]`, that restrict nothing: score terms read
+    /// them, as XLNet's relative segment encodings do
+    /// ([`RelativeSegments`](crate::RelativeSegments)). Queries take the ids of the last
+    /// `q_len` positions. Unlike [`with_segments`](Self::with_segments), every query still sees
+    /// every key.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use tcat_attention::AttentionMask;
+    /// let types = Tensor::new(&[[0u32, 0, 1]], &Device::Cpu).unwrap();
+    /// let mask = AttentionMask::none().with_token_types(types);
+    /// assert!(mask.token_types().is_some());
+    /// assert_eq!(mask.grid(3, 3).unwrap(), "■■■\n■■■\n■■■\n");
+    /// ```
+    pub fn with_token_types(mut self, token_types: Tensor) -> Self {
+        self.token_types = Some(token_types);
+        self
+    }
+
+    /// The token type ids score terms may read, if any.
+    pub fn token_types(&self) -> Option<&Tensor> {
+        self.token_types.as_ref()
     }
 
     /// An explicit visibility mask, broadcastable to `[batch, 1, q_len, kv_len]`, non-zero where

@@ -563,7 +563,8 @@ impl MultiHeadAttention {
                 }
                 PositionTerm::RelativeBias(bias) => mask = mask.with_bias(bias.bias(q.dim(2)?, kv_len)?),
                 PositionTerm::Score(term) => {
-                    mask = mask.with_bias(term.score_bias(q, k, self.scale)?);
+                    let bias = term.score_bias_in(q, k, self.scale, &mask)?;
+                    mask = mask.with_bias(bias);
                     content_q = term.content_queries(&content_q)?;
                 }
             }
@@ -689,7 +690,8 @@ fn align_to_held_keys(mask: &AttentionMask, kv_len: usize) -> Result<Option<Atte
     };
     let keep = mask.key_padding().map(last).transpose()?.flatten();
     let segments = mask.segments().map(last).transpose()?.flatten();
-    if keep.is_none() && segments.is_none() {
+    let types = mask.token_types().map(last).transpose()?.flatten();
+    if keep.is_none() && segments.is_none() && types.is_none() {
         return Ok(None);
     }
     let mut aligned = mask.clone();
@@ -698,6 +700,9 @@ fn align_to_held_keys(mask: &AttentionMask, kv_len: usize) -> Result<Option<Atte
     }
     if let Some(segments) = segments {
         aligned = aligned.with_segments(segments);
+    }
+    if let Some(types) = types {
+        aligned = aligned.with_token_types(types);
     }
     Ok(Some(aligned))
 }

@@ -23,6 +23,8 @@ use std::sync::Arc;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use tcat_core::{Linear, WeightLayout};
+
+use crate::AttentionMask;
 use tcat_position::{
     Alibi, LogBuckets, RelativePositionBias, RotaryEmbedding, deberta_relative_positions, disentangled_bias,
     xl_distance_range, xl_position_bias, xl_sinusoids,
@@ -64,6 +66,14 @@ pub trait ScoreTerm: Debug + Send + Sync {
     /// The additive term `[batch or 1, heads, q_len, kv_len]`, already multiplied by `scale`
     /// (the module's score scale), from the raw queries `q` and the keys `k`.
     fn score_bias(&self, q: &Tensor, k: &Tensor, scale: f64) -> Result<Tensor>;
+
+    /// The term of one call given its mask, for terms that read per-call inputs the mask
+    /// carries (XLNet's token types, [`AttentionMask::token_types`]); by default
+    /// [`score_bias`](Self::score_bias). The module calls this one.
+    fn score_bias_in(&self, q: &Tensor, k: &Tensor, scale: f64, mask: &AttentionMask) -> Result<Tensor> {
+        let _ = mask;
+        self.score_bias(q, k, scale)
+    }
 }
 
 /// How one position scheme enters attention: a rotation, an additive bias, or a
@@ -149,6 +159,7 @@ pub struct XlRelativePosition {
     v: Tensor,
     heads: usize,
     head_dim: usize,
+    clamp: Option<i64>,
 }
 
 impl XlRelativePosition {
@@ -175,7 +186,28 @@ impl XlRelativePosition {
                 r_proj.in_features()
             );
         }
-        Ok(Self { r_proj, u, v, heads, head_dim })
+        Ok(Self { r_proj, u, v, heads, head_dim, clamp: None })
+    }
+
+    /// Clamps distances to `[-clamp_len, clamp_len]` before their sinusoids (XLNet's
+    /// `clamp_len`; 0 leaves them unclamped).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use tcat_attention::XlRelativePosition;
+    /// use tcat_core::Linear;
+    /// let dev = Device::Cpu;
+    /// let eye = Linear::new(Tensor::eye(8, DType::F32, &dev).unwrap(), None);
+    /// let biases = Tensor::zeros((2, 4), DType::F32, &dev).unwrap();
+    /// let xl = XlRelativePosition::new(eye, biases.clone(), biases).unwrap().with_clamp(1);
+    /// let r = xl.projected_sinusoids(4, 4, DType::F32).unwrap(); // distances -3..=3
+    /// let far = r.narrow(1, 0, 1).unwrap(); // -3, clamped to -1
+    /// let near = r.narrow(1, 2, 1).unwrap(); // -1
+    /// assert_eq!(far.to_vec3::<f32>().unwrap(), near.to_vec3::<f32>().unwrap());
+    /// ```
+    pub fn with_clamp(mut self, clamp_len: usize) -> Self {
+        self.clamp = (clamp_len > 0).then_some(clamp_len as i64);
+        self
     }
 
     /// Loads `r_net.weight` (`[heads · head_dim, model_dim]`, no bias), `r_w_bias` (`u`) and
@@ -191,7 +223,16 @@ impl XlRelativePosition {
     /// [`xl_distance_range`]`(q_len, kv_len)`.
     pub fn projected_sinusoids(&self, q_len: usize, kv_len: usize, dtype: DType) -> Result<Tensor> {
         let (min, max) = xl_distance_range(q_len, kv_len);
-        let r = xl_sinusoids(min, max, self.r_proj.in_features(), self.u.device())?.to_dtype(dtype)?;
+        let (dim, device) = (self.r_proj.in_features(), self.u.device());
+        let r = match self.clamp {
+            None => xl_sinusoids(min, max, dim, device)?,
+            Some(c) => {
+                let (lo, hi) = (min.clamp(-c, c), max.clamp(-c, c));
+                let rows: Vec<u32> = (min..=max).map(|d| (d.clamp(-c, c) - lo) as u32).collect();
+                xl_sinusoids(lo, hi, dim, device)?.index_select(&Tensor::new(rows, device)?, 0)?
+            }
+        }
+        .to_dtype(dtype)?;
         let distances = r.dim(0)?;
         self.r_proj.forward(&r)?.reshape((distances, self.heads, self.head_dim))?.transpose(0, 1)?.contiguous()
     }

@@ -187,15 +187,20 @@ fn shrink_tower(t: &mut TowerSpec) {
         PositionSpec::T5Bias { num_buckets, max_distance } => {
             PositionSpec::T5Bias { num_buckets: num_buckets.min(8), max_distance: max_distance.min(32) }
         }
-        PositionSpec::Deberta { max_relative, buckets, share_keys, absolute } => PositionSpec::Deberta {
-            max_relative: max_relative.min(32),
-            buckets: buckets.map(|b| b.min(8)),
-            share_keys,
-            absolute,
-        },
-        PositionSpec::TransformerXl { mem_len, clamp_len } => PositionSpec::TransformerXl {
+        PositionSpec::Deberta { max_relative, buckets, share_keys, absolute, terms, normalised } => {
+            PositionSpec::Deberta {
+                max_relative: max_relative.min(32),
+                buckets: buckets.map(|b| b.min(8)),
+                share_keys,
+                absolute,
+                terms,
+                normalised,
+            }
+        }
+        PositionSpec::TransformerXl { mem_len, clamp_len, biases } => PositionSpec::TransformerXl {
             mem_len: if mem_len > 0 { 8 } else { 0 },
             clamp_len: if clamp_len > 0 { clamp_len.min(16) } else { 0 },
+            biases,
         },
         PositionSpec::ImageGrid { text_len, rows, cols } => {
             let (text_len, rows, cols) = (text_len.min(16), rows.min(8), cols.min(8));

@@ -164,7 +164,7 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
         (Model::Decoder(m), Some(HeadArg::Reward)) => ("rewards", m.rewards(&batch)?),
         (Model::Encoder(_), Some(HeadArg::Reward)) => bail!("--head reward: the reward head sits on decoders"),
         (Model::Encoder(m), None) => {
-            if types.is_some() && m.type_vocab_size() == 0 {
+            if types.is_some() && !m.takes_token_types() {
                 bail!("--token-type-ids: this model has no token type embeddings");
             }
             ("hidden_states", m.hidden_states(&batch)?)

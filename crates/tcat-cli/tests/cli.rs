@@ -10,9 +10,14 @@ use common::{fails, id_args, ok, temp_out};
 
 #[test]
 fn forward_writes_the_reference_outputs() {
-    for (name, output) in
-        [("bert", "hidden_states"), ("roberta", "hidden_states"), ("distilbert", "hidden_states"), ("gpt2", "logits")]
-    {
+    for (name, output) in [
+        ("bert", "hidden_states"),
+        ("roberta", "hidden_states"),
+        ("distilbert", "hidden_states"),
+        ("deberta-v2", "hidden_states"),
+        ("xlnet", "hidden_states"),
+        ("gpt2", "logits"),
+    ] {
         let exp = expected(name);
         let mask = &exp["attention_mask"];
         let out = temp_out(name);

@@ -44,6 +44,24 @@ impl Batch {
         Self::build(rows, None, pad_id, true, device)
     }
 
+    /// Pads rows on the left with `pad_id`, with token types padded alike (XLNet's tokenizer
+    /// pads on the left).
+    ///
+    /// ```
+    /// use tcat_models::Batch;
+    /// let dev = candle_core::Device::Cpu;
+    /// let b = Batch::left_padded_with_types(&[vec![5, 6], vec![7]], &[vec![0, 1], vec![1]], 0, &dev).unwrap();
+    /// assert_eq!(b.token_type_ids().unwrap().to_vec2::<u32>().unwrap(), [[0, 1], [0, 1]]);
+    /// ```
+    pub fn left_padded_with_types(
+        rows: &[Vec<u32>],
+        token_types: &[Vec<u32>],
+        pad_id: u32,
+        device: &Device,
+    ) -> Result<Self> {
+        Self::build(rows, Some(token_types), pad_id, true, device)
+    }
+
     fn build(
         rows: &[Vec<u32>],
         token_types: Option<&[Vec<u32>]>,

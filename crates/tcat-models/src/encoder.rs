@@ -7,6 +7,7 @@ use tcat_attention::MultiHeadAttention;
 use tcat_blocks::{Embeddings, EntityFusion, LmHead, MlmHead, Pooler, ReplacedTokenHead, Stack};
 use tcat_core::{Error, Linear, Result};
 use tcat_position::{padding_aware_position_ids, sequential_position_ids};
+use tcat_spec::SegmentEncoding;
 
 use crate::Batch;
 
@@ -58,6 +59,7 @@ pub struct EncoderModel {
     lm: Option<LmHead>,
     sentence_order: Option<Linear>,
     replaced_token: Option<ReplacedTokenHead>,
+    segments: SegmentEncoding,
 }
 
 impl EncoderModel {
@@ -83,7 +85,16 @@ impl EncoderModel {
             lm: None,
             sentence_order: None,
             replaced_token: None,
+            segments: SegmentEncoding::Absolute,
         }
+    }
+
+    /// Token types reach the attention layers instead of a table: XLNet's relative segment
+    /// encodings (Yang et al. 2019, §2.5), whose layers compare the types of query and key.
+    /// Any type ids are allowed then (XLNet's tokenizer gives `[CLS]` type 2).
+    pub fn with_relative_segments(mut self) -> Self {
+        self.segments = SegmentEncoding::Relative;
+        self
     }
 
     /// Adds a plain vocabulary projection as the masked-LM head (XLM's `pred_layer`), used by
@@ -192,6 +203,12 @@ impl EncoderModel {
         }
     }
 
+    /// Whether token type ids change the output: a segment table, or XLNet's relative
+    /// segments.
+    pub fn takes_token_types(&self) -> bool {
+        self.type_vocab_size > 0 || self.segments == SegmentEncoding::Relative
+    }
+
     /// Rows of the segment table (0 when the family has none).
     pub fn type_vocab_size(&self) -> usize {
         self.type_vocab_size
@@ -218,7 +235,10 @@ impl EncoderModel {
     /// The text layers' output.
     fn text_states(&self, batch: &Batch) -> Result<Tensor> {
         batch.check_vocab(self.vocab_size())?;
-        batch.check_token_types(self.type_vocab_size.max(1))?;
+        let relative = self.segments == SegmentEncoding::Relative;
+        if !relative {
+            batch.check_token_types(self.type_vocab_size.max(1))?;
+        }
         let (b, s) = batch.input_ids().dims2()?;
         if s > self.max_sequence_len() {
             return Err(Error::SequenceTooLong {
@@ -232,7 +252,7 @@ impl EncoderModel {
             // As the reference does: any pad id (masked or not) sits at the padding position.
             PositionRule::PaddingAware { padding_idx } => padding_aware_position_ids(batch.input_ids(), padding_idx)?,
         };
-        let types = if self.type_vocab_size > 0 { batch.token_type_ids() } else { None };
+        let types = if self.type_vocab_size > 0 && !relative { batch.token_type_ids() } else { None };
         let languages = batch.language_ids();
         if let Some(ids) = languages {
             let n = self.languages();
@@ -251,11 +271,14 @@ impl EncoderModel {
             }
         }
         let x = self.embeddings.forward_with_languages(batch.input_ids(), Some(&position_ids), types, languages)?;
-        let mask = if batch.is_padded() {
+        let mut mask = if batch.is_padded() {
             AttentionMask::none().with_key_padding(batch.attention_mask().clone())
         } else {
             AttentionMask::none()
         };
+        if let (true, Some(types)) = (relative, batch.token_type_ids()) {
+            mask = mask.with_token_types(types.clone());
+        }
         Ok(self.stack.forward(&x, &mask, Some(&position_ids), None)?)
     }
 

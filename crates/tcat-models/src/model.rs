@@ -13,6 +13,7 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "bert",
     "bloom",
     "ctrl",
+    "deberta-v2",
     "distilbert",
     "electra",
     "gpt2",
@@ -38,6 +39,7 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "t5",
     "xlm",
     "xlm-roberta",
+    "xlnet",
 ];
 
 /// A loaded model, by what it computes.

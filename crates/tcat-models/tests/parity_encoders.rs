@@ -1,6 +1,6 @@
 //! Parity with Hugging Face `transformers` for issue 13's text encoders on tiny perturbed
-//! checkpoints it saved (tests/fixtures/tcat_fixtures/encoders2.py): ALBERT, ELECTRA and XLM, f32
-//! within 1e-4, each padded batch equal to its rows run alone.
+//! checkpoints it saved (tests/fixtures/tcat_fixtures/encoders2.py): ALBERT, ELECTRA, XLM,
+//! DeBERTa-v2 and XLNet, f32 within 1e-4, each padded batch equal to its rows run alone.
 
 mod common;
 
@@ -145,4 +145,91 @@ fn language_ids_are_checked() {
     let one = Batch::right_padded(&[vec![5, 6]], None, 0, &device()).unwrap().with_languages(&[vec![0, 0]]).unwrap();
     let err = bert.hidden_states(&one).unwrap_err().to_string();
     assert!(err.contains("no language embeddings"), "{err}");
+}
+
+/// DeBERTa-v2: disentangled attention (content-to-position and position-to-content over 8 log
+/// buckets of distances up to 64, keys shared with the content projections, normalised relative
+/// embeddings, scale `1/√(3·head_dim)`), no absolute positions; a 12-token row reaches the
+/// logarithmic buckets. The masked-LM head is tied to the token table.
+#[test]
+fn deberta_v2_disentangled_attention_matches_transformers() {
+    let exp = expected("deberta-v2");
+    let model = load("deberta-v2", DType::F32);
+    let encoder = model.as_encoder().unwrap();
+    let hidden = check_hidden_and_rows_alone("deberta-v2", encoder);
+    let d = masked_max_diff(&encoder.mlm_logits(&hidden).unwrap(), &exp["mlm_logits"], &exp["attention_mask"]);
+    eprintln!("deberta-v2: mlm_logits max abs diff {d:.2e}");
+    assert!(d <= TOL, "deberta-v2 mlm_logits differ by {d}");
+}
+
+/// XLNet's content stream: relative sinusoids clamped to 5 with per-layer `u`, `v`, relative
+/// segment encodings from the token types, post-norm layers; right-padded rows equal their
+/// rows alone, and the tied output layer with its bias matches.
+#[test]
+fn xlnet_relative_positions_and_segments_match_transformers() {
+    let exp = expected("xlnet");
+    let model = load("xlnet", DType::F32);
+    let encoder = model.as_encoder().unwrap();
+    let hidden = check_hidden_and_rows_alone("xlnet", encoder);
+    let d = masked_max_diff(&encoder.mlm_logits(&hidden).unwrap(), &exp["lm_logits"], &exp["attention_mask"]);
+    eprintln!("xlnet: lm_logits max abs diff {d:.2e}");
+    assert!(d <= TOL, "xlnet lm_logits differ by {d}");
+    // The segments matter: without token types the states move away from transformers'.
+    let ids = rows(&exp["input_ids"], &exp["attention_mask"]);
+    let plain = Batch::right_padded(&ids, None, encoder.pad_token_id(), &device()).unwrap();
+    let d = masked_max_diff(&encoder.hidden_states(&plain).unwrap(), &exp["hidden_states"], &exp["attention_mask"]);
+    assert!(d > 1e-2, "token types changed nothing ({d})");
+}
+
+/// XLNet pads on the left: the left-padded batch matches transformers' (and so the rows alone,
+/// which the fixture checked), relative positions ignoring where the row starts.
+#[test]
+fn xlnet_left_padded_batch_matches_transformers() {
+    let exp = expected("xlnet");
+    let model = load("xlnet", DType::F32);
+    let encoder = model.as_encoder().unwrap();
+    let mask = &exp["left_attention_mask"];
+    let ids = rows(&exp["left_input_ids"], mask);
+    let types = rows(&exp["left_token_type_ids"], mask);
+    let batch = Batch::left_padded_with_types(&ids, &types, encoder.pad_token_id(), &device()).unwrap();
+    let hidden = encoder.hidden_states(&batch).unwrap();
+    let d = masked_max_diff(&hidden, &exp["left_hidden_states"], mask);
+    eprintln!("xlnet: left-padded hidden_states max abs diff {d:.2e}");
+    assert!(d <= TOL, "xlnet left-padded hidden states differ by {d}");
+}
+
+/// A DeBERTa-v2 checkpoint saved with `legacy: false` keeps its masked-LM head under
+/// `lm_predictions.lm_head` (dense, LayerNorm, bias; tied): the same head as the fixture's legacy
+/// one under other names, so the logits are the same.
+#[test]
+fn deberta_v2_non_legacy_head_names_load() {
+    let exp = expected("deberta-v2");
+    let dir = std::env::temp_dir().join(format!("tcat-deberta-non-legacy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = fixture("deberta-v2");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    config["legacy"] = serde_json::Value::Bool(false);
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let tensors = candle_core::safetensors::load(src.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let renamed: std::collections::HashMap<String, Tensor> = tensors
+        .into_iter()
+        .map(|(name, t)| {
+            let name = name
+                .replace("cls.predictions.transform.", "lm_predictions.lm_head.")
+                .replace("cls.predictions.bias", "lm_predictions.lm_head.bias");
+            (name, t)
+        })
+        .collect();
+    assert!(renamed.contains_key("lm_predictions.lm_head.dense.weight"));
+    candle_core::safetensors::save(&renamed, dir.join("model.safetensors")).unwrap();
+    let source = ModelSource::resolve(dir.to_str().unwrap()).unwrap();
+    let model = Model::load(&source, &device(), DType::F32).unwrap();
+    let encoder = model.as_encoder().unwrap();
+    let mask = &exp["attention_mask"];
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, 0, &device()).unwrap();
+    let logits = encoder.mlm_logits(&encoder.hidden_states(&batch).unwrap()).unwrap();
+    let d = masked_max_diff(&logits, &exp["mlm_logits"], mask);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(d <= TOL, "non-legacy deberta-v2 mlm_logits differ by {d}");
 }

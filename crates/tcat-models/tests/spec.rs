@@ -200,7 +200,7 @@ fn labse_like_dense_module_matches_sentence_transformers() {
 fn xl_preset() -> tcat_models::DecoderModel {
     use tcat_spec::*;
     let tower = TowerSpec::decoder(64, 32, 2, 4, 64)
-        .with_positions(PositionSpec::TransformerXl { mem_len: 16, clamp_len: 0 })
+        .with_positions(PositionSpec::TransformerXl { mem_len: 16, clamp_len: 0, biases: XlBiases::Shared })
         .with_norm(NormSpec::RmsNorm { eps: 1e-6 });
     let spec = ArchSpec::decoder(tower, HeadSpec::Lm { tied: true, bias: false });
     let model = Model::preset(&spec, "xl-test", 7, &Device::Cpu, DType::F32).unwrap();

@@ -40,10 +40,13 @@ pub use feed_forward::{
 };
 pub use heads::HeadSpec;
 pub use params::ParamCount;
-pub use position::{PositionIdRule, PositionSpec, RopeScalingSpec, RotaryLayoutSpec, RotarySpec, SinusoidalLayoutSpec};
+pub use position::{
+    DisentangledTerms, PositionIdRule, PositionSpec, RopeScalingSpec, RotaryLayoutSpec, RotarySpec,
+    SinusoidalLayoutSpec, XlBiases,
+};
 pub use tower::{
     EmbeddingProjection, EmbeddingScale, EmbeddingSpec, EntityFusionSpec, InputKind, LayerSharing, NormSpec,
-    ResidualSpec, TowerSpec,
+    ResidualSpec, SegmentEncoding, TowerSpec,
 };
 
 use serde::{Deserialize, Serialize};

@@ -2,7 +2,7 @@
 
 use crate::{
     ArchSpec, AttentionSpec, EmbeddingProjection, FeedForwardKind, HeadSpec, InputKind, LayerSharing, NormSpec,
-    PositionSpec, QkNormSpec, ResidualSpec, Stacks, TowerSpec, VisionConnection,
+    PositionSpec, QkNormSpec, ResidualSpec, SegmentEncoding, Stacks, TowerSpec, VisionConnection, XlBiases,
 };
 
 /// Parameters of a model: all of them, and those one token passes through (they differ for
@@ -116,10 +116,17 @@ impl TowerSpec {
             n += attention(cross, h, h) + norm(self.norm, h);
         }
         n += match self.positions {
-            // Transformer-XL: the projection of the relative sinusoids, per layer.
-            PositionSpec::TransformerXl { .. } => linear(h, a.q_width(), false),
+            // Transformer-XL: the projection of the relative sinusoids, per layer, and XLNet's
+            // untied u and v.
+            PositionSpec::TransformerXl { biases, .. } => {
+                linear(h, a.q_width(), false) + if biases == XlBiases::PerLayer { 2 * a.q_width() as u64 } else { 0 }
+            }
             _ => 0,
         };
+        if self.embeddings.segments == SegmentEncoding::Relative {
+            // XLNet's segment bias and the two segment vectors, per layer.
+            n += 3 * a.q_width() as u64;
+        }
         let f = &self.feed_forward;
         let mut count = ParamCount::dense(n);
         match f.experts {
@@ -153,12 +160,12 @@ impl TowerSpec {
         }
         count += ParamCount::dense(match self.positions {
             PositionSpec::T5Bias { num_buckets, .. } => (num_buckets * self.attention.num_heads) as u64,
-            PositionSpec::Deberta { max_relative, buckets, .. } => {
+            PositionSpec::Deberta { max_relative, buckets, normalised, .. } => {
                 let rows = 2 * buckets.unwrap_or(max_relative);
-                (rows * h) as u64 + norm(self.norm, h)
+                (rows * h) as u64 + if normalised { norm(self.norm, h) } else { 0 }
             }
             // The global content and position biases u and v.
-            PositionSpec::TransformerXl { .. } => 2 * self.attention.q_width() as u64,
+            PositionSpec::TransformerXl { biases: XlBiases::Shared, .. } => 2 * self.attention.q_width() as u64,
             _ => 0,
         });
         if self.final_norm {

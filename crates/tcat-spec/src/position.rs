@@ -107,6 +107,53 @@ impl RotarySpec {
     }
 }
 
+/// The position terms of DeBERTa's disentangled attention besides content-to-content (He et
+/// al. 2021, eq. 4: `pos_att_type`). Each term adds one factor to the score scale
+/// `1/√(head_dim · (1 + terms))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisentangledTerms {
+    /// Content-to-position and position-to-content (`["c2p", "p2c"]`, every released model).
+    #[default]
+    Both,
+    /// Content-to-position only (`["c2p"]`).
+    ContentToPosition,
+    /// Position-to-content only (`["p2c"]`).
+    PositionToContent,
+}
+
+impl DisentangledTerms {
+    /// How many position terms join the content term.
+    pub fn count(self) -> usize {
+        match self {
+            Self::Both => 2,
+            Self::ContentToPosition | Self::PositionToContent => 1,
+        }
+    }
+
+    /// Whether content-to-position (`q_i · K^r_δ`) is on.
+    pub fn content_to_position(self) -> bool {
+        self != Self::PositionToContent
+    }
+
+    /// Whether position-to-content (`k_j · Q^r_δ`) is on.
+    pub fn position_to_content(self) -> bool {
+        self != Self::ContentToPosition
+    }
+}
+
+/// Where Transformer-XL's global content and position biases (`u`, `v`; Dai et al. 2019,
+/// §3.3) live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XlBiases {
+    /// One pair for the whole tower (the paper, Gopher).
+    #[default]
+    Shared,
+    /// A pair per layer (XLNet's `untie_r`).
+    PerLayer,
+}
+
 /// The position scheme of a tower.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "scheme")]
@@ -145,6 +192,13 @@ pub enum PositionSpec {
         share_keys: bool,
         /// Whether a learned absolute table is added too (`position_biased_input`).
         absolute: bool,
+        /// Which position terms join content-to-content (`pos_att_type`).
+        #[serde(default)]
+        terms: DisentangledTerms,
+        /// Whether the relative embeddings pass through a LayerNorm first (v2's
+        /// `norm_rel_ebd: layer_norm`).
+        #[serde(default)]
+        normalised: bool,
     },
     /// Transformer-XL's relative sinusoids with global biases `u`, `v`, and a memory of the
     /// previous segment's hidden states.
@@ -153,6 +207,9 @@ pub enum PositionSpec {
         mem_len: usize,
         /// Distances clamped to this (0: no clamp).
         clamp_len: usize,
+        /// Where the global biases `u` and `v` live.
+        #[serde(default)]
+        biases: XlBiases,
     },
     /// Row and column tables for the image tokens (DALL-E), a learned table for the text.
     ImageGrid {

@@ -73,6 +73,22 @@ pub struct EmbeddingSpec {
     pub scale: EmbeddingScale,
     /// Whether a norm follows the sum (BERT, BLOOM, BART).
     pub norm: bool,
+    /// How token types (segments) reach the model.
+    #[serde(default)]
+    pub segments: SegmentEncoding,
+}
+
+/// How a tower encodes token types (segments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentEncoding {
+    /// A table of [`EmbeddingSpec::token_types`] rows added to the embeddings (BERT), when it
+    /// has rows.
+    #[default]
+    Absolute,
+    /// XLNet's relative segment encodings (Yang et al. 2019, §2.5): no table; every attention
+    /// layer adds `(q_i + b)·s_±` by whether query and key share a token type.
+    Relative,
 }
 
 impl EmbeddingSpec {
@@ -85,6 +101,7 @@ impl EmbeddingSpec {
             languages: 0,
             scale: EmbeddingScale::None,
             norm: false,
+            segments: SegmentEncoding::Absolute,
         }
     }
 }

@@ -6,7 +6,7 @@
 use tcat_spec::{
     ActivationKind, ArchSpec, AttentionPattern, FeedForwardKind, FeedForwardSpec, HeadSpec, Masking, MoeSpec, NormSpec,
     PositionIdRule, PositionSpec, ResidualSpec, RotaryLayoutSpec, RotarySpec, RouterSpec, RoutingRule, ScaleRule,
-    SpecialTokens, TowerSpec,
+    SpecialTokens, TowerSpec, XlBiases,
 };
 
 use super::attention;
@@ -41,7 +41,7 @@ pub(crate) fn gpt2_small() -> ArchSpec {
 /// needs adaptive input embeddings and an adaptive softmax, which a spec cannot say yet.
 pub(crate) fn transformer_xl_enwik8() -> ArchSpec {
     let mut tower = TowerSpec::decoder(204, 1024, 24, 8, 768)
-        .with_positions(PositionSpec::TransformerXl { mem_len: 768, clamp_len: 0 })
+        .with_positions(PositionSpec::TransformerXl { mem_len: 768, clamp_len: 0, biases: XlBiases::Shared })
         .with_residual(ResidualSpec::Post)
         .with_feed_forward(FeedForwardSpec::plain(3072, ActivationKind::Relu));
     tower.attention.qkv_bias = false;
@@ -227,7 +227,7 @@ pub(crate) fn opt_175b() -> ArchSpec {
 fn deepmind(hidden: usize, layers: usize, heads: usize) -> ArchSpec {
     let tower = TowerSpec::decoder(32000, hidden, layers, heads, 2048)
         .with_attention(attention(heads, heads, 128, Masking::Causal))
-        .with_positions(PositionSpec::TransformerXl { mem_len: 0, clamp_len: 0 })
+        .with_positions(PositionSpec::TransformerXl { mem_len: 0, clamp_len: 0, biases: XlBiases::Shared })
         .with_norm(NormSpec::RmsNorm { eps: 1e-6 })
         .with_feed_forward(FeedForwardSpec { bias: false, ..FeedForwardSpec::plain(4 * hidden, ActivationKind::Gelu) });
     ArchSpec::decoder(tower, TIED)

@@ -3,8 +3,9 @@
 //! reference checkpoint publishes.
 
 use tcat_spec::{
-    ActivationKind, ArchSpec, EmbeddingProjection, EntityFusionSpec, FeedForwardSpec, HeadSpec, LayerSharing, NormSpec,
-    PositionIdRule, PositionSpec, SpecialTokens, TowerSpec,
+    ActivationKind, ArchSpec, DisentangledTerms, EmbeddingProjection, EntityFusionSpec, FeedForwardSpec, HeadSpec,
+    LayerSharing, NormSpec, PositionIdRule, PositionSpec, ScaleRule, SegmentEncoding, SpecialTokens, TowerSpec,
+    XlBiases,
 };
 
 fn tokens(pad: u32, eos: &[u32]) -> SpecialTokens {
@@ -108,9 +109,13 @@ pub(crate) fn deberta_v3_base() -> ArchSpec {
             buckets: Some(256),
             share_keys: true,
             absolute: false,
+            terms: DisentangledTerms::Both,
+            normalised: true,
         })
         .with_norm(NormSpec::LayerNorm { eps: 1e-7, bias: true });
     tower.embeddings.token_types = 0;
+    // One factor of the scale per score term: content, c2p and p2c.
+    tower.attention.scale = ScaleRule::Fixed { scale: 1.0 / (64.0f64 * 3.0).sqrt() };
     ArchSpec::encoder(tower, vec![HeadSpec::Mlm]).with_tokens(tokens(0, &[2]))
 }
 
@@ -130,9 +135,10 @@ pub(crate) fn minilm_l12_h384() -> ArchSpec {
 /// token sees), so the tower is an encoder.
 pub(crate) fn xlnet_large() -> ArchSpec {
     let mut tower = TowerSpec::encoder(32000, 1024, 24, 16, 512)
-        .with_positions(PositionSpec::TransformerXl { mem_len: 384, clamp_len: 0 })
+        .with_positions(PositionSpec::TransformerXl { mem_len: 384, clamp_len: 0, biases: XlBiases::PerLayer })
         .with_norm(NormSpec::LayerNorm { eps: 1e-12, bias: true });
     tower.embeddings.token_types = 0;
+    tower.embeddings.segments = SegmentEncoding::Relative;
     tower.embeddings.norm = false;
     tower.attention.qkv_bias = false;
     tower.attention.out_bias = false;

@@ -10,6 +10,7 @@ mod weights;
 
 pub use names::{
     CrossNames, ExpertNames, MlmNames, QkvNames, ReplacedTokenNames, Seq2seqNames, SharedExpertNames, WeightNames,
+    XlNames,
 };
 
 pub(crate) use sizes::available_memory;
@@ -18,9 +19,10 @@ pub(crate) use sizes::available_memory;
 pub use sizes::check as check_sizes;
 pub use weights::{Init, RandomWeights, WeightSource};
 
-use candle_core::Tensor;
+use candle_core::{Module, Tensor};
 use tcat_attention::{
-    GridAxis, MultiHeadAttention, PositionTerm, QkNorm, QkNormScope, QkvProjection, SparsePattern, XlRelativePosition,
+    DisentangledPosition, GridAxis, MultiHeadAttention, PositionTerm, QkNorm, QkNormScope, QkvProjection,
+    RelativeSegments, SparsePattern, XlRelativePosition,
 };
 use tcat_blocks::{
     Activation, Embeddings, EntityFusion, ExpertCapacity, FeedForward, FeedForwardBlock, LmHead, LogitsPrecision,
@@ -28,13 +30,14 @@ use tcat_blocks::{
 };
 use tcat_core::{Error, Linear, Result};
 use tcat_position::{
-    AbsolutePositions, Alibi, BucketDirection, RelativePositionBias, RopeScaling, RotaryConfig, RotaryEmbedding,
-    RotaryLayout, SinusoidalLayout, image_grid_table, sinusoidal_table,
+    AbsolutePositions, Alibi, BucketDirection, LogBuckets, RelativePositionBias, RopeScaling, RotaryConfig,
+    RotaryEmbedding, RotaryLayout, SinusoidalLayout, image_grid_table, sinusoidal_table,
 };
 use tcat_spec::{
-    ArchSpec, AttentionPattern, EmbeddingProjection, EmbeddingScale, EntityFusionSpec, FeedForwardKind, HeadSpec,
-    InputKind, LayerSharing, Masking, MoeSpec, NormSpec, PositionIdRule, PositionSpec, QkNormSpec, ResidualSpec,
-    RopeScalingSpec, RotaryLayoutSpec, SinusoidalLayoutSpec, Stacks, TowerSpec,
+    ArchSpec, AttentionPattern, DisentangledTerms, EmbeddingProjection, EmbeddingScale, EntityFusionSpec,
+    FeedForwardKind, HeadSpec, InputKind, LayerSharing, Masking, MoeSpec, NormSpec, PositionIdRule, PositionSpec,
+    QkNormSpec, ResidualSpec, RopeScalingSpec, RotaryLayoutSpec, SegmentEncoding, SinusoidalLayoutSpec, Stacks,
+    TowerSpec, XlBiases,
 };
 
 use crate::encoder::{KnowledgeEncoder, KnowledgeLayer};
@@ -76,12 +79,61 @@ pub fn build(spec: &ArchSpec, names: &WeightNames, weights: &dyn WeightSource) -
 }
 
 /// What a tower's layers share: its rotary table, its ALiBi slopes, its T5 relative bias
-/// (computed once per stack, Raffel et al. 2020, §2.1) and Transformer-XL's global biases.
+/// (computed once per stack, Raffel et al. 2020, §2.1), Transformer-XL's global biases and
+/// DeBERTa's relative embeddings.
 struct Shared {
     rotary: Option<RotaryEmbedding>,
     alibi: Option<Alibi>,
     relative_bias: Option<RelativePositionBias>,
     xl_biases: Option<(Tensor, Tensor)>,
+    disentangled: Option<Disentangled>,
+}
+
+/// DeBERTa's relative embeddings (He et al. 2021, §3.1), shared by every layer: the first
+/// `2·span` rows of the table, normalised where the spec says so.
+struct Disentangled {
+    relative: Tensor,
+    span: usize,
+    buckets: Option<LogBuckets>,
+    terms: DisentangledTerms,
+}
+
+impl Disentangled {
+    fn load(tower: &TowerSpec, r: &Resolver) -> Result<Option<Self>> {
+        let PositionSpec::Deberta { max_relative, buckets, terms, normalised, .. } = tower.positions else {
+            return Ok(None);
+        };
+        let h = tower.hidden_size;
+        let span = buckets.unwrap_or(max_relative);
+        if span == 0 {
+            return Err(Error::InvalidInput(
+                "DeBERTa positions: the relative span (position_buckets or max_relative_positions) must be positive"
+                    .into(),
+            ));
+        }
+        let name = r.base(&format!("{}.weight", r.names.relative_embeddings));
+        let mut relative = r.tensor(&name, &[2 * span, h], weights::Init::Normal)?;
+        if normalised {
+            relative = r.norm(tower.norm, &r.base(r.names.relative_norm), h)?.forward(&relative)?;
+        }
+        let buckets = buckets.map(|bucket_size| LogBuckets { bucket_size, max_position: max_relative });
+        Ok(Some(Self { relative, span, buckets, terms }))
+    }
+
+    /// The layer's position terms: the relative embeddings through its own query and key
+    /// projections (v2's shared keys), split into heads.
+    fn term(&self, q: &Linear, k: &Linear, heads: usize, head_dim: usize) -> Result<DisentangledPosition> {
+        let split = |projection: &Linear| -> Result<Tensor> {
+            Ok(projection
+                .forward(&self.relative)?
+                .reshape((2 * self.span, heads, head_dim))?
+                .transpose(0, 1)?
+                .contiguous()?)
+        };
+        let pos_key = if self.terms.content_to_position() { Some(split(k)?) } else { None };
+        let pos_query = if self.terms.position_to_content() { Some(split(q)?) } else { None };
+        Ok(DisentangledPosition::new(pos_query, pos_key, self.span, self.buckets))
+    }
 }
 
 /// Resolves names under the base model's prefix.
@@ -190,7 +242,12 @@ fn check_tower(tower: &TowerSpec) -> Result<()> {
         return Err(not_implemented("sandwich norms"));
     }
     match tower.positions {
-        PositionSpec::Deberta { .. } => Err(not_implemented("DeBERTa's disentangled attention in a model")),
+        PositionSpec::Deberta { share_keys: false, .. } => {
+            Err(not_implemented("DeBERTa's separate position projections (`share_att_key: false`)"))
+        }
+        PositionSpec::Deberta { .. } if tower.attention.num_kv_heads != tower.attention.num_heads => {
+            Err(not_implemented("DeBERTa's disentangled attention with grouped key heads"))
+        }
         _ => Ok(()),
     }
 }
@@ -277,15 +334,16 @@ fn shared_positions(tower: &TowerSpec, r: &Resolver) -> Result<Shared> {
             _ => None,
         },
         xl_biases: match tower.positions {
-            PositionSpec::TransformerXl { .. } => {
+            PositionSpec::TransformerXl { biases: XlBiases::Shared, .. } => {
                 let shape = [tower.attention.num_heads, tower.attention.head_dim];
                 Some((
-                    r.tensor(&r.base("r_w_bias"), &shape, weights::Init::Normal)?,
-                    r.tensor(&r.base("r_r_bias"), &shape, weights::Init::Normal)?,
+                    r.tensor(&r.base(r.names.xl.content_bias), &shape, weights::Init::Normal)?,
+                    r.tensor(&r.base(r.names.xl.position_bias), &shape, weights::Init::Normal)?,
                 ))
             }
             _ => None,
         },
+        disentangled: Disentangled::load(tower, r)?,
     })
 }
 
@@ -295,16 +353,28 @@ fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<T
     let at = |name: &str| layer_part(&prefix, name, i);
     let (h, a) = (tower.hidden_size, &tower.attention);
     let (qw, kvw) = (a.q_width(), a.kv_width());
+    let mut disentangled = None;
+    let einsum = matches!(names.qkv, QkvNames::Einsum { .. });
     let qkv = match names.qkv {
-        QkvNames::Separate { q, k, v } => QkvProjection::stacked(
-            r.linear(&at(q), h, qw, a.qkv_bias)?,
-            r.linear(&at(k), h, kvw, a.qkv_bias)?,
-            r.linear(&at(v), h, kvw, a.qkv_bias)?,
-        ),
+        QkvNames::Einsum { q, k, v } => {
+            let p = |name: &str| head_split(r, a, &at(name), h, HeadSplit::IntoHeads);
+            QkvProjection::stacked(p(q)?, p(k)?, p(v)?)
+        }
+        QkvNames::Separate { q, k, v } => {
+            let (q, k) = (r.linear(&at(q), h, qw, a.qkv_bias)?, r.linear(&at(k), h, kvw, a.qkv_bias)?);
+            if let Some(d) = &shared.disentangled {
+                disentangled = Some(d.term(&q, &k, a.num_heads, a.head_dim)?);
+            }
+            QkvProjection::stacked(q, k, r.linear(&at(v), h, kvw, a.qkv_bias)?)
+        }
         QkvNames::Fused(name) => QkvProjection::Fused(r.linear(&at(name), h, qw + 2 * kvw, a.qkv_bias)?),
         QkvNames::FusedPerHead(name) => QkvProjection::FusedPerHead(r.linear(&at(name), h, 3 * qw, a.qkv_bias)?),
     };
-    let out = r.linear(&at(names.attention_out), qw, h, a.out_bias)?;
+    let out = if einsum {
+        head_split(r, a, &at(names.attention_out), h, HeadSplit::FromHeads)?
+    } else {
+        r.linear(&at(names.attention_out), qw, h, a.out_bias)?
+    };
     let mut attention =
         MultiHeadAttention::new(qkv, out, a.num_heads, a.num_kv_heads, a.head_dim)?.with_scale(a.scale_for_layer(i));
     if let Some(scope) = a.qk_norm {
@@ -323,10 +393,37 @@ fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<T
     if let Some(alibi) = &shared.alibi {
         attention = attention.with_alibi(alibi.clone());
     }
-    if let Some((u, v)) = &shared.xl_biases {
-        let r_proj = r.linear(&at("attn.r"), h, qw, false)?;
-        attention =
-            attention.with_position(PositionTerm::score(XlRelativePosition::new(r_proj, u.clone(), v.clone())?));
+    match disentangled {
+        Some(term) => attention = attention.with_position(PositionTerm::score(term)),
+        None if shared.disentangled.is_some() => {
+            return Err(not_implemented("DeBERTa's position terms over a fused query-key-value projection"));
+        }
+        None => {}
+    }
+    if let PositionSpec::TransformerXl { clamp_len, .. } = tower.positions {
+        let xl = names.xl;
+        let r_proj = if einsum {
+            head_split(r, a, &at(xl.projection), h, HeadSplit::IntoHeads)?
+        } else {
+            r.linear(&at(xl.projection), h, qw, false)?
+        };
+        let (u, v) = match &shared.xl_biases {
+            Some((u, v)) => (u.clone(), v.clone()),
+            None => {
+                let bias = |name: &str| r.tensor(&at(name), &[a.num_heads, a.head_dim], weights::Init::Normal);
+                (bias(xl.content_bias)?, bias(xl.position_bias)?)
+            }
+        };
+        let term = XlRelativePosition::new(r_proj, u, v)?.with_clamp(clamp_len);
+        attention = attention.with_position(PositionTerm::score(term));
+    }
+    if tower.embeddings.segments == SegmentEncoding::Relative {
+        let xl = names.xl;
+        let segments = RelativeSegments::new(
+            r.tensor(&at(xl.segment_bias), &[a.num_heads, a.head_dim], weights::Init::Normal)?,
+            r.tensor(&at(xl.segment_embeddings), &[2, a.num_heads, a.head_dim], weights::Init::Normal)?,
+        )?;
+        attention = attention.with_position(PositionTerm::score(segments));
     }
     attention = match a.pattern(i) {
         AttentionPattern::Dense => attention,
@@ -356,6 +453,33 @@ fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<T
             Ok(layer.with_cross_attention(attention, norm)?)
         }
     }
+}
+
+/// Which way an einsum parameter `[hidden, heads, head_dim]` projects.
+#[derive(Clone, Copy)]
+enum HeadSplit {
+    /// `hidden → heads · head_dim` (XLNet's `q`, `k`, `v`, `r`).
+    IntoHeads,
+    /// `heads · head_dim → hidden` (XLNet's `o`).
+    FromHeads,
+}
+
+/// A bias-free projection stored as an einsum parameter `[hidden, heads, head_dim]` named
+/// without `.weight` (XLNet's `rel_attn.q`, ...), as a [`Linear`].
+fn head_split(
+    r: &Resolver,
+    a: &tcat_spec::AttentionSpec,
+    name: &str,
+    hidden: usize,
+    direction: HeadSplit,
+) -> Result<Linear> {
+    let stored = r.tensor(name, &[hidden, a.num_heads, a.head_dim], weights::Init::Normal)?;
+    let matrix = stored.reshape((hidden, a.q_width()))?; // [hidden, heads · head_dim]
+    let weight = match direction {
+        HeadSplit::IntoHeads => matrix.t()?.contiguous()?,
+        HeadSplit::FromHeads => matrix,
+    };
+    Ok(Linear::new(weight, None))
 }
 
 /// The cross-attention of the decoder layer under `prefix` and its norm: queries from the
@@ -527,6 +651,11 @@ fn tables(tower: &TowerSpec, r: &Resolver) -> Result<(Tensor, Option<AbsolutePos
 fn position_table(tower: &TowerSpec, r: &Resolver) -> Result<Option<AbsolutePositions>> {
     let width = tower.side_table_width();
     let positions = match tower.positions {
+        // DeBERTa's `position_biased_input`: a learned table besides the relative terms.
+        PositionSpec::Deberta { absolute: true, .. } => {
+            let name = r.base(&format!("{}.weight", r.names.positions));
+            Some(AbsolutePositions::new(r.tensor(&name, &[tower.max_positions, width], weights::Init::Normal)?, 0))
+        }
         PositionSpec::Learned { ids } => {
             let offset = match ids {
                 PositionIdRule::Sequential { offset } => offset,
@@ -633,6 +762,9 @@ fn build_decoder(
     weights: &dyn WeightSource,
 ) -> Result<DecoderModel> {
     check_buildable(tower)?;
+    if tower.embeddings.segments == SegmentEncoding::Relative {
+        return Err(not_implemented("relative segment encodings in a decoder (they are XLNet's encoder's)"));
+    }
     let r = Resolver::new(names, weights)?;
     let shared = shared_positions(tower, &r)?;
     let (word, positions) = tables(tower, &r)?;
@@ -745,6 +877,9 @@ fn build_encoder(
     }
     let mut model =
         EncoderModel::new(embeddings, stack, pooler, mlm, rule, tower.embeddings.token_types, spec.tokens.pad);
+    if tower.embeddings.segments == SegmentEncoding::Relative {
+        model = model.with_relative_segments();
+    }
     if let Some(lm) = lm {
         model = model.with_lm_head(lm);
     }

@@ -20,6 +20,34 @@ pub enum QkvNames {
     /// One projection whose output is, per head, `[q_h | k_h | v_h]` (BLOOM, GPT-NeoX,
     /// multi-head BigCode).
     FusedPerHead(&'static str),
+    /// Three bias-free einsum parameters `[hidden, heads, head_dim]` named without `.weight`
+    /// (XLNet's `rel_attn.q`, `k`, `v`); the output projection, Transformer-XL's position
+    /// projection and the segment parameters are then stored the same way.
+    Einsum {
+        /// Queries.
+        q: &'static str,
+        /// Keys.
+        k: &'static str,
+        /// Values.
+        v: &'static str,
+    },
+}
+
+/// Where Transformer-XL's relative positions and XLNet's relative segments keep their
+/// parameters. The projection and segment parameters are under the layer; the biases `u`, `v`
+/// under the base model when shared by the tower, under the layer when each has its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XlNames {
+    /// The projection `W_R` of the relative sinusoids.
+    pub projection: &'static str,
+    /// The global content bias `u`.
+    pub content_bias: &'static str,
+    /// The global position bias `v`.
+    pub position_bias: &'static str,
+    /// XLNet's segment bias `b`, `[heads, head_dim]`.
+    pub segment_bias: &'static str,
+    /// XLNet's segment vectors `s_+`, `s_−`, `[2, heads, head_dim]`.
+    pub segment_embeddings: &'static str,
 }
 
 /// How the experts of a mixture-of-experts layer are stored (under the layer).
@@ -174,6 +202,12 @@ pub struct WeightNames {
     pub replaced_token: Option<ReplacedTokenNames>,
     /// T5's relative position bias table, under the base model (the first layer keeps it).
     pub relative_bias: &'static str,
+    /// DeBERTa's relative position embeddings, under the base model.
+    pub relative_embeddings: &'static str,
+    /// The norm of DeBERTa's relative embeddings, under the base model.
+    pub relative_norm: &'static str,
+    /// Transformer-XL's and XLNet's relative parameters.
+    pub xl: XlNames,
     /// A decoder layer's cross-attention, if the family has one.
     pub cross: Option<CrossNames>,
     /// The decoder's names, when this table names an encoder-decoder's encoder.
@@ -213,6 +247,15 @@ impl WeightNames {
         sentence_order: "",
         replaced_token: None,
         relative_bias: "relative_attention_bias",
+        relative_embeddings: "",
+        relative_norm: "",
+        xl: XlNames {
+            projection: "attn.r",
+            content_bias: "r_w_bias",
+            position_bias: "r_r_bias",
+            segment_bias: "attn.segment_bias",
+            segment_embeddings: "attn.segments",
+        },
         cross: None,
         seq2seq: None,
         layout: WeightLayout::OutIn,
@@ -261,6 +304,8 @@ const PRESET_TOWER: WeightNames = WeightNames {
     sentence_order: "sentence_order",
     replaced_token: None,
     mlm: Some(MlmNames { transform: "mlm.transform", norm: "mlm.norm", decoder: "mlm.decoder", bias: &["mlm.bias"] }),
+    relative_embeddings: "relative_positions",
+    relative_norm: "relative_norm",
     ..WeightNames::EMPTY
 };
 

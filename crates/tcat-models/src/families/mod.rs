@@ -6,6 +6,7 @@ pub mod bart;
 pub mod bert;
 pub mod bloom;
 pub mod ctrl;
+pub mod deberta_v2;
 pub mod distilbert;
 pub mod electra;
 pub mod gpt2;
@@ -24,6 +25,7 @@ pub(crate) mod rope_config;
 pub mod switch;
 pub mod t5;
 pub mod xlm;
+pub mod xlnet;
 
 use tcat_core::Result;
 use tcat_spec::ArchSpec;
@@ -49,6 +51,8 @@ pub(crate) const FAMILIES: &[Family] = &[
     Family { model_types: &["albert"], spec: albert::spec, names: |_| Ok(albert::NAMES) },
     Family { model_types: &["electra"], spec: electra::spec, names: |_| Ok(electra::NAMES) },
     Family { model_types: &["xlm"], spec: xlm::spec, names: |_| Ok(xlm::NAMES) },
+    Family { model_types: &["deberta-v2"], spec: deberta_v2::spec, names: deberta_v2::names },
+    Family { model_types: &["xlnet"], spec: xlnet::spec, names: |_| Ok(xlnet::NAMES) },
     Family { model_types: &["bloom"], spec: crate::bloom::spec, names: |_| Ok(crate::bloom::NAMES) },
     Family { model_types: &["ctrl"], spec: crate::ctrl::spec, names: |_| Ok(crate::ctrl::NAMES) },
     Family { model_types: &["gpt2"], spec: crate::gpt2::spec, names: |_| Ok(crate::gpt2::NAMES) },

@@ -1,0 +1,236 @@
+//! DeBERTa-v2 and v3 (He et al. 2021, "DeBERTa: Decoding-enhanced BERT with Disentangled
+//! Attention", §3.1; "DeBERTaV3", 2021): BERT's post-norm encoder whose attention adds
+//! content-to-position and position-to-content terms over relative embeddings shared by every
+//! layer, projected by each layer's own query and key projections (`share_att_key`), with
+//! log-bucketed distances (`position_buckets`) and usually no absolute positions
+//! (`position_biased_input: false`). The score scale is `1/√(head_dim · (1 + terms))`. Hugging
+//! Face `model_type` `deberta-v2` (also the v3 checkpoints).
+
+use serde::Deserialize;
+use tcat_core::Result;
+use tcat_spec::*;
+
+use crate::ConfigFile;
+use crate::build::{MlmNames, QkvNames, WeightNames};
+
+/// The fields of a DeBERTa-v2 `config.json` that shape the network.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DebertaV2Config {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Width of the hidden states.
+    pub hidden_size: usize,
+    /// Number of layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads per layer.
+    pub num_attention_heads: usize,
+    /// Width of the feed-forward layer.
+    pub intermediate_size: usize,
+    /// Feed-forward activation name.
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    /// Rows of the absolute position table, and the relative span when
+    /// `max_relative_positions` < 1.
+    #[serde(default = "default_positions")]
+    pub max_position_embeddings: usize,
+    /// Rows of the segment table (0: none).
+    #[serde(default)]
+    pub type_vocab_size: usize,
+    /// LayerNorm ε.
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    /// Padding token id.
+    #[serde(default)]
+    pub pad_token_id: Option<u32>,
+    /// Whether attention has the disentangled position terms.
+    #[serde(default)]
+    pub relative_attention: bool,
+    /// Relative distances kept (< 1: `max_position_embeddings`).
+    #[serde(default = "minus_one")]
+    pub max_relative_positions: i64,
+    /// Log buckets of relative distances (< 1: none).
+    #[serde(default = "minus_one")]
+    pub position_buckets: i64,
+    /// Whether a learned absolute table is added to the embeddings.
+    #[serde(default = "yes")]
+    pub position_biased_input: bool,
+    /// The position terms: `["c2p", "p2c"]`, or one of them, or `"c2p|p2c"`.
+    #[serde(default)]
+    pub pos_att_type: Option<serde_json::Value>,
+    /// Whether the position projections are the content ones (only `true` is built).
+    #[serde(default)]
+    pub share_att_key: bool,
+    /// `layer_norm` normalises the relative embeddings; `none` leaves them.
+    #[serde(default = "default_norm_rel")]
+    pub norm_rel_ebd: String,
+    /// Width of the embedding tables (only the hidden width is built).
+    #[serde(default)]
+    pub embedding_size: Option<usize>,
+}
+
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_positions() -> usize {
+    512
+}
+fn default_eps() -> f64 {
+    1e-7
+}
+fn minus_one() -> i64 {
+    -1
+}
+fn yes() -> bool {
+    true
+}
+fn default_norm_rel() -> String {
+    "none".into()
+}
+
+/// DeBERTa-v2's names: BERT's layout under `deberta.` with `query_proj`/`key_proj`/`value_proj`,
+/// the relative table `encoder.rel_embeddings` and its norm `encoder.LayerNorm`, and the legacy
+/// `cls.predictions` masked-LM head.
+pub const NAMES: WeightNames = WeightNames {
+    base: &["deberta", ""],
+    qkv: QkvNames::Separate {
+        q: "attention.self.query_proj",
+        k: "attention.self.key_proj",
+        v: "attention.self.value_proj",
+    },
+    pooler: "",
+    mlm: Some(MlmNames {
+        transform: "cls.predictions.transform.dense",
+        norm: "cls.predictions.transform.LayerNorm",
+        decoder: "cls.predictions.decoder",
+        bias: &["cls.predictions.bias", "cls.predictions.decoder.bias"],
+    }),
+    relative_embeddings: "encoder.rel_embeddings",
+    relative_norm: "encoder.LayerNorm",
+    ..crate::bert::NAMES
+};
+
+/// The names of a checkpoint saved with `legacy: false`: the masked-LM head under
+/// `lm_predictions.lm_head`, always tied to the token table.
+pub const NAMES_NON_LEGACY: WeightNames = WeightNames {
+    mlm: Some(MlmNames {
+        transform: "lm_predictions.lm_head.dense",
+        norm: "lm_predictions.lm_head.LayerNorm",
+        decoder: "",
+        bias: &["lm_predictions.lm_head.bias"],
+    }),
+    ..NAMES
+};
+
+/// The names of a DeBERTa-v2 `config.json`: its `legacy` flag (default `true`) picks the
+/// masked-LM head's layout.
+pub fn names(config: &ConfigFile) -> Result<WeightNames> {
+    match config.json.get("legacy") {
+        None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(true)) => Ok(NAMES),
+        Some(serde_json::Value::Bool(false)) => Ok(NAMES_NON_LEGACY),
+        Some(other) => Err(config.error(format!("`legacy` = {other}: expected true or false"))),
+    }
+}
+
+/// The disentangled terms `pos_att_type` names (`None` when it names none).
+fn terms(config: &ConfigFile, value: Option<&serde_json::Value>) -> Result<Option<DisentangledTerms>> {
+    let names: Vec<String> = match value {
+        None | Some(serde_json::Value::Null) => vec![],
+        Some(serde_json::Value::String(s)) => s.split('|').map(|t| t.trim().to_lowercase()).collect(),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|t| t.as_str().map(|t| t.trim().to_lowercase()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| config.error("`pos_att_type` must list strings (`c2p`, `p2c`)"))?,
+        Some(other) => return Err(config.error(format!("`pos_att_type` = {other}: expected a list or a `|`-string"))),
+    };
+    if let Some(unknown) = names.iter().find(|t| !matches!(t.as_str(), "c2p" | "p2c" | "")) {
+        return Err(config.error(format!("`pos_att_type` term `{unknown}` is unknown (expected `c2p` or `p2c`)")));
+    }
+    let has = |t: &str| names.iter().any(|n| n == t);
+    Ok(match (has("c2p"), has("p2c")) {
+        (true, true) => Some(DisentangledTerms::Both),
+        (true, false) => Some(DisentangledTerms::ContentToPosition),
+        (false, true) => Some(DisentangledTerms::PositionToContent),
+        (false, false) => None,
+    })
+}
+
+/// The spec of a DeBERTa-v2 `config.json`.
+pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
+    let cfg: DebertaV2Config = config.parse()?;
+    config.require_heads("hidden_size", cfg.hidden_size, "num_attention_heads", cfg.num_attention_heads)?;
+    config.require_positive("vocab_size", cfg.vocab_size)?;
+    config.require_positive("intermediate_size", cfg.intermediate_size)?;
+    config.require_positive("max_position_embeddings", cfg.max_position_embeddings)?;
+    if cfg.embedding_size.is_some_and(|e| e != cfg.hidden_size) {
+        return Err(config.error(format!(
+            "`embedding_size` {} differs from `hidden_size` {}: DeBERTa's `embed_proj` is not built yet",
+            cfg.embedding_size.unwrap_or_default(),
+            cfg.hidden_size
+        )));
+    }
+    if config.json.get("conv_kernel_size").and_then(serde_json::Value::as_u64).is_some_and(|k| k > 0) {
+        return Err(config.error("`conv_kernel_size` > 0 (DeBERTa-v2's convolution layer) is not built yet"));
+    }
+    config.refuse("attention_head_size", "heads other than hidden_size / num_attention_heads are not built")?;
+    let norm_rel = cfg.norm_rel_ebd.to_lowercase();
+    let normalised = norm_rel.split('|').any(|t| t.trim() == "layer_norm");
+    if norm_rel.split('|').any(|t| !matches!(t.trim(), "layer_norm" | "none")) {
+        return Err(
+            config.error(format!("`norm_rel_ebd` `{}` is unknown (expected `layer_norm` or `none`)", cfg.norm_rel_ebd))
+        );
+    }
+    let head_dim = cfg.hidden_size / cfg.num_attention_heads;
+    let mut tower = TowerSpec::encoder(
+        cfg.vocab_size,
+        cfg.hidden_size,
+        cfg.num_hidden_layers,
+        cfg.num_attention_heads,
+        cfg.max_position_embeddings,
+    )
+    .with_norm(NormSpec::LayerNorm { eps: cfg.layer_norm_eps, bias: true })
+    .with_feed_forward(FeedForwardSpec::plain(
+        cfg.intermediate_size,
+        config.activation("hidden_act", &cfg.hidden_act)?,
+    ));
+    tower.embeddings.token_types = cfg.type_vocab_size;
+    let absolute = PositionSpec::Learned { ids: PositionIdRule::Sequential { offset: 0 } };
+    let terms = if cfg.relative_attention { terms(config, cfg.pos_att_type.as_ref())? } else { None };
+    tower = match terms {
+        Some(terms) => {
+            if !cfg.share_att_key {
+                return Err(config.error(
+                    "`share_att_key` false (separate position projections `pos_key_proj`/`pos_query_proj`) is not \
+                     built yet",
+                ));
+            }
+            let max_relative = if cfg.max_relative_positions < 1 {
+                cfg.max_position_embeddings
+            } else {
+                cfg.max_relative_positions as usize
+            };
+            let buckets = (cfg.position_buckets > 0).then_some(cfg.position_buckets as usize);
+            if buckets.is_some_and(|b| b < 4 || max_relative <= b / 2 + 1) {
+                return Err(config.error(format!(
+                    "`position_buckets` {} needs at least 4 buckets and `max_relative_positions` ({max_relative}) above \
+                     half of them plus one",
+                    cfg.position_buckets
+                )));
+            }
+            let mut tower = tower.with_positions(PositionSpec::Deberta {
+                max_relative,
+                buckets,
+                share_keys: true,
+                absolute: cfg.position_biased_input,
+                terms,
+                normalised,
+            });
+            tower.attention.scale = ScaleRule::Fixed { scale: 1.0 / ((head_dim * (1 + terms.count())) as f64).sqrt() };
+            tower
+        }
+        None if cfg.position_biased_input => tower.with_positions(absolute),
+        None => tower.with_positions(PositionSpec::None),
+    };
+    let tokens = SpecialTokens { eos: vec![], pad: cfg.pad_token_id.unwrap_or(0), decoder_start: None };
+    Ok(ArchSpec::encoder(tower, vec![HeadSpec::Mlm]).with_tokens(tokens))
+}
