@@ -14,6 +14,7 @@ fn forward_writes_the_reference_outputs() {
         ("bert", "hidden_states"),
         ("roberta", "hidden_states"),
         ("distilbert", "hidden_states"),
+        ("deberta-v1", "hidden_states"),
         ("deberta-v2", "hidden_states"),
         ("xlnet", "hidden_states"),
         ("gpt2", "logits"),

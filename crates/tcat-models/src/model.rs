@@ -13,6 +13,7 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "bert",
     "bloom",
     "ctrl",
+    "deberta",
     "deberta-v2",
     "distilbert",
     "electra",

@@ -233,3 +233,31 @@ fn deberta_v2_non_legacy_head_names_load() {
     std::fs::remove_dir_all(&dir).ok();
     assert!(d <= TOL, "non-legacy deberta-v2 mlm_logits differ by {d}");
 }
+
+/// DeBERTa v1: the per-head fused `in_proj` with query and value biases, the layers' own
+/// position projections (`pos_proj`, `pos_q_proj` with its bias), distances clamped at
+/// `max_relative_positions` 8 (a 20-token row), absolute positions and segments as well.
+#[test]
+fn deberta_v1_matches_transformers() {
+    let exp = expected("deberta-v1");
+    let model = load("deberta-v1", DType::F32);
+    let encoder = model.as_encoder().unwrap();
+    let hidden = check_hidden_and_rows_alone("deberta-v1", encoder);
+    let d = masked_max_diff(&encoder.mlm_logits(&hidden).unwrap(), &exp["mlm_logits"], &exp["attention_mask"]);
+    eprintln!("deberta-v1: mlm_logits max abs diff {d:.2e}");
+    assert!(d <= TOL, "deberta v1 mlm_logits differ by {d}");
+}
+
+/// DeBERTa-v2 without shared keys (`pos_query_proj`), position-to-content alone (`"p2c"`, scale
+/// `1/√(2·head_dim)`), distances up to 6 without buckets, unnormalised relative embeddings,
+/// absolute positions and segments.
+#[test]
+fn deberta_v2_separate_position_projection_matches_transformers() {
+    let exp = expected("deberta-v2-separate");
+    let model = load("deberta-v2-separate", DType::F32);
+    let encoder = model.as_encoder().unwrap();
+    let hidden = check_hidden_and_rows_alone("deberta-v2-separate", encoder);
+    let d = masked_max_diff(&encoder.mlm_logits(&hidden).unwrap(), &exp["mlm_logits"], &exp["attention_mask"]);
+    eprintln!("deberta-v2-separate: mlm_logits max abs diff {d:.2e}");
+    assert!(d <= TOL, "deberta-v2 (separate projections) mlm_logits differ by {d}");
+}

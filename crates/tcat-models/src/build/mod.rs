@@ -96,11 +96,12 @@ struct Disentangled {
     span: usize,
     buckets: Option<LogBuckets>,
     terms: DisentangledTerms,
+    share_keys: bool,
 }
 
 impl Disentangled {
     fn load(tower: &TowerSpec, r: &Resolver) -> Result<Option<Self>> {
-        let PositionSpec::Deberta { max_relative, buckets, terms, normalised, .. } = tower.positions else {
+        let PositionSpec::Deberta { max_relative, buckets, terms, normalised, share_keys, .. } = tower.positions else {
             return Ok(None);
         };
         let h = tower.hidden_size;
@@ -117,13 +118,45 @@ impl Disentangled {
             relative = r.norm(tower.norm, &r.base(r.names.relative_norm), h)?.forward(&relative)?;
         }
         let buckets = buckets.map(|bucket_size| LogBuckets { bucket_size, max_position: max_relative });
-        Ok(Some(Self { relative, span, buckets, terms }))
+        Ok(Some(Self { relative, span, buckets, terms, share_keys }))
     }
 
-    /// The layer's position terms: the relative embeddings through its own query and key
-    /// projections (v2's shared keys), split into heads.
-    fn term(&self, q: &Linear, k: &Linear, heads: usize, head_dim: usize) -> Result<DisentangledPosition> {
-        let split = |projection: &Linear| -> Result<Tensor> {
+    /// The position projections of the layer under `prefix` when keys are not shared (v1's
+    /// `pos_proj` and `pos_q_proj`, v2's `pos_key_proj` and `pos_query_proj`): only those its
+    /// terms use, each with a bias when the checkpoint stores one.
+    fn own_projections(
+        &self,
+        r: &Resolver,
+        prefix: &str,
+        h: usize,
+        width: usize,
+    ) -> Result<(Option<Linear>, Option<Linear>)> {
+        let projection = |name: &str, used: bool| -> Result<Option<Linear>> {
+            if !used {
+                return Ok(None);
+            }
+            let name = join(prefix, name);
+            let bias = r.weights.contains(&format!("{name}.bias"));
+            Ok(Some(r.linear(&name, h, width, bias)?))
+        };
+        Ok((
+            projection(r.names.relative_query, self.terms.position_to_content())?,
+            projection(r.names.relative_key, self.terms.content_to_position())?,
+        ))
+    }
+
+    /// The layer's position terms: the relative embeddings through its query and key
+    /// projections (v2's shared keys, or the layer's own position projections), split into heads.
+    fn term(
+        &self,
+        q: Option<&Linear>,
+        k: Option<&Linear>,
+        heads: usize,
+        head_dim: usize,
+    ) -> Result<DisentangledPosition> {
+        let split = |projection: Option<&Linear>| -> Result<Tensor> {
+            let projection =
+                projection.ok_or_else(|| not_implemented("a DeBERTa position term without its projection"))?;
             Ok(projection
                 .forward(&self.relative)?
                 .reshape((2 * self.span, heads, head_dim))?
@@ -242,9 +275,6 @@ fn check_tower(tower: &TowerSpec) -> Result<()> {
         return Err(not_implemented("sandwich norms"));
     }
     match tower.positions {
-        PositionSpec::Deberta { share_keys: false, .. } => {
-            Err(not_implemented("DeBERTa's separate position projections (`share_att_key: false`)"))
-        }
         PositionSpec::Deberta { .. } if tower.attention.num_kv_heads != tower.attention.num_heads => {
             Err(not_implemented("DeBERTa's disentangled attention with grouped key heads"))
         }
@@ -362,13 +392,26 @@ fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<T
         }
         QkvNames::Separate { q, k, v } => {
             let (q, k) = (r.linear(&at(q), h, qw, a.qkv_bias)?, r.linear(&at(k), h, kvw, a.qkv_bias)?);
-            if let Some(d) = &shared.disentangled {
-                disentangled = Some(d.term(&q, &k, a.num_heads, a.head_dim)?);
+            if let Some(d) = shared.disentangled.as_ref().filter(|d| d.share_keys) {
+                disentangled = Some(d.term(Some(&q), Some(&k), a.num_heads, a.head_dim)?);
             }
             QkvProjection::stacked(q, k, r.linear(&at(v), h, kvw, a.qkv_bias)?)
         }
         QkvNames::Fused(name) => QkvProjection::Fused(r.linear(&at(name), h, qw + 2 * kvw, a.qkv_bias)?),
         QkvNames::FusedPerHead(name) => QkvProjection::FusedPerHead(r.linear(&at(name), h, 3 * qw, a.qkv_bias)?),
+        QkvNames::FusedPerHeadQvBias { fused, q_bias, v_bias } => {
+            if a.num_kv_heads != a.num_heads {
+                return Err(not_implemented("a per-head fused projection with grouped key heads"));
+            }
+            let weight = r.tensor(&format!("{}.weight", at(fused)), &[3 * qw, h], weights::Init::Normal)?;
+            let bias = |name: &str| -> Result<Tensor> {
+                Ok(r.tensor(&at(name), &[qw], weights::Init::Zeros)?.reshape((a.num_heads, a.head_dim))?)
+            };
+            let (q_bias, v_bias) = (bias(q_bias)?, bias(v_bias)?);
+            // Per head [q_h | k_h | v_h]: the key has no bias.
+            let bias = Tensor::cat(&[&q_bias, &q_bias.zeros_like()?, &v_bias], 1)?.flatten_all()?;
+            QkvProjection::FusedPerHead(Linear::new(weight, Some(bias)))
+        }
     };
     let out = if einsum {
         head_split(r, a, &at(names.attention_out), h, HeadSplit::FromHeads)?
@@ -392,6 +435,10 @@ fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<T
     }
     if let Some(alibi) = &shared.alibi {
         attention = attention.with_alibi(alibi.clone());
+    }
+    if let Some(d) = shared.disentangled.as_ref().filter(|d| !d.share_keys) {
+        let (q, k) = d.own_projections(r, &prefix, h, qw)?;
+        disentangled = Some(d.term(q.as_ref(), k.as_ref(), a.num_heads, a.head_dim)?);
     }
     match disentangled {
         Some(term) => attention = attention.with_position(PositionTerm::score(term)),

@@ -20,6 +20,16 @@ pub enum QkvNames {
     /// One projection whose output is, per head, `[q_h | k_h | v_h]` (BLOOM, GPT-NeoX,
     /// multi-head BigCode).
     FusedPerHead(&'static str),
+    /// DeBERTa v1's `in_proj`: one bias-free projection whose output is, per head,
+    /// `[q_h | k_h | v_h]`, with a query bias and a value bias stored apart (no key bias).
+    FusedPerHeadQvBias {
+        /// The fused projection.
+        fused: &'static str,
+        /// The query bias, `[heads · head_dim]` (a bare parameter).
+        q_bias: &'static str,
+        /// The value bias, `[heads · head_dim]` (a bare parameter).
+        v_bias: &'static str,
+    },
     /// Three bias-free einsum parameters `[hidden, heads, head_dim]` named without `.weight`
     /// (XLNet's `rel_attn.q`, `k`, `v`); the output projection, Transformer-XL's position
     /// projection and the segment parameters are then stored the same way.
@@ -206,6 +216,12 @@ pub struct WeightNames {
     pub relative_embeddings: &'static str,
     /// The norm of DeBERTa's relative embeddings, under the base model.
     pub relative_norm: &'static str,
+    /// DeBERTa's own key projection of the relative embeddings when keys are not shared
+    /// (content-to-position), under the layer; a bias when the checkpoint has one.
+    pub relative_key: &'static str,
+    /// DeBERTa's own query projection of the relative embeddings when keys are not shared
+    /// (position-to-content), under the layer.
+    pub relative_query: &'static str,
     /// Transformer-XL's and XLNet's relative parameters.
     pub xl: XlNames,
     /// A decoder layer's cross-attention, if the family has one.
@@ -249,6 +265,8 @@ impl WeightNames {
         relative_bias: "relative_attention_bias",
         relative_embeddings: "",
         relative_norm: "",
+        relative_key: "",
+        relative_query: "",
         xl: XlNames {
             projection: "attn.r",
             content_bias: "r_w_bias",

@@ -1,10 +1,13 @@
-//! DeBERTa-v2 and v3 (He et al. 2021, "DeBERTa: Decoding-enhanced BERT with Disentangled
-//! Attention", §3.1; "DeBERTaV3", 2021): BERT's post-norm encoder whose attention adds
+//! DeBERTa (He et al. 2021, "DeBERTa: Decoding-enhanced BERT with Disentangled Attention",
+//! §3.1), v2 and v3 ("DeBERTaV3", 2021): BERT's post-norm encoder whose attention adds
 //! content-to-position and position-to-content terms over relative embeddings shared by every
-//! layer, projected by each layer's own query and key projections (`share_att_key`), with
-//! log-bucketed distances (`position_buckets`) and usually no absolute positions
-//! (`position_biased_input: false`). The score scale is `1/√(head_dim · (1 + terms))`. Hugging
-//! Face `model_type` `deberta-v2` (also the v3 checkpoints).
+//! layer. v1 projects them with each layer's own position projections (`pos_proj`,
+//! `pos_q_proj`), keeps distances up to `max_relative_positions`, adds absolute positions too,
+//! and stores queries, keys and values as one per-head `in_proj` with query and value biases.
+//! v2/v3 project them with the layer's query and key projections (`share_att_key`), may
+//! normalise them, log-bucket the distances (`position_buckets`) and usually drop absolute
+//! positions (`position_biased_input: false`). The score scale is `1/√(head_dim · (1 +
+//! terms))`. Hugging Face `model_type` `deberta` and `deberta-v2` (also the v3 checkpoints).
 
 use serde::Deserialize;
 use tcat_core::Result;
@@ -57,7 +60,7 @@ pub struct DebertaV2Config {
     /// The position terms: `["c2p", "p2c"]`, or one of them, or `"c2p|p2c"`.
     #[serde(default)]
     pub pos_att_type: Option<serde_json::Value>,
-    /// Whether the position projections are the content ones (only `true` is built).
+    /// Whether v2 projects positions with the content projections (v1 never does).
     #[serde(default)]
     pub share_att_key: bool,
     /// `layer_norm` normalises the relative embeddings; `none` leaves them.
@@ -106,7 +109,22 @@ pub const NAMES: WeightNames = WeightNames {
     }),
     relative_embeddings: "encoder.rel_embeddings",
     relative_norm: "encoder.LayerNorm",
+    relative_key: "attention.self.pos_key_proj",
+    relative_query: "attention.self.pos_query_proj",
     ..crate::bert::NAMES
+};
+
+/// DeBERTa v1's names: v2's layout with the per-head `in_proj` and its `q_bias`/`v_bias`, and
+/// the position projections `pos_proj` (content-to-position) and `pos_q_proj`.
+pub const NAMES_V1: WeightNames = WeightNames {
+    qkv: QkvNames::FusedPerHeadQvBias {
+        fused: "attention.self.in_proj",
+        q_bias: "attention.self.q_bias",
+        v_bias: "attention.self.v_bias",
+    },
+    relative_key: "attention.self.pos_proj",
+    relative_query: "attention.self.pos_q_proj",
+    ..NAMES
 };
 
 /// The names of a checkpoint saved with `legacy: false`: the masked-LM head under
@@ -124,11 +142,14 @@ pub const NAMES_NON_LEGACY: WeightNames = WeightNames {
 /// The names of a DeBERTa-v2 `config.json`: its `legacy` flag (default `true`) picks the
 /// masked-LM head's layout.
 pub fn names(config: &ConfigFile) -> Result<WeightNames> {
-    match config.json.get("legacy") {
-        None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(true)) => Ok(NAMES),
-        Some(serde_json::Value::Bool(false)) => Ok(NAMES_NON_LEGACY),
-        Some(other) => Err(config.error(format!("`legacy` = {other}: expected true or false"))),
-    }
+    let v1 = config.model_type()? == "deberta";
+    let legacy = match config.json.get("legacy") {
+        None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(true)) => true,
+        Some(serde_json::Value::Bool(false)) => false,
+        Some(other) => return Err(config.error(format!("`legacy` = {other}: expected true or false"))),
+    };
+    let names = if v1 { NAMES_V1 } else { NAMES };
+    Ok(if legacy { names } else { WeightNames { mlm: NAMES_NON_LEGACY.mlm, ..names } })
 }
 
 /// The disentangled terms `pos_att_type` names (`None` when it names none).
@@ -155,9 +176,11 @@ fn terms(config: &ConfigFile, value: Option<&serde_json::Value>) -> Result<Optio
     })
 }
 
-/// The spec of a DeBERTa-v2 `config.json`.
+/// The spec of a DeBERTa v1 or v2 `config.json` (`model_type` `deberta` or `deberta-v2`).
 pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
+    let v1 = config.model_type()? == "deberta";
     let cfg: DebertaV2Config = config.parse()?;
+    config.refuse("talking_head", "DeBERTa's talking-head projections are not built")?;
     config.require_heads("hidden_size", cfg.hidden_size, "num_attention_heads", cfg.num_attention_heads)?;
     config.require_positive("vocab_size", cfg.vocab_size)?;
     config.require_positive("intermediate_size", cfg.intermediate_size)?;
@@ -173,7 +196,7 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
         return Err(config.error("`conv_kernel_size` > 0 (DeBERTa-v2's convolution layer) is not built yet"));
     }
     config.refuse("attention_head_size", "heads other than hidden_size / num_attention_heads are not built")?;
-    let norm_rel = cfg.norm_rel_ebd.to_lowercase();
+    let norm_rel = if v1 { "none".to_string() } else { cfg.norm_rel_ebd.to_lowercase() };
     let normalised = norm_rel.split('|').any(|t| t.trim() == "layer_norm");
     if norm_rel.split('|').any(|t| !matches!(t.trim(), "layer_norm" | "none")) {
         return Err(
@@ -198,29 +221,26 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
     let terms = if cfg.relative_attention { terms(config, cfg.pos_att_type.as_ref())? } else { None };
     tower = match terms {
         Some(terms) => {
-            if !cfg.share_att_key {
-                return Err(config.error(
-                    "`share_att_key` false (separate position projections `pos_key_proj`/`pos_query_proj`) is not \
-                     built yet",
-                ));
-            }
+            // v1 always has its own position projections and no buckets.
+            let share_keys = cfg.share_att_key && !v1;
+            let position_buckets = if v1 { -1 } else { cfg.position_buckets };
             let max_relative = if cfg.max_relative_positions < 1 {
                 cfg.max_position_embeddings
             } else {
                 cfg.max_relative_positions as usize
             };
-            let buckets = (cfg.position_buckets > 0).then_some(cfg.position_buckets as usize);
+            let buckets = (position_buckets > 0).then_some(position_buckets as usize);
             if buckets.is_some_and(|b| b < 4 || max_relative <= b / 2 + 1) {
                 return Err(config.error(format!(
                     "`position_buckets` {} needs at least 4 buckets and `max_relative_positions` ({max_relative}) above \
                      half of them plus one",
-                    cfg.position_buckets
+                    position_buckets
                 )));
             }
             let mut tower = tower.with_positions(PositionSpec::Deberta {
                 max_relative,
                 buckets,
-                share_keys: true,
+                share_keys,
                 absolute: cfg.position_biased_input,
                 terms,
                 normalised,

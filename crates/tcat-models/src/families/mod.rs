@@ -51,7 +51,7 @@ pub(crate) const FAMILIES: &[Family] = &[
     Family { model_types: &["albert"], spec: albert::spec, names: |_| Ok(albert::NAMES) },
     Family { model_types: &["electra"], spec: electra::spec, names: |_| Ok(electra::NAMES) },
     Family { model_types: &["xlm"], spec: xlm::spec, names: |_| Ok(xlm::NAMES) },
-    Family { model_types: &["deberta-v2"], spec: deberta_v2::spec, names: deberta_v2::names },
+    Family { model_types: &["deberta", "deberta-v2"], spec: deberta_v2::spec, names: deberta_v2::names },
     Family { model_types: &["xlnet"], spec: xlnet::spec, names: |_| Ok(xlnet::NAMES) },
     Family { model_types: &["bloom"], spec: crate::bloom::spec, names: |_| Ok(crate::bloom::NAMES) },
     Family { model_types: &["ctrl"], spec: crate::ctrl::spec, names: |_| Ok(crate::ctrl::NAMES) },
