@@ -5,7 +5,8 @@
 //! [`TransformerLayer`] with its [`Residual`] placement, the [`Stack`] of layers, and the
 //! heads ([`LmHead`], [`MlmHead`], [`Pooler`], [`SentencePooling`]), and ERNIE's
 //! [`EntityFusion`] layer (Zhang et al. 2019, §3.3, eq. 4–5), which mixes aligned entity
-//! embeddings into the token states.
+//! embeddings into the token states, CoCa's [`AttentionalPooler`] and the diffusion models'
+//! [`TextConditioning`].
 //!
 //! [`Stack::with_relative_bias`] shares T5's bucketed bias between the layers (computed once per
 //! forward, also when decoding with a cache), and [`Stack::forward_with_memory`] runs
@@ -23,6 +24,7 @@
 #![deny(missing_docs)]
 
 mod activation;
+mod conditioning;
 mod config;
 mod embeddings;
 mod entity_fusion;
@@ -34,6 +36,7 @@ mod norm;
 mod stack;
 
 pub use activation::Activation;
+pub use conditioning::{AttentionalPooler, ConditioningKind, TextConditioning};
 pub use config::{
     EmbeddingNames, EmbeddingsConfig, FeedForwardBias, FeedForwardConfig, FeedForwardKind, FeedForwardNames,
     LayerConfig, LayerNames, NormConfig, NormKind,
