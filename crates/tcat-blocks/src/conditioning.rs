@@ -131,6 +131,11 @@ impl TextConditioning {
         Ok(Self { norm, attention, text_kv: Some(text_kv) })
     }
 
+    /// Width of the image tokens.
+    pub fn image_width(&self) -> usize {
+        self.attention.num_heads() * self.attention.head_dim()
+    }
+
     /// Which way the image tokens read the text.
     pub fn kind(&self) -> ConditioningKind {
         match self.text_kv {

@@ -80,6 +80,9 @@ pub fn tiny(spec: &ArchSpec) -> ArchSpec {
         }
     }
     for head in &mut out.heads {
+        if let HeadSpec::TextConditioning { image_width, heads, .. } = head {
+            (*image_width, *heads) = (HIDDEN, HEADS);
+        }
         if let HeadSpec::ScaledLm { scale, .. } = head
             && (*scale - 1.0 / (last_hidden as f64).sqrt()).abs() < 1e-12
         {

@@ -85,6 +85,11 @@ pub struct ForwardArgs {
     /// with `encoder_z_loss` and `decoder_z_loss`, raw as transformers reports them).
     #[arg(long)]
     router_stats: bool,
+    /// A safetensors file holding `latents` `[batch, tokens, image_width]`: image tokens a
+    /// diffusion U-Net's text-conditioning layer reads the encoder's states into (the GLIDE,
+    /// Latent Diffusion and Imagen presets); also writes `conditioned_latents`, same shape.
+    #[arg(long)]
+    latents: Option<PathBuf>,
     /// Output safetensors file, written atomically (a temporary file beside it, then renamed;
     /// a symbolic link is followed and stays a link; a failed write leaves a previous file intact).
     #[arg(long)]
@@ -160,6 +165,12 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
         Model::Seq2seq(_) => Some(Batch::right_padded(&decoder_rows, None, model.pad_token_id(), device)?),
         _ => None,
     };
+    if args.latents.is_some() && !matches!(model, Model::Encoder(_)) {
+        bail!(
+            "--latents: only a text encoder with a text-conditioning layer reads latents (GLIDE, LDM, Imagen presets)"
+        );
+    }
+    let mut conditioned_latents = None;
     let (name, output) = match (&model, args.head) {
         (Model::Decoder(m), Some(HeadArg::Reward)) => ("rewards", m.rewards(&batch)?),
         (Model::Encoder(_), Some(HeadArg::Reward)) => bail!("--head reward: the reward head sits on decoders"),
@@ -167,7 +178,19 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
             if types.is_some() && !m.takes_token_types() {
                 bail!("--token-type-ids: this model has no token type embeddings");
             }
-            ("hidden_states", m.hidden_states(&batch)?)
+            let hidden = m.hidden_states(&batch)?;
+            if let Some(path) = &args.latents {
+                let mut file = candle_core::safetensors::load(path, &Device::Cpu)
+                    .with_context(|| format!("--latents: reading {}", path.display()))?;
+                let latents = file
+                    .remove("latents")
+                    .with_context(|| format!("--latents: {} holds no `latents` tensor", path.display()))?;
+                let conditioned = m
+                    .conditioned_latents(&hidden, &batch, &latents.to_device(device)?)
+                    .with_context(|| format!("--latents {}", path.display()))?;
+                conditioned_latents = Some(conditioned);
+            }
+            ("hidden_states", hidden)
         }
         (Model::Decoder(m), None) => {
             if types.is_some() {
@@ -192,6 +215,9 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
     ]);
     if let Some(decoder) = &decoder_batch {
         tensors.insert("decoder_attention_mask".into(), host(decoder.attention_mask())?);
+    }
+    if let Some(conditioned) = &conditioned_latents {
+        tensors.insert("conditioned_latents".into(), host(conditioned)?);
     }
     if args.router_stats
         && let (Model::Seq2seq(m), Some(decoder)) = (&model, &decoder_batch)

@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 use tcat_attention::AttentionMask;
 use tcat_attention::MultiHeadAttention;
-use tcat_blocks::{Embeddings, EntityFusion, LmHead, MlmHead, Pooler, ReplacedTokenHead, Stack};
+use tcat_blocks::{Embeddings, EntityFusion, LmHead, MlmHead, Pooler, ReplacedTokenHead, Stack, TextConditioning};
 use tcat_core::{Error, Linear, Result};
 use tcat_position::{padding_aware_position_ids, sequential_position_ids};
 use tcat_spec::SegmentEncoding;
@@ -60,6 +60,7 @@ pub struct EncoderModel {
     sentence_order: Option<Linear>,
     replaced_token: Option<ReplacedTokenHead>,
     segments: SegmentEncoding,
+    conditioning: Option<Box<TextConditioning>>,
 }
 
 impl EncoderModel {
@@ -86,7 +87,48 @@ impl EncoderModel {
             sentence_order: None,
             replaced_token: None,
             segments: SegmentEncoding::Absolute,
+            conditioning: None,
         }
+    }
+
+    /// Adds a diffusion U-Net's text-conditioning layer reading the final states (GLIDE, Latent
+    /// Diffusion, Imagen presets; see [`conditioned_latents`](Self::conditioned_latents)).
+    pub fn with_text_conditioning(mut self, block: TextConditioning) -> Self {
+        self.conditioning = Some(Box::new(block));
+        self
+    }
+
+    /// The text-conditioning layer, if the model has one.
+    pub fn text_conditioning(&self) -> Option<&TextConditioning> {
+        self.conditioning.as_deref()
+    }
+
+    /// Image tokens `latents` (`[batch, tokens, image_width]`) conditioned on the final states
+    /// `hidden` of `batch` by the model's text-conditioning layer, as one attention layer of the
+    /// diffusion U-Net reads its text encoder.
+    pub fn conditioned_latents(&self, hidden: &Tensor, batch: &Batch, latents: &Tensor) -> Result<Tensor> {
+        let block = self.conditioning.as_ref().ok_or_else(|| {
+            Error::InvalidInput(
+                "this model has no text-conditioning layer (GLIDE, Latent Diffusion, Imagen presets)".into(),
+            )
+        })?;
+        let rows = batch.input_ids().dim(0)?;
+        let width = block.image_width();
+        match latents.dims() {
+            &[b, t, w] if b == rows && w == width && t > 0 => {}
+            dims => {
+                return Err(Error::InvalidInput(format!(
+                    "latents have shape {dims:?}, expected [{rows} (rows of text), tokens > 0, {width} (the conditioning \
+                     layer's image width)]"
+                )));
+            }
+        }
+        if !latents.dtype().is_float() {
+            return Err(Error::InvalidInput(format!("latents are {:?}, expected floating point", latents.dtype())));
+        }
+        let latents = latents.to_dtype(hidden.dtype())?.to_device(hidden.device())?;
+        let keep = batch.is_padded().then(|| batch.attention_mask().clone());
+        Ok(block.forward(&latents, hidden, keep.as_ref())?)
     }
 
     /// Token types reach the attention layers instead of a table: XLNet's relative segment

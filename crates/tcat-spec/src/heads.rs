@@ -37,4 +37,28 @@ pub enum HeadSpec {
     SentenceOrder,
     /// ELECTRA's discriminator: one logit per token.
     ReplacedToken,
+    /// One text-conditioning layer of a diffusion U-Net reading the encoder's states (GLIDE,
+    /// Latent Diffusion, Imagen); the U-Net itself is out of scope. Image tokens
+    /// `image_width` wide, split into `heads`; the query, key and value projections have biases
+    /// where `bias` says, the output projection always.
+    TextConditioning {
+        /// How the image tokens read the text.
+        kind: ConditioningSpec,
+        /// Width of the image tokens (the U-Net's channels at that layer).
+        image_width: usize,
+        /// Attention heads.
+        heads: usize,
+        /// Whether the query, key and value projections have biases.
+        bias: bool,
+    },
+}
+
+/// How a diffusion U-Net's image tokens read the text states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConditioningSpec {
+    /// Cross-attention to the text states (Latent Diffusion, Imagen).
+    CrossAttention,
+    /// The text projected to keys and values before the image tokens' own (GLIDE).
+    ConcatenatedKeys,
 }

@@ -38,7 +38,7 @@ pub use attention::{AttentionPattern, AttentionSpec, Masking, QkNormSpec, ScaleR
 pub use feed_forward::{
     ActivationKind, FeedForwardKind, FeedForwardSpec, MoeSpec, RouterSpec, RoutingRule, SharedExpertSpec,
 };
-pub use heads::HeadSpec;
+pub use heads::{ConditioningSpec, HeadSpec};
 pub use params::ParamCount;
 pub use position::{
     DisentangledTerms, PositionIdRule, PositionSpec, RopeScalingSpec, RotaryLayoutSpec, RotarySpec,

@@ -1,8 +1,8 @@
 //! Parameter counts from a spec alone, without allocating: the sizes the papers quote.
 
 use crate::{
-    ArchSpec, AttentionSpec, EmbeddingProjection, FeedForwardKind, HeadSpec, InputKind, LayerSharing, NormSpec,
-    PositionSpec, QkNormSpec, ResidualSpec, SegmentEncoding, Stacks, TowerSpec, VisionConnection, XlBiases,
+    ArchSpec, AttentionSpec, ConditioningSpec, EmbeddingProjection, FeedForwardKind, HeadSpec, InputKind, LayerSharing,
+    NormSpec, PositionSpec, QkNormSpec, ResidualSpec, SegmentEncoding, Stacks, TowerSpec, VisionConnection, XlBiases,
 };
 
 /// Parameters of a model: all of them, and those one token passes through (they differ for
@@ -211,6 +211,14 @@ impl HeadSpec {
             HeadSpec::Reward => linear(hidden, 1, true),
             HeadSpec::SentenceOrder => linear(hidden, 2, true),
             HeadSpec::ReplacedToken => linear(hidden, hidden, true) + linear(hidden, 1, true),
+            HeadSpec::TextConditioning { kind, image_width: w, bias, .. } => {
+                let norm = 2 * w as u64;
+                let text = match kind {
+                    ConditioningSpec::CrossAttention => 2 * linear(hidden, w, bias),
+                    ConditioningSpec::ConcatenatedKeys => 2 * linear(w, w, bias) + linear(hidden, 2 * w, true),
+                };
+                norm + linear(w, w, bias) + text + linear(w, w, true)
+            }
         }
     }
 }

@@ -3,9 +3,9 @@
 //! Diffusion and Imagen (the diffusion U-Nets themselves are out of scope).
 
 use tcat_spec::{
-    ActivationKind, ArchSpec, AttentionSpec, EmbeddingScale, EmbeddingSpec, FeedForwardKind, FeedForwardSpec, HeadSpec,
-    Masking, MoeSpec, NormSpec, PositionIdRule, PositionSpec, ResidualSpec, RouterSpec, RoutingRule,
-    SinusoidalLayoutSpec, SpecialTokens, Stacks, TowerSpec,
+    ActivationKind, ArchSpec, AttentionSpec, ConditioningSpec, EmbeddingScale, EmbeddingSpec, FeedForwardKind,
+    FeedForwardSpec, HeadSpec, Masking, MoeSpec, NormSpec, PositionIdRule, PositionSpec, ResidualSpec, RouterSpec,
+    RoutingRule, SinusoidalLayoutSpec, SpecialTokens, Stacks, TowerSpec,
 };
 
 use super::t5_tower;
@@ -152,20 +152,28 @@ pub(crate) fn mbart_large_cc25() -> ArchSpec {
 /// roughly 1.2B parameters", over GPT-2's 50257 BPE tokens and a 128-token context; the released
 /// `glide-text2im` code makes it a bidirectional pre-LN encoder with learned positions and a
 /// final norm. Heads are not published; the spec takes 32 heads of 64 as the released small
-/// model does (512 wide, 8 heads). The diffusion U-Net that reads it is out of scope.
+/// model does (512 wide, 8 heads). The diffusion U-Net that reads it is out of scope; one of its
+/// attention layers' text conditioning is the head: the released 64×64 model's first attention
+/// level (192 channels × 2 = 384, 64-channel heads) with the text states projected by
+/// `encoder_kv` into keys and values before the image tokens' own. GLIDE normalises the feature
+/// map with GroupNorm; the block normalises each token (LayerNorm), a stated simplification.
 pub(crate) fn glide_text_encoder() -> ArchSpec {
     let mut tower = TowerSpec::encoder(50257, 2048, 24, 32, 128)
         .with_residual(ResidualSpec::Pre)
         .with_norm(NormSpec::LayerNorm { eps: 1e-5, bias: true });
     tower.embeddings = EmbeddingSpec::tokens();
     tower.final_norm = true;
-    ArchSpec::encoder(tower, Vec::new())
+    let conditioning =
+        HeadSpec::TextConditioning { kind: ConditioningSpec::ConcatenatedKeys, image_width: 384, heads: 6, bias: true };
+    ArchSpec::encoder(tower, vec![conditioning])
 }
 
 /// Latent Diffusion's text encoder (Rombach et al. 2022, §4.3 and the `txt2img-1p4B` config):
 /// a 32-layer pre-LN encoder, 1280 wide, with 8 heads of 64 (x-transformers' defaults, so the
 /// heads are narrower than the model), bias-free q/k/v, 4× GELU FFN, 77 learned positions,
-/// BERT's 30522 WordPiece tokens. The U-Net is out of scope.
+/// BERT's 30522 WordPiece tokens. The U-Net is out of scope; the head is its first
+/// spatial transformer's cross-attention (320 channels, 8 heads, bias-free q/k/v; the
+/// `txt2img-1p4B` config).
 pub(crate) fn ldm_text_encoder() -> ArchSpec {
     let mut tower = TowerSpec::encoder(30522, 1280, 32, 8, 77)
         .with_residual(ResidualSpec::Pre)
@@ -174,13 +182,19 @@ pub(crate) fn ldm_text_encoder() -> ArchSpec {
     tower.attention.qkv_bias = false;
     tower.embeddings = EmbeddingSpec::tokens();
     tower.final_norm = true;
-    ArchSpec::encoder(tower, Vec::new())
+    let conditioning =
+        HeadSpec::TextConditioning { kind: ConditioningSpec::CrossAttention, image_width: 320, heads: 8, bias: false };
+    ArchSpec::encoder(tower, vec![conditioning])
 }
 
 /// Imagen's frozen text encoder (Saharia et al. 2022, §2.1): the encoder of T5-XXL (v1.1):
 /// 24 layers, 4096 wide, 64 heads of 64, gated-GELU FFN of 10240, SentencePiece 32128. The
-/// cascaded diffusion U-Nets are out of scope.
+/// cascaded diffusion U-Nets are out of scope; the head is one of their text cross-attention
+/// layers at the 64×64 base model's 512 channels (the 8 heads of 64 are an assumption: the
+/// paper gives channels, not heads).
 pub(crate) fn imagen_text_encoder() -> ArchSpec {
     let ff = FeedForwardSpec::gated(10240, ActivationKind::GeluTanh);
-    ArchSpec::encoder(t5_tower(32128, 4096, 24, 64, 64, ff, Masking::Bidirectional), Vec::new())
+    let conditioning =
+        HeadSpec::TextConditioning { kind: ConditioningSpec::CrossAttention, image_width: 512, heads: 8, bias: false };
+    ArchSpec::encoder(t5_tower(32128, 4096, 24, 64, 64, ff, Masking::Bidirectional), vec![conditioning])
 }

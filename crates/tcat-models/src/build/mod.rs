@@ -26,7 +26,8 @@ use tcat_attention::{
 };
 use tcat_blocks::{
     Activation, Embeddings, EntityFusion, ExpertCapacity, FeedForward, FeedForwardBlock, LmHead, LogitsPrecision,
-    MlmHead, MoeFeedForward, Norm, Pooler, ReplacedTokenHead, Residual, Router, RoutingRule, Stack, TransformerLayer,
+    MlmHead, MoeFeedForward, Norm, Pooler, ReplacedTokenHead, Residual, Router, RoutingRule, Stack, TextConditioning,
+    TransformerLayer,
 };
 use tcat_core::{Error, Linear, Result};
 use tcat_position::{
@@ -34,10 +35,10 @@ use tcat_position::{
     RotaryEmbedding, RotaryLayout, SinusoidalLayout, image_grid_table, sinusoidal_table,
 };
 use tcat_spec::{
-    ArchSpec, AttentionPattern, DisentangledTerms, EmbeddingProjection, EmbeddingScale, EntityFusionSpec,
-    FeedForwardKind, HeadSpec, InputKind, LayerSharing, Masking, MoeSpec, NormSpec, PositionIdRule, PositionSpec,
-    QkNormSpec, ResidualSpec, RopeScalingSpec, RotaryLayoutSpec, SegmentEncoding, SinusoidalLayoutSpec, Stacks,
-    TowerSpec, XlBiases,
+    ArchSpec, AttentionPattern, ConditioningSpec, DisentangledTerms, EmbeddingProjection, EmbeddingScale,
+    EntityFusionSpec, FeedForwardKind, HeadSpec, InputKind, LayerSharing, Masking, MoeSpec, NormSpec, PositionIdRule,
+    PositionSpec, QkNormSpec, ResidualSpec, RopeScalingSpec, RotaryLayoutSpec, SegmentEncoding, SinusoidalLayoutSpec,
+    Stacks, TowerSpec, XlBiases,
 };
 
 use crate::encoder::{KnowledgeEncoder, KnowledgeLayer};
@@ -890,7 +891,7 @@ fn build_encoder(
     let h = tower.hidden_size;
     let mut pooler = None;
     let mut mlm = None;
-    let (mut lm, mut sentence_order, mut replaced_token) = (None, None, None);
+    let (mut lm, mut sentence_order, mut replaced_token, mut conditioning) = (None, None, None, None);
     for head in &spec.heads {
         match head {
             HeadSpec::Pooler if r.has(&r.base(names.pooler)) => {
@@ -919,6 +920,9 @@ fn build_encoder(
                 }
             }
             HeadSpec::SentenceOrder => {}
+            HeadSpec::TextConditioning { kind, image_width, heads, bias } => {
+                conditioning = Some(text_conditioning(tower, &r, *kind, *image_width, *heads, *bias)?);
+            }
             other => return Err(not_implemented(format!("the encoder head {other:?}"))),
         }
     }
@@ -936,9 +940,51 @@ fn build_encoder(
     if let Some(head) = replaced_token {
         model = model.with_replaced_token_head(head);
     }
+    if let Some(block) = conditioning {
+        model = model.with_text_conditioning(block);
+    }
     Ok(match knowledge {
         Some(knowledge) => model.with_knowledge(knowledge),
         None => model,
+    })
+}
+
+/// A diffusion U-Net's text-conditioning layer reading the tower's states: image tokens
+/// `image_width` wide in `heads` heads (see [`TextConditioning`]).
+fn text_conditioning(
+    tower: &TowerSpec,
+    r: &Resolver,
+    kind: ConditioningSpec,
+    image_width: usize,
+    heads: usize,
+    bias: bool,
+) -> Result<TextConditioning> {
+    if r.names.conditioning.is_empty() {
+        return Err(not_implemented("a text-conditioning layer in this family's weight names"));
+    }
+    if heads == 0 || image_width == 0 || !image_width.is_multiple_of(heads) {
+        return Err(Error::InvalidInput(format!(
+            "text conditioning: image width {image_width} does not split into {heads} heads"
+        )));
+    }
+    let (h, w) = (tower.hidden_size, image_width);
+    let at = |name: &str| join(r.names.conditioning, name);
+    let norm = r.norm(NormSpec::LayerNorm { eps: 1e-5, bias: true }, &at("norm"), w)?;
+    let key_input = match kind {
+        ConditioningSpec::CrossAttention => h,
+        ConditioningSpec::ConcatenatedKeys => w,
+    };
+    let qkv = QkvProjection::Separate {
+        q: r.linear(&at("attn.q"), w, w, bias)?,
+        k: r.linear(&at("attn.k"), key_input, w, bias)?,
+        v: r.linear(&at("attn.v"), key_input, w, bias)?,
+    };
+    let attention = MultiHeadAttention::new(qkv, r.linear(&at("attn.out"), w, w, true)?, heads, heads, w / heads)?;
+    Ok(match kind {
+        ConditioningSpec::CrossAttention => TextConditioning::cross_attention(norm, attention),
+        ConditioningSpec::ConcatenatedKeys => {
+            TextConditioning::concatenated_keys(norm, attention, r.linear(&at("text_kv"), h, 2 * w, true)?)?
+        }
     })
 }
 

@@ -224,6 +224,8 @@ pub struct WeightNames {
     pub relative_query: &'static str,
     /// Transformer-XL's and XLNet's relative parameters.
     pub xl: XlNames,
+    /// A diffusion U-Net's text-conditioning layer (presets), from the root.
+    pub conditioning: &'static str,
     /// A decoder layer's cross-attention, if the family has one.
     pub cross: Option<CrossNames>,
     /// The decoder's names, when this table names an encoder-decoder's encoder.
@@ -267,6 +269,7 @@ impl WeightNames {
         relative_norm: "",
         relative_key: "",
         relative_query: "",
+        conditioning: "",
         xl: XlNames {
             projection: "attn.r",
             content_bias: "r_w_bias",
@@ -324,6 +327,7 @@ const PRESET_TOWER: WeightNames = WeightNames {
     mlm: Some(MlmNames { transform: "mlm.transform", norm: "mlm.norm", decoder: "mlm.decoder", bias: &["mlm.bias"] }),
     relative_embeddings: "relative_positions",
     relative_norm: "relative_norm",
+    conditioning: "conditioning",
     ..WeightNames::EMPTY
 };
 
