@@ -5,6 +5,7 @@ pub mod albert;
 pub mod bart;
 pub mod bert;
 pub mod bloom;
+pub mod clip;
 pub mod ctrl;
 pub mod distilbert;
 pub mod electra;
@@ -23,6 +24,7 @@ pub mod roberta;
 pub(crate) mod rope_config;
 pub mod switch;
 pub mod t5;
+pub mod vit;
 pub mod xlm;
 
 use tcat_core::Result;
@@ -70,6 +72,8 @@ pub(crate) const FAMILIES: &[Family] = &[
     Family { model_types: &["bart"], spec: bart::spec, names: |_| Ok(bart::NAMES) },
     Family { model_types: &["mbart"], spec: bart::mbart_spec, names: |_| Ok(bart::NAMES) },
     Family { model_types: &["marian"], spec: bart::marian_spec, names: |_| Ok(bart::NAMES) },
+    Family { model_types: &["vit"], spec: vit::spec, names: |_| Ok(vit::NAMES) },
+    Family { model_types: &["clip"], spec: clip::spec, names: |_| Ok(clip::NAMES) },
 ];
 
 /// The `model_type`s of every family.
