@@ -260,6 +260,10 @@ pub fn center_crop(image: &RgbImage, width: usize, height: usize) -> RgbImage {
     RgbImage { width, height, pixels: out }
 }
 
+/// The most pixels a resize or crop produces (8192 × 8192): a config asking for more is refused
+/// before anything is allocated.
+pub const MAX_PIXELS: usize = 1 << 26;
+
 /// How the processor resizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResizeTo {
@@ -424,14 +428,25 @@ impl ImageProcessor {
                 let (h, w) = (image.height, image.width);
                 let (short, long) = if w <= h { (w, h) } else { (h, w) };
                 // Python's int(n * long / short): the product, then a true division, truncated.
-                let new_long = ((n * long) as f64 / short as f64) as usize;
+                let new_long = (n as f64 * long as f64 / short.max(1) as f64) as usize;
                 if w <= h { (new_long, n) } else { (n, new_long) }
             }
         }
     }
 
     /// One image's pixel values `[3, H, W]`, channel-first, as the processor returns them.
+    /// An output of more than [`MAX_PIXELS`] pixels is refused before anything is allocated.
     pub fn preprocess(&self, image: &RgbImage) -> Result<Vec<f32>> {
+        let sizes = [self.resize.map(|to| self.resized_size(image, to)), Some(self.output_size(image))];
+        for (h, w) in sizes.into_iter().flatten() {
+            if h.checked_mul(w).is_none_or(|n| n > MAX_PIXELS) {
+                return Err(Error::InvalidInput(format!(
+                    "preprocessing a {}×{} image to {h}×{w} pixels: more than the {MAX_PIXELS} pixels tcat resizes to; \
+                     check `size` and `crop_size`",
+                    image.width, image.height
+                )));
+            }
+        }
         let mut image = image.clone();
         if let Some(to) = self.resize {
             let (h, w) = self.resized_size(&image, to);

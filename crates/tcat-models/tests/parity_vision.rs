@@ -205,4 +205,54 @@ fn bad_processor_configs_name_the_field() {
     assert!(err(serde_json::json!({"size": {"depth": 3}})).contains("`size`"));
     assert!(err(serde_json::json!({"resample": 0})).contains("nearest"));
     assert!(err(serde_json::json!({"image_std": [0.5, 0.0, 0.5]})).contains("image_std"));
+    // A huge output size is refused before anything is allocated.
+    let huge = ImageProcessor::from_json(&serde_json::json!({"size": {"height": 100000, "width": 100000}})).unwrap();
+    let image = RgbImage::new(2, 2, vec![0; 12]).unwrap();
+    let e = huge.preprocess(&image).unwrap_err().to_string();
+    assert!(e.contains("100000×100000") && e.contains("`size`"), "{e}");
+}
+
+/// A second ViT (tests/fixtures/tcat_fixtures/vision.py): `ViTForImageClassification`'s base
+/// model under `vit.` without a pooler, no q/k/v biases, gelu_new, 4 channels, patches of 6.
+#[test]
+fn vit_classifier_checkpoint_base_model_matches_transformers() {
+    let exp = expected("vit-classifier");
+    let model = load("vit-classifier");
+    let vit = model.as_vision().unwrap();
+    assert!(!vit.has_pooler());
+    assert_eq!((vit.image_size(), vit.channels()), (Some(24), 4));
+    let hidden = vit.hidden_states(&on_device(&exp["pixel_values"])).unwrap();
+    let d = max_diff(&hidden, &exp["hidden_states"]);
+    eprintln!("vit-classifier: hidden_states max abs diff {d:.2e}");
+    assert!(d <= TOL, "vit-classifier hidden_states differ by {d}");
+    assert!(vit.pooled(&hidden).unwrap_err().to_string().contains("no pooler"));
+}
+
+/// A second CLIP: the legacy `eos_token_id` 2 (pooled at each row's highest id), rows padded
+/// with 0, exact GELU in the text tower, 4 patches of 12.
+#[test]
+fn clip_legacy_eos_checkpoint_matches_transformers() {
+    let exp = expected("clip-legacy");
+    let model = load("clip-legacy");
+    let clip = model.as_dual_encoder().unwrap();
+    assert_eq!(clip.text().pooling(), tcat_models::EosPooling::HighestId);
+    let mask = &exp["attention_mask"];
+    let ids = rows(&exp["input_ids"], mask);
+    let batch = Batch::right_padded(&ids, None, clip.pad_token_id(), &device()).unwrap();
+    let text = clip.text().hidden_states(&batch).unwrap();
+    let d = masked_max_diff(&text, &exp["text_hidden_states"], mask);
+    assert!(d <= TOL, "clip-legacy text hidden states differ by {d}");
+    let pixels = on_device(&exp["pixel_values"]);
+    let d = max_diff(&clip.vision().hidden_states(&pixels).unwrap(), &exp["vision_hidden_states"]);
+    assert!(d <= TOL, "clip-legacy vision hidden states differ by {d}");
+    let (images, texts) = (clip.image_embeds(&pixels).unwrap(), clip.text_embeds(&batch).unwrap());
+    for (name, got) in [
+        ("text_embeds", texts.clone()),
+        ("image_embeds", images.clone()),
+        ("logits_per_image", clip.logits_per_image(&images, &texts).unwrap()),
+    ] {
+        let d = max_diff(&got, &exp[name]);
+        eprintln!("clip-legacy: {name} max abs diff {d:.2e}");
+        assert!(d <= TOL, "clip-legacy {name} differs by {d}");
+    }
 }

@@ -191,7 +191,7 @@ fn check_buildable(tower: &TowerSpec) -> Result<()> {
 /// Refuses the parts of any tower the blocks cannot build yet.
 fn check_tower(tower: &TowerSpec) -> Result<()> {
     if tower.embeddings.input != InputKind::Tokens {
-        return Err(not_implemented("patch embeddings (ViT)"));
+        return Err(not_implemented("patch embeddings outside an image encoder or a dual encoder's image tower"));
     }
     if tower.residual == ResidualSpec::Sandwich {
         return Err(not_implemented("sandwich norms"));
