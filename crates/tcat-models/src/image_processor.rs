@@ -322,7 +322,8 @@ struct RawConfig {
 
 const IMAGENET_STANDARD: [f32; 3] = [0.5, 0.5, 0.5];
 const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+// transformers' OPENAI_CLIP_STD (0.26862954, 0.26130258, 0.27577711), as the nearest f32 values.
+const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 impl ImageProcessor {
     /// Reads `preprocessor_config.json` (a `ViTImageProcessor` or `CLIPImageProcessor`; fields

@@ -91,7 +91,9 @@ fn clip_padded_text_batch_equals_rows_alone() {
     let batch = Batch::right_padded(&ids, None, clip.pad_token_id(), &device()).unwrap();
     let together = clip.text_embeds(&batch).unwrap();
     for (i, row) in ids.iter().enumerate() {
-        let alone = clip.text_embeds(&Batch::right_padded(&[row.clone()], None, 1, &device()).unwrap()).unwrap();
+        let alone = clip
+            .text_embeds(&Batch::right_padded(std::slice::from_ref(row), None, clip.pad_token_id(), &device()).unwrap())
+            .unwrap();
         let d = max_diff(&alone, &together.narrow(0, i, 1).unwrap());
         assert!(d <= 1e-5, "clip text row {i} alone differs from the padded batch by {d}");
     }

@@ -221,8 +221,8 @@ pub(super) fn build_dual(
     let causal = text.attention.masking == Masking::Causal;
     let text_tower = TextTower::new(embeddings, stack, causal, EosPooling::for_eos(eos), spec.tokens.pad);
     // The image tower.
-    let rv = image_resolver(dual.vision, &patch_names, weights)?;
-    let (patches, pre_norm, vstack, class_norm) = image_layers(vision, &rv, &patch_names, true)?;
+    let rv = image_resolver(dual.vision, patch_names, weights)?;
+    let (patches, pre_norm, vstack, class_norm) = image_layers(vision, &rv, patch_names, true)?;
     let class_norm = class_norm.ok_or_else(|| {
         not_implemented("a dual encoder's image tower without a final norm (CLIP pools the normed class token)")
     })?;
