@@ -46,12 +46,34 @@ pub struct VisionModel {
     pre_norm: Option<Norm>,
     stack: Stack,
     pooling: ClassPooling,
+    classifier: Option<Linear>,
 }
 
 impl VisionModel {
     /// A vision tower from its blocks.
     pub fn new(patches: PatchEmbeddings, pre_norm: Option<Norm>, stack: Stack, pooling: ClassPooling) -> Self {
-        Self { patches, pre_norm, stack, pooling }
+        Self { patches, pre_norm, stack, pooling, classifier: None }
+    }
+
+    /// Adds an image classifier `[labels, hidden]` on the class token's final state
+    /// (`ViTForImageClassification`'s `classifier`, Dosovitskiy et al. 2020, eq. 4).
+    pub fn with_classifier(mut self, classifier: Linear) -> Self {
+        self.classifier = Some(classifier);
+        self
+    }
+
+    /// Whether the checkpoint has an image classifier.
+    pub fn has_classifier(&self) -> bool {
+        self.classifier.is_some()
+    }
+
+    /// Class logits `[batch, labels]` from hidden states.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let classifier = self
+            .classifier
+            .as_ref()
+            .ok_or_else(|| Error::InvalidInput("this checkpoint has no image classifier (`classifier`)".into()))?;
+        Ok(classifier.forward(&hidden.narrow(1, 0, 1)?.squeeze(1)?)?)
     }
 
     /// The square image side the position table is for.

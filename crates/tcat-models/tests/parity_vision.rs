@@ -215,7 +215,8 @@ fn bad_processor_configs_name_the_field() {
 }
 
 /// A second ViT (tests/fixtures/tcat_fixtures/vision.py): `ViTForImageClassification`'s base
-/// model under `vit.` without a pooler, no q/k/v biases, gelu_new, 4 channels, patches of 6.
+/// model under `vit.` without a pooler, no q/k/v biases, gelu_new, 4 channels, patches of 6;
+/// and its classifier's logits.
 #[test]
 fn vit_classifier_checkpoint_base_model_matches_transformers() {
     let exp = expected("vit-classifier");
@@ -228,6 +229,14 @@ fn vit_classifier_checkpoint_base_model_matches_transformers() {
     eprintln!("vit-classifier: hidden_states max abs diff {d:.2e}");
     assert!(d <= TOL, "vit-classifier hidden_states differ by {d}");
     assert!(vit.pooled(&hidden).unwrap_err().to_string().contains("no pooler"));
+    assert!(vit.has_classifier());
+    let d = max_diff(&vit.logits(&hidden).unwrap(), &exp["logits"]);
+    eprintln!("vit-classifier: logits max abs diff {d:.2e}");
+    assert!(d <= TOL, "vit-classifier logits differ by {d}");
+    // A ViTModel checkpoint has no classifier.
+    let plain = load("vit");
+    let e = plain.as_vision().unwrap().logits(&hidden).unwrap_err().to_string();
+    assert!(e.contains("no image classifier"), "{e}");
 }
 
 /// A second CLIP: the legacy `eos_token_id` 2 (pooled at each row's highest id), rows padded

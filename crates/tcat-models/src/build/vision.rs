@@ -54,6 +54,8 @@ pub struct VisionNames {
     pub patches: PatchNames,
     /// The image tower and the joint space of a dual encoder.
     pub dual: Option<DualNames>,
+    /// The image classifier on the class token's final state, from the root (empty: none).
+    pub classifier: &'static str,
 }
 
 /// The names preset image towers use: `embed.patches`, `embed.class_token`,
@@ -71,6 +73,7 @@ pub(super) const PRESET_VISION: VisionNames = VisionNames {
         visual_projection: "visual_projection",
         logit_scale: "logit_scale",
     }),
+    classifier: "classifier",
 };
 
 const PRESET_VISION_TOWER: WeightNames = WeightNames { base: &["vision"], vision: None, ..super::names::PRESET_TOWER };
@@ -173,8 +176,13 @@ pub(super) fn build_vision(
     let (patches, pre_norm, stack, _) = image_layers(tower, &r, &vision.patches, false)?;
     let h = tower.hidden_size;
     let mut pooling = ClassPooling::None;
+    let mut classifier = None;
     for head in &spec.heads {
         match head {
+            HeadSpec::Classification { labels } if !vision.classifier.is_empty() && r.has(vision.classifier) => {
+                classifier = Some(r.linear(vision.classifier, h, *labels, true)?);
+            }
+            HeadSpec::Classification { .. } => {}
             HeadSpec::Pooler if r.has(&r.base(names.pooler)) => {
                 pooling = ClassPooling::Dense(Pooler::new(r.linear(&r.base(names.pooler), h, h, true)?));
             }
@@ -182,7 +190,11 @@ pub(super) fn build_vision(
             other => return Err(not_implemented(format!("the image encoder head {other:?}"))),
         }
     }
-    Ok(VisionModel::new(patches, pre_norm, stack, pooling))
+    let model = VisionModel::new(patches, pre_norm, stack, pooling);
+    Ok(match classifier {
+        Some(classifier) => model.with_classifier(classifier),
+        None => model,
+    })
 }
 
 /// CLIP: the text tower (`names`), the image tower and the joint space (`names.vision.dual`).
@@ -193,7 +205,7 @@ pub(super) fn build_dual(
     weights: &dyn weights::WeightSource,
 ) -> Result<DualEncoderModel> {
     let (patch_names, dual) = match names.vision {
-        Some(super::VisionNames { patches, dual: Some(dual) }) => (patches, dual),
+        Some(super::VisionNames { patches, dual: Some(dual), .. }) => (patches, dual),
         _ => return Err(not_implemented("a dual encoder in a family without image tower names")),
     };
     if !spec.heads.is_empty() {

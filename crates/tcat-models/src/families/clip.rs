@@ -189,6 +189,7 @@ pub const VISION: VisionNames = VisionNames {
         visual_projection: "visual_projection",
         logit_scale: "logit_scale",
     }),
+    classifier: "",
 };
 
 /// CLIP's names: the text tower under `text_model.` (this table), the image tower and the

@@ -58,6 +58,12 @@ pub struct VitConfig {
     /// The pooler's activation (only `tanh` is supported).
     #[serde(default = "default_pooler_act")]
     pub pooler_act: String,
+    /// The saved classes (one label per class of an image classifier).
+    #[serde(default)]
+    pub id2label: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The model classes the checkpoint was saved from.
+    #[serde(default)]
+    pub architectures: Option<Vec<String>>,
 }
 
 fn default_hidden() -> usize {
@@ -101,6 +107,7 @@ pub const PATCHES: VisionNames = VisionNames {
         batched: true,
     },
     dual: None,
+    classifier: "classifier",
 };
 
 /// ViT's names: `vit.` (or bare) base model, BERT-like layer names with pre-norm
@@ -174,5 +181,12 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
         cfg.layer_norm_eps,
     )?;
     tower.attention.qkv_bias = cfg.qkv_bias;
-    Ok(ArchSpec::encoder(tower, vec![HeadSpec::Pooler]))
+    let mut heads = vec![HeadSpec::Pooler];
+    // ViTForImageClassification: a classifier over `id2label`'s classes on the class token.
+    if cfg.architectures.iter().flatten().any(|a| a == "ViTForImageClassification") {
+        let labels = cfg.id2label.as_ref().map_or(2, |m| m.len());
+        config.require_positive("id2label", labels)?;
+        heads.push(HeadSpec::Classification { labels });
+    }
+    Ok(ArchSpec::encoder(tower, heads))
 }
