@@ -23,6 +23,8 @@ then R timed runs, default 5, median reported; random weights at transformers' d
   same active parameters).
 - smollm2-f32-decode: SmolLM2-135M shapes (LlamaForCausalLM, f32, random weights): 64 greedy
   single-token steps from an empty context (tg64, as llama-bench and tcat count it).
+- vit-base: ViTModel (ViT-B/16 shapes, with its pooler, eager attention) forward over 8 random
+  224 x 224 RGB images; last hidden states [8, 197, 768] and pooler.
 
 With --json each workload prints one line, as `tcat bench models --json` does:
 {"workload": ..., "median_s": ..., "tokens_per_s": ... (decoding only), "threads": N,
@@ -50,6 +52,8 @@ from transformers import (
     MixtralForCausalLM,
     T5Config,
     T5ForConditionalGeneration,
+    ViTConfig,
+    ViTModel,
 )
 
 PROMPT_TOKENS = 16
@@ -158,11 +162,23 @@ def workload(name):
             num_attention_heads=9, num_key_value_heads=3, rope_theta=100000.0, tie_word_embeddings=True,
             max_position_embeddings=8192, attn_implementation="eager")).eval()
         return (lambda: greedy_decode(model, None)), NEW_TOKENS
+    if name == "vit-base":
+        # ViT-B/16 (google/vit-base-patch16-224's shapes), ViTModel with its pooler.
+        model = ViTModel(ViTConfig(attn_implementation="eager"), add_pooling_layer=True).eval()
+        pixels = torch.rand((8, 3, 224, 224)) * 2 - 1
+
+        def run():
+            start = time.perf_counter()
+            model(pixel_values=pixels)
+            total = time.perf_counter() - start
+            return total, total
+
+        return run, None
     raise KeyError(name)
 
 
 WORKLOADS = ["bert-base", "gpt2-decode", "smollm2-f32-decode", "t5-base-generate", "moe-decode",
-             "moe-dense-decode"]
+             "moe-dense-decode", "vit-base"]
 
 
 @torch.inference_mode()

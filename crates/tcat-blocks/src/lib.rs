@@ -6,7 +6,8 @@
 //! heads ([`LmHead`], [`MlmHead`], [`Pooler`], [`SentencePooling`]), and ERNIE's
 //! [`EntityFusion`] layer (Zhang et al. 2019, §3.3, eq. 4–5), which mixes aligned entity
 //! embeddings into the token states, CoCa's [`AttentionalPooler`] and the diffusion models'
-//! [`TextConditioning`].
+//! [`TextConditioning`]. [`PatchEmbeddings`] is a Vision Transformer's image input
+//! (Dosovitskiy et al. 2020, §3.1).
 //!
 //! [`Stack::with_relative_bias`] shares T5's bucketed bias between the layers (computed once per
 //! forward, also when decoding with a cache), and [`Stack::forward_with_memory`] runs
@@ -33,6 +34,7 @@ mod heads;
 mod layer;
 mod moe;
 mod norm;
+mod patches;
 mod stack;
 
 pub use activation::Activation;
@@ -51,4 +53,5 @@ pub use moe::{
     load_balancing_loss, masked_load_balancing_loss,
 };
 pub use norm::Norm;
+pub use patches::PatchEmbeddings;
 pub use stack::{EncoderMemory, Stack};

@@ -26,7 +26,10 @@
 //!   key/value heads, 8 SwiGLU experts of 3584 with top-2 routing, vocabulary 32000), decoded as
 //!   `gpt2-decode`;
 //! - `moe-dense-decode`: the same decoder with a dense SwiGLU feed-forward of 2 × 3584, the same
-//!   active parameters per token, so the difference is the MoE's routing and dispatch cost.
+//!   active parameters per token, so the difference is the MoE's routing and dispatch cost;
+//! - `vit-base`: ViT-B/16 (the catalog's spec with the pooler of transformers' `ViTModel` in
+//!   place of the classifier), forward of 8 random 224 × 224 RGB images: last hidden states
+//!   `[8, 197, 768]` and the pooler.
 //!
 //! The three `smollm2-*` workloads need the GGUF (`--smollm2`, else `TCAT_SMOLLM2`, as
 //! `scripts/fetch_smollm2.sh` provides); without it the default list skips them with a note on
@@ -53,7 +56,7 @@ use tcat_models::spec::{ArchSpec, Stacks, TowerSpec};
 use tcat_models::{Batch, DecoderModel, Model, ModelSource};
 
 /// Every workload, in the order they run.
-pub const WORKLOADS: [&str; 8] = [
+pub const WORKLOADS: [&str; 9] = [
     "bert-base",
     "gpt2-decode",
     "smollm2-q4_1-decode",
@@ -62,6 +65,7 @@ pub const WORKLOADS: [&str; 8] = [
     "t5-base-generate",
     "moe-decode",
     "moe-dense-decode",
+    "vit-base",
 ];
 
 /// Tokens of the decoding workloads' prompts.
@@ -73,14 +77,16 @@ const PREFILL_TOKENS: usize = 128;
 /// BERT batch: rows × tokens.
 const BERT_ROWS: usize = 8;
 const BERT_TOKENS: usize = 128;
+/// ViT batch: images of `VIT_IMAGE` pixels square (ViT-B/16's).
+const VIT_IMAGES: usize = 8;
 /// Most threads `--threads` accepts.
 pub const MAX_THREADS: usize = 1024;
 
 #[derive(Args)]
 pub struct ModelsArgs {
     /// Comma-separated workloads: bert-base, gpt2-decode, smollm2-q4_1-decode,
-    /// smollm2-q4_1-prefill, smollm2-f32-decode, t5-base-generate, moe-decode, moe-dense-decode
-    /// [default: all whose inputs exist].
+    /// smollm2-q4_1-prefill, smollm2-f32-decode, t5-base-generate, moe-decode, moe-dense-decode,
+    /// vit-base [default: all whose inputs exist].
     #[arg(long)]
     pub workloads: Option<String>,
     /// The SmolLM2-135M Q4_1 GGUF file for the smollm2-* workloads [default: $TCAT_SMOLLM2].
@@ -365,6 +371,29 @@ fn prepare(
                 let start = Instant::now();
                 let hidden = encoder.hidden_states(&batch)?;
                 let pooled = encoder.pooled(&hidden)?;
+                device.synchronize()?;
+                drop((hidden, pooled));
+                Ok(Run { total: start.elapsed(), counted: None })
+            };
+            Ok((spec.param_count().total, Box::new(runner)))
+        }
+        "vit-base" => {
+            let mut spec = catalog_spec("vit")?;
+            // ViTModel: the pooler, not ViTForImageClassification's classifier.
+            spec.heads = vec![tcat_models::spec::HeadSpec::Pooler];
+            let spec = sized(spec);
+            let model = build(&spec, workload, device)?;
+            let Model::Vision(vit) = model else { bail!("the ViT spec built no image encoder") };
+            let side = vit.image_size().context("the ViT spec's position table is for no square image")?;
+            let count = VIT_IMAGES * vit.channels() * side * side;
+            // Deterministic pixel values in [-1, 1), as a preprocessed image holds.
+            let values: Vec<f32> = token_ids(count, 2001, 5).into_iter().map(|v| v as f32 / 1000.0 - 1.0).collect();
+            let pixels = Tensor::from_vec(values, (VIT_IMAGES, vit.channels(), side, side), device)?;
+            let device = device.clone();
+            let runner = move || -> Result<Run> {
+                let start = Instant::now();
+                let hidden = vit.hidden_states(&pixels)?;
+                let pooled = vit.pooled(&hidden)?;
                 device.synchronize()?;
                 drop((hidden, pooled));
                 Ok(Run { total: start.elapsed(), counted: None })

@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device};
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -157,8 +157,19 @@ fn run_preset(entry: &Entry) -> Result<()> {
             let decoder = Batch::right_padded(&[vec![start, 1, 2]], None, model.pad_token_id(), &Device::Cpu)?;
             m.logits(&batch, &decoder).map(drop)?
         }
+        Model::Vision(m) => m.hidden_states(&preset_pixels(m)?).map(drop)?,
+        Model::DualEncoder(m) => {
+            m.text_embeds(&batch)?;
+            m.image_embeds(&preset_pixels(m.vision())?).map(drop)?
+        }
     }
     Ok(())
+}
+
+/// Zero pixel values of the size an image tower's position table is for.
+fn preset_pixels(m: &tcat_models::VisionModel) -> Result<candle_core::Tensor> {
+    let side = m.image_size().context("the image tower's position table is for no square image")?;
+    Ok(candle_core::Tensor::zeros((1, m.channels(), side, side), DType::F32, m.device())?)
 }
 
 /// The tiny instance of a catalog entry with seeded random weights (`--model preset:NAME`).

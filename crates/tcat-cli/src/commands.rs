@@ -58,9 +58,16 @@ pub struct ForwardArgs {
     /// Model folder, weights file, or hub id.
     #[arg(long)]
     model: String,
-    /// Token ids of one batch row, comma-separated; repeat for more rows.
-    #[arg(long, required = true, allow_negative_numbers = true)]
+    /// Token ids of one batch row, comma-separated; repeat for more rows. A CLIP model writes
+    /// `text_embeds` `[batch, dim]` (L2-normalised).
+    #[arg(long, required_unless_present = "pixel_values", allow_negative_numbers = true)]
     ids: Vec<String>,
+    /// A safetensors file holding `pixel_values`, f32 `[batch, 3, H, W]`, already preprocessed
+    /// (the image size the model's position table is for). A ViT writes `hidden_states`
+    /// `[batch, tokens, hidden]`, a CLIP model `image_embeds` `[batch, dim]` (L2-normalised; with
+    /// --ids too, also `text_embeds` and `logits_per_image` `[images, texts]`).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["token_type_ids", "langs", "decoder_ids", "head", "router_stats"])]
+    pixel_values: Option<PathBuf>,
     /// Segment ids of one row (one per --ids row when given).
     #[arg(long, allow_negative_numbers = true)]
     token_type_ids: Vec<String>,
@@ -130,7 +137,17 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
         );
     }
     crate::output::check_writable("--out", &args.out)?;
+    let pixels = args.pixel_values.as_deref().map(|path| read_pixel_values(path, device)).transpose()?;
     let (_, model) = load(&args.model, device, dtype)?;
+    match &model {
+        Model::Vision(_) | Model::DualEncoder(_) => {
+            return forward_images(&args, &model, &rows, pixels.as_ref(), device);
+        }
+        _ if pixels.is_some() => {
+            bail!("--pixel-values: `{}` reads tokens, not images (ViT and CLIP models read pixel values)", args.model)
+        }
+        _ => {}
+    }
     let decoder_rows = args.decoder_ids.iter().map(|s| parse_ids("--decoder-ids", s)).collect::<Result<Vec<_>>>()?;
     match (&model, decoder_rows.len()) {
         (Model::Seq2seq(m), 0) => bail!(
@@ -205,6 +222,7 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
             }
             ("logits", m.logits(&batch, decoder_batch.as_ref().expect("built for encoder-decoders"))?)
         }
+        (Model::Vision(_) | Model::DualEncoder(_), _) => unreachable!("image models are run by forward_images"),
     };
     let host = |t: &candle_core::Tensor| -> Result<candle_core::Tensor> {
         Ok(t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)
@@ -256,6 +274,88 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
     crate::output::write_atomically("--out", &args.out, |temp| Ok(candle_core::safetensors::save(&tensors, temp)?))
 }
 
+/// The `pixel_values` tensor of a safetensors file: f32 `[batch, channels, H, W]`, on `device`.
+fn read_pixel_values(path: &std::path::Path, device: &Device) -> Result<candle_core::Tensor> {
+    let tensors = candle_core::safetensors::load(path, &Device::Cpu)
+        .with_context(|| format!("--pixel-values: reading {} (expected a safetensors file)", path.display()))?;
+    let Some(pixels) = tensors.get("pixel_values") else {
+        let mut found: Vec<&str> = tensors.keys().map(String::as_str).collect();
+        found.sort();
+        bail!(
+            "--pixel-values: {} has no tensor `pixel_values` (found: {}); expected f32 [batch, 3, height, width]",
+            path.display(),
+            if found.is_empty() { "none".to_string() } else { found.join(", ") }
+        );
+    };
+    if pixels.dtype() != DType::F32 {
+        bail!(
+            "--pixel-values: `pixel_values` in {} is {:?}; expected f32 (preprocessed pixel values)",
+            path.display(),
+            pixels.dtype()
+        );
+    }
+    if pixels.rank() != 4 || pixels.dim(0)? == 0 {
+        bail!(
+            "--pixel-values: `pixel_values` in {} has shape {:?}; expected [batch, 3, height, width] with batch ≥ 1",
+            path.display(),
+            pixels.dims()
+        );
+    }
+    Ok(pixels.to_device(device)?)
+}
+
+/// `forward` on an image encoder (ViT) or a text-image dual encoder (CLIP).
+fn forward_images(
+    args: &ForwardArgs,
+    model: &Model,
+    rows: &[Vec<u32>],
+    pixels: Option<&candle_core::Tensor>,
+    device: &Device,
+) -> Result<()> {
+    if !args.token_type_ids.is_empty() || !args.langs.is_empty() || !args.decoder_ids.is_empty() {
+        bail!("--token-type-ids, --langs and --decoder-ids: `{}` takes none of them", args.model);
+    }
+    if args.head.is_some() || args.router_stats {
+        bail!("--head and --router-stats: `{}` has no reward head and no routers", args.model);
+    }
+    let host = |t: &candle_core::Tensor| -> Result<candle_core::Tensor> {
+        Ok(t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)
+    };
+    let mut tensors = HashMap::new();
+    match model {
+        Model::Vision(m) => {
+            if !rows.is_empty() {
+                bail!("--ids: `{}` is an image encoder (ViT); give --pixel-values FILE.safetensors", args.model);
+            }
+            let pixels = pixels.context("--pixel-values: an image encoder needs pixel values")?;
+            let hidden = m.hidden_states(pixels).context("--pixel-values")?;
+            tensors.insert("hidden_states".to_string(), host(&hidden)?);
+        }
+        Model::DualEncoder(m) => {
+            let images = pixels.map(|p| m.image_embeds(p).context("--pixel-values")).transpose()?;
+            let texts = if rows.is_empty() {
+                None
+            } else {
+                let batch = Batch::right_padded(rows, None, m.pad_token_id(), device)?;
+                let embeds = m.text_embeds(&batch).context("--ids")?;
+                tensors.insert("attention_mask".to_string(), host(batch.attention_mask())?);
+                Some(embeds)
+            };
+            if let (Some(images), Some(texts)) = (&images, &texts) {
+                tensors.insert("logits_per_image".to_string(), host(&m.logits_per_image(images, texts)?)?);
+            }
+            if let Some(images) = images {
+                tensors.insert("image_embeds".to_string(), host(&images)?);
+            }
+            if let Some(texts) = texts {
+                tensors.insert("text_embeds".to_string(), host(&texts)?);
+            }
+        }
+        _ => unreachable!("only image models come here"),
+    }
+    crate::output::write_atomically("--out", &args.out, |temp| Ok(candle_core::safetensors::save(&tensors, temp)?))
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Pooling {
     Mean,
@@ -281,18 +381,27 @@ pub struct EmbedArgs {
     /// (sentence_bert_config.json), else to the model's position limit, special tokens included.
     #[arg(long)]
     no_truncate: bool,
+    /// An image to embed with a text-image model (CLIP): PNG, JPEG, GIF, BMP or WebP,
+    /// preprocessed as the folder's preprocessor_config.json says; repeat for more. Given with
+    /// texts, the image-text probabilities (softmax over the texts) are printed too.
+    #[arg(long, value_name = "FILE")]
+    image: Vec<PathBuf>,
     /// Texts to embed (an empty string is a valid text when the tokenizer adds special tokens).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "image")]
     texts: Vec<String>,
 }
 
 pub fn embed(args: EmbedArgs, device: &Device, dtype: Option<DType>) -> Result<()> {
     let (source, model) = load(&args.model, device, dtype)?;
+    if let Model::DualEncoder(m) = &model {
+        return embed_text_image(&args, &source, m, device);
+    }
+    if !args.image.is_empty() {
+        bail!("--image: `{}` is not a text-image model (CLIP); image embeddings need one", args.model);
+    }
     let Model::Encoder(encoder) = &model else {
-        bail!(
-            "embed needs an encoder model (bert, roberta, distilbert, ...); `{}` is a causal language model",
-            args.model
-        );
+        let kind = if matches!(model, Model::Vision(_)) { "an image encoder" } else { "a causal language model" };
+        bail!("embed needs an encoder model (bert, roberta, distilbert, ...) or CLIP; `{}` is {kind}", args.model);
     };
     let tok = tokenizer(&source)?;
     let sentence = SentenceConfig::read(&source.root)?;
@@ -333,6 +442,96 @@ pub fn embed(args: EmbedArgs, device: &Device, dtype: Option<DType>) -> Result<(
         for (i, a) in vectors.iter().enumerate() {
             let row: Vec<String> = vectors.iter().map(|b| format!("{:6.3}", cosine(a, b))).collect();
             writeln!(out, "  [{i}] {}", row.join(" "))?;
+        }
+    }
+    Ok(())
+}
+
+/// `embed` with a text-image model (CLIP): the L2-normalised embeddings of the images and the
+/// texts, and given both, each image's probabilities over the texts (a softmax of
+/// `exp(logit_scale)` × cosine, CLIP's `logits_per_image`: zero-shot classification).
+fn embed_text_image(
+    args: &EmbedArgs,
+    source: &ModelSource,
+    model: &tcat_models::DualEncoderModel,
+    device: &Device,
+) -> Result<()> {
+    if args.pooling.is_some() || args.normalize {
+        bail!("--pooling and --normalize: `{}` pools and normalises as CLIP does; drop them", args.model);
+    }
+    let image_embeds = if args.image.is_empty() {
+        None
+    } else {
+        let config = source.root.join("preprocessor_config.json");
+        if source.format != Format::HuggingFace || !config.is_file() {
+            bail!(
+                "--image: no preprocessor_config.json in {} (the image size, crop and normalisation come from it)",
+                source.root.display()
+            );
+        }
+        let processor = tcat_models::image_processor::ImageProcessor::read(&config)?;
+        let images = args
+            .image
+            .iter()
+            .map(|path| tcat_models::image_processor::RgbImage::open(path).with_context(|| "--image".to_string()))
+            .collect::<Result<Vec<_>>>()?;
+        let pixels = processor.pixel_values(&images, device).context("--image")?;
+        Some(model.image_embeds(&pixels).with_context(|| format!("--image: {}", config.display()))?)
+    };
+    let text_embeds = if args.texts.is_empty() {
+        None
+    } else {
+        let tok = tokenizer(source)?;
+        let limit = TokenLimit {
+            tokens: model.text().max_sequence_len(),
+            source: "the text position table (text_config.max_position_embeddings)".into(),
+        };
+        let tok = limit_tokenizer(tok, Some(&limit), args.no_truncate)?;
+        let rows = encode_texts(&tok, &args.texts)?;
+        limit.check(&rows, &args.texts)?;
+        let batch = Batch::right_padded(&rows, None, model.pad_token_id(), device)?;
+        Some(model.text_embeds(&batch)?)
+    };
+    let probabilities = match (&image_embeds, &text_embeds) {
+        (Some(images), Some(texts)) => {
+            let logits = model.logits_per_image(images, texts)?;
+            Some(candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32)?)?.to_vec2::<f32>()?)
+        }
+        _ => None,
+    };
+    let vectors = |t: &Option<candle_core::Tensor>| -> Result<Vec<Vec<f32>>> {
+        Ok(match t {
+            Some(t) => t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.to_vec2()?,
+            None => Vec::new(),
+        })
+    };
+    let (images, texts) = (vectors(&image_embeds)?, vectors(&text_embeds)?);
+    let names: Vec<String> = args.image.iter().map(|p| p.display().to_string()).collect();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for (name, v) in names.iter().zip(&images) {
+            writeln!(out, "{}", serde_json::json!({"image": name, "embedding": v}))?;
+        }
+        for (text, v) in args.texts.iter().zip(&texts) {
+            writeln!(out, "{}", serde_json::json!({"text": text, "embedding": v}))?;
+        }
+        for (name, p) in names.iter().zip(probabilities.iter().flatten()) {
+            writeln!(out, "{}", serde_json::json!({"image": name, "texts": args.texts, "probabilities": p}))?;
+        }
+        return Ok(());
+    }
+    let head = |v: &[f32]| v.iter().take(4).map(|x| format!("{x:+.4}")).collect::<Vec<_>>().join(", ");
+    for (name, v) in names.iter().zip(&images) {
+        writeln!(out, "image {name:?}: [{}, …] ({} dims)", head(v), v.len())?;
+    }
+    for (text, v) in args.texts.iter().zip(&texts) {
+        writeln!(out, "text {text:?}: [{}, …] ({} dims)", head(v), v.len())?;
+    }
+    if let Some(probabilities) = &probabilities {
+        writeln!(out, "\nimage-text probabilities (softmax over the texts):")?;
+        for (name, p) in names.iter().zip(probabilities) {
+            let row: Vec<String> = args.texts.iter().zip(p).map(|(t, p)| format!("{t:?} {p:.4}")).collect();
+            writeln!(out, "  {name:?}: {}", row.join(", "))?;
         }
     }
     Ok(())
@@ -669,7 +868,7 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
     let load_start = std::time::Instant::now();
     let (source, model) = load(&args.model, device, dtype)?;
     let load_time = load_start.elapsed();
-    if let Model::Encoder(_) = &model {
+    if let Model::Encoder(_) | Model::Vision(_) | Model::DualEncoder(_) = &model {
         bail!("generate needs a causal language model or an encoder-decoder; `{}` is an encoder", args.model);
     }
     if args.chat && matches!(model, Model::Seq2seq(_)) {
@@ -763,7 +962,7 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
                 generate_beam(decoder, &prompts, &settings, &limits)?
             }
             Model::Seq2seq(m) => tcat_models::generation::generate_seq2seq_beam(m, &prompts, &config, &settings)?,
-            Model::Encoder(_) => unreachable!("refused above"),
+            Model::Encoder(_) | Model::Vision(_) | Model::DualEncoder(_) => unreachable!("refused above"),
         };
         let total = started.elapsed();
         print(&mut out, &outputs)?;
@@ -785,7 +984,7 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
             }
             return Ok(());
         }
-        Model::Encoder(_) => unreachable!("refused above"),
+        Model::Encoder(_) | Model::Vision(_) | Model::DualEncoder(_) => unreachable!("refused above"),
     };
     let stream = !args.json && prompts.len() == 1 && tok.is_some();
     let mut shown = String::new();

@@ -26,9 +26,11 @@ mod decoder;
 mod encoder;
 pub mod families;
 pub mod generation;
+pub mod image_processor;
 pub mod loading;
 mod model;
 mod seq2seq;
+mod vision;
 
 pub use batch::Batch;
 pub use decoder::{DecoderModel, RouterReport};
@@ -38,6 +40,7 @@ pub use families::{
     albert, bart, bert, bloom, ctrl, deberta_v2, distilbert, electra, gpt_neo, gpt_neox, gpt2, gptj, llama, mixtral,
     openai_gpt, opt, qwen2, roberta, t5, xlm, xlnet,
 };
+pub use families::{clip, vit};
 pub use generation::{ChatMessage, ChatTemplate, GenerationConfig, Sampling, generate, generate_seq2seq};
 pub use loading::{
     Checkpoint, ConfigFile, Format, GenerationDefaults, ModelSource, SentenceConfig, SentenceDense, gguf,
@@ -47,6 +50,7 @@ pub use model::{Model, SUPPORTED_MODEL_TYPES};
 pub use seq2seq::{Seq2seqModel, Seq2seqRouterReport, Seq2seqTokens, Seq2seqTower};
 /// The architecture spec types (re-exported from `tcat-spec`).
 pub use tcat_spec as spec;
+pub use vision::{ClassPooling, DualEncoderModel, EosPooling, TextTower, VisionModel};
 
 use families::rope_config;
 use generation::sampler;

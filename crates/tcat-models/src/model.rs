@@ -4,7 +4,10 @@ use candle_core::{DType, Device};
 use tcat_core::{Error, Result};
 
 use crate::gguf::GgufFile;
-use crate::{Checkpoint, ConfigFile, DecoderModel, EncoderModel, Format, ModelSource, Seq2seqModel};
+use crate::{
+    Checkpoint, ConfigFile, DecoderModel, DualEncoderModel, EncoderModel, Format, ModelSource, Seq2seqModel,
+    VisionModel,
+};
 
 /// The `model_type` values tcat loads.
 pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
@@ -12,6 +15,7 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "bart",
     "bert",
     "bloom",
+    "clip",
     "ctrl",
     "deberta",
     "deberta-v2",
@@ -38,6 +42,7 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "roberta",
     "switch_transformers",
     "t5",
+    "vit",
     "xlm",
     "xlm-roberta",
     "xlnet",
@@ -52,6 +57,10 @@ pub enum Model {
     Decoder(DecoderModel),
     /// An encoder-decoder language model (T5, BART, Marian).
     Seq2seq(Seq2seqModel),
+    /// An image encoder (ViT).
+    Vision(VisionModel),
+    /// Text and image towers in a joint space (CLIP).
+    DualEncoder(DualEncoderModel),
 }
 
 impl Model {
@@ -147,6 +156,22 @@ impl Model {
         }
     }
 
+    /// The image encoder, if this is one.
+    pub fn as_vision(&self) -> Option<&VisionModel> {
+        match self {
+            Model::Vision(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The dual text-image encoder, if this is one.
+    pub fn as_dual_encoder(&self) -> Option<&DualEncoderModel> {
+        match self {
+            Model::DualEncoder(m) => Some(m),
+            _ => None,
+        }
+    }
+
     /// The decoder, by value, if this is one.
     pub fn into_decoder(self) -> Option<DecoderModel> {
         match self {
@@ -163,12 +188,14 @@ impl Model {
         }
     }
 
-    /// The id used to pad batches.
+    /// The id used to pad batches (0 for an image encoder, which reads no tokens).
     pub fn pad_token_id(&self) -> u32 {
         match self {
             Model::Encoder(m) => m.pad_token_id(),
             Model::Decoder(m) => m.pad_token_id(),
             Model::Seq2seq(m) => m.pad_token_id(),
+            Model::Vision(_) => 0,
+            Model::DualEncoder(m) => m.pad_token_id(),
         }
     }
 }

@@ -156,7 +156,9 @@ fn half_precision_stays_close_to_f32() {
             let out = match model {
                 Model::Encoder(m) => m.hidden_states(&batch).unwrap(),
                 Model::Decoder(m) => m.logits(&batch).unwrap(),
-                Model::Seq2seq(_) => unreachable!("the list holds encoders and decoders"),
+                Model::Seq2seq(_) | Model::Vision(_) | Model::DualEncoder(_) => {
+                    unreachable!("the list holds encoders and decoders")
+                }
             };
             let keep = mask.to_dtype(DType::F32).unwrap().unsqueeze(2).unwrap();
             host(&out).to_dtype(DType::F32).unwrap().broadcast_mul(&keep).unwrap()

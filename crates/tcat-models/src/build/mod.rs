@@ -6,6 +6,7 @@
 mod names;
 mod seq2seq;
 mod sizes;
+mod vision;
 mod weights;
 
 pub use names::{
@@ -17,6 +18,7 @@ pub(crate) use sizes::available_memory;
 /// Checks a spec's sizes against the weights and the machine before anything is allocated
 /// (what [`build`] does first).
 pub use sizes::check as check_sizes;
+pub use vision::{DualNames, PatchNames, VisionNames};
 pub use weights::{Init, RandomWeights, WeightSource};
 
 use candle_core::{Module, Tensor};
@@ -70,11 +72,16 @@ pub fn build(spec: &ArchSpec, names: &WeightNames, weights: &dyn WeightSource) -
     }
     match &spec.stacks {
         Stacks::Decoder { tower } => Ok(Model::Decoder(build_decoder(spec, tower, names, weights)?)),
+        Stacks::Encoder { tower } if tower.embeddings.input != InputKind::Tokens => {
+            Ok(Model::Vision(vision::build_vision(spec, tower, names, weights)?))
+        }
         Stacks::Encoder { tower } => Ok(Model::Encoder(build_encoder(spec, tower, names, weights)?)),
         Stacks::EncoderDecoder { encoder, decoder, shared_embeddings } => {
             Ok(Model::Seq2seq(seq2seq::build(spec, (encoder, decoder, *shared_embeddings), names, weights)?))
         }
-        Stacks::DualEncoder { .. } => Err(not_implemented("the dual text-image encoder (CLIP)")),
+        Stacks::DualEncoder { text, vision, projection_dim } => {
+            Ok(Model::DualEncoder(vision::build_dual(spec, (text, vision, *projection_dim), names, weights)?))
+        }
         Stacks::VisionLanguage { .. } => Err(not_implemented("the vision-language stack (CoCa, PaLM-E)")),
     }
 }
@@ -270,7 +277,7 @@ fn check_buildable(tower: &TowerSpec) -> Result<()> {
 /// Refuses the parts of any tower the blocks cannot build yet.
 fn check_tower(tower: &TowerSpec) -> Result<()> {
     if tower.embeddings.input != InputKind::Tokens {
-        return Err(not_implemented("patch embeddings (ViT)"));
+        return Err(not_implemented("patch embeddings outside an image encoder or a dual encoder's image tower"));
     }
     if tower.residual == ResidualSpec::Sandwich {
         return Err(not_implemented("sandwich norms"));

@@ -230,6 +230,9 @@ pub struct WeightNames {
     pub cross: Option<CrossNames>,
     /// The decoder's names, when this table names an encoder-decoder's encoder.
     pub seq2seq: Option<&'static Seq2seqNames>,
+    /// The image parts: an image tower's patch input, and a dual encoder's image tower and
+    /// projections (ViT, CLIP).
+    pub vision: Option<&'static super::VisionNames>,
     /// How projection weights are stored.
     pub layout: WeightLayout,
 }
@@ -279,6 +282,7 @@ impl WeightNames {
         },
         cross: None,
         seq2seq: None,
+        vision: None,
         layout: WeightLayout::OutIn,
     };
 
@@ -289,11 +293,12 @@ impl WeightNames {
 
     /// The names preset weights use: a plain, readable layout (`layers.{i}.attn.q`, ...); an
     /// encoder-decoder's decoder has the same layout under `decoder.`.
-    pub const PRESET: WeightNames = WeightNames { seq2seq: Some(&PRESET_SEQ2SEQ), ..PRESET_TOWER };
+    pub const PRESET: WeightNames =
+        WeightNames { seq2seq: Some(&PRESET_SEQ2SEQ), vision: Some(&super::vision::PRESET_VISION), ..PRESET_TOWER };
 }
 
 /// One preset tower's names.
-const PRESET_TOWER: WeightNames = WeightNames {
+pub(super) const PRESET_TOWER: WeightNames = WeightNames {
     word: "embed.tokens",
     positions: "embed.positions",
     token_types: "embed.token_types",

@@ -5,6 +5,7 @@ pub mod albert;
 pub mod bart;
 pub mod bert;
 pub mod bloom;
+pub mod clip;
 pub mod ctrl;
 pub mod deberta_v2;
 pub mod distilbert;
@@ -24,6 +25,7 @@ pub mod roberta;
 pub(crate) mod rope_config;
 pub mod switch;
 pub mod t5;
+pub mod vit;
 pub mod xlm;
 pub mod xlnet;
 
@@ -74,6 +76,8 @@ pub(crate) const FAMILIES: &[Family] = &[
     Family { model_types: &["bart"], spec: bart::spec, names: |_| Ok(bart::NAMES) },
     Family { model_types: &["mbart"], spec: bart::mbart_spec, names: |_| Ok(bart::NAMES) },
     Family { model_types: &["marian"], spec: bart::marian_spec, names: |_| Ok(bart::NAMES) },
+    Family { model_types: &["vit"], spec: vit::spec, names: |_| Ok(vit::NAMES) },
+    Family { model_types: &["clip"], spec: clip::spec, names: |_| Ok(clip::NAMES) },
 ];
 
 /// The `model_type`s of every family.
