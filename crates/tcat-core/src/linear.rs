@@ -77,6 +77,17 @@ impl Linear {
         Ok(Self { weight, bias, shape: (out_features, in_features) })
     }
 
+    /// A projection from raw GGUF blocks already in memory (read straight from a file, with no
+    /// intermediate `QTensor`): the inputs are quantized to 8 bits as in [`quantized`]
+    /// (Self::quantized), or kept in f32 when `f32_inputs` (see [`quantized_f32_inputs`]
+    /// (Self::quantized_f32_inputs)).
+    pub fn from_blocks(weight: BlockMatrix, bias: Option<Tensor>, f32_inputs: bool) -> Self {
+        let shape = weight.dims();
+        let weight = Arc::new(weight);
+        let weight = if f32_inputs { Weight::BlocksF32Inputs(weight) } else { Weight::Blocks(weight) };
+        Self { weight, bias, shape }
+    }
+
     /// A projection from a quantized `[out, in]` weight that multiplies f32 inputs as they are
     /// (a tied LM head and token table: see [`BlockMatrix::matmul_f32`]); [`weight_rows`]
     /// (Self::weight_rows) then dequantizes only the rows it looks up. Formats and devices the

@@ -15,7 +15,7 @@
 //! with `vpmaddubsw` (or AVX-512 VNNI's `vpdpbusd` where present), four weight rows at a time,
 //! and are selected when the CPU has AVX2, FMA and F16C (detected at run time, so a portable
 //! build still runs them). Rows are shared
-//! among candle's CPU worker pool. candle 0.11's own kernels pick SIMD at compile time and fall
+//! among tcat's CPU worker pool (`pool.rs`: claimed chunks, spin-then-yield waits). candle 0.11's own kernels pick SIMD at compile time and fall
 //! back to scalar code in a default build; these replace them for the three formats above.
 //!
 //! ```
@@ -186,7 +186,7 @@ impl BlockMatrix {
         let mut out = vec![0f32; self.rows * self.cols];
         let shared = SharedSlice::new(&mut out);
         let cols = self.cols;
-        candle_core::utils::barrier_pool().execute_chunked(self.rows, |rows| {
+        crate::pool::pool().execute_chunked(self.rows, |rows| {
             for r in rows {
                 // SAFETY: each row index is handed to exactly one worker.
                 let dst = unsafe { shared.range(r * cols, cols) };
@@ -209,7 +209,7 @@ impl BlockMatrix {
         let shared = SharedSlice::new(y);
         // Work items are groups of four weight rows; each reads its rows once for all inputs.
         let groups = rows.div_ceil(ROWS_PER_ITEM);
-        candle_core::utils::barrier_pool().execute_chunked(groups, |items| {
+        crate::pool::pool().execute_chunked(groups, |items| {
             let mut dots = [0f32; ROWS_PER_ITEM];
             for item in items {
                 let first = item * ROWS_PER_ITEM;
@@ -238,7 +238,7 @@ impl BlockMatrix {
         let (rows, cols) = (self.rows, self.cols);
         let shared = SharedSlice::new(y);
         let groups = rows.div_ceil(ROWS_PER_ITEM);
-        candle_core::utils::barrier_pool().execute_chunked(groups, |items| {
+        crate::pool::pool().execute_chunked(groups, |items| {
             let mut dots = [0f32; ROWS_PER_ITEM];
             for item in items {
                 let first = item * ROWS_PER_ITEM;
@@ -283,7 +283,7 @@ impl BlockMatrix {
         let mut out = vec![0f32; count * self.cols];
         let shared = SharedSlice::new(&mut out);
         let cols = self.cols;
-        candle_core::utils::barrier_pool().execute_chunked(count, |rows| {
+        crate::pool::pool().execute_chunked(count, |rows| {
             for r in rows {
                 // SAFETY: each row index is handed to exactly one worker.
                 let dst = unsafe { shared.range(r * cols, cols) };
