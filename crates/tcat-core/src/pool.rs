@@ -181,8 +181,7 @@ impl Pool {
         // SAFETY: this thread holds `submit`, and the previous job's chunks are all done (its
         // submitter waited for them), so no one reads `job` now.
         unsafe {
-            *self.job.get() =
-                Job { call: trampoline::<F>, data: (&f as *const F).cast(), items, chunk };
+            *self.job.get() = Job { call: trampoline::<F>, data: (&f as *const F).cast(), items, chunk };
         }
         self.done.store(0, Ordering::Relaxed);
         self.panicked.store(false, Ordering::Relaxed);

@@ -163,7 +163,12 @@ unsafe fn dot4_q8_0_f32_avx2(rows: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
         let mut acc = [_mm256_setzero_ps(); 4];
         for b in 0..x.len() / super::BLOCK {
             let xp = x.as_ptr().add(b * super::BLOCK);
-            let xs = [_mm256_loadu_ps(xp), _mm256_loadu_ps(xp.add(8)), _mm256_loadu_ps(xp.add(16)), _mm256_loadu_ps(xp.add(24))];
+            let xs = [
+                _mm256_loadu_ps(xp),
+                _mm256_loadu_ps(xp.add(8)),
+                _mm256_loadu_ps(xp.add(16)),
+                _mm256_loadu_ps(xp.add(24)),
+            ];
             for r in 0..4 {
                 let block = rows[r].as_ptr().add(b * 34);
                 _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(PREFETCH_AHEAD).cast());

@@ -189,7 +189,8 @@ fn f32_input_kernels_equal_the_reference() {
                         let row = m.row(first + r);
                         let want = reference::dot_f32(m.format(), row, &x);
                         let w = m.dequantize();
-                        let scale: f32 = w[(first + r) * cols..][..cols].iter().zip(&x).map(|(w, x)| (w * x).abs()).sum();
+                        let scale: f32 =
+                            w[(first + r) * cols..][..cols].iter().zip(&x).map(|(w, x)| (w * x).abs()).sum();
                         let at = format!("{kernel:?} {dtype:?} [{rows}, {cols}] row {}", first + r);
                         assert!((got - want).abs() <= 1e-5 * scale.max(1.0), "{at}: {got} vs {want}");
                     }
