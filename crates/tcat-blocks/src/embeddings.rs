@@ -27,7 +27,10 @@ use crate::Norm;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Embeddings {
-    word: Tensor,
+    /// The `[vocab, dim]` table, held as a projection so that a quantized table shared with a
+    /// tied head is looked up row by row without a dense copy.
+    word: Linear,
+    device: candle_core::Device,
     position: Option<AbsolutePositions>,
     token_type: Option<Tensor>,
     norm: Option<Norm>,
@@ -37,14 +40,18 @@ pub struct Embeddings {
 }
 
 impl Embeddings {
-    /// Embeddings from the `[vocab, dim]` word table and the optional parts.
+    /// Embeddings from the `[vocab, dim]` word table (a tensor, or a projection whose weight
+    /// rows are the table, e.g. a quantized table shared with a tied head: see
+    /// [`Linear::weight_rows`]) and the optional parts.
     pub fn new(
-        word: Tensor,
+        word: impl Into<Linear>,
         position: Option<AbsolutePositions>,
         token_type: Option<Tensor>,
         norm: Option<Norm>,
     ) -> Self {
-        Self { word, position, token_type, norm, word_scale: None, language: None, projection: None }
+        let word = word.into();
+        let device = word.device();
+        Self { word, device, position, token_type, norm, word_scale: None, language: None, projection: None }
     }
 
     /// Adds a `[languages, dim]` language table, looked up by the language ids of
@@ -88,14 +95,30 @@ impl Embeddings {
         self
     }
 
-    /// The `[vocab, dim]` word table (shared with a tied output head).
-    pub fn word_table(&self) -> &Tensor {
+    /// The `[vocab, dim]` word table when it is held dense (`None` when quantized).
+    pub fn word_table(&self) -> Option<&Tensor> {
+        self.word.weight()
+    }
+
+    /// The word table as a projection (its weight rows are the token vectors): what a tied
+    /// output head shares.
+    pub fn word_projection(&self) -> &Linear {
         &self.word
+    }
+
+    /// The device of the word table.
+    pub fn device(&self) -> &candle_core::Device {
+        &self.device
+    }
+
+    /// The dtype of the token vectors (f32 for a quantized table).
+    pub fn dtype(&self) -> candle_core::DType {
+        self.word.dtype()
     }
 
     /// Vocabulary size.
     pub fn vocab_size(&self) -> usize {
-        self.word.dims()[0]
+        self.word.out_features()
     }
 
     /// The most positions the position table covers, if it has one.
@@ -124,7 +147,7 @@ impl Embeddings {
         language_ids: Option<&Tensor>,
     ) -> Result<Tensor> {
         let (b, s) = input_ids.dims2()?;
-        let mut x = self.word.index_select(&input_ids.flatten_all()?, 0)?.reshape((b, s, ()))?;
+        let mut x = self.word.weight_rows(input_ids)?.reshape((b, s, ()))?;
         if let Some(scale) = self.word_scale {
             x = (x * scale)?;
         }

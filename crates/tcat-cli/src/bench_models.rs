@@ -435,14 +435,15 @@ fn prepare(
             let source = ModelSource::resolve(&path.display().to_string())
                 .with_context(|| format!("--smollm2 {}", path.display()))?;
             let dtype = workload.contains("f32").then_some(DType::F32);
+            // The parameter count from the file's own spec (its metadata), read before the
+            // model so that this second parse of the metadata is not counted in its peak.
+            let params = tcat_models::gguf::GgufFile::open(path)
+                .and_then(|file| file.spec())
+                .map_or(0, |spec| spec.param_count().total);
             let model = Model::load_gguf(&source, device, dtype)
                 .with_context(|| format!("loading {}", path.display()))?
                 .into_decoder()
                 .context("the GGUF file holds no decoder")?;
-            // The parameter count from the file's own spec (its metadata).
-            let params = tcat_models::gguf::GgufFile::open(path)
-                .and_then(|file| file.spec())
-                .map_or(0, |spec| spec.param_count().total);
             if workload.ends_with("prefill") {
                 let prompt = token_ids(PREFILL_TOKENS, model.vocab_size(), 11);
                 let runner = move || -> Result<Run> {

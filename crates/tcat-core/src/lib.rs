@@ -12,6 +12,7 @@ mod error;
 mod linear;
 pub mod math;
 mod ops;
+mod pool;
 pub mod quantized;
 mod shared;
 

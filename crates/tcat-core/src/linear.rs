@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{DType, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::quantized::BlockMatrix;
@@ -42,12 +42,18 @@ pub struct Linear {
 /// Inputs with at least this many rows multiply a dequantized copy of a quantized weight.
 const DEQUANTIZE_FROM_ROWS: usize = 16;
 
+/// Weight rows dequantized at a time when many input rows meet a large f32-input block matrix
+/// (a tied LM head over a prompt): the dense copy stays a few MB instead of the whole table.
+const DEQUANTIZE_CHUNK_ROWS: usize = 4096;
+
 /// How the weight matrix is held.
 #[derive(Debug, Clone)]
 enum Weight {
     Dense(Tensor),
     /// Blocks run by [`crate::quantized`] (CPU, Q4_0 / Q4_1 / Q8_0).
     Blocks(Arc<BlockMatrix>),
+    /// Blocks multiplied with f32 inputs ([`BlockMatrix::matmul_f32`]): tied LM heads.
+    BlocksF32Inputs(Arc<BlockMatrix>),
     Quantized(QMatMul),
 }
 
@@ -69,6 +75,86 @@ impl Linear {
             None => Weight::Quantized(QMatMul::from_arc(weight)?),
         };
         Ok(Self { weight, bias, shape: (out_features, in_features) })
+    }
+
+    /// A projection from raw GGUF blocks already in memory (read straight from a file, with no
+    /// intermediate `QTensor`): the inputs are quantized to 8 bits as in [`quantized`]
+    /// (Self::quantized), or kept in f32 when `f32_inputs` (see [`quantized_f32_inputs`]
+    /// (Self::quantized_f32_inputs)).
+    pub fn from_blocks(weight: BlockMatrix, bias: Option<Tensor>, f32_inputs: bool) -> Self {
+        let shape = weight.dims();
+        let weight = Arc::new(weight);
+        let weight = if f32_inputs { Weight::BlocksF32Inputs(weight) } else { Weight::Blocks(weight) };
+        Self { weight, bias, shape }
+    }
+
+    /// A projection from a quantized `[out, in]` weight that multiplies f32 inputs as they are
+    /// (a tied LM head and token table: see [`BlockMatrix::matmul_f32`]); [`weight_rows`]
+    /// (Self::weight_rows) then dequantizes only the rows it looks up. Formats and devices the
+    /// block kernels do not cover are dequantized to a dense f32 weight.
+    pub fn quantized_f32_inputs(weight: &QTensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        let (out_features, in_features) = weight.shape().dims2()?;
+        let weight = match BlockMatrix::from_qtensor(weight)? {
+            Some(blocks) => Weight::BlocksF32Inputs(Arc::new(blocks)),
+            None => Weight::Dense(weight.dequantize(&weight.device())?.to_dtype(DType::F32)?),
+        };
+        Ok(Self { weight, bias, shape: (out_features, in_features) })
+    }
+
+    /// The same projection with `bias` (e.g. a tied head with its own bias).
+    pub fn with_bias(mut self, bias: Option<Tensor>) -> Self {
+        self.bias = bias;
+        self
+    }
+
+    /// Rows `ids` of the `[out, in]` weight as a dense `[ids, in]` tensor: the token-embedding
+    /// lookup of a table shared with a tied head. Block weights dequantize only these rows (to
+    /// f32); ids outside the table are an error.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// let w = Tensor::new(&[[1f32, 2.], [3., 4.], [5., 6.]], &Device::Cpu).unwrap();
+    /// let ids = Tensor::new(&[2u32, 0], &Device::Cpu).unwrap();
+    /// let rows = tcat_core::Linear::new(w, None).weight_rows(&ids).unwrap();
+    /// assert_eq!(rows.to_vec2::<f32>().unwrap(), [[5., 6.], [1., 2.]]);
+    /// ```
+    pub fn weight_rows(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let ids = ids.flatten_all()?;
+        match &self.weight {
+            Weight::Dense(w) => w.index_select(&ids, 0),
+            Weight::Blocks(b) | Weight::BlocksF32Inputs(b) => {
+                let list = ids.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+                let mut out = vec![0f32; list.len() * self.in_features()];
+                b.dequantize_rows(&list, &mut out)?;
+                Tensor::from_vec(out, (list.len(), self.in_features()), ids.device())
+            }
+            Weight::Quantized(q) => {
+                let dense = match q {
+                    QMatMul::QTensor(q) => q.dequantize(&q.device())?,
+                    QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.to_dtype(DType::F32)?,
+                };
+                dense.index_select(&ids, 0)
+            }
+        }
+    }
+
+    /// The device the weight is on (block weights live on the CPU).
+    pub fn device(&self) -> Device {
+        match &self.weight {
+            Weight::Dense(w) => w.device().clone(),
+            Weight::Blocks(_) | Weight::BlocksF32Inputs(_) => Device::Cpu,
+            Weight::Quantized(QMatMul::QTensor(q)) => q.device(),
+            Weight::Quantized(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => t.device().clone(),
+        }
+    }
+
+    /// The dtype outputs and looked-up rows come in: the dense weight's, f32 for quantized
+    /// weights.
+    pub fn dtype(&self) -> DType {
+        match &self.weight {
+            Weight::Dense(w) => w.dtype(),
+            _ => DType::F32,
+        }
     }
 
     /// One projection computing `parts` side by side: its output is their outputs concatenated
@@ -110,7 +196,9 @@ impl Linear {
                 let Some(blocks) = blocks else { candle_core::bail!("stack_outputs: block and other parts mixed") };
                 Weight::Blocks(Arc::new(BlockMatrix::stack_rows(&blocks)?))
             }
-            Weight::Quantized(_) => candle_core::bail!("stack_outputs: candle-quantized projections cannot be stacked"),
+            Weight::Quantized(_) | Weight::BlocksF32Inputs(_) => {
+                candle_core::bail!("stack_outputs: candle-quantized and f32-input projections cannot be stacked")
+            }
         };
         let bias = match parts.iter().find_map(Linear::bias) {
             None => None,
@@ -148,7 +236,7 @@ impl Linear {
     pub fn weight(&self) -> Option<&Tensor> {
         match &self.weight {
             Weight::Dense(w) => Some(w),
-            Weight::Blocks(_) | Weight::Quantized(_) => None,
+            Weight::Blocks(_) | Weight::BlocksF32Inputs(_) | Weight::Quantized(_) => None,
         }
     }
 
@@ -193,6 +281,19 @@ impl Module for Linear {
                 x2.matmul(&w.to_dtype(x2.dtype())?.t()?)?
             }
             Weight::Blocks(b) => blocks_matmul(b, &x2)?,
+            Weight::BlocksF32Inputs(b) if rows >= DEQUANTIZE_FROM_ROWS => {
+                let (out, inp) = b.dims();
+                let chunks = (0..out)
+                    .step_by(DEQUANTIZE_CHUNK_ROWS)
+                    .map(|first| {
+                        let count = DEQUANTIZE_CHUNK_ROWS.min(out - first);
+                        let w = Tensor::from_vec(b.dequantize_range(first, count)?, (count, inp), x2.device())?;
+                        x2.matmul(&w.to_dtype(x2.dtype())?.t()?)
+                    })
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Tensor::cat(&chunks, 1)?
+            }
+            Weight::BlocksF32Inputs(b) => blocks_matmul_f32(b, &x2)?,
             // Many rows (a prompt): dequantizing once and running the dense matmul is far faster
             // than candle's per-row quantized dot products; one row (decoding): stay quantized.
             Weight::Quantized(QMatMul::QTensor(q)) if rows >= DEQUANTIZE_FROM_ROWS => {
@@ -205,6 +306,20 @@ impl Module for Linear {
             None => y,
         };
         y.reshape(self.output_dims(lead))
+    }
+}
+
+/// A projection without bias from a `[out, in]` weight.
+impl From<Tensor> for Linear {
+    fn from(weight: Tensor) -> Self {
+        Self::new(weight, None)
+    }
+}
+
+/// A projection without bias from a `[out, in]` weight (the tensor is shared, not copied).
+impl From<&Tensor> for Linear {
+    fn from(weight: &Tensor) -> Self {
+        Self::new(weight.clone(), None)
     }
 }
 
@@ -224,6 +339,16 @@ fn blocks_matmul(w: &BlockMatrix, x: &Tensor) -> candle_core::Result<Tensor> {
     let input = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
     let mut y = vec![0f32; rows * out];
     w.matmul(&input, rows, &mut y)?;
+    Tensor::from_vec(y, (rows, out), x.device())?.to_dtype(x.dtype())
+}
+
+/// `x Wᵀ` by the f32-input block kernels, returned in `x`'s dtype.
+fn blocks_matmul_f32(w: &BlockMatrix, x: &Tensor) -> candle_core::Result<Tensor> {
+    let (rows, _) = x.dims2()?;
+    let (out, _) = w.dims();
+    let input = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let mut y = vec![0f32; rows * out];
+    w.matmul_f32(&input, rows, &mut y)?;
     Tensor::from_vec(y, (rows, out), x.device())?.to_dtype(x.dtype())
 }
 
@@ -303,6 +428,42 @@ mod tests {
         let d = (quant.forward(&x).unwrap() - dense.forward(&x).unwrap()).unwrap();
         let d: f32 = d.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
         assert!(d < 1e-4, "{d}");
+    }
+
+    /// The f32-input head equals the dense product of its dequantized weight (no 8-bit input
+    /// rounding), one row and many (chunked dequantization); its looked-up rows are the
+    /// dequantized rows, and ids past the table are errors.
+    #[test]
+    fn f32_input_weights_match_their_dequantized_matmul() {
+        use candle_core::quantized::GgmlDType;
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1., (DEQUANTIZE_CHUNK_ROWS + 40, 64), &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let dense_w = q.dequantize(&dev).unwrap();
+        let dense = Linear::new(dense_w.clone(), None);
+        let quant = Linear::quantized_f32_inputs(&q, None).unwrap();
+        assert!(quant.is_quantized());
+        assert_eq!((quant.dtype(), quant.device().is_cpu()), (DType::F32, true));
+        for rows in [1, 3, DEQUANTIZE_FROM_ROWS + 1] {
+            let x = Tensor::randn(0f32, 1., (1, rows, 64), &dev).unwrap();
+            let want = dense.forward(&x).unwrap();
+            let d = (quant.forward(&x).unwrap() - &want).unwrap();
+            let d: f32 = d.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+            assert!(d < 1e-4, "{rows} rows: {d}");
+        }
+        let ids = Tensor::new(&[[5u32, DEQUANTIZE_CHUNK_ROWS as u32 + 39]], &dev).unwrap();
+        let got = quant.weight_rows(&ids).unwrap();
+        let want = dense.weight_rows(&ids).unwrap();
+        assert_eq!(got.to_vec2::<f32>().unwrap(), want.to_vec2::<f32>().unwrap());
+        let past = Tensor::new(&[DEQUANTIZE_CHUNK_ROWS as u32 + 40], &dev).unwrap();
+        assert!(quant.weight_rows(&past).is_err());
+        let b = Tensor::ones(DEQUANTIZE_CHUNK_ROWS + 40, DType::F32, &dev).unwrap();
+        let biased = quant.with_bias(Some(b));
+        let x = Tensor::zeros((1, 64), DType::F32, &dev).unwrap();
+        assert_eq!(biased.forward(&x).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(), 4136.0);
+        // Formats the kernels do not cover are held dense.
+        let k = QTensor::quantize(&Tensor::randn(0f32, 1., (4, 256), &dev).unwrap(), GgmlDType::Q4K).unwrap();
+        assert!(!Linear::quantized_f32_inputs(&k, None).unwrap().is_quantized());
     }
 
     #[test]

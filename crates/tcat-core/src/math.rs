@@ -101,7 +101,7 @@ pub fn sigmoid(x: f32) -> f32 {
 /// share a 768-wide row set among two workers.
 const CHUNK: usize = 16 * 1024;
 
-/// `f` applied to every element, the chunks shared among candle's CPU worker pool.
+/// `f` applied to every element, the chunks shared among tcat's CPU worker pool.
 pub fn map(xs: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0f32; xs.len()];
     let items = xs.len().div_ceil(CHUNK);
@@ -110,7 +110,7 @@ pub fn map(xs: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
         return out;
     }
     let shared = SharedSlice::new(&mut out);
-    candle_core::utils::barrier_pool().execute_chunked(items, |range| {
+    crate::pool::pool().execute_chunked(items, |range| {
         for item in range {
             let start = item * CHUNK;
             let len = CHUNK.min(xs.len() - start);

@@ -198,7 +198,7 @@ impl DecoderModel {
 
     /// The device the weights live on.
     pub fn device(&self) -> &candle_core::Device {
-        self.embeddings.word_table().device()
+        self.embeddings.device()
     }
 
     /// Longest sequence (prompt plus generated tokens) the model can position.
@@ -224,7 +224,7 @@ impl DecoderModel {
     /// Checks that decoding `rows` rows of up to `capacity` positions fits in memory (KV caches
     /// and per-step scores) before generation allocates; `what` names the settings to lower.
     pub(crate) fn check_decoding_memory(&self, rows: usize, capacity: usize, what: &str) -> Result<()> {
-        let bytes = self.embeddings.word_table().dtype().size_in_bytes();
+        let bytes = self.embeddings.dtype().size_in_bytes();
         let elements = self.stack.cache_elements(rows, capacity);
         crate::generation::check_decoding_memory(elements, bytes, rows, self.vocab_size(), what)
     }

@@ -233,7 +233,7 @@ impl EncoderModel {
 
     /// The device the weights live on.
     pub fn device(&self) -> &candle_core::Device {
-        self.embeddings.word_table().device()
+        self.embeddings.device()
     }
 
     /// Longest sequence the position table covers.

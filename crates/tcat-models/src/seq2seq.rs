@@ -81,7 +81,7 @@ impl Seq2seqModel {
 
     /// The device the weights live on.
     pub fn device(&self) -> &candle_core::Device {
-        self.encoder.embeddings.word_table().device()
+        self.encoder.embeddings.device()
     }
 
     /// The id used to pad batches.
@@ -131,7 +131,7 @@ impl Seq2seqModel {
     /// Checks that decoding `rows` rows of up to `capacity` positions fits in memory (KV caches
     /// and per-step scores) before generation allocates; `what` names the settings to lower.
     pub(crate) fn check_decoding_memory(&self, rows: usize, capacity: usize, what: &str) -> Result<()> {
-        let bytes = self.decoder.embeddings.word_table().dtype().size_in_bytes();
+        let bytes = self.decoder.embeddings.dtype().size_in_bytes();
         let elements = self.decoder.stack.cache_elements(rows, capacity);
         crate::generation::check_decoding_memory(elements, bytes, rows, self.decoder_vocab_size(), what)
     }

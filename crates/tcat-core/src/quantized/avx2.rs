@@ -17,9 +17,10 @@ pub(super) fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
 }
 
-/// Whether this CPU also has `vpdpbusd` on 256-bit registers (AVX-512 VNNI and VL).
+/// Whether this CPU also has `vpdpbusd` on 256-bit registers (AVX-512 VNNI and VL) and
+/// 512-bit registers (AVX-512F, used by the f32-input kernel).
 pub(super) fn vnni_available() -> bool {
-    is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
+    is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") && avx512_available()
 }
 
 /// Bytes ahead of the current block that are prefetched.
@@ -136,4 +137,79 @@ fn horizontal_sum(v: __m256) -> f32 {
     let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
     _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)))
+}
+
+/// Dot products of the f32 row `x` with four Q8_0 weight rows, the input left unquantized: per
+/// block, the 32 weights are widened to f32 (`vpmovsxbd`, `vcvtdq2ps`), multiplied with the
+/// input by FMA and the block's sum scaled by its `d` with one more FMA. With `avx512`, 16
+/// values per instruction on 512-bit registers.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C (and AVX-512F when `avx512`); each row must hold
+/// `x.len() / 32` blocks and `x.len()` must be a multiple of 32.
+pub(super) unsafe fn dot4_q8_0_f32(rows: [&[u8]; 4], x: &[f32], avx512: bool) -> [f32; 4] {
+    assert!(x.len().is_multiple_of(super::BLOCK), "input not a whole number of blocks");
+    for row in rows {
+        assert!(row.len() >= x.len() / super::BLOCK * 34, "weight row shorter than the input");
+    }
+    // SAFETY: lengths checked above; the features are the caller's contract.
+    unsafe { if avx512 { dot4_q8_0_f32_avx512(rows, x) } else { dot4_q8_0_f32_avx2(rows, x) } }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot4_q8_0_f32_avx2(rows: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
+    // SAFETY: `x` holds whole blocks and every row as many 34-byte blocks (checked by the caller).
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for b in 0..x.len() / super::BLOCK {
+            let xp = x.as_ptr().add(b * super::BLOCK);
+            let xs = [
+                _mm256_loadu_ps(xp),
+                _mm256_loadu_ps(xp.add(8)),
+                _mm256_loadu_ps(xp.add(16)),
+                _mm256_loadu_ps(xp.add(24)),
+            ];
+            for r in 0..4 {
+                let block = rows[r].as_ptr().add(b * 34);
+                _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(PREFETCH_AHEAD).cast());
+                let d = _mm256_set1_ps(f16_to_f32(block));
+                let q = block.add(2);
+                let w = |k: usize| _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(q.add(8 * k).cast())));
+                let mut s = _mm256_mul_ps(w(0), xs[0]);
+                s = _mm256_fmadd_ps(w(1), xs[1], s);
+                s = _mm256_fmadd_ps(w(2), xs[2], s);
+                s = _mm256_fmadd_ps(w(3), xs[3], s);
+                acc[r] = _mm256_fmadd_ps(d, s, acc[r]);
+            }
+        }
+        std::array::from_fn(|r| horizontal_sum(acc[r]))
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn dot4_q8_0_f32_avx512(rows: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
+    // SAFETY: as in `dot4_q8_0_f32_avx2`.
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); 4];
+        for b in 0..x.len() / super::BLOCK {
+            let xp = x.as_ptr().add(b * super::BLOCK);
+            let (x0, x1) = (_mm512_loadu_ps(xp), _mm512_loadu_ps(xp.add(16)));
+            for r in 0..4 {
+                let block = rows[r].as_ptr().add(b * 34);
+                _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(PREFETCH_AHEAD).cast());
+                let d = _mm512_set1_ps(f16_to_f32(block));
+                let q = block.add(2);
+                let w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q.cast())));
+                let w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q.add(16).cast())));
+                let s = _mm512_fmadd_ps(w1, x1, _mm512_mul_ps(w0, x0));
+                acc[r] = _mm512_fmadd_ps(d, s, acc[r]);
+            }
+        }
+        std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]))
+    }
+}
+
+/// Whether this CPU has AVX-512F (512-bit registers) beside AVX2.
+pub(super) fn avx512_available() -> bool {
+    is_x86_feature_detected!("avx512f")
 }

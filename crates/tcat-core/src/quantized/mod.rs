@@ -15,7 +15,7 @@
 //! with `vpmaddubsw` (or AVX-512 VNNI's `vpdpbusd` where present), four weight rows at a time,
 //! and are selected when the CPU has AVX2, FMA and F16C (detected at run time, so a portable
 //! build still runs them). Rows are shared
-//! among candle's CPU worker pool. candle 0.11's own kernels pick SIMD at compile time and fall
+//! among tcat's CPU worker pool (`pool.rs`: claimed chunks, spin-then-yield waits). candle 0.11's own kernels pick SIMD at compile time and fall
 //! back to scalar code in a default build; these replace them for the three formats above.
 //!
 //! ```
@@ -186,7 +186,7 @@ impl BlockMatrix {
         let mut out = vec![0f32; self.rows * self.cols];
         let shared = SharedSlice::new(&mut out);
         let cols = self.cols;
-        candle_core::utils::barrier_pool().execute_chunked(self.rows, |rows| {
+        crate::pool::pool().execute_chunked(self.rows, |rows| {
             for r in rows {
                 // SAFETY: each row index is handed to exactly one worker.
                 let dst = unsafe { shared.range(r * cols, cols) };
@@ -198,15 +198,7 @@ impl BlockMatrix {
 
     /// `y = x Wᵀ` for `m` input rows: `x` is `[m, cols]`, `y` is `[m, rows]`, both row-major.
     pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) -> candle_core::Result<()> {
-        if x.len() != m * self.cols || y.len() != m * self.rows {
-            return Err(shape_error(format!(
-                "input of {} values and output of {} for {m} rows of a [{}, {}] matrix",
-                x.len(),
-                y.len(),
-                self.rows,
-                self.cols
-            )));
-        }
+        self.check_operands(x, m, y)?;
         let blocks = self.cols / BLOCK;
         let mut inputs = vec![InputBlock::ZERO; m * blocks];
         for (row, out) in x.chunks_exact(self.cols).zip(inputs.chunks_exact_mut(blocks)) {
@@ -217,7 +209,7 @@ impl BlockMatrix {
         let shared = SharedSlice::new(y);
         // Work items are groups of four weight rows; each reads its rows once for all inputs.
         let groups = rows.div_ceil(ROWS_PER_ITEM);
-        candle_core::utils::barrier_pool().execute_chunked(groups, |items| {
+        crate::pool::pool().execute_chunked(groups, |items| {
             let mut dots = [0f32; ROWS_PER_ITEM];
             for item in items {
                 let first = item * ROWS_PER_ITEM;
@@ -234,6 +226,87 @@ impl BlockMatrix {
     }
 }
 
+impl BlockMatrix {
+    /// `y = x Wᵀ` for `m` input rows with the inputs kept in f32 (not quantized to 8 bits as
+    /// [`matmul`](Self::matmul) does): each weight block is widened and multiplied with the f32
+    /// values. For a tied LM head, whose logits decide greedy answers: SmolLM2's Q8_0 token
+    /// table gives the dense table's answers this way, and different ones with 8-bit inputs.
+    /// SIMD for Q8_0 (AVX2, or AVX-512F where present); the reference loops for other formats.
+    pub fn matmul_f32(&self, x: &[f32], m: usize, y: &mut [f32]) -> candle_core::Result<()> {
+        self.check_operands(x, m, y)?;
+        let kernel = Kernel::detect();
+        let (rows, cols) = (self.rows, self.cols);
+        let shared = SharedSlice::new(y);
+        let groups = rows.div_ceil(ROWS_PER_ITEM);
+        crate::pool::pool().execute_chunked(groups, |items| {
+            let mut dots = [0f32; ROWS_PER_ITEM];
+            for item in items {
+                let first = item * ROWS_PER_ITEM;
+                let count = ROWS_PER_ITEM.min(rows - first);
+                for (i, input) in x.chunks_exact(cols).enumerate() {
+                    kernel.dot_rows_f32(self, first, count, input, &mut dots);
+                    // SAFETY: output row `i`, columns `first..first + count` belong to this item.
+                    let dst = unsafe { shared.range(i * rows + first, count) };
+                    dst.copy_from_slice(&dots[..count]);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Rows `ids` of the matrix as f32, one after another into `out` (`ids.len() × cols`
+    /// values): an embedding lookup that dequantizes only the rows it reads. An id past the
+    /// last row is an error.
+    pub fn dequantize_rows(&self, ids: &[u32], out: &mut [f32]) -> candle_core::Result<()> {
+        if out.len() != ids.len() * self.cols {
+            return Err(shape_error(format!(
+                "{} rows of {} values do not fill an output of {}",
+                ids.len(),
+                self.cols,
+                out.len()
+            )));
+        }
+        if let Some(id) = ids.iter().find(|&&id| id as usize >= self.rows) {
+            return Err(shape_error(format!("row {id} is outside the table ({} rows)", self.rows)));
+        }
+        for (&id, dst) in ids.iter().zip(out.chunks_exact_mut(self.cols)) {
+            reference::dequantize_row(self.format, self.row(id as usize), dst);
+        }
+        Ok(())
+    }
+
+    /// Rows `first..first + count` as f32, row-major.
+    pub fn dequantize_range(&self, first: usize, count: usize) -> candle_core::Result<Vec<f32>> {
+        if first.checked_add(count).is_none_or(|end| end > self.rows) {
+            return Err(shape_error(format!("rows {first}..{first}+{count} of a matrix of {} rows", self.rows)));
+        }
+        let mut out = vec![0f32; count * self.cols];
+        let shared = SharedSlice::new(&mut out);
+        let cols = self.cols;
+        crate::pool::pool().execute_chunked(count, |rows| {
+            for r in rows {
+                // SAFETY: each row index is handed to exactly one worker.
+                let dst = unsafe { shared.range(r * cols, cols) };
+                reference::dequantize_row(self.format, self.row(first + r), dst);
+            }
+        });
+        Ok(out)
+    }
+
+    fn check_operands(&self, x: &[f32], m: usize, y: &[f32]) -> candle_core::Result<()> {
+        if x.len() != m * self.cols || y.len() != m * self.rows {
+            return Err(shape_error(format!(
+                "input of {} values and output of {} for {m} rows of a [{}, {}] matrix",
+                x.len(),
+                y.len(),
+                self.rows,
+                self.cols
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Weight rows per work item (the AVX2 kernel's unrolling).
 const ROWS_PER_ITEM: usize = 4;
 
@@ -246,7 +319,7 @@ pub enum Kernel {
     #[cfg(target_arch = "x86_64")]
     Avx2,
     /// The AVX2 kernel with AVX-512 VNNI's `vpdpbusd` (on 256-bit registers) for the integer
-    /// dot products.
+    /// dot products, and 512-bit registers for the f32-input kernel.
     #[cfg(target_arch = "x86_64")]
     Avx512Vnni,
 }
@@ -259,6 +332,27 @@ impl Kernel {
             return if avx2::vnni_available() { Self::Avx512Vnni } else { Self::Avx2 };
         }
         Self::Reference
+    }
+
+    /// Dot products of the f32 row `input` with weight rows `first..first + count`
+    /// (`count` ≤ 4) into `out[..count]`, the input unquantized (see
+    /// [`BlockMatrix::matmul_f32`]).
+    pub fn dot_rows_f32(self, w: &BlockMatrix, first: usize, count: usize, input: &[f32], out: &mut [f32; 4]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 | Self::Avx512Vnni if w.format == BlockFormat::Q8_0 => {
+                // Rows past the end repeat the last row; their results are not used.
+                let rows = std::array::from_fn(|r| w.row(first + r.min(count - 1)));
+                // SAFETY: `detect` found the kernel's features (AVX-512F is part of
+                // `Avx512Vnni`'s); every row holds `input.len() / 32` blocks.
+                *out = unsafe { avx2::dot4_q8_0_f32(rows, input, self == Self::Avx512Vnni) };
+            }
+            _ => {
+                for (r, o) in out.iter_mut().enumerate().take(count) {
+                    *o = reference::dot_f32(w.format, w.row(first + r), input);
+                }
+            }
+        }
     }
 
     /// Dot products of `input` with weight rows `first..first + count` (`count` ≤ 4) into

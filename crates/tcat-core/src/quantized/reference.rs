@@ -64,3 +64,16 @@ pub fn dequantize_row(format: BlockFormat, row: &[u8], out: &mut [f32]) {
         }
     }
 }
+
+/// The dot product of one weight row with an f32 input row left unquantized: each block's
+/// `Σ wᵢ xᵢ` over its dequantized weights. The LM head uses this form (8-bit inputs change
+/// greedy answers there).
+pub fn dot_f32(format: BlockFormat, row: &[u8], x: &[f32]) -> f32 {
+    let mut w = [0f32; BLOCK];
+    let mut total = 0f32;
+    for (block, x) in row.chunks_exact(format.block_bytes()).zip(x.chunks_exact(BLOCK)) {
+        dequantize_row(format, block, &mut w);
+        total += w.iter().zip(x).map(|(w, x)| w * x).sum::<f32>();
+    }
+    total
+}

@@ -161,3 +161,108 @@ fn mismatched_shapes_are_errors() {
         .unwrap();
     assert!(BlockMatrix::from_qtensor(&k).unwrap().is_none(), "k-quants are left to candle");
 }
+
+/// Every kernel with f32 inputs against the f32 reference, on row counts around the four-row
+/// unrolling and several lengths.
+#[test]
+fn f32_input_kernels_equal_the_reference() {
+    let mut kernels = vec![Kernel::Reference];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx2::available() {
+            kernels.push(Kernel::Avx2);
+        }
+        if avx2::available() && avx2::vnni_available() {
+            kernels.push(Kernel::Avx512Vnni);
+        }
+    }
+    for kernel in kernels {
+        for dtype in FORMATS {
+            for (rows, cols) in [(1, 32), (3, 64), (4, 96), (7, 576), (9, 1536)] {
+                let (_, m) = random(dtype, rows, cols, 100 + rows as u64);
+                let x = inputs(1, cols, 7 * cols as u64);
+                for first in (0..rows).step_by(4) {
+                    let count = 4.min(rows - first);
+                    let mut got = [0f32; 4];
+                    kernel.dot_rows_f32(&m, first, count, &x, &mut got);
+                    for (r, got) in got.iter().enumerate().take(count) {
+                        let row = m.row(first + r);
+                        let want = reference::dot_f32(m.format(), row, &x);
+                        let w = m.dequantize();
+                        let scale: f32 =
+                            w[(first + r) * cols..][..cols].iter().zip(&x).map(|(w, x)| (w * x).abs()).sum();
+                        let at = format!("{kernel:?} {dtype:?} [{rows}, {cols}] row {}", first + r);
+                        assert!((got - want).abs() <= 1e-5 * scale.max(1.0), "{at}: {got} vs {want}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The f32 reference is the f64 dot product of the dequantized weights and the inputs.
+#[test]
+fn f32_reference_dot_is_the_dot_of_the_dequantized_weights() {
+    for dtype in FORMATS {
+        let (_, m) = random(dtype, 3, 128, 21);
+        let x = inputs(1, 128, 22);
+        let w = m.dequantize();
+        for r in 0..3 {
+            let want: f64 = w[r * 128..(r + 1) * 128].iter().zip(&x).map(|(w, x)| *w as f64 * *x as f64).sum();
+            let got = reference::dot_f32(m.format(), m.row(r), &x) as f64;
+            assert!((got - want).abs() < 1e-5 * want.abs().max(1.0), "{dtype:?} row {r}: {got} vs {want}");
+        }
+    }
+}
+
+/// With f32 inputs the product equals the dense one up to f32 rounding (no 8-bit input
+/// error), and several input rows equal each row alone.
+#[test]
+fn f32_input_matmul_matches_the_dense_product() {
+    for dtype in FORMATS {
+        let (rows, cols, m) = (37, 256, 5);
+        let (_, w) = random(dtype, rows, cols, 31);
+        let x = inputs(m, cols, 32);
+        let mut y = vec![0f32; m * rows];
+        w.matmul_f32(&x, m, &mut y).unwrap();
+        let dense = w.dequantize();
+        for i in 0..m {
+            let mut one = vec![0f32; rows];
+            w.matmul_f32(&x[i * cols..(i + 1) * cols], 1, &mut one).unwrap();
+            assert_eq!(one, y[i * rows..(i + 1) * rows], "{dtype:?} row {i}");
+            for r in 0..rows {
+                let terms = dense[r * cols..(r + 1) * cols].iter().zip(&x[i * cols..]);
+                let (want, scale) = terms.fold((0f64, 0f64), |(s, a), (w, x)| {
+                    (s + *w as f64 * *x as f64, a + (*w as f64 * *x as f64).abs())
+                });
+                let got = y[i * rows + r] as f64;
+                assert!((got - want).abs() < 1e-5 * scale.max(1.0), "{dtype:?} [{i}, {r}]: {got} vs {want}");
+            }
+        }
+    }
+    let (_, w) = random(GgmlDType::Q8_0, 4, 64, 5);
+    assert!(w.matmul_f32(&[0f32; 63], 1, &mut [0f32; 4]).unwrap_err().to_string().contains("63"));
+}
+
+/// Looked-up rows equal the same rows of the whole dequantized matrix; ids past the end are
+/// errors, not panics.
+#[test]
+fn dequantized_rows_equal_the_dequantized_matrix() {
+    for dtype in FORMATS {
+        let (rows, cols) = (11, 96);
+        let (_, w) = random(dtype, rows, cols, 41);
+        let dense = w.dequantize();
+        let ids = [3u32, 0, 10, 3];
+        let mut out = vec![0f32; ids.len() * cols];
+        w.dequantize_rows(&ids, &mut out).unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            let id = *id as usize;
+            assert_eq!(out[i * cols..(i + 1) * cols], dense[id * cols..(id + 1) * cols], "{dtype:?} id {id}");
+        }
+        assert_eq!(w.dequantize_range(2, 5).unwrap(), dense[2 * cols..7 * cols]);
+        assert!(w.dequantize_range(8, 4).is_err());
+        let err = w.dequantize_rows(&[11], &mut vec![0f32; cols]).unwrap_err().to_string();
+        assert!(err.contains("11") && err.contains("11 rows"), "{err}");
+        assert!(w.dequantize_rows(&[1], &mut vec![0f32; cols - 1]).is_err());
+    }
+}

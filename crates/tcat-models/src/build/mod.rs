@@ -692,9 +692,10 @@ fn stack(tower: &TowerSpec, r: &Resolver, shared: &Shared) -> Result<Stack> {
     })
 }
 
-/// The word table and the absolute positions (learned or sinusoidal) of a tower.
-fn tables(tower: &TowerSpec, r: &Resolver) -> Result<(Tensor, Option<AbsolutePositions>)> {
-    let word = r.tensor(
+/// The word table (as a projection, which a tied head shares) and the absolute positions
+/// (learned or sinusoidal) of a tower.
+fn tables(tower: &TowerSpec, r: &Resolver) -> Result<(Linear, Option<AbsolutePositions>)> {
+    let word = r.weights.table(
         &r.base(&format!("{}.weight", r.names.word)),
         &[tower.vocab_size, tower.embedding_width()],
         weights::Init::Normal,
@@ -753,7 +754,7 @@ fn position_table(tower: &TowerSpec, r: &Resolver) -> Result<Option<AbsolutePosi
 fn embeddings(
     tower: &TowerSpec,
     r: &Resolver,
-    word: &Tensor,
+    word: impl Into<Linear>,
     positions: Option<AbsolutePositions>,
 ) -> Result<Embeddings> {
     let width = tower.side_table_width();
@@ -763,7 +764,7 @@ fn embeddings(
     };
     let norm =
         if tower.embeddings.norm { Some(r.norm(tower.norm, &r.base(r.names.embedding_norm), width)?) } else { None };
-    let mut embeddings = Embeddings::new(word.clone(), positions, types, norm);
+    let mut embeddings = Embeddings::new(word, positions, types, norm);
     if tower.embeddings.scale == EmbeddingScale::SqrtHidden {
         embeddings = embeddings.with_word_scale((tower.hidden_size as f64).sqrt());
     }
@@ -781,7 +782,7 @@ fn embeddings(
 }
 
 /// The LM head: a stored head when the checkpoint has one, else the token table when tied.
-fn lm_head(tower: &TowerSpec, r: &Resolver, word: &Tensor, tied: bool, bias: bool) -> Result<LmHead> {
+fn lm_head(tower: &TowerSpec, r: &Resolver, word: &Linear, tied: bool, bias: bool) -> Result<LmHead> {
     let name = r.names.lm_head;
     let width = match tower.embeddings.projection {
         EmbeddingProjection::Words { width } => width,
@@ -807,7 +808,7 @@ fn lm_head(tower: &TowerSpec, r: &Resolver, word: &Tensor, tied: bool, bias: boo
             location: r.weights.location(),
         });
     }
-    Ok(LmHead::new(Linear::new(word.clone(), bias_tensor()?)))
+    Ok(LmHead::new(word.clone().with_bias(bias_tensor()?)))
 }
 
 fn build_decoder(
@@ -851,7 +852,7 @@ fn build_decoder(
             let h = tower.hidden_size;
             let project_in = r.linear(&r.base(names.project_in), width, h, false)?;
             let project_out = r.linear(&r.base(names.project_out), h, width, false)?;
-            let embeddings = embeddings(tower, &r, &word, None)?;
+            let embeddings = embeddings(tower, &r, word.clone(), None)?;
             let model = limited(DecoderModel::new(embeddings, stack, head, limit, eos, pad)).with_width_projection(
                 project_in,
                 positions,
@@ -863,7 +864,7 @@ fn build_decoder(
             })
         }
         _ => {
-            let embeddings = embeddings(tower, &r, &word, positions)?;
+            let embeddings = embeddings(tower, &r, word.clone(), positions)?;
             let model = limited(DecoderModel::new(embeddings, stack, head, limit, eos, pad));
             Ok(match reward {
                 Some(reward) => model.with_reward_head(reward),
@@ -892,7 +893,7 @@ fn build_encoder(
         }
         _ => PositionRule::Sequential,
     };
-    let embeddings = embeddings(tower, &r, &word, positions)?;
+    let embeddings = embeddings(tower, &r, word.clone(), positions)?;
     let stack = stack(tower, &r, &shared)?;
     let knowledge = tower.entity_fusion.map(|fusion| knowledge_encoder(tower, &r, fusion)).transpose()?;
     let h = tower.hidden_size;
@@ -1033,7 +1034,7 @@ fn knowledge_encoder(tower: &TowerSpec, r: &Resolver, fusion: EntityFusionSpec) 
 }
 
 /// The masked-LM head when the checkpoint has one (a bare base model has none).
-fn mlm_head(tower: &TowerSpec, r: &Resolver, word: &Tensor) -> Result<Option<MlmHead>> {
+fn mlm_head(tower: &TowerSpec, r: &Resolver, word: &Linear) -> Result<Option<MlmHead>> {
     let Some(names) = r.names.mlm else { return Ok(None) };
     if !r.has(names.transform) {
         return Ok(None);
@@ -1041,7 +1042,7 @@ fn mlm_head(tower: &TowerSpec, r: &Resolver, word: &Tensor) -> Result<Option<Mlm
     // The transform maps H to the token table's width (E < H in ALBERT and ELECTRA's generator).
     let (h, e, vocab) = (tower.hidden_size, tower.side_table_width(), tower.vocab_size);
     let decoder = if r.has(names.decoder) {
-        r.tensor(&format!("{}.weight", names.decoder), &[vocab, e], weights::Init::Normal)?
+        Linear::new(r.tensor(&format!("{}.weight", names.decoder), &[vocab, e], weights::Init::Normal)?, None)
     } else {
         word.clone()
     };
@@ -1051,6 +1052,6 @@ fn mlm_head(tower: &TowerSpec, r: &Resolver, word: &Tensor) -> Result<Option<Mlm
         r.linear(names.transform, h, e, true)?,
         activation(tower.feed_forward.activation),
         r.norm(tower.norm, names.norm, e)?,
-        Linear::new(decoder, Some(bias)),
+        decoder.with_bias(Some(bias)),
     )))
 }

@@ -34,6 +34,13 @@ pub trait WeightSource {
     fn contains(&self, name: &str) -> bool;
     /// The dense tensor `name`, which must have `shape`.
     fn tensor(&self, name: &str, shape: &[usize], init: Init) -> Result<Tensor>;
+    /// The `[vocab, width]` token table `name` (which must have `shape`) as a projection whose
+    /// weight rows are the token vectors, so that a tied head shares it. Dense by default; a
+    /// GGUF source keeps a Q8_0 table quantized (looked up row by row, multiplied with f32
+    /// inputs).
+    fn table(&self, name: &str, shape: &[usize], init: Init) -> Result<Linear> {
+        Ok(Linear::new(self.tensor(name, shape, init)?, None))
+    }
     /// The projection stored as `{name}.weight` (and `{name}.bias` when `bias`), `[out, in]`
     /// or `[in, out]` as `layout` says.
     fn linear(&self, name: &str, input: usize, output: usize, bias: bool, layout: WeightLayout) -> Result<Linear>;

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use std::cell::RefCell;
 
 use candle_core::quantized::{QStorage, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
+use tcat_core::quantized::{BlockFormat, BlockMatrix};
 use tcat_core::{Error, Linear, Result, WeightLayout};
 use tcat_spec::{
     ActivationKind, ArchSpec, AttentionSpec, FeedForwardKind, FeedForwardSpec, HeadSpec, Masking, MoeSpec, NormSpec,
@@ -70,6 +72,42 @@ impl GgufWeights {
     }
 }
 
+impl GgufWeights {
+    /// The two-dimensional tensor `name` as tcat's block matrix, its bytes read straight from
+    /// the file into the matrix (no `QTensor` and no copies, so that loading leaves no freed
+    /// buffers behind for the allocator to keep), when it is on the CPU in a format the block
+    /// kernels run and `accept` takes; `None` otherwise.
+    fn blocks(&self, name: &str, shape: &[usize], accept: impl Fn(BlockFormat) -> bool) -> Result<Option<BlockMatrix>> {
+        let mut file = self.file.borrow_mut();
+        let Some(info) = file.content.tensor_infos.get(name) else {
+            return Err(Error::MissingTensor { name: name.into(), location: file.path.display().to_string() });
+        };
+        if info.shape.dims() != shape {
+            return Err(Error::ShapeMismatch {
+                name: name.into(),
+                location: file.path.display().to_string(),
+                expected: shape.to_vec(),
+                found: info.shape.dims().to_vec(),
+            });
+        }
+        let Some(format) = BlockFormat::from_ggml(info.ggml_dtype) else { return Ok(None) };
+        let &[rows, cols] = shape else { return Ok(None) };
+        if !self.device.is_cpu() || !accept(format) || !cols.is_multiple_of(tcat_core::quantized::BLOCK) {
+            return Ok(None);
+        }
+        // The header check (`gguf_header`) has already bounded every tensor's byte range by
+        // the file's size, so the product cannot overflow for a file that reached here.
+        let bytes = rows * (cols / tcat_core::quantized::BLOCK) * format.block_bytes();
+        let start = file.content.tensor_data_offset.saturating_add(info.offset);
+        let mut data = vec![0u8; bytes];
+        let path = file.path.clone();
+        let io = |source| Error::Io { path: path.clone(), source };
+        file.file.seek(SeekFrom::Start(start)).map_err(io)?;
+        file.file.read_exact(&mut data).map_err(io)?;
+        Ok(Some(BlockMatrix::new(format, rows, cols, data)?))
+    }
+}
+
 impl WeightSource for GgufWeights {
     fn location(&self) -> String {
         self.file.borrow().path.display().to_string()
@@ -91,9 +129,28 @@ impl WeightSource for GgufWeights {
         Ok(self.checked(name, shape)?.dequantize(&self.device)?.to_dtype(self.dtype())?)
     }
 
+    /// A Q8_0 token table stays quantized when the projections do (30 MB instead of a dense
+    /// 113 MB for SmolLM2's 49152 × 576): rows are dequantized as they are looked up, and a tied
+    /// head multiplies it with f32 inputs, which keeps the dense table's greedy answers (8-bit
+    /// inputs do not). Other tables are dequantized as before.
+    fn table(&self, name: &str, shape: &[usize], _init: Init) -> Result<Linear> {
+        if self.dtype.is_none()
+            && let Some(blocks) = self.blocks(name, shape, |f| f == BlockFormat::Q8_0)?
+        {
+            return Ok(Linear::from_blocks(blocks, None, true));
+        }
+        let q = self.checked(name, shape)?;
+        Ok(Linear::new(q.dequantize(&self.device)?.to_dtype(self.dtype())?, None))
+    }
+
     fn linear(&self, name: &str, input: usize, output: usize, bias: bool, _layout: WeightLayout) -> Result<Linear> {
-        let q = self.checked(&format!("{name}.weight"), &[output, input])?;
         let bias = if bias { Some(self.tensor(&format!("{name}.bias"), &[output], Init::Zeros)?) } else { None };
+        if self.dtype.is_none()
+            && let Some(blocks) = self.blocks(&format!("{name}.weight"), &[output, input], |_| true)?
+        {
+            return Ok(Linear::from_blocks(blocks, bias, false));
+        }
+        let q = self.checked(&format!("{name}.weight"), &[output, input])?;
         Ok(match self.dtype {
             None => Linear::quantized(q, bias)?,
             Some(d) => Linear::new(q.dequantize(&self.device)?.to_dtype(d)?, bias),
@@ -353,9 +410,13 @@ impl GgufFile {
     /// Loads a LLaMA-architecture model through the same builder as the `llama` family.
     /// `dtype` `None` keeps the projections quantized (and computes in f32); `Some(d)`
     /// dequantizes every tensor to `d`.
-    pub fn load_llama(self, device: &Device, dtype: Option<DType>) -> Result<DecoderModel> {
+    pub fn load_llama(mut self, device: &Device, dtype: Option<DType>) -> Result<DecoderModel> {
         let spec = self.spec()?;
         let value_dim = self.u32_or("llama.attention.value_length", None)?;
+        // The metadata (for SmolLM2 about 100k tokenizer strings, several MB) has been read
+        // into the spec; tensors are found through the tensor infos. Freed before the weights
+        // are read, so that the loaded model's resident peak is the weights.
+        self.content.metadata = HashMap::new();
         let weights = GgufWeights { file: RefCell::new(self), device: device.clone(), dtype };
         // Values as wide as keys: tcat's attention has one head width. Checked after the sizes,
         // so that a hostile size is named as such first.
