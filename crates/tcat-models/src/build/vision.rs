@@ -222,7 +222,7 @@ pub(super) fn build_dual(
     let r = Resolver::new(names, weights)?;
     let shared = shared_positions(text, &r)?;
     let (word, positions) = super::tables(text, &r)?;
-    let embeddings = super::embeddings(text, &r, &word, positions)?;
+    let embeddings = super::embeddings(text, &r, word.clone(), positions)?;
     let stack = super::stack(text, &r, &shared)?;
     let eos = spec.tokens.eos.first().copied().ok_or_else(|| {
         Error::InvalidInput(format!(
