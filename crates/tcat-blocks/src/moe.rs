@@ -464,10 +464,11 @@ struct SharedExpert {
 /// let x = Tensor::randn(0f32, 1., (2, 5, 8), &dev).unwrap();
 /// let (y, stats) = moe.forward_with_router(&x).unwrap();
 /// assert_eq!(y.dims(), &[2, 5, 8]);
-/// assert_eq!(stats.load.sum_all().unwrap().to_scalar::<f32>().unwrap(), 2.0); // two experts a token
+/// let load = stats.load.sum_all().unwrap().to_scalar::<f32>().unwrap();
+/// assert!((load - 2.0).abs() < 1e-5); // two experts a token
 /// let reference = moe.forward_reference(&x).unwrap();
 /// let diff: f32 = (y - reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-/// assert!(diff < 1e-5);
+/// assert!(diff < 1e-4); // float rounding only: a different expert choice would differ by far more
 /// ```
 #[derive(Debug, Clone)]
 pub struct MoeFeedForward {
