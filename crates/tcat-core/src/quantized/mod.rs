@@ -205,24 +205,38 @@ impl BlockMatrix {
             quantize_row(row, out);
         }
         let kernel = Kernel::detect();
-        let (rows, out_rows) = (self.rows, self.rows);
+        self.by_row_groups(&inputs, blocks, y, |first, count, input, dots| {
+            kernel.dot_rows(self, first, count, input, dots)
+        });
+        Ok(())
+    }
+
+    /// Runs `dot(first, count, input, dots)` for every group of [`ROWS_PER_ITEM`] weight rows
+    /// (one pool work item each, reading its rows once for all inputs) and every input row
+    /// (`inputs` in chunks of `width`), writing the `count` dot products to input row `i`'s
+    /// outputs `y[i · rows + first ..]`.
+    fn by_row_groups<T: Sync>(
+        &self,
+        inputs: &[T],
+        width: usize,
+        y: &mut [f32],
+        dot: impl Fn(usize, usize, &[T], &mut [f32; ROWS_PER_ITEM]) + Sync,
+    ) {
+        let rows = self.rows;
         let shared = SharedSlice::new(y);
-        // Work items are groups of four weight rows; each reads its rows once for all inputs.
-        let groups = rows.div_ceil(ROWS_PER_ITEM);
-        crate::pool::pool().execute_chunked(groups, |items| {
+        crate::pool::pool().execute_chunked(rows.div_ceil(ROWS_PER_ITEM), |items| {
             let mut dots = [0f32; ROWS_PER_ITEM];
             for item in items {
                 let first = item * ROWS_PER_ITEM;
                 let count = ROWS_PER_ITEM.min(rows - first);
-                for (i, input) in inputs.chunks_exact(blocks).enumerate() {
-                    kernel.dot_rows(self, first, count, input, &mut dots);
+                for (i, input) in inputs.chunks_exact(width).enumerate() {
+                    dot(first, count, input, &mut dots);
                     // SAFETY: output row `i`, columns `first..first + count` belong to this item.
-                    let dst = unsafe { shared.range(i * out_rows + first, count) };
+                    let dst = unsafe { shared.range(i * rows + first, count) };
                     dst.copy_from_slice(&dots[..count]);
                 }
             }
         });
-        Ok(())
     }
 }
 
@@ -235,21 +249,8 @@ impl BlockMatrix {
     pub fn matmul_f32(&self, x: &[f32], m: usize, y: &mut [f32]) -> candle_core::Result<()> {
         self.check_operands(x, m, y)?;
         let kernel = Kernel::detect();
-        let (rows, cols) = (self.rows, self.cols);
-        let shared = SharedSlice::new(y);
-        let groups = rows.div_ceil(ROWS_PER_ITEM);
-        crate::pool::pool().execute_chunked(groups, |items| {
-            let mut dots = [0f32; ROWS_PER_ITEM];
-            for item in items {
-                let first = item * ROWS_PER_ITEM;
-                let count = ROWS_PER_ITEM.min(rows - first);
-                for (i, input) in x.chunks_exact(cols).enumerate() {
-                    kernel.dot_rows_f32(self, first, count, input, &mut dots);
-                    // SAFETY: output row `i`, columns `first..first + count` belong to this item.
-                    let dst = unsafe { shared.range(i * rows + first, count) };
-                    dst.copy_from_slice(&dots[..count]);
-                }
-            }
+        self.by_row_groups(x, self.cols, y, |first, count, input, dots| {
+            kernel.dot_rows_f32(self, first, count, input, dots)
         });
         Ok(())
     }
