@@ -271,6 +271,41 @@ impl DisentangledPosition {
     pub fn new(pos_query: Option<Tensor>, pos_key: Option<Tensor>, span: usize, buckets: Option<LogBuckets>) -> Self {
         Self { pos_query, pos_key, span, buckets }
     }
+
+    /// The terms from the shared relative embeddings `relative` (`[2·span, hidden]`, already
+    /// normalised where the model does) through a layer's query projection (position-to-content;
+    /// `None` leaves the term out) and key projection (content-to-position), split into `heads`
+    /// of `head_dim`: v2's shared keys pass the layer's content projections, v1 its own
+    /// `pos_q_proj` and `pos_proj`. Computed once, at load time.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use tcat_attention::{DisentangledPosition, ScoreTerm};
+    /// use tcat_core::Linear;
+    /// let dev = Device::Cpu;
+    /// let relative = Tensor::randn(0f32, 1., (6, 8), &dev).unwrap(); // span 3, hidden 8
+    /// let proj = Linear::new(Tensor::randn(0f32, 0.3, (8, 8), &dev).unwrap(), None);
+    /// let term = DisentangledPosition::from_relative_embeddings(&relative, Some(&proj), Some(&proj), 2, 4, None).unwrap();
+    /// let q = Tensor::randn(0f32, 1., (1, 2, 5, 4), &dev).unwrap();
+    /// assert_eq!(term.score_bias(&q, &q, 0.3).unwrap().dims(), &[1, 2, 5, 5]);
+    /// ```
+    pub fn from_relative_embeddings(
+        relative: &Tensor,
+        query: Option<&Linear>,
+        key: Option<&Linear>,
+        heads: usize,
+        head_dim: usize,
+        buckets: Option<LogBuckets>,
+    ) -> Result<Self> {
+        let rows = relative.dim(0)?;
+        if rows == 0 || !rows.is_multiple_of(2) {
+            candle_core::bail!("disentangled attention: {rows} relative embeddings, expected 2·span > 0");
+        }
+        let split = |projection: &Linear| -> Result<Tensor> {
+            projection.forward(relative)?.reshape((rows, heads, head_dim))?.transpose(0, 1)?.contiguous()
+        };
+        Ok(Self::new(query.map(split).transpose()?, key.map(split).transpose()?, rows / 2, buckets))
+    }
 }
 
 impl ScoreTerm for DisentangledPosition {

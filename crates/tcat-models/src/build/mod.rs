@@ -21,7 +21,7 @@ pub use sizes::check as check_sizes;
 pub use vision::{DualNames, PatchNames, VisionNames};
 pub use weights::{Init, RandomWeights, WeightSource};
 
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 use tcat_attention::{
     DisentangledPosition, GridAxis, MultiHeadAttention, PositionTerm, QkNorm, QkNormScope, QkvProjection,
     RelativeSegments, SparsePattern, XlRelativePosition,
@@ -101,7 +101,6 @@ struct Shared {
 /// `2·span` rows of the table, normalised where the spec says so.
 struct Disentangled {
     relative: Tensor,
-    span: usize,
     buckets: Option<LogBuckets>,
     terms: DisentangledTerms,
     share_keys: bool,
@@ -126,7 +125,7 @@ impl Disentangled {
             relative = r.norm(tower.norm, &r.base(r.names.relative_norm), h)?.forward(&relative)?;
         }
         let buckets = buckets.map(|bucket_size| LogBuckets { bucket_size, max_position: max_relative });
-        Ok(Some(Self { relative, span, buckets, terms, share_keys }))
+        Ok(Some(Self { relative, buckets, terms, share_keys }))
     }
 
     /// The position projections of the layer under `prefix` when keys are not shared (v1's
@@ -162,18 +161,16 @@ impl Disentangled {
         heads: usize,
         head_dim: usize,
     ) -> Result<DisentangledPosition> {
-        let split = |projection: Option<&Linear>| -> Result<Tensor> {
-            let projection =
-                projection.ok_or_else(|| not_implemented("a DeBERTa position term without its projection"))?;
-            Ok(projection
-                .forward(&self.relative)?
-                .reshape((2 * self.span, heads, head_dim))?
-                .transpose(0, 1)?
-                .contiguous()?)
-        };
-        let pos_key = if self.terms.content_to_position() { Some(split(k)?) } else { None };
-        let pos_query = if self.terms.position_to_content() { Some(split(q)?) } else { None };
-        Ok(DisentangledPosition::new(pos_query, pos_key, self.span, self.buckets))
+        fn needed(projection: Option<&Linear>, on: bool) -> Result<Option<&Linear>> {
+            match (on, projection) {
+                (false, _) => Ok(None),
+                (true, Some(p)) => Ok(Some(p)),
+                (true, None) => Err(not_implemented("a DeBERTa position term without its projection")),
+            }
+        }
+        let q = needed(q, self.terms.position_to_content())?;
+        let k = needed(k, self.terms.content_to_position())?;
+        Ok(DisentangledPosition::from_relative_embeddings(&self.relative, q, k, heads, head_dim, self.buckets)?)
     }
 }
 
