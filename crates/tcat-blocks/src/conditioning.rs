@@ -58,12 +58,14 @@ impl AttentionalPooler {
         self.queries.dim(0).unwrap_or(0)
     }
 
-    /// Pools `tokens` (`[batch, seq, width]`; `keep` `[batch, seq]` non-zero at real tokens)
-    /// into `[batch, n, width]`.
+    /// Pools `tokens` (`[batch, seq, context width]`; `keep` `[batch, seq]` non-zero at real
+    /// tokens) into `[batch, n, width]`, `width` being the queries' (CoCa's image tokens may be
+    /// wider or narrower than the text decoder that reads the pooled ones).
     pub fn forward(&self, tokens: &Tensor, keep: Option<&Tensor>) -> Result<Tensor> {
-        let (batch, _, width) = tokens.dims3()?;
+        let batch = tokens.dims3()?.0;
+        let (n, width) = self.queries.dims2()?;
         let queries = self.query_norm.forward(&self.queries.to_dtype(tokens.dtype())?)?;
-        let queries = queries.unsqueeze(0)?.broadcast_as((batch, self.num_queries(), width))?.contiguous()?;
+        let queries = queries.unsqueeze(0)?.broadcast_as((batch, n, width))?.contiguous()?;
         let context = self.context_norm.forward(tokens)?;
         let mask = match keep {
             Some(keep) => AttentionMask::none().with_key_padding(keep.clone()),

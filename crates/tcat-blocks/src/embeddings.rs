@@ -146,11 +146,46 @@ impl Embeddings {
         token_type_ids: Option<&Tensor>,
         language_ids: Option<&Tensor>,
     ) -> Result<Tensor> {
+        let words = self.words(input_ids)?;
+        self.forward_vectors(&words, position_ids, token_type_ids, language_ids)
+    }
+
+    /// The (scaled) token vectors `[batch, seq, dim]` of `input_ids` `[batch, seq]`, before
+    /// positions, segments, languages, norm and projection are applied.
+    pub fn words(&self, input_ids: &Tensor) -> Result<Tensor> {
         let (b, s) = input_ids.dims2()?;
-        let mut x = self.word.weight_rows(input_ids)?.reshape((b, s, ()))?;
-        if let Some(scale) = self.word_scale {
-            x = (x * scale)?;
+        let x = self.word.weight_rows(input_ids)?.reshape((b, s, ()))?;
+        match self.word_scale {
+            Some(scale) => x * scale,
+            None => Ok(x),
         }
+    }
+
+    /// [`forward_with_languages`](Self::forward_with_languages) from token vectors `[batch,
+    /// seq, dim]` instead of ids: positions, segments, languages, norm and projection applied to
+    /// vectors that need not come from the table. A multimodal decoder places projected image
+    /// tokens among the [`words`](Self::words) this way (PaLM-E, Driess et al. 2023, §3).
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use tcat_blocks::Embeddings;
+    /// let dev = Device::Cpu;
+    /// let word = Tensor::arange(0f32, 6., &dev).unwrap().reshape((3, 2)).unwrap();
+    /// let emb = Embeddings::new(word, None, None, None);
+    /// let ids = Tensor::new(&[[2u32, 0]], &dev).unwrap();
+    /// let via_ids = emb.forward(&ids, None, None).unwrap();
+    /// let via_vectors = emb.forward_vectors(&emb.words(&ids).unwrap(), None, None, None).unwrap();
+    /// assert_eq!(via_ids.to_vec3::<f32>().unwrap(), via_vectors.to_vec3::<f32>().unwrap());
+    /// ```
+    pub fn forward_vectors(
+        &self,
+        vectors: &Tensor,
+        position_ids: Option<&Tensor>,
+        token_type_ids: Option<&Tensor>,
+        language_ids: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, s, _) = vectors.dims3()?;
+        let mut x = vectors.clone();
         if let Some(position) = &self.position {
             let Some(ids) = position_ids else {
                 candle_core::bail!("embeddings: this model needs position ids");
@@ -168,11 +203,11 @@ impl Embeddings {
             let Some(table) = &self.language else {
                 candle_core::bail!("embeddings: language ids given to a model without a language table");
             };
-            if ids.dims() != input_ids.dims() {
+            if ids.dims() != [b, s] {
                 candle_core::bail!(
                     "embeddings: language ids have shape {:?}, expected the token ids' {:?}",
                     ids.dims(),
-                    input_ids.dims()
+                    [b, s]
                 );
             }
             let ids = ids.flatten_all()?;

@@ -61,17 +61,7 @@ impl Params {
     }
 
     fn norm_by_hand(&self, rows: &Matrix) -> Matrix {
-        let (g, b): (Vec<f64>, Vec<f64>) = (
-            self.gain.to_dtype(DType::F64).unwrap().to_vec1().unwrap(),
-            self.shift.to_dtype(DType::F64).unwrap().to_vec1().unwrap(),
-        );
-        rows.iter()
-            .map(|r| {
-                let mean = r.iter().sum::<f64>() / r.len() as f64;
-                let var = r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / r.len() as f64;
-                r.iter().enumerate().map(|(i, x)| (x - mean) / (var + EPS).sqrt() * g[i] + b[i]).collect()
-            })
-            .collect()
+        layer_norm_by_hand(rows, &self.gain, &self.shift)
     }
 }
 
@@ -107,6 +97,19 @@ fn attend_by_hand(q: &Matrix, k: &Matrix, v: &Matrix, keep: &[bool], o: &Tensor)
     project(&out, o)
 }
 
+/// LayerNorm of each row with `gain` and `shift`, in f64.
+fn layer_norm_by_hand(rows: &Matrix, gain: &Tensor, shift: &Tensor) -> Matrix {
+    let (g, b): (Vec<f64>, Vec<f64>) =
+        (gain.to_dtype(DType::F64).unwrap().to_vec1().unwrap(), shift.to_dtype(DType::F64).unwrap().to_vec1().unwrap());
+    rows.iter()
+        .map(|r| {
+            let mean = r.iter().sum::<f64>() / r.len() as f64;
+            let var = r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / r.len() as f64;
+            r.iter().enumerate().map(|(i, x)| (x - mean) / (var + EPS).sqrt() * g[i] + b[i]).collect()
+        })
+        .collect()
+}
+
 fn max_diff(a: &Matrix, b: &Matrix) -> f64 {
     a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
@@ -128,6 +131,29 @@ fn attentional_pooler_equals_the_naive_reference() {
         let ctx = context.norm_by_hand(&host(&tokens.get(row).unwrap()));
         let keep: Vec<bool> = (0..7).map(|j| j < real).collect();
         let want = attend_by_hand(&q, &project(&ctx, &p.k), &project(&ctx, &p.v), &keep, &p.o);
+        let d = max_diff(&host(&got.get(row).unwrap()), &want);
+        assert!(d < 1e-4, "pooler row {row} differs from the reference by {d}");
+    }
+}
+
+/// Image tokens of another width than the queries (CoCa's image encoder and text decoder may
+/// differ): keys and values project from the tokens' width, the result has the queries'.
+#[test]
+fn attentional_pooler_over_a_narrower_sequence_equals_the_naive_reference() {
+    let dev = Device::Cpu;
+    let p = Params::new(TEXT, &dev);
+    let queries = rand((3, WIDTH), &dev);
+    let (gain, shift) =
+        (Tensor::rand(0.5f32, 1.5, TEXT, &dev).unwrap(), Tensor::rand(-0.3f32, 0.3, TEXT, &dev).unwrap());
+    let context_norm = Norm::layer_norm(gain.clone(), shift.clone(), EPS);
+    let pooler = AttentionalPooler::new(queries.clone(), p.attention(), p.norm(), context_norm).unwrap();
+    let tokens = Tensor::randn(0f32, 1.0, (2, 6, TEXT), &dev).unwrap();
+    let got = pooler.forward(&tokens, None).unwrap();
+    assert_eq!(got.dims(), &[2, 3, WIDTH]);
+    let q = project(&p.norm_by_hand(&host(&queries)), &p.q);
+    for row in 0..2 {
+        let ctx = layer_norm_by_hand(&host(&tokens.get(row).unwrap()), &gain, &shift);
+        let want = attend_by_hand(&q, &project(&ctx, &p.k), &project(&ctx, &p.v), &[true; 6], &p.o);
         let d = max_diff(&host(&got.get(row).unwrap()), &want);
         assert!(d < 1e-4, "pooler row {row} differs from the reference by {d}");
     }

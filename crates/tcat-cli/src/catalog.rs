@@ -162,6 +162,7 @@ fn run_preset(entry: &Entry) -> Result<()> {
             m.text_embeds(&batch)?;
             m.image_embeds(&preset_pixels(m.vision())?).map(drop)?
         }
+        Model::VisionLanguage(m) => m.logits(&preset_pixels(m.image())?, &batch).map(drop)?,
     }
     Ok(())
 }

@@ -140,11 +140,15 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
     let pixels = args.pixel_values.as_deref().map(|path| read_pixel_values(path, device)).transpose()?;
     let (_, model) = load(&args.model, device, dtype)?;
     match &model {
-        Model::Vision(_) | Model::DualEncoder(_) => {
+        Model::Vision(_) | Model::DualEncoder(_) | Model::VisionLanguage(_) => {
             return forward_images(&args, &model, &rows, pixels.as_ref(), device);
         }
         _ if pixels.is_some() => {
-            bail!("--pixel-values: `{}` reads tokens, not images (ViT and CLIP models read pixel values)", args.model)
+            bail!(
+                "--pixel-values: `{}` reads tokens, not images (ViT, CLIP and the vision-language presets read pixel \
+                 values)",
+                args.model
+            )
         }
         _ => {}
     }
@@ -222,7 +226,9 @@ pub fn forward(args: ForwardArgs, device: &Device, dtype: Option<DType>) -> Resu
             }
             ("logits", m.logits(&batch, decoder_batch.as_ref().expect("built for encoder-decoders"))?)
         }
-        (Model::Vision(_) | Model::DualEncoder(_), _) => unreachable!("image models are run by forward_images"),
+        (Model::Vision(_) | Model::DualEncoder(_) | Model::VisionLanguage(_), _) => {
+            unreachable!("image models are run by forward_images")
+        }
     };
     let host = |t: &candle_core::Tensor| -> Result<candle_core::Tensor> {
         Ok(t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)
@@ -304,7 +310,8 @@ fn read_pixel_values(path: &std::path::Path, device: &Device) -> Result<candle_c
     Ok(pixels.to_device(device)?)
 }
 
-/// `forward` on an image encoder (ViT) or a text-image dual encoder (CLIP).
+/// `forward` on an image encoder (ViT), a text-image dual encoder (CLIP) or a vision-language
+/// decoder (CoCa, PaLM-E: `logits` at the text positions, one image per `--ids` row).
 fn forward_images(
     args: &ForwardArgs,
     model: &Model,
@@ -350,6 +357,16 @@ fn forward_images(
             if let Some(texts) = texts {
                 tensors.insert("text_embeds".to_string(), host(&texts)?);
             }
+        }
+        Model::VisionLanguage(m) => {
+            let pixels = pixels.context("--pixel-values: a vision-language model reads one image per --ids row")?;
+            if rows.is_empty() {
+                bail!("--ids: `{}` is a vision-language model; give one text row per image", args.model);
+            }
+            let batch = Batch::right_padded(rows, None, m.pad_token_id(), device)?;
+            let logits = m.logits(pixels, &batch).context("--pixel-values and --ids")?;
+            tensors.insert("logits".to_string(), host(&logits)?);
+            tensors.insert("attention_mask".to_string(), host(batch.attention_mask())?);
         }
         _ => unreachable!("only image models come here"),
     }
@@ -400,7 +417,11 @@ pub fn embed(args: EmbedArgs, device: &Device, dtype: Option<DType>) -> Result<(
         bail!("--image: `{}` is not a text-image model (CLIP); image embeddings need one", args.model);
     }
     let Model::Encoder(encoder) = &model else {
-        let kind = if matches!(model, Model::Vision(_)) { "an image encoder" } else { "a causal language model" };
+        let kind = match model {
+            Model::Vision(_) => "an image encoder",
+            Model::VisionLanguage(_) => "a vision-language model",
+            _ => "a causal language model",
+        };
         bail!("embed needs an encoder model (bert, roberta, distilbert, ...) or CLIP; `{}` is {kind}", args.model);
     };
     let tok = tokenizer(&source)?;
@@ -871,6 +892,13 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
     if let Model::Encoder(_) | Model::Vision(_) | Model::DualEncoder(_) = &model {
         bail!("generate needs a causal language model or an encoder-decoder; `{}` is an encoder", args.model);
     }
+    if let Model::VisionLanguage(_) = &model {
+        bail!(
+            "generate: `{}` is a vision-language model, which reads an image; run `tcat forward --pixel-values FILE \
+             --ids ...` for its logits",
+            args.model
+        );
+    }
     if args.chat && matches!(model, Model::Seq2seq(_)) {
         bail!("--chat: `{}` is an encoder-decoder; its prompt is the encoder input, give it as --prompt", args.model);
     }
@@ -962,7 +990,9 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
                 generate_beam(decoder, &prompts, &settings, &limits)?
             }
             Model::Seq2seq(m) => tcat_models::generation::generate_seq2seq_beam(m, &prompts, &config, &settings)?,
-            Model::Encoder(_) | Model::Vision(_) | Model::DualEncoder(_) => unreachable!("refused above"),
+            Model::Encoder(_) | Model::Vision(_) | Model::DualEncoder(_) | Model::VisionLanguage(_) => {
+                unreachable!("refused above")
+            }
         };
         let total = started.elapsed();
         print(&mut out, &outputs)?;
@@ -984,7 +1014,9 @@ pub fn generate(args: GenerateArgs, device: &Device, dtype: Option<DType>) -> Re
             }
             return Ok(());
         }
-        Model::Encoder(_) | Model::Vision(_) | Model::DualEncoder(_) => unreachable!("refused above"),
+        Model::Encoder(_) | Model::Vision(_) | Model::DualEncoder(_) | Model::VisionLanguage(_) => {
+            unreachable!("refused above")
+        }
     };
     let stream = !args.json && prompts.len() == 1 && tok.is_some();
     let mut shown = String::new();

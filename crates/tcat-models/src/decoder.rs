@@ -3,7 +3,7 @@
 
 use candle_core::{Module, Tensor};
 use tcat_attention::{AttentionMask, KvCache};
-use tcat_blocks::{Embeddings, LmHead, RouterOutput, Stack, masked_load_balancing_loss};
+use tcat_blocks::{Embeddings, EncoderMemory, LmHead, RouterOutput, Stack, masked_load_balancing_loss};
 use tcat_core::Linear;
 use tcat_core::{Error, Result};
 use tcat_position::{AbsolutePositions, SegmentMemory, sequential_position_ids};
@@ -266,16 +266,57 @@ impl DecoderModel {
         mask: &AttentionMask,
         caches: Option<&mut [KvCache]>,
     ) -> Result<Tensor> {
-        let Some(projection) = &self.projection else {
-            let x = self.embeddings.forward(input_ids, Some(position_ids), None)?;
-            return Ok(self.stack.forward(&x, mask, Some(position_ids), caches)?);
+        self.hidden_states_from_vectors(&self.word_vectors(input_ids)?, position_ids, mask, caches, None)
+    }
+
+    /// The (scaled) token vectors `[batch, seq, embedding width]` of `input_ids`: what
+    /// [`hidden_states_from_vectors`](Self::hidden_states_from_vectors) reads.
+    pub fn word_vectors(&self, input_ids: &Tensor) -> Result<Tensor> {
+        Ok(self.embeddings.words(input_ids)?)
+    }
+
+    /// Width of the vectors [`hidden_states_from_vectors`](Self::hidden_states_from_vectors)
+    /// reads (the token table's width).
+    pub fn embedding_width(&self) -> usize {
+        self.embeddings.word_projection().in_features()
+    }
+
+    /// [`hidden_states`](Self::hidden_states) from input vectors `[batch, seq, embedding
+    /// width]` in place of looked-up tokens: positions, the embedding norm and every layer apply
+    /// to them as to token vectors. This is the prefix-embedding input path of a multimodal
+    /// decoder (PaLM-E, Driess et al. 2023, §3: encoder outputs projected to the token width and
+    /// placed among the word vectors). With `memory` the layers that cross-attend read it (the
+    /// multimodal half of CoCa's decoder, Yu et al. 2022, §3.2); without it, no layer may
+    /// cross-attend.
+    pub fn hidden_states_from_vectors(
+        &self,
+        vectors: &Tensor,
+        position_ids: &Tensor,
+        mask: &AttentionMask,
+        caches: Option<&mut [KvCache]>,
+        memory: Option<&EncoderMemory>,
+    ) -> Result<Tensor> {
+        let run = |x: &Tensor, caches: Option<&mut [KvCache]>| -> Result<Tensor> {
+            Ok(match memory {
+                Some(memory) => self.stack.forward_decoder(x, mask, Some(position_ids), caches, memory)?.0,
+                None => self.stack.forward(x, mask, Some(position_ids), caches)?,
+            })
         };
-        let mut x = projection.project_in.forward(&self.embeddings.forward(input_ids, None, None)?)?;
+        let Some(projection) = &self.projection else {
+            let x = self.embeddings.forward_vectors(vectors, Some(position_ids), None, None)?;
+            return run(&x, caches);
+        };
+        let mut x = projection.project_in.forward(&self.embeddings.forward_vectors(vectors, None, None, None)?)?;
         if let Some(positions) = &projection.positions {
             x = (x + positions.forward(position_ids)?)?;
         }
-        let h = self.stack.forward(&x, mask, Some(position_ids), caches)?;
+        let h = run(&x, caches)?;
         Ok(projection.project_out.forward(&h)?)
+    }
+
+    /// The LM head on final hidden states: logits `[..., vocab]`.
+    pub fn head_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(self.head.forward(hidden)?)
     }
 
     /// Logits of a right-padded batch in one pass (no cache), as `tcat forward` writes them.

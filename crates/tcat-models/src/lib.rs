@@ -31,6 +31,7 @@ pub mod loading;
 mod model;
 mod seq2seq;
 mod vision;
+mod vision_language;
 
 pub use batch::Batch;
 pub use decoder::{DecoderModel, RouterReport};
@@ -51,6 +52,7 @@ pub use seq2seq::{Seq2seqModel, Seq2seqRouterReport, Seq2seqTokens, Seq2seqTower
 /// The architecture spec types (re-exported from `tcat-spec`).
 pub use tcat_spec as spec;
 pub use vision::{ClassPooling, DualEncoderModel, EosPooling, TextTower, VisionModel};
+pub use vision_language::{ImageConnection, VisionLanguageModel};
 
 use families::rope_config;
 use generation::sampler;

@@ -6,7 +6,7 @@ use tcat_core::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::{
     Checkpoint, ConfigFile, DecoderModel, DualEncoderModel, EncoderModel, Format, ModelSource, Seq2seqModel,
-    VisionModel,
+    VisionLanguageModel, VisionModel,
 };
 
 /// The `model_type` values tcat loads.
@@ -61,6 +61,8 @@ pub enum Model {
     Vision(VisionModel),
     /// Text and image towers in a joint space (CLIP).
     DualEncoder(DualEncoderModel),
+    /// An image tower feeding a text decoder (CoCa, PaLM-E).
+    VisionLanguage(Box<VisionLanguageModel>),
 }
 
 impl Model {
@@ -172,6 +174,14 @@ impl Model {
         }
     }
 
+    /// The vision-language model, if this is one.
+    pub fn as_vision_language(&self) -> Option<&VisionLanguageModel> {
+        match self {
+            Model::VisionLanguage(m) => Some(m),
+            _ => None,
+        }
+    }
+
     /// The decoder, by value, if this is one.
     pub fn into_decoder(self) -> Option<DecoderModel> {
         match self {
@@ -196,6 +206,7 @@ impl Model {
             Model::Seq2seq(m) => m.pad_token_id(),
             Model::Vision(_) => 0,
             Model::DualEncoder(m) => m.pad_token_id(),
+            Model::VisionLanguage(m) => m.pad_token_id(),
         }
     }
 }

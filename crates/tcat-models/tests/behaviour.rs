@@ -26,7 +26,9 @@ fn padded_batch_equals_rows_one_by_one() {
             Model::Encoder(m) => m.hidden_states(b).unwrap(),
             Model::Decoder(m) => m.logits(b).unwrap(),
             Model::Seq2seq(_) => unreachable!("encoder-decoders: tests/seq2seq.rs"),
-            Model::Vision(_) | Model::DualEncoder(_) => unreachable!("image models: tests/parity_vision.rs"),
+            Model::Vision(_) | Model::DualEncoder(_) | Model::VisionLanguage(_) => {
+                unreachable!("image models: tests/parity_vision.rs")
+            }
         };
         let all = run(&batch);
         for (i, row) in rows.iter().enumerate() {
@@ -179,7 +181,9 @@ fn models_compute_on_the_test_device() {
                 let decoder = Batch::right_padded(&[vec![m.tokens().decoder_start, 4]], None, 0, &dev).unwrap();
                 m.logits(&batch, &decoder).unwrap()
             }
-            Model::Vision(_) | Model::DualEncoder(_) => unreachable!("image models: tests/parity_vision.rs"),
+            Model::Vision(_) | Model::DualEncoder(_) | Model::VisionLanguage(_) => {
+                unreachable!("image models: tests/parity_vision.rs")
+            }
         };
         assert!(
             out.device().same_device(&dev),

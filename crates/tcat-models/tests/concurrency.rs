@@ -52,7 +52,7 @@ fn outputs(model: &Model, i: usize) -> Vec<Tensor> {
             let generated: Vec<u32> = generated.concat();
             vec![logits, Tensor::new(generated.as_slice(), &dev).unwrap().to_dtype(DType::F32).unwrap()]
         }
-        Model::Seq2seq(_) | Model::Vision(_) | Model::DualEncoder(_) => {
+        Model::Seq2seq(_) | Model::Vision(_) | Model::DualEncoder(_) | Model::VisionLanguage(_) => {
             unreachable!("the concurrency fixtures are encoders and decoders")
         }
     }

@@ -156,7 +156,7 @@ fn half_precision_stays_close_to_f32() {
             let out = match model {
                 Model::Encoder(m) => m.hidden_states(&batch).unwrap(),
                 Model::Decoder(m) => m.logits(&batch).unwrap(),
-                Model::Seq2seq(_) | Model::Vision(_) | Model::DualEncoder(_) => {
+                Model::Seq2seq(_) | Model::Vision(_) | Model::DualEncoder(_) | Model::VisionLanguage(_) => {
                     unreachable!("the list holds encoders and decoders")
                 }
             };

@@ -249,9 +249,12 @@ impl ArchSpec {
             Stacks::VisionLanguage { vision, decoder, connection } => match connection {
                 VisionConnection::PrefixEmbeddings => linear(vision.hidden_size, decoder.hidden_size, true),
                 VisionConnection::AttentionalPooling { queries, .. } => {
+                    // The queries, their cross-attention, and the norms of the queries and of
+                    // the image tokens.
                     (queries * decoder.hidden_size) as u64
                         + attention(&decoder.attention, decoder.hidden_size, vision.hidden_size)
                         + norm(decoder.norm, decoder.hidden_size)
+                        + norm(vision.norm, vision.hidden_size)
                 }
             },
             _ => 0,

@@ -18,7 +18,7 @@ pub(crate) use sizes::available_memory;
 /// Checks a spec's sizes against the weights and the machine before anything is allocated
 /// (what [`build`] does first).
 pub use sizes::check as check_sizes;
-pub use vision::{DualNames, PatchNames, VisionNames};
+pub use vision::{DualNames, PatchNames, PoolerNames, VisionLanguageNames, VisionNames};
 pub use weights::{Init, RandomWeights, WeightSource};
 
 use candle_core::Tensor;
@@ -82,7 +82,9 @@ pub fn build(spec: &ArchSpec, names: &WeightNames, weights: &dyn WeightSource) -
         Stacks::DualEncoder { text, vision, projection_dim } => {
             Ok(Model::DualEncoder(vision::build_dual(spec, (text, vision, *projection_dim), names, weights)?))
         }
-        Stacks::VisionLanguage { .. } => Err(not_implemented("the vision-language stack (CoCa, PaLM-E)")),
+        Stacks::VisionLanguage { vision, decoder, connection } => Ok(Model::VisionLanguage(Box::new(
+            vision::build_vision_language(spec, (vision, decoder, *connection), names, weights)?,
+        ))),
     }
 }
 
@@ -670,8 +672,21 @@ fn sparse_pattern(tower: &TowerSpec, pattern: AttentionPattern) -> Option<Sparse
 }
 
 fn stack(tower: &TowerSpec, r: &Resolver, shared: &Shared) -> Result<Stack> {
+    stack_from(tower, r, shared, 0)
+}
+
+/// [`stack`] whose layers below `cross_from` do not cross-attend even when the tower does
+/// (CoCa's unimodal text layers, Yu et al. 2022, §3.2).
+fn stack_from(tower: &TowerSpec, r: &Resolver, shared: &Shared, cross_from: usize) -> Result<Stack> {
+    let unimodal = TowerSpec { cross_attention: None, ..tower.clone() };
+    let layer = |tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize| {
+        layer(if i < cross_from { &unimodal } else { tower }, r, shared, i)
+    };
     let layers = match tower.sharing {
         LayerSharing::None => (0..tower.num_layers).map(|i| layer(tower, r, shared, i)).collect::<Result<Vec<_>>>()?,
+        LayerSharing::Groups { .. } if cross_from > 0 => {
+            return Err(not_implemented("layer sharing in a decoder with unimodal and multimodal layers"));
+        }
         // ALBERT (Lan et al. 2019, §3.1): `groups` weight sets, layer i runs set
         // ⌊i · groups / layers⌋; the copies share their tensors.
         LayerSharing::Groups { groups } => {
@@ -815,13 +830,26 @@ fn build_decoder(
     weights: &dyn WeightSource,
 ) -> Result<DecoderModel> {
     check_buildable(tower)?;
+    decoder_with_cross(spec, tower, names, weights, 0)
+}
+
+/// A decoder whose layers from `cross_from` on cross-attend when the tower says so (a
+/// vision-language decoder; an encoder-decoder's decoder is built by [`seq2seq`]).
+fn decoder_with_cross(
+    spec: &ArchSpec,
+    tower: &TowerSpec,
+    names: &WeightNames,
+    weights: &dyn WeightSource,
+    cross_from: usize,
+) -> Result<DecoderModel> {
+    check_tower(tower)?;
     if tower.embeddings.segments == SegmentEncoding::Relative {
         return Err(not_implemented("relative segment encodings in a decoder (they are XLNet's encoder's)"));
     }
     let r = Resolver::new(names, weights)?;
     let shared = shared_positions(tower, &r)?;
     let (word, positions) = tables(tower, &r)?;
-    let stack = stack(tower, &r, &shared)?;
+    let stack = stack_from(tower, &r, &shared, cross_from)?;
     let mut head = None;
     let mut reward = None;
     for spec_head in &spec.heads {

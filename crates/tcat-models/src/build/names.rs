@@ -336,21 +336,22 @@ pub(super) const PRESET_TOWER: WeightNames = WeightNames {
     ..WeightNames::EMPTY
 };
 
+/// A preset decoder that cross-attends: [`PRESET_TOWER`]'s layout under `decoder.`, with the
+/// cross-attention at `layers.{i}.cross`.
+pub(super) const PRESET_DECODER: WeightNames = WeightNames {
+    base: &["decoder"],
+    cross: Some(CrossNames {
+        qkv: QkvNames::Separate { q: "cross.q", k: "cross.k", v: "cross.v" },
+        out: "cross.out",
+        norm: "cross_norm",
+    }),
+    ..PRESET_TOWER
+};
+
 /// The decoder half of [`WeightNames::PRESET`]: the same layout under `decoder.`, with the
 /// cross-attention at `layers.{i}.cross`.
-const PRESET_SEQ2SEQ: Seq2seqNames = Seq2seqNames {
-    decoder: WeightNames {
-        base: &["decoder"],
-        cross: Some(CrossNames {
-            qkv: QkvNames::Separate { q: "cross.q", k: "cross.k", v: "cross.v" },
-            out: "cross.out",
-            norm: "cross_norm",
-        }),
-        ..PRESET_TOWER
-    },
-    shared: &["embed.tokens"],
-    final_logits_bias: "final_logits_bias",
-};
+const PRESET_SEQ2SEQ: Seq2seqNames =
+    Seq2seqNames { decoder: PRESET_DECODER, shared: &["embed.tokens"], final_logits_bias: "final_logits_bias" };
 
 /// `prefix.name`, or `name` at the root.
 pub(crate) fn join(prefix: &str, name: &str) -> String {

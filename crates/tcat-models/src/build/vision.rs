@@ -1,6 +1,8 @@
 //! The builder's image towers: a spec whose tower reads [`InputKind::Patches`] becomes a
-//! [`VisionModel`] (ViT, Dosovitskiy et al. 2020, §3.1), and a [`Stacks::DualEncoder`] a
-//! [`DualEncoderModel`] (CLIP, Radford et al. 2021, §2.4). The layers are the same blocks every
+//! [`VisionModel`] (ViT, Dosovitskiy et al. 2020, §3.1), a [`Stacks::DualEncoder`] a
+//! [`DualEncoderModel`] (CLIP, Radford et al. 2021, §2.4), and a [`Stacks::VisionLanguage`]
+//! a [`VisionLanguageModel`] (PaLM-E's prefix embeddings, Driess et al. 2023, §3; CoCa's
+//! attentional pooler and multimodal layers, Yu et al. 2022, §3.2). The layers are the same blocks every
 //! other tower is built from; what is new here is the patch input and where the names are.
 //!
 //! One rule comes from the stack, not the names: in a dual encoder the image tower's final norm
@@ -8,13 +10,17 @@
 //! image encoder it is applied to every token (ViT's `layernorm`), and a pooler head may follow.
 
 use candle_core::Tensor;
-use tcat_blocks::{Norm, PatchEmbeddings, Pooler, Stack};
+use tcat_attention::{MultiHeadAttention, QkvProjection};
+use tcat_blocks::{AttentionalPooler, Norm, PatchEmbeddings, Pooler, Stack};
 use tcat_core::{Error, Result};
-use tcat_spec::{ArchSpec, HeadSpec, InputKind, Masking, PositionIdRule, PositionSpec, ResidualSpec, TowerSpec};
+use tcat_spec::{
+    ArchSpec, HeadSpec, InputKind, Masking, PositionIdRule, PositionSpec, ResidualSpec, TowerSpec, VisionConnection,
+};
 
 use super::names::join;
 use super::{Resolver, WeightNames, not_implemented, shared_positions, weights};
 use crate::vision::{ClassPooling, DualEncoderModel, EosPooling, TextTower, VisionModel};
+use crate::{ImageConnection, VisionLanguageModel};
 
 /// Where an image tower keeps its patch input, under the tower's base prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +62,41 @@ pub struct VisionNames {
     pub dual: Option<DualNames>,
     /// The image classifier on the class token's final state, from the root (empty: none).
     pub classifier: &'static str,
+    /// The towers and the connection of a vision-language model.
+    pub language: Option<&'static VisionLanguageNames>,
+}
+
+/// A vision-language model's names, from the root: its image tower, its text decoder and the
+/// connection between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VisionLanguageNames {
+    /// The image tower (its [`WeightNames::base`] is its prefix).
+    pub vision: &'static WeightNames,
+    /// The text decoder (with its cross-attention names when it cross-attends).
+    pub decoder: &'static WeightNames,
+    /// The prefix projection from the image width to the token width, with a bias (PaLM-E).
+    pub projection: &'static str,
+    /// The attentional pooler (CoCa).
+    pub pooler: PoolerNames,
+}
+
+/// Where an attentional pooler keeps its parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolerNames {
+    /// The learned queries, `[queries, hidden]`.
+    pub queries: &'static str,
+    /// The query, key and value projections and the output projection.
+    pub q: &'static str,
+    /// See [`q`](Self::q).
+    pub k: &'static str,
+    /// See [`q`](Self::q).
+    pub v: &'static str,
+    /// See [`q`](Self::q).
+    pub out: &'static str,
+    /// The norm of the queries.
+    pub query_norm: &'static str,
+    /// The norm of the pooled image tokens.
+    pub context_norm: &'static str,
 }
 
 /// The names preset image towers use: `embed.patches`, `embed.class_token`,
@@ -74,6 +115,24 @@ pub(super) const PRESET_VISION: VisionNames = VisionNames {
         logit_scale: "logit_scale",
     }),
     classifier: "classifier",
+    language: Some(&PRESET_VISION_LANGUAGE),
+};
+
+/// A preset vision-language model: the image tower under `vision.`, the text decoder under
+/// `decoder.` (cross-attention at `layers.{i}.cross`), `image_projection` and `pooler.*`.
+const PRESET_VISION_LANGUAGE: VisionLanguageNames = VisionLanguageNames {
+    vision: &PRESET_VISION_TOWER,
+    decoder: &super::names::PRESET_DECODER,
+    projection: "image_projection",
+    pooler: PoolerNames {
+        queries: "pooler.queries",
+        q: "pooler.q",
+        k: "pooler.k",
+        v: "pooler.v",
+        out: "pooler.out",
+        query_norm: "pooler.query_norm",
+        context_norm: "pooler.context_norm",
+    },
 };
 
 const PRESET_VISION_TOWER: WeightNames = WeightNames { base: &["vision"], vision: None, ..super::names::PRESET_TOWER };
@@ -243,4 +302,70 @@ pub(super) fn build_dual(
     let visual_projection = r.linear(dual.visual_projection, vision.hidden_size, projection_dim, false)?;
     let logit_scale: Tensor = weights.tensor(dual.logit_scale, &[], weights::Init::Zeros)?;
     Ok(DualEncoderModel::new(text_tower, image_tower, text_projection, visual_projection, logit_scale))
+}
+
+/// A vision-language model (CoCa, PaLM-E): the image tower, the connection and the text
+/// decoder, the latter built as every decoder is, its layers from `unimodal_layers` on
+/// cross-attending when the connection pools.
+pub(super) fn build_vision_language(
+    spec: &ArchSpec,
+    (vision, decoder, connection): (&TowerSpec, &TowerSpec, VisionConnection),
+    names: &WeightNames,
+    weights: &dyn weights::WeightSource,
+) -> Result<VisionLanguageModel> {
+    let (patch_names, language) = match names.vision {
+        Some(super::VisionNames { patches, language: Some(language), .. }) => (patches, language),
+        _ => return Err(not_implemented("a vision-language model in a family without names for its towers")),
+    };
+    let rv = image_resolver(language.vision, patch_names, weights)?;
+    let (patches, pre_norm, stack, _) = image_layers(vision, &rv, patch_names, false)?;
+    let image = VisionModel::new(patches, pre_norm, stack, ClassPooling::None);
+    let invalid = |what: String| Error::InvalidInput(format!("{}: architecture: {what}", weights.location()));
+    let (hv, hd) = (vision.hidden_size, decoder.hidden_size);
+    let (connection, cross_from) = match connection {
+        VisionConnection::PrefixEmbeddings => {
+            if decoder.cross_attention.is_some() {
+                return Err(invalid(
+                    "a prefix-embedding decoder reads the image as input; it cannot cross-attend".into(),
+                ));
+            }
+            let r = Resolver { names: language.decoder, weights, prefix: "" };
+            let projection = r.linear(language.projection, hv, decoder.embedding_width(), true)?;
+            (ImageConnection::Prefix(projection), 0)
+        }
+        VisionConnection::AttentionalPooling { queries, unimodal_layers } => {
+            if decoder.cross_attention.is_none() {
+                return Err(invalid("pooled image tokens are read by cross-attention; the decoder has none".into()));
+            }
+            if unimodal_layers >= decoder.num_layers {
+                return Err(invalid(format!(
+                    "{unimodal_layers} unimodal layers leave none of the decoder's {} to cross-attend",
+                    decoder.num_layers
+                )));
+            }
+            if queries == 0 {
+                return Err(invalid("the attentional pooler needs at least one query".into()));
+            }
+            let r = Resolver { names: language.decoder, weights, prefix: "" };
+            let p = &language.pooler;
+            let a = &decoder.attention;
+            let qkv = QkvProjection::Separate {
+                q: r.linear(p.q, hd, a.q_width(), a.qkv_bias)?,
+                k: r.linear(p.k, hv, a.kv_width(), a.qkv_bias)?,
+                v: r.linear(p.v, hv, a.kv_width(), a.qkv_bias)?,
+            };
+            let out = r.linear(p.out, a.q_width(), hd, a.out_bias)?;
+            let attention = MultiHeadAttention::new(qkv, out, a.num_heads, a.num_kv_heads, a.head_dim)?
+                .with_scale(a.scale_for_layer(0));
+            let pooler = AttentionalPooler::new(
+                r.tensor(p.queries, &[queries, hd], weights::Init::Normal)?,
+                attention,
+                r.norm(decoder.norm, p.query_norm, hd)?,
+                r.norm(vision.norm, p.context_norm, hv)?,
+            )?;
+            (ImageConnection::Pooled(Box::new(pooler)), unimodal_layers)
+        }
+    };
+    let text = super::decoder_with_cross(spec, decoder, language.decoder, weights, cross_from)?;
+    VisionLanguageModel::new(image, connection, text)
 }

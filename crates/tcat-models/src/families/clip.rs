@@ -190,6 +190,7 @@ pub const VISION: VisionNames = VisionNames {
         logit_scale: "logit_scale",
     }),
     classifier: "",
+    language: None,
 };
 
 /// CLIP's names: the text tower under `text_model.` (this table), the image tower and the

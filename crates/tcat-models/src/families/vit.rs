@@ -108,6 +108,7 @@ pub const PATCHES: VisionNames = VisionNames {
     },
     dual: None,
     classifier: "classifier",
+    language: None,
 };
 
 /// ViT's names: `vit.` (or bare) base model, BERT-like layer names with pre-norm
