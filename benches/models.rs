@@ -33,6 +33,9 @@
 //!   beside candle-transformers' `quantized_llama` on the same file and its f32 `llama` on the
 //!   same weights dequantized and renamed to the Hugging Face layout.
 //!
+//! - `vit_b16_forward_8x224`: ViT-B/16 class logits of 8 images of 224 × 224, tcat's
+//!   `VisionModel` against `candle_transformers::models::vit::Model`.
+//!
 //! Before timing, each pair is checked to compute the same thing (see `check_*`).
 //!
 //! ```text
@@ -46,7 +49,7 @@ use anyhow::{Result, ensure};
 use candle_core::{D, DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::generation::LogitsProcessor;
-use candle_transformers::models::{bert, bigcode, llama, quantized_llama, t5};
+use candle_transformers::models::{bert, bigcode, llama, quantized_llama, t5, vit};
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group};
 use tcat::models::gguf::GgufFile;
 use tcat::models::{
@@ -74,6 +77,16 @@ const BERT_BATCH: usize = 8;
 const BERT_SEQ: usize = 128;
 
 // GPT-2 124M.
+// ViT-B/16 over a batch of 8 224-pixel images (Dosovitskiy et al. 2020, Table 1).
+const VIT_HIDDEN: usize = 768;
+const VIT_LAYERS: usize = 12;
+const VIT_HEADS: usize = 12;
+const VIT_INTERMEDIATE: usize = 3072;
+const VIT_IMAGE: usize = 224;
+const VIT_PATCH: usize = 16;
+const VIT_LABELS: usize = 1000;
+const VIT_BATCH: usize = 8;
+
 const GPT2_VOCAB: usize = 50257;
 const GPT2_POSITIONS: usize = 1024;
 const GPT2_HIDDEN: usize = 768;
@@ -904,7 +917,102 @@ fn bench_smollm2(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_bert, bench_gpt2, bench_t5, bench_smollm2);
+// ---------------------------------------------------------------------------------------------
+// ViT-B/16 forward
+// ---------------------------------------------------------------------------------------------
+
+/// ViT-B/16 (`google/vit-base-patch16-224`'s shapes) as `ViTForImageClassification` with 1000
+/// classes: both sides read this `config.json` (candle-transformers' `vit::Config` takes the
+/// shape fields; tcat the whole file).
+fn vit_config_json() -> serde_json::Value {
+    let labels: serde_json::Map<String, serde_json::Value> =
+        (0..VIT_LABELS).map(|i| (i.to_string(), serde_json::Value::from(format!("class {i}")))).collect();
+    serde_json::json!({
+        "model_type": "vit",
+        "architectures": ["ViTForImageClassification"],
+        "hidden_size": VIT_HIDDEN,
+        "num_hidden_layers": VIT_LAYERS,
+        "num_attention_heads": VIT_HEADS,
+        "intermediate_size": VIT_INTERMEDIATE,
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12,
+        "image_size": VIT_IMAGE,
+        "patch_size": VIT_PATCH,
+        "num_channels": 3,
+        "qkv_bias": true,
+        "id2label": labels,
+    })
+}
+
+/// ViT weights under Hugging Face `ViTForImageClassification` names.
+fn vit_weights(device: &Device) -> Result<HashMap<String, Tensor>> {
+    let (h, i) = (VIT_HIDDEN, VIT_INTERMEDIATE);
+    let tokens = (VIT_IMAGE / VIT_PATCH).pow(2) + 1;
+    let mut w = Weights::new(0x717, device);
+    w.normal("vit.embeddings.cls_token", &[1, 1, h], 0.0)?;
+    w.normal("vit.embeddings.position_embeddings", &[1, tokens, h], 0.0)?;
+    w.normal("vit.embeddings.patch_embeddings.projection.weight", &[h, 3, VIT_PATCH, VIT_PATCH], 0.0)?;
+    w.normal("vit.embeddings.patch_embeddings.projection.bias", &[h], 0.0)?;
+    for layer in 0..VIT_LAYERS {
+        let p = format!("vit.encoder.layer.{layer}");
+        for proj in ["attention.attention.query", "attention.attention.key", "attention.attention.value"] {
+            w.linear(&format!("{p}.{proj}"), [h, h], h)?;
+        }
+        w.linear(&format!("{p}.attention.output.dense"), [h, h], h)?;
+        w.linear(&format!("{p}.intermediate.dense"), [i, h], i)?;
+        w.linear(&format!("{p}.output.dense"), [h, i], h)?;
+        w.layer_norm(&format!("{p}.layernorm_before"), h)?;
+        w.layer_norm(&format!("{p}.layernorm_after"), h)?;
+    }
+    w.layer_norm("vit.layernorm", h)?;
+    w.linear("classifier", [VIT_LABELS, h], VIT_LABELS)?;
+    Ok(w.map)
+}
+
+/// Class logits of 8 images: tcat's `VisionModel` (hidden states, then the classifier on the
+/// class token) against `candle_transformers::models::vit::Model::forward`. tcat's final norm
+/// covers every token (what `ViTModel` returns), the peer's only the class token: 197 rows of
+/// one LayerNorm, well under 0.1% of the forward.
+fn bench_vit(c: &mut Criterion) {
+    let device = Device::Cpu;
+    let weights = timed("vit: random weights", || vit_weights(&device)).expect("ViT weights");
+    let json = vit_config_json();
+
+    let config = ConfigFile { path: "bench".into(), json: json.clone() };
+    let vb = VarBuilder::from_tensors(weights.clone(), DType::F32, &device);
+    let model = Model::from_checkpoint(&config, &Checkpoint::from_var_builder(vb, "random")).expect("tcat ViT");
+    let tcat = model.as_vision().expect("ViT is an image encoder");
+    let tcat_logits = |pixels: &Tensor| tcat.logits(&tcat.hidden_states(pixels)?);
+
+    let peer_config: vit::Config = serde_json::from_value(json).expect("candle-transformers ViT config");
+    let vb = VarBuilder::from_tensors(weights, DType::F32, &device);
+    let peer = vit::Model::new(&peer_config, VIT_LABELS, vb).expect("candle-transformers ViT");
+
+    // Deterministic pixel values in [-1, 1), as a preprocessed image holds.
+    let mut rng = Rng::new(0x91c);
+    let count = VIT_BATCH * 3 * VIT_IMAGE * VIT_IMAGE;
+    let values: Vec<f32> = (0..count).map(|_| (2.0 * rng.uniform() - 1.0) as f32).collect();
+    let pixels = Tensor::from_vec(values, (VIT_BATCH, 3, VIT_IMAGE, VIT_IMAGE), &device).expect("pixels");
+
+    // Same computation: the class logits agree.
+    let ours = tcat_logits(&pixels).expect("tcat forward");
+    let theirs = peer.forward(&pixels).expect("candle-transformers forward");
+    let diff = max_abs_diff(&ours, &theirs).expect("diff");
+    eprintln!("check vit: max |tcat - candle-transformers| over logits {:?} = {diff:.2e}", ours.dims());
+    assert!(diff < 1e-3, "ViT logits differ by {diff}");
+
+    let mut group = c.benchmark_group("vit_b16_forward_8x224");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(30));
+    group.bench_function("tcat", |b| b.iter(|| tcat_logits(&pixels).unwrap()));
+    group.bench_function("candle-transformers", |b| b.iter(|| peer.forward(&pixels).unwrap()));
+    group.finish();
+}
+
+criterion_group!(benches, bench_bert, bench_gpt2, bench_t5, bench_smollm2, bench_vit);
 fn main() {
     // SAFETY: first thing in `main`, before any thread exists. Both sides of every comparison
     // run with it.

@@ -26,6 +26,8 @@ pub enum Activation {
     Relu,
     /// `x · σ(x)` (SiLU / swish): LLaMA's gate.
     Silu,
+    /// `tanh(x)`: DeBERTa-v2's default convolution activation, BERT's pooler.
+    Tanh,
 }
 
 impl std::str::FromStr for Activation {
@@ -38,9 +40,11 @@ impl std::str::FromStr for Activation {
             "quick_gelu" => Activation::QuickGelu,
             "relu" => Activation::Relu,
             "silu" | "swish" => Activation::Silu,
+            "tanh" => Activation::Tanh,
             other => {
                 return Err(format!(
-                    "unknown activation `{other}`; expected gelu, gelu_new, gelu_pytorch_tanh, quick_gelu, relu or silu"
+                    "unknown activation `{other}`; expected gelu, gelu_new, gelu_pytorch_tanh, quick_gelu, relu, silu \
+                     or tanh"
                 ));
             }
         })
@@ -65,6 +69,7 @@ impl Activation {
             Activation::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
             Activation::Relu => x.relu(),
             Activation::Silu => x.silu(),
+            Activation::Tanh => x.tanh(),
         }
     }
 }
@@ -92,6 +97,7 @@ impl CustomOp1 for CpuActivation {
             Activation::QuickGelu => map(xs, |x| x * sigmoid(1.702 * x)),
             Activation::Silu => map(xs, |x| x * sigmoid(x)),
             Activation::Relu => map(xs, |x| x.max(0.0)),
+            Activation::Tanh => map(xs, tanh),
         };
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
@@ -115,7 +121,14 @@ mod tests {
     fn cpu_map_equals_candle_ops() {
         let xs: Vec<f32> = (0..=40_000).map(|i| -12.0 + 24.0 * i as f32 / 40_000.0).collect();
         let t = Tensor::from_vec(xs.clone(), xs.len(), &Device::Cpu).unwrap();
-        for act in [Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu, Activation::Silu, Activation::Relu] {
+        for act in [
+            Activation::Gelu,
+            Activation::GeluTanh,
+            Activation::QuickGelu,
+            Activation::Silu,
+            Activation::Relu,
+            Activation::Tanh,
+        ] {
             let fast = act.apply(&t).unwrap().to_vec1::<f32>().unwrap();
             let slow = act.apply_candle(&t).unwrap().to_vec1::<f32>().unwrap();
             for ((x, f), s) in xs.iter().zip(&fast).zip(&slow) {

@@ -27,6 +27,7 @@
 mod activation;
 mod conditioning;
 mod config;
+mod convolution;
 mod embeddings;
 mod entity_fusion;
 mod feed_forward;
@@ -43,6 +44,7 @@ pub use config::{
     EmbeddingNames, EmbeddingsConfig, FeedForwardBias, FeedForwardConfig, FeedForwardKind, FeedForwardNames,
     LayerConfig, LayerNames, NormConfig, NormKind,
 };
+pub use convolution::TokenConvolution;
 pub use embeddings::Embeddings;
 pub use entity_fusion::{EntityFusion, FusionOutput};
 pub use feed_forward::FeedForward;

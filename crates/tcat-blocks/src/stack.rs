@@ -8,7 +8,7 @@ use candle_core::{Result, Tensor};
 use tcat_attention::{AttentionMask, KvCache};
 use tcat_position::{RelativePositionBias, SegmentMemory};
 
-use crate::{CrossMemory, Norm, RouterOutput, TransformerLayer};
+use crate::{CrossMemory, Norm, RouterOutput, TokenConvolution, TransformerLayer};
 
 /// The encoder output as a decoder stack's cross-attention reads it: every cross-attending
 /// layer's keys and values, projected once ([`Stack::encoder_memory`]), and the mask over them.
@@ -63,12 +63,21 @@ pub struct Stack {
     layers: Vec<TransformerLayer>,
     final_norm: Option<Norm>,
     shared_bias: Option<RelativePositionBias>,
+    convolution: Option<TokenConvolution>,
 }
 
 impl Stack {
     /// A stack from its layers and optional final norm.
     pub fn new(layers: Vec<TransformerLayer>, final_norm: Option<Norm>) -> Self {
-        Self { layers, final_norm, shared_bias: None }
+        Self { layers, final_norm, shared_bias: None, convolution: None }
+    }
+
+    /// Adds a convolution beside the first layer (DeBERTa-v2's n-gram input encoding, see
+    /// [`TokenConvolution`]): its output becomes `conv(first input, first output)`. The
+    /// convolution reads whole sequences, so a stack with one runs without KV caches.
+    pub fn with_first_layer_convolution(mut self, convolution: TokenConvolution) -> Self {
+        self.convolution = Some(convolution);
+        self
     }
 
     /// Shares one relative position bias between every layer: T5 (Raffel et al. 2020, §2.1)
@@ -226,13 +235,19 @@ impl Stack {
         {
             candle_core::bail!("stack has {} layers but {} caches were given", self.layers.len(), caches.len());
         }
+        if self.convolution.is_some() && caches.is_some() {
+            candle_core::bail!("a stack with a token convolution reads whole sequences; it runs without KV caches");
+        }
         let mut caches = caches.map(|c| c.iter_mut());
         let mut x = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
             let cache = caches.as_mut().and_then(|c| c.next());
             let cross = memory
                 .and_then(|m| m.layers[i].as_ref().map(|(keys, values)| CrossMemory { keys, values, mask: &m.mask }));
-            let (y, router) = layer.forward_cross(&x, mask, positions, cache, cross)?;
+            let (mut y, router) = layer.forward_cross(&x, mask, positions, cache, cross)?;
+            if let (0, Some(conv)) = (i, &self.convolution) {
+                y = conv.forward(&x, &y, mask.key_padding())?;
+            }
             if let Some(routers) = routers.as_mut() {
                 routers.push(router);
             }
@@ -251,6 +266,9 @@ impl Stack {
     /// position and the current ones up to the query). With a shared relative bias, it is
     /// computed once for those lengths.
     pub fn forward_with_memory(&self, x: &Tensor, mask: &AttentionMask, memory: &mut SegmentMemory) -> Result<Tensor> {
+        if self.convolution.is_some() {
+            candle_core::bail!("a stack with a token convolution has no segment memory");
+        }
         if memory.num_layers() != self.layers.len() {
             candle_core::bail!(
                 "segment memory serves {} layers, expected one per layer of the stack ({})",
@@ -290,12 +308,16 @@ impl candle_core::Module for Stack {
         let mut x = x.clone();
         let q_len = x.dim(1)?;
         let bias = self.shared_bias.as_ref().map(|b| b.bias(q_len, q_len)).transpose()?;
-        for layer in &self.layers {
+        for (i, layer) in self.layers.iter().enumerate() {
             let mut mask = AttentionMask::from(layer.attention().causality());
             if let Some(bias) = &bias {
                 mask = mask.with_bias(bias.clone());
             }
-            x = layer.forward(&x, &mask, None, None)?;
+            let y = layer.forward(&x, &mask, None, None)?;
+            x = match (i, &self.convolution) {
+                (0, Some(conv)) => conv.forward(&x, &y, None)?,
+                _ => y,
+            };
         }
         match &self.final_norm {
             Some(norm) => norm.forward(&x),

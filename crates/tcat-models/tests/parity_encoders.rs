@@ -261,3 +261,32 @@ fn deberta_v2_separate_position_projection_matches_transformers() {
     eprintln!("deberta-v2-separate: mlm_logits max abs diff {d:.2e}");
     assert!(d <= TOL, "deberta-v2 (separate projections) mlm_logits differ by {d}");
 }
+
+/// DeBERTa-v2 with its n-gram convolution beside the first layer (`conv_kernel_size` 3, 2
+/// groups, gelu): the padded rows show the convolution's masking, and the same weights read
+/// without the convolution (its fields dropped from the config) are visibly different.
+#[test]
+fn deberta_v2_token_convolution_matches_transformers() {
+    let exp = expected("deberta-v2-conv");
+    let model = load("deberta-v2-conv", DType::F32);
+    let encoder = model.as_encoder().unwrap();
+    let hidden = check_hidden_and_rows_alone("deberta-v2-conv", encoder);
+    let d = masked_max_diff(&encoder.mlm_logits(&hidden).unwrap(), &exp["mlm_logits"], &exp["attention_mask"]);
+    eprintln!("deberta-v2-conv: mlm_logits max abs diff {d:.2e}");
+    assert!(d <= TOL, "deberta-v2 (convolution) mlm_logits differ by {d}");
+
+    let dir = std::env::temp_dir().join(format!("tcat-deberta-no-conv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = fixture("deberta-v2-conv");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    config.as_object_mut().unwrap().remove("conv_kernel_size");
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    std::fs::copy(src.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
+    let source = ModelSource::resolve(dir.to_str().unwrap()).unwrap();
+    let without = Model::load(&source, &device(), DType::F32).unwrap();
+    let h = without.as_encoder().unwrap().hidden_states(&encoder_batch(&exp, 0, None)).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let d = masked_max_diff(&h, &exp["hidden_states"], &exp["attention_mask"]);
+    assert!(d > 1e-2, "without its convolution the model still matches ({d}): the test cannot see it");
+}

@@ -23,6 +23,9 @@ pub enum ActivationKind {
     /// `x · σ(x)` (`silu`).
     #[serde(rename = "silu")]
     Silu,
+    /// `tanh(x)` (`tanh`).
+    #[serde(rename = "tanh")]
+    Tanh,
 }
 
 impl ActivationKind {
@@ -34,6 +37,7 @@ impl ActivationKind {
             ActivationKind::QuickGelu => "quick_gelu",
             ActivationKind::Relu => "relu",
             ActivationKind::Silu => "silu",
+            ActivationKind::Tanh => "tanh",
         }
     }
 }
@@ -55,9 +59,10 @@ impl std::str::FromStr for ActivationKind {
             "quick_gelu" => ActivationKind::QuickGelu,
             "relu" => ActivationKind::Relu,
             "silu" | "swish" => ActivationKind::Silu,
+            "tanh" => ActivationKind::Tanh,
             other => {
                 return Err(format!(
-                    "unknown activation `{other}`; expected gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, quick_gelu, relu, silu or swish"
+                    "unknown activation `{other}`; expected gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, quick_gelu, relu, silu, swish or tanh"
                 ));
             }
         })

@@ -46,7 +46,7 @@ pub use position::{
 };
 pub use tower::{
     EmbeddingProjection, EmbeddingScale, EmbeddingSpec, EntityFusionSpec, InputKind, LayerSharing, NormSpec,
-    ResidualSpec, SegmentEncoding, TowerSpec,
+    ResidualSpec, SegmentEncoding, TokenConvolutionSpec, TowerSpec,
 };
 
 use serde::{Deserialize, Serialize};

@@ -171,6 +171,11 @@ impl TowerSpec {
         if self.final_norm {
             count += ParamCount::dense(norm(self.norm, h));
         }
+        if let Some(conv) = self.convolution {
+            // The kernel [h, h / groups, k], its bias and the norm after the sum.
+            let kernel = (h * (h / conv.groups.max(1)) * conv.kernel) as u64;
+            count += ParamCount::dense(kernel + h as u64 + norm(self.norm, h));
+        }
         if let Some(fusion) = self.entity_fusion {
             let (e, inner) = (fusion.entity_dim, self.feed_forward.inner);
             let entity_attention = 4 * linear(e, e, true);

@@ -168,6 +168,18 @@ pub struct EntityFusionSpec {
     pub entity_heads: usize,
 }
 
+/// A convolution over the tokens beside the first layer (DeBERTa-v2's n-gram induced input
+/// encoding): `LayerNorm(first output + act(conv(first input)))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenConvolutionSpec {
+    /// Kernel width in tokens (odd).
+    pub kernel: usize,
+    /// Channel groups.
+    pub groups: usize,
+    /// Activation after the convolution.
+    pub activation: ActivationKind,
+}
+
 /// One tower: embeddings, positions, and a stack of layers of one shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TowerSpec {
@@ -198,6 +210,9 @@ pub struct TowerSpec {
     pub final_norm: bool,
     /// Weight sharing across layers.
     pub sharing: LayerSharing,
+    /// A convolution beside the first layer, if any (DeBERTa-v2).
+    #[serde(default)]
+    pub convolution: Option<TokenConvolutionSpec>,
     /// ERNIE-THU's entity fusion, if any.
     #[serde(default)]
     pub entity_fusion: Option<EntityFusionSpec>,
@@ -222,6 +237,7 @@ impl TowerSpec {
             final_norm: true,
             sharing: LayerSharing::None,
             entity_fusion: None,
+            convolution: None,
         }
     }
 

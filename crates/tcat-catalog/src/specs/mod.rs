@@ -60,6 +60,7 @@ pub(crate) fn t5_tower(
         final_norm: true,
         sharing: LayerSharing::None,
         entity_fusion: None,
+        convolution: None,
     }
 }
 

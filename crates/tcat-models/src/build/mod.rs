@@ -10,8 +10,8 @@ mod vision;
 mod weights;
 
 pub use names::{
-    CrossNames, ExpertNames, MlmNames, QkvNames, ReplacedTokenNames, Seq2seqNames, SharedExpertNames, WeightNames,
-    XlNames,
+    CrossNames, ExpertNames, MlmNames, QkvNames, ReplacedTokenNames, Seq2seqNames, SharedExpertNames,
+    TokenConvolutionNames, WeightNames, XlNames,
 };
 
 pub(crate) use sizes::available_memory;
@@ -29,7 +29,7 @@ use tcat_attention::{
 use tcat_blocks::{
     Activation, Embeddings, EntityFusion, ExpertCapacity, FeedForward, FeedForwardBlock, LmHead, LogitsPrecision,
     MlmHead, MoeFeedForward, Norm, Pooler, ReplacedTokenHead, Residual, Router, RoutingRule, Stack, TextConditioning,
-    TransformerLayer,
+    TokenConvolution, TransformerLayer,
 };
 use tcat_core::{Error, Linear, Result};
 use tcat_position::{
@@ -40,7 +40,7 @@ use tcat_spec::{
     ArchSpec, AttentionPattern, ConditioningSpec, DisentangledTerms, EmbeddingProjection, EmbeddingScale,
     EntityFusionSpec, FeedForwardKind, HeadSpec, InputKind, LayerSharing, Masking, MoeSpec, NormSpec, PositionIdRule,
     PositionSpec, QkNormSpec, ResidualSpec, RopeScalingSpec, RotaryLayoutSpec, SegmentEncoding, SinusoidalLayoutSpec,
-    Stacks, TowerSpec, XlBiases,
+    Stacks, TokenConvolutionSpec, TowerSpec, XlBiases,
 };
 
 use crate::encoder::{KnowledgeEncoder, KnowledgeLayer};
@@ -262,6 +262,7 @@ fn activation(kind: tcat_spec::ActivationKind) -> Activation {
         tcat_spec::ActivationKind::QuickGelu => Activation::QuickGelu,
         tcat_spec::ActivationKind::Relu => Activation::Relu,
         tcat_spec::ActivationKind::Silu => Activation::Silu,
+        tcat_spec::ActivationKind::Tanh => Activation::Tanh,
     }
 }
 
@@ -696,12 +697,34 @@ fn stack_from(tower: &TowerSpec, r: &Resolver, shared: &Shared, cross_from: usiz
     };
     let final_norm =
         if tower.final_norm { Some(r.norm(tower.norm, &r.base(r.names.final_norm), tower.hidden_size)?) } else { None };
-    let stack = Stack::new(layers, final_norm);
+    let mut stack = Stack::new(layers, final_norm);
+    if let Some(conv) = tower.convolution {
+        stack = stack.with_first_layer_convolution(token_convolution(tower, r, conv)?);
+    }
     Ok(match &shared.relative_bias {
         // Computed once per stack and shared by its layers (T5, LaMDA).
         Some(bias) => stack.with_relative_bias(bias.clone()),
         None => stack,
     })
+}
+
+/// DeBERTa-v2's convolution beside the first layer (see [`TokenConvolution`]).
+fn token_convolution(tower: &TowerSpec, r: &Resolver, spec: TokenConvolutionSpec) -> Result<TokenConvolution> {
+    let h = tower.hidden_size;
+    let names = r.names.convolution;
+    if spec.groups == 0 || !h.is_multiple_of(spec.groups) || spec.kernel.is_multiple_of(2) {
+        return Err(Error::InvalidInput(format!(
+            "{}: the token convolution needs an odd kernel (got {}) and groups dividing hidden_size {h} (got {})",
+            r.weights.location(),
+            spec.kernel,
+            spec.groups
+        )));
+    }
+    let kernel = r.base(&format!("{}.weight", names.kernel));
+    let weight = r.tensor(&kernel, &[h, h / spec.groups, spec.kernel], weights::Init::Normal)?;
+    let bias = r.tensor(&r.base(&format!("{}.bias", names.kernel)), &[h], weights::Init::Zeros)?;
+    let norm = r.norm(tower.norm, &r.base(names.norm), h)?;
+    Ok(TokenConvolution::new(weight, bias, spec.groups, activation(spec.activation), norm)?)
 }
 
 /// The word table (as a projection, which a tied head shares) and the absolute positions
@@ -845,6 +868,11 @@ fn decoder_with_cross(
     check_tower(tower)?;
     if tower.embeddings.segments == SegmentEncoding::Relative {
         return Err(not_implemented("relative segment encodings in a decoder (they are XLNet's encoder's)"));
+    }
+    if tower.convolution.is_some() {
+        return Err(not_implemented(
+            "a token convolution in a decoder (it reads whole sequences: DeBERTa-v2's encoder)",
+        ));
     }
     let r = Resolver::new(names, weights)?;
     let shared = shared_positions(tower, &r)?;

@@ -216,6 +216,9 @@ pub struct WeightNames {
     pub relative_embeddings: &'static str,
     /// The norm of DeBERTa's relative embeddings, under the base model.
     pub relative_norm: &'static str,
+    /// A convolution beside the first layer (DeBERTa-v2's `encoder.conv`): its kernel and
+    /// bias, and the norm after the sum.
+    pub convolution: TokenConvolutionNames,
     /// DeBERTa's own key projection of the relative embeddings when keys are not shared
     /// (content-to-position), under the layer; a bias when the checkpoint has one.
     pub relative_key: &'static str,
@@ -270,6 +273,7 @@ impl WeightNames {
         relative_bias: "relative_attention_bias",
         relative_embeddings: "",
         relative_norm: "",
+        convolution: TokenConvolutionNames { kernel: "", norm: "" },
         relative_key: "",
         relative_query: "",
         conditioning: "",
@@ -295,6 +299,15 @@ impl WeightNames {
     /// encoder-decoder's decoder has the same layout under `decoder.`.
     pub const PRESET: WeightNames =
         WeightNames { seq2seq: Some(&PRESET_SEQ2SEQ), vision: Some(&super::vision::PRESET_VISION), ..PRESET_TOWER };
+}
+
+/// Where a tower keeps its token convolution (see [`WeightNames::convolution`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenConvolutionNames {
+    /// The convolution: `{kernel}.weight` `[hidden, hidden / groups, kernel]` and `{kernel}.bias`.
+    pub kernel: &'static str,
+    /// The norm after the residual sum.
+    pub norm: &'static str,
 }
 
 /// One preset tower's names.
@@ -332,6 +345,7 @@ pub(super) const PRESET_TOWER: WeightNames = WeightNames {
     mlm: Some(MlmNames { transform: "mlm.transform", norm: "mlm.norm", decoder: "mlm.decoder", bias: &["mlm.bias"] }),
     relative_embeddings: "relative_positions",
     relative_norm: "relative_norm",
+    convolution: TokenConvolutionNames { kernel: "conv.kernel", norm: "conv.norm" },
     conditioning: "conditioning",
     ..WeightNames::EMPTY
 };

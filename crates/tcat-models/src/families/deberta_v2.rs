@@ -14,7 +14,7 @@ use tcat_core::Result;
 use tcat_spec::*;
 
 use crate::ConfigFile;
-use crate::build::{MlmNames, QkvNames, WeightNames};
+use crate::build::{MlmNames, QkvNames, TokenConvolutionNames, WeightNames};
 
 /// The fields of a DeBERTa-v2 `config.json` that shape the network.
 #[derive(Debug, Clone, Deserialize)]
@@ -111,6 +111,7 @@ pub const NAMES: WeightNames = WeightNames {
     relative_norm: "encoder.LayerNorm",
     relative_key: "attention.self.pos_key_proj",
     relative_query: "attention.self.pos_query_proj",
+    convolution: TokenConvolutionNames { kernel: "encoder.conv.conv", norm: "encoder.conv.LayerNorm" },
     ..crate::bert::NAMES
 };
 
@@ -192,9 +193,31 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
             cfg.hidden_size
         )));
     }
-    if config.json.get("conv_kernel_size").and_then(serde_json::Value::as_u64).is_some_and(|k| k > 0) {
-        return Err(config.error("`conv_kernel_size` > 0 (DeBERTa-v2's convolution layer) is not built yet"));
-    }
+    // v2's n-gram convolution beside the first layer (`conv_kernel_size` > 0); v1's encoder has
+    // none and transformers ignores the fields there.
+    let convolution = match config.json.get("conv_kernel_size") {
+        Some(k) if !v1 => {
+            let kernel = k.as_u64().ok_or_else(|| config.error("`conv_kernel_size` must be a whole number"))? as usize;
+            let groups = match config.json.get("conv_groups") {
+                None => 1,
+                Some(g) => g.as_u64().ok_or_else(|| config.error("`conv_groups` must be a whole number"))? as usize,
+            };
+            let act = config.json.get("conv_act").and_then(serde_json::Value::as_str).unwrap_or("tanh");
+            if kernel > 0 && (kernel.is_multiple_of(2) || groups == 0 || !cfg.hidden_size.is_multiple_of(groups)) {
+                return Err(config.error(format!(
+                    "`conv_kernel_size` {kernel} must be odd (transformers pads (k - 1) / 2 on each side) and \
+                     `conv_groups` {groups} must divide `hidden_size` {}",
+                    cfg.hidden_size
+                )));
+            }
+            (kernel > 0).then_some(TokenConvolutionSpec {
+                kernel,
+                groups,
+                activation: config.activation("conv_act", act)?,
+            })
+        }
+        _ => None,
+    };
     config.refuse("attention_head_size", "heads other than hidden_size / num_attention_heads are not built")?;
     let norm_rel = if v1 { "none".to_string() } else { cfg.norm_rel_ebd.to_lowercase() };
     let normalised = norm_rel.split('|').any(|t| t.trim() == "layer_norm");
@@ -217,6 +240,7 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
         config.activation("hidden_act", &cfg.hidden_act)?,
     ));
     tower.embeddings.token_types = cfg.type_vocab_size;
+    tower.convolution = convolution;
     let absolute = PositionSpec::Learned { ids: PositionIdRule::Sequential { offset: 0 } };
     let terms = if cfg.relative_attention { terms(config, cfg.pos_att_type.as_ref())? } else { None };
     tower = match terms {
