@@ -345,6 +345,8 @@ impl GgufFile {
                 masking: Masking::Causal,
                 schedule: vec![],
                 qk_norm: None,
+                logit_softcap: None,
+                local_rotary: None,
             })
             .with_feed_forward(FeedForwardSpec::gated(inner, ActivationKind::Silu));
         let mut tower = tower;
