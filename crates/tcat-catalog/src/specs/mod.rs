@@ -4,6 +4,7 @@
 //! Hugging Face `transformers` when weights are public. Where a paper leaves a choice open (head
 //! tying, biases, norm kind), the doc says which reading the spec takes.
 
+pub(crate) mod beyond;
 pub(crate) mod decoders;
 pub(crate) mod encoders;
 pub(crate) mod multimodal;
