@@ -45,7 +45,8 @@ const BLOCK_ROWS: usize = 4;
 /// `k` and `v` are `[batch, kv_heads, kv_len, head_dim]` with `heads` a multiple of `kv_heads`
 /// (grouped-query heads read their shared key/value head; nothing is repeated), `mask` gives the
 /// causality (bottom-right aligned causal, sliding window), key padding and additive biases
-/// (added after scaling). Returns `[batch, heads, q_len, head_dim]` in the dtype of `q`.
+/// (added after scaling), and a [soft-cap](AttentionMask::with_logit_softcap) of the scaled
+/// scores (applied before the biases). Returns `[batch, heads, q_len, head_dim]` in the dtype of `q`.
 ///
 /// A query that sees no key at all (all its keys padded, or a causal query placed before the
 /// first key) gets the uniform average of all `kv_len` values, exactly what
@@ -121,6 +122,7 @@ pub fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask,
         kv_len,
         head_dim,
         scale: scale as f32,
+        softcap: mask.logit_softcap().map(|cap| cap as f32),
     };
     let out = run(&problem, &plan, batch);
     Tensor::from_vec(out, (batch, heads, q_len, head_dim), q.device())?.to_dtype(dtype)
@@ -163,6 +165,8 @@ struct Problem<'a> {
     kv_len: usize,
     head_dim: usize,
     scale: f32,
+    /// The soft-cap `c` of the scaled scores, `c · tanh(s / c)`, if any.
+    softcap: Option<f32>,
 }
 
 /// One unit of parallel work: rows `rows` of the `[group · q_len]` queries of key/value head
@@ -336,6 +340,11 @@ fn tile<const FMA: bool>(p: &Problem, plan: &VisibilityPlan, task: Task, sc: &mu
                 continue;
             }
             let (i, h) = (sc.query[r], sc.head[r]);
+            if let Some(cap) = p.softcap {
+                for x in &mut s[..n_cols] {
+                    *x = cap * (*x / cap).tanh();
+                }
+            }
             if let Some(bias) = &p.bias {
                 let base = bias.start + task.batch * bias.stride[0] + h * bias.stride[1] + i * bias.stride[2];
                 for (c, x) in s[..n_cols].iter_mut().enumerate() {

@@ -68,6 +68,7 @@ pub struct AttentionMask {
     token_types: Option<Tensor>,
     explicit: Option<Tensor>,
     biases: Vec<Tensor>,
+    softcap: Option<f64>,
 }
 
 impl Causality {
@@ -209,6 +210,35 @@ impl AttentionMask {
     pub fn with_bias(mut self, bias: Tensor) -> Self {
         self.biases.push(bias);
         self
+    }
+
+    /// Soft-caps the scaled scores, `cap · tanh(s / cap)`, before the biases are added and the
+    /// mask applies (Gemma 2's `attn_logit_softcapping`; Gemma Team 2024, "Gemma 2: Improving
+    /// Open Language Models at a Practical Size", §2). Both kernels and the
+    /// [`reference`](crate::reference) honour it.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use tcat_attention::{fused_attention, reference, scaled_dot_product_attention, AttentionMask};
+    /// let dev = Device::Cpu;
+    /// let q = Tensor::randn(0f32, 3., (1, 2, 5, 4), &dev).unwrap();
+    /// let k = Tensor::randn(0f32, 3., (1, 2, 5, 4), &dev).unwrap();
+    /// let v = Tensor::randn(0f32, 1., (1, 2, 5, 4), &dev).unwrap();
+    /// let mask = AttentionMask::causal().with_logit_softcap(2.0);
+    /// let want = reference::attention(&q, &k, &v, &mask, 0.5).unwrap();
+    /// for got in [fused_attention(&q, &k, &v, &mask, 0.5), scaled_dot_product_attention(&q, &k, &v, &mask, 0.5)] {
+    ///     let d = (got.unwrap() - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    ///     assert!(d < 1e-5);
+    /// }
+    /// ```
+    pub fn with_logit_softcap(mut self, cap: f64) -> Self {
+        self.softcap = Some(cap);
+        self
+    }
+
+    /// The score soft-cap, if any (see [`with_logit_softcap`](Self::with_logit_softcap)).
+    pub fn logit_softcap(&self) -> Option<f64> {
+        self.softcap
     }
 
     /// The causality of this mask.

@@ -192,6 +192,7 @@ pub struct MultiHeadAttention {
     kernel: AttentionKernel,
     causality: Causality,
     qk_norm: Option<QkNorm>,
+    softcap: Option<f64>,
 }
 
 impl MultiHeadAttention {
@@ -254,6 +255,7 @@ impl MultiHeadAttention {
             causality: Causality::Bidirectional,
             kernel: AttentionKernel::default(),
             qk_norm: None,
+            softcap: None,
         })
     }
 
@@ -278,6 +280,19 @@ impl MultiHeadAttention {
     /// The query/key norm, if any.
     pub fn qk_norm(&self) -> Option<&QkNorm> {
         self.qk_norm.as_ref()
+    }
+
+    /// Soft-caps this module's scaled scores, `cap · tanh(s / cap)` before masking, whatever
+    /// mask the caller passes (Gemma 2's `attn_logit_softcapping`; see
+    /// [`AttentionMask::with_logit_softcap`]).
+    pub fn with_logit_softcap(mut self, cap: f64) -> Self {
+        self.softcap = Some(cap);
+        self
+    }
+
+    /// The score soft-cap, if any.
+    pub fn logit_softcap(&self) -> Option<f64> {
+        self.softcap
     }
 
     /// Replaces the score scale (T5 uses 1, some models fold it into the weights).
@@ -640,7 +655,10 @@ impl MultiHeadAttention {
     /// `q` `[batch, heads, q_len, head_dim]`, `k`/`v` `[batch, kv_heads, kv_len, head_dim]`,
     /// result `[batch, q_len, hidden]`.
     pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask) -> Result<Tensor> {
-        let y = self.kernel.attention(q, k, v, mask, self.scale)?;
+        let y = match self.softcap {
+            Some(cap) => self.kernel.attention(q, k, v, &mask.clone().with_logit_softcap(cap), self.scale)?,
+            None => self.kernel.attention(q, k, v, mask, self.scale)?,
+        };
         let (b, h, s, d) = y.dims4()?;
         let y = y.transpose(1, 2)?.reshape((b, s, h * d))?;
         self.out.forward(&y)

@@ -2,8 +2,9 @@
 //! scores taken, which bounds the attention logits (Dehghani et al. 2023, "Scaling Vision
 //! Transformers to 22 Billion Parameters", §3.1; Henry et al. 2020, "Query-Key Normalization for
 //! Transformers"). OLMoE normalises each whole projection (all heads together); Qwen3
-//! normalises every head on its own with one shared gain. (Gemma 3's `1 + w` gains and OLMo 2's
-//! gain applied before the cast are other numerics, not covered here.)
+//! normalises every head on its own with one shared gain; Gemma 3 does the same with gains
+//! `1 + w` applied in f32 before the cast ([`QkNorm::plus_one`]). (OLMo 2's gain applied before
+//! the cast without the offset is not covered here.)
 
 use candle_core::{D, DType, Result, Tensor};
 
@@ -36,6 +37,7 @@ pub struct QkNorm {
     key: Tensor,
     eps: f64,
     scope: QkNormScope,
+    plus_one: bool,
 }
 
 impl QkNorm {
@@ -49,7 +51,25 @@ impl QkNorm {
                 key.dims()
             );
         }
-        Ok(Self { query, key, eps, scope })
+        Ok(Self { query, key, eps, scope, plus_one: false })
+    }
+
+    /// Gemma 3's convention: the stored gains are offsets `w` and the norm multiplies by
+    /// `1 + w`, in f32, before casting back (`Gemma3RMSNorm`; Gemma 3 technical report 2025).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use tcat_attention::{QkNorm, QkNormScope};
+    /// let dev = Device::Cpu;
+    /// let zeros = Tensor::zeros(2, DType::F32, &dev).unwrap();
+    /// let norm = QkNorm::new(zeros.clone(), zeros, 0., QkNormScope::Head).unwrap().plus_one();
+    /// let q = Tensor::new(&[[[[3f32, 4.]]]], &dev).unwrap();
+    /// let y = norm.queries(&q).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    /// assert!((y[0] - 3. / 12.5f32.sqrt()).abs() < 1e-6); // zero offsets: unit gains
+    /// ```
+    pub fn plus_one(mut self) -> Self {
+        self.plus_one = true;
+        self
     }
 
     /// Number of query gains.
@@ -70,12 +90,16 @@ impl QkNorm {
     /// Normalised queries: `x` is `[batch, seq, heads × head_dim]` for
     /// [`QkNormScope::Projection`], `[batch, heads, seq, head_dim]` for [`QkNormScope::Head`].
     pub fn queries(&self, x: &Tensor) -> Result<Tensor> {
-        rms(x, &self.query, self.eps)
+        self.norm(x, &self.query)
+    }
+
+    fn norm(&self, x: &Tensor, gain: &Tensor) -> Result<Tensor> {
+        if self.plus_one { rms_plus_one(x, gain, self.eps) } else { rms(x, gain, self.eps) }
     }
 
     /// Normalised keys, laid out as for [`queries`](Self::queries).
     pub fn keys(&self, x: &Tensor) -> Result<Tensor> {
-        rms(x, &self.key, self.eps)
+        self.norm(x, &self.key)
     }
 }
 
@@ -89,4 +113,17 @@ pub(crate) fn rms(x: &Tensor, gain: &Tensor, eps: f64) -> Result<Tensor> {
     let x32 = x.to_dtype(DType::F32)?;
     let inv = (x32.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
     x32.broadcast_mul(&inv)?.to_dtype(dtype)?.broadcast_mul(&gain.to_dtype(dtype)?)
+}
+
+/// `x / √(mean(x²) + ε) · (1 + w)` over the last dimension, all in f32, then cast back.
+fn rms_plus_one(x: &Tensor, offsets: &Tensor, eps: f64) -> Result<Tensor> {
+    let width = x.dim(D::Minus1)?;
+    if offsets.dim(0)? != width {
+        candle_core::bail!("query/key norm has {} gains for {width} features", offsets.dim(0)?);
+    }
+    let dtype = x.dtype();
+    let x32 = x.to_dtype(DType::F32)?;
+    let inv = (x32.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
+    let gain = (offsets.to_dtype(DType::F32)? + 1.0)?;
+    x32.broadcast_mul(&inv)?.broadcast_mul(&gain)?.to_dtype(dtype)
 }

@@ -67,8 +67,12 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask, scale
                         dot += qv[((b * heads + h) * q_len + i) * head_dim + d]
                             * kvv[((b * kv_heads + kvh) * kv_len + j) * head_dim + d];
                     }
-                    *score = dot * scale
-                        + bias.as_ref().map_or(0.0, |bias| bias[((b * heads + h) * q_len + i) * kv_len + j]);
+                    let scaled = match mask.logit_softcap() {
+                        Some(cap) => cap * (dot * scale / cap).tanh(),
+                        None => dot * scale,
+                    };
+                    *score =
+                        scaled + bias.as_ref().map_or(0.0, |bias| bias[((b * heads + h) * q_len + i) * kv_len + j]);
                 }
                 let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let weights: Vec<f64> = if max == f64::NEG_INFINITY {

@@ -6,7 +6,8 @@ use crate::AttentionShape;
 use crate::mask::{AttentionMask, masked_fill_value};
 
 /// Scaled dot-product attention, `softmax(Q Kᵀ · scale + bias, masked) V`
-/// (Vaswani et al. 2017, eq. 1).
+/// (Vaswani et al. 2017, eq. 1); with a [soft-cap](AttentionMask::with_logit_softcap) `c`, the
+/// scaled scores become `c · tanh(Q Kᵀ · scale / c)` before the biases.
 ///
 /// Shapes: `q` is `[batch, heads, q_len, head_dim]`; `k` and `v` are
 /// `[batch, kv_heads, kv_len, head_dim]` with `heads` a multiple of `kv_heads`. Grouped-query
@@ -41,6 +42,9 @@ pub fn scaled_dot_product_attention(
         _ => scores,
     };
     let mut scores = (scores * scale)?.reshape((batch, heads, q_len, kv_len))?;
+    if let Some(cap) = mask.logit_softcap() {
+        scores = ((scores / cap)?.tanh()? * cap)?;
+    }
     for bias in mask.biases() {
         scores = scores.broadcast_add(&bias.to_dtype(scores.dtype())?)?;
     }

@@ -55,6 +55,9 @@ fn random_mask(rng: &mut StdRng, c: &Case, dev: &Device) -> AttentionMask {
         let shape = bias_shapes[rng.random_range(0..bias_shapes.len())].clone();
         mask = mask.with_bias(Tensor::randn(0f32, 1., shape, dev).unwrap());
     }
+    if rng.random_bool(0.3) {
+        mask = mask.with_logit_softcap(rng.random_range(0.5..5.0));
+    }
     mask
 }
 
@@ -199,4 +202,36 @@ fn bad_shapes_are_errors_not_panics() {
     assert!(err.contains("expected [batch=1, kv_len=4]"), "{err}");
     let bias = Tensor::zeros((2, 3, 4, 4), DType::F32, &dev).unwrap();
     assert!(fused_attention(&q, &k, &k, &AttentionMask::none().with_bias(bias), 1.).is_err());
+}
+
+/// Gemma 2's score soft-cap, binding hard (scores up to ~±40 capped at 2), through both kernels
+/// against the f64 reference loop, over several tiles, a sliding window, padding and a bias.
+#[test]
+fn softcapped_scores_match_the_reference() {
+    let dev = Device::Cpu;
+    let (b, h, kvh, n, d) = (2, 4, 2, 150, 16);
+    let q = Tensor::randn(0f32, 2., (b, h, n, d), &dev).unwrap();
+    let k = Tensor::randn(0f32, 2., (b, kvh, n, d), &dev).unwrap();
+    let v = Tensor::randn(0f32, 1., (b, kvh, n, d), &dev).unwrap();
+    let keep = Tensor::from_vec((0..b * n).map(|i| u32::from(i % n >= 3 * (i / n))).collect::<Vec<_>>(), (b, n), &dev)
+        .unwrap();
+    let bias = Tensor::randn(0f32, 1., (1, h, n, n), &dev).unwrap();
+    for mask in [
+        AttentionMask::causal(),
+        AttentionMask::causal().with_sliding_window(40).with_key_padding(keep),
+        AttentionMask::none().with_bias(bias),
+    ] {
+        for cap in [2.0, 50.0] {
+            let mask = mask.clone().with_logit_softcap(cap);
+            let want = reference::attention(&q, &k, &v, &mask, 0.25).unwrap();
+            let fused = fused_attention(&q, &k, &v, &mask, 0.25).unwrap();
+            let plain = scaled_dot_product_attention(&q, &k, &v, &mask, 0.25).unwrap();
+            let (df, dp) = (max_diff(&fused, &want), max_diff(&plain, &want));
+            assert!(df < 1e-5 && dp < 1e-5, "cap {cap}: fused {df}, materialised {dp}");
+            let uncapped = reference::attention(&q, &k, &v, &AttentionMask::causal(), 0.25).unwrap();
+            if cap == 2.0 {
+                assert!(max_diff(&uncapped, &want) > 1e-2, "the cap should bind");
+            }
+        }
+    }
 }

@@ -267,6 +267,11 @@ fn norm_reference(norm: &Norm, x: &[f64]) -> Result<Vec<f64>> {
             let g = to_vec(weight)?;
             Ok(x.iter().enumerate().map(|(i, v)| v / (ms + eps).sqrt() * g[i]).collect())
         }
+        Norm::RmsNormPlusOne { weight, eps, .. } => {
+            let ms = x.iter().map(|v| v * v).sum::<f64>() / n;
+            let g = to_vec(weight)?;
+            Ok(x.iter().enumerate().map(|(i, v)| v / (ms + eps).sqrt() * (1.0 + g[i])).collect())
+        }
     }
 }
 

@@ -11,17 +11,18 @@ use crate::{Activation, Norm};
 pub struct LmHead {
     projection: Linear,
     input_scale: Option<f64>,
+    logit_softcap: Option<f64>,
 }
 
 impl LmHead {
     /// A head whose weight is the `[vocab, hidden]` word-embedding table (no bias).
     pub fn tied(word_table: &Tensor) -> Self {
-        Self { projection: Linear::new(word_table.clone(), None), input_scale: None }
+        Self { projection: Linear::new(word_table.clone(), None), input_scale: None, logit_softcap: None }
     }
 
     /// A head with its own projection.
     pub fn new(projection: Linear) -> Self {
-        Self { projection, input_scale: None }
+        Self { projection, input_scale: None, logit_softcap: None }
     }
 
     /// Multiplies the hidden states by `scale` before the projection: T5 rescales by
@@ -41,11 +42,33 @@ impl LmHead {
         self
     }
 
+    /// Soft-caps the logits: `cap · tanh(logits / cap)`, so they stay within `(-cap, cap)`
+    /// (Gemma 2's `final_logit_softcapping`; Gemma Team 2024, "Gemma 2: Improving Open Language
+    /// Models at a Practical Size", §2). Computed in the logits' dtype, as transformers does.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use tcat_blocks::LmHead;
+    /// let table = Tensor::new(&[[1f32, 0.], [0., 1.]], &Device::Cpu).unwrap();
+    /// let head = LmHead::tied(&table).with_logit_softcap(3.0);
+    /// let logits = head.forward(&Tensor::new(&[[30f32, 0.3]], &Device::Cpu).unwrap()).unwrap();
+    /// let l = logits.to_vec2::<f32>().unwrap();
+    /// assert!((l[0][0] - 3. * 10f32.tanh()).abs() < 1e-6 && (l[0][1] - 3. * 0.1f32.tanh()).abs() < 1e-6);
+    /// ```
+    pub fn with_logit_softcap(mut self, cap: f64) -> Self {
+        self.logit_softcap = Some(cap);
+        self
+    }
+
     /// Logits `[.., vocab]` of `hidden` `[.., hidden]`.
     pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
-        match self.input_scale {
-            Some(scale) => self.projection.forward(&(hidden * scale)?),
-            None => self.projection.forward(hidden),
+        let logits = match self.input_scale {
+            Some(scale) => self.projection.forward(&(hidden * scale)?)?,
+            None => self.projection.forward(hidden)?,
+        };
+        match self.logit_softcap {
+            Some(cap) => (logits / cap)?.tanh()? * cap,
+            None => Ok(logits),
         }
     }
 }

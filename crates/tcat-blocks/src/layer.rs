@@ -79,6 +79,12 @@ pub enum Residual {
     /// `x = x + attn(norm₁(x)) + ffn(norm₂(x))`, both branches from the same input (GPT-J,
     /// GPT-NeoX, PaLM); GPT-J passes the same norm twice.
     Parallel,
+    /// `x = x + norm₂(f(norm₁(x)))` around each branch: the sandwich norm of CogView (Ding et
+    /// al. 2021, §2.4) as Gemma 2 and 3 place it (Gemma Team 2024, "Gemma 2: Improving Open
+    /// Language Models at a Practical Size", §2: "we use RMSNorm to normalize the input and
+    /// output of each transformer sub-layer"). Built with [`TransformerLayer::sandwich`], which
+    /// takes the two output norms.
+    Sandwich,
 }
 
 /// Self-attention, optional cross-attention, then feed-forward, with residuals placed by
@@ -91,6 +97,8 @@ pub struct TransformerLayer {
     feed_forward: FeedForwardBlock,
     feed_forward_norm: Norm,
     residual: Residual,
+    /// The output norms of the attention and feed-forward branches ([`Residual::Sandwich`]).
+    output_norms: Option<(Norm, Norm)>,
 }
 
 /// What a cross-attending layer reads of the encoder's output: its keys and values, projected
@@ -117,7 +125,54 @@ impl TransformerLayer {
         feed_forward_norm: Norm,
         residual: Residual,
     ) -> Self {
-        Self { attention, attention_norm, cross: None, feed_forward: feed_forward.into(), feed_forward_norm, residual }
+        Self {
+            attention,
+            attention_norm,
+            cross: None,
+            feed_forward: feed_forward.into(),
+            feed_forward_norm,
+            residual,
+            output_norms: None,
+        }
+    }
+
+    /// A [`Residual::Sandwich`] layer: each branch's input and output normalised,
+    /// `h = x + attention_out_norm(attn(attention_norm(x)))`, then
+    /// `h + feed_forward_out_norm(ffn(feed_forward_norm(h)))` (Gemma 2 and 3).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use tcat_attention::{AttentionMask, MultiHeadAttention, QkvProjection};
+    /// use tcat_blocks::{Activation, FeedForward, Norm, TransformerLayer};
+    /// use tcat_core::Linear;
+    /// let dev = Device::Cpu;
+    /// let lin = |o, i| Linear::new(Tensor::randn(0f32, 0.3, (o, i), &dev).unwrap(), None);
+    /// let qkv = QkvProjection::Separate { q: lin(8, 8), k: lin(8, 8), v: lin(8, 8) };
+    /// let attention = MultiHeadAttention::new(qkv, lin(8, 8), 2, 2, 4).unwrap();
+    /// let ffn = FeedForward::gated(lin(16, 8), lin(16, 8), lin(8, 16), Activation::GeluTanh);
+    /// let norm = || Norm::rms_norm_plus_one(Tensor::zeros(8, DType::F32, &dev).unwrap(), 1e-6).unwrap();
+    /// let layer = TransformerLayer::sandwich(attention, norm(), norm(), ffn, norm(), norm());
+    /// let x = Tensor::randn(0f32, 1., (1, 3, 8), &dev).unwrap();
+    /// let y = layer.forward(&x, &AttentionMask::causal(), None, None).unwrap();
+    /// assert_eq!(y.dims(), &[1, 3, 8]);
+    /// ```
+    pub fn sandwich(
+        attention: MultiHeadAttention,
+        attention_norm: Norm,
+        attention_out_norm: Norm,
+        feed_forward: impl Into<FeedForwardBlock>,
+        feed_forward_norm: Norm,
+        feed_forward_out_norm: Norm,
+    ) -> Self {
+        Self {
+            output_norms: Some((attention_out_norm, feed_forward_out_norm)),
+            ..Self::new(attention, attention_norm, feed_forward, feed_forward_norm, Residual::Sandwich)
+        }
+    }
+
+    /// The branch output norms of a [`Residual::Sandwich`] layer (attention, feed-forward).
+    pub fn output_norms(&self) -> Option<(&Norm, &Norm)> {
+        self.output_norms.as_ref().map(|(a, f)| (a, f))
     }
 
     /// Adds a cross-attention branch between self-attention and feed-forward (the decoder
@@ -126,8 +181,8 @@ impl TransformerLayer {
     /// defined place for it and is refused). Its queries come from the layer, its keys and
     /// values from [`project_memory`](Self::project_memory) of the encoder output.
     pub fn with_cross_attention(mut self, attention: MultiHeadAttention, norm: Norm) -> Result<Self> {
-        if self.residual == Residual::Parallel {
-            candle_core::bail!("a parallel-residual layer cannot take a cross-attention branch");
+        if matches!(self.residual, Residual::Parallel | Residual::Sandwich) {
+            candle_core::bail!("a {:?}-residual layer cannot take a cross-attention branch", self.residual);
         }
         self.cross = Some((attention, norm));
         Ok(self)
@@ -223,7 +278,9 @@ impl TransformerLayer {
     /// the attention norm as `x` does.
     pub fn forward_with_memory(&self, x: &Tensor, memory: Option<&Tensor>, mask: &AttentionMask) -> Result<Tensor> {
         let memory = match (self.residual, memory) {
-            (Residual::PreNorm | Residual::Parallel, Some(m)) => Some(self.attention_norm.forward(m)?),
+            (Residual::PreNorm | Residual::Parallel | Residual::Sandwich, Some(m)) => {
+                Some(self.attention_norm.forward(m)?)
+            }
             (_, m) => m.cloned(),
         };
         Ok(self.residual_branches(x, |h| self.attention.forward_with_memory(h, memory.as_ref(), mask), None)?.0)
@@ -262,6 +319,16 @@ impl TransformerLayer {
                 let a = attend(&self.attention_norm.forward(x)?)?;
                 let (f, router) = ffn(&self.feed_forward_norm.forward(x)?)?;
                 Ok((((x + a)? + f)?, router))
+            }
+            Residual::Sandwich => {
+                let Some((attention_out, feed_forward_out)) = &self.output_norms else {
+                    candle_core::bail!(
+                        "a sandwich-norm layer needs its branch output norms (build it with TransformerLayer::sandwich)"
+                    );
+                };
+                let h = (x + attention_out.forward(&attend(&self.attention_norm.forward(x)?)?)?)?;
+                let (f, router) = ffn(&self.feed_forward_norm.forward(&h)?)?;
+                Ok(((&h + feed_forward_out.forward(&f)?)?, router))
             }
         }
     }

@@ -1,4 +1,6 @@
-//! Normalisation layers: LayerNorm (Ba et al. 2016) and RMSNorm (Zhang & Sennrich 2019).
+//! Normalisation layers: LayerNorm (Ba et al. 2016) and RMSNorm (Zhang & Sennrich 2019),
+//! including Gemma's RMSNorm with a `1 + w` gain computed in f32 (Gemma Team 2024, "Gemma 2:
+//! Improving Open Language Models at a Practical Size"; Gemma 3 technical report 2025).
 
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -38,6 +40,16 @@ pub enum Norm {
         /// ε.
         eps: f64,
     },
+    /// Gemma's RMSNorm: `x / √(mean(x²) + ε) · (1 + w)`, the whole formula in f32 (input and
+    /// gain), the result cast back to the input's dtype (see [`Norm::rms_norm_plus_one`]).
+    RmsNormPlusOne {
+        /// The stored offsets `w`, `[dim]`, kept as loaded.
+        weight: Tensor,
+        /// `1 + w` in f32, `[dim]`.
+        gain: Tensor,
+        /// ε.
+        eps: f64,
+    },
 }
 
 impl Norm {
@@ -49,6 +61,24 @@ impl Norm {
     /// An RMSNorm from its gain.
     pub fn rms_norm(weight: Tensor, eps: f64) -> Self {
         Norm::RmsNorm { weight, eps }
+    }
+
+    /// Gemma's RMSNorm from its stored offsets `weight` (`w`; the gain is `1 + w`, so zeros are
+    /// the identity gain). As transformers' `GemmaRMSNorm` / `Gemma2RMSNorm` / `Gemma3RMSNorm`
+    /// compute it, the input is normalised in f32 and multiplied by `1 + w` in f32 before the
+    /// cast back, so a half-precision model rounds once, at the end.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// let dev = Device::Cpu;
+    /// let norm = tcat_blocks::Norm::rms_norm_plus_one(Tensor::new(&[0f32, 1.], &dev).unwrap(), 0.).unwrap();
+    /// let y = norm.forward(&Tensor::new(&[[3f32, 4.]], &dev).unwrap()).unwrap().to_vec2::<f32>().unwrap();
+    /// let rms = 12.5f32.sqrt();
+    /// assert!((y[0][0] - 3. / rms).abs() < 1e-6 && (y[0][1] - 2. * 4. / rms).abs() < 1e-6);
+    /// ```
+    pub fn rms_norm_plus_one(weight: Tensor, eps: f64) -> Result<Self> {
+        let gain = (weight.to_dtype(DType::F32)? + 1.0)?;
+        Ok(Norm::RmsNormPlusOne { weight, gain, eps })
     }
 
     /// Loads a LayerNorm's `weight` and `bias` under `vb` (falling back to the `gamma` / `beta`
@@ -73,6 +103,10 @@ impl Norm {
         match self {
             Norm::LayerNorm { weight, bias, eps } => candle_nn::ops::layer_norm(&x, weight, bias, *eps as f32),
             Norm::RmsNorm { weight, eps } => candle_nn::ops::rms_norm(&x, weight, *eps as f32),
+            Norm::RmsNormPlusOne { gain, eps, .. } => {
+                let dtype = x.dtype();
+                candle_nn::ops::rms_norm(&x.to_dtype(DType::F32)?, gain, *eps as f32)?.to_dtype(dtype)
+            }
         }
     }
 
@@ -93,6 +127,11 @@ impl Norm {
             Norm::RmsNorm { weight, eps } => {
                 let ms = (x.sqr()?.sum_keepdim(candle_core::D::Minus1)? / dim)?;
                 x.broadcast_div(&(ms + *eps)?.sqrt()?)?.broadcast_mul(&weight.to_dtype(DType::F32)?)?
+            }
+            Norm::RmsNormPlusOne { weight, eps, .. } => {
+                let ms = (x.sqr()?.sum_keepdim(candle_core::D::Minus1)? / dim)?;
+                let gain = (weight.to_dtype(DType::F32)? + 1.0)?;
+                x.broadcast_div(&(ms + *eps)?.sqrt()?)?.broadcast_mul(&gain)?
             }
         };
         y.to_dtype(dtype)
@@ -137,6 +176,37 @@ mod tests {
                 let d = max_diff(&norm.forward(&x).unwrap(), &norm.forward_reference(&x).unwrap());
                 assert!(d < 1e-4, "{norm:?} dim {dim}: {d}");
             }
+        }
+    }
+
+    /// Gemma's `(1 + w)` RMSNorm against the formula in f64, element by element, and its
+    /// half-precision path against the f32 one (one rounding at the end).
+    #[test]
+    fn plus_one_rms_norm_matches_an_f64_loop() {
+        let dev = Device::Cpu;
+        for dim in [1usize, 5, 64, 300] {
+            let x = (Tensor::randn(0f32, 2., (3, dim), &dev).unwrap() + 0.5).unwrap();
+            let w = Tensor::randn(0f32, 0.5, dim, &dev).unwrap();
+            let eps = 1e-6;
+            let norm = Norm::rms_norm_plus_one(w.clone(), eps).unwrap();
+            let got: Vec<Vec<f32>> = norm.forward(&x).unwrap().to_vec2().unwrap();
+            let (xs, ws): (Vec<Vec<f32>>, Vec<f32>) = (x.to_vec2().unwrap(), w.to_vec1().unwrap());
+            for (row, got) in xs.iter().zip(&got) {
+                let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / dim as f64;
+                for ((&v, &g), &w) in row.iter().zip(got).zip(&ws) {
+                    let want = v as f64 / (ms + eps).sqrt() * (1.0 + w as f64);
+                    assert!((g as f64 - want).abs() < 1e-5 * want.abs().max(1.0), "dim {dim}: {g} vs {want}");
+                }
+            }
+            let d = max_diff(&norm.forward(&x).unwrap(), &norm.forward_reference(&x).unwrap());
+            assert!(d < 1e-5, "dim {dim}: fused vs reference {d}");
+            let half = norm.forward(&x.to_dtype(DType::BF16).unwrap()).unwrap();
+            assert_eq!(half.dtype(), DType::BF16);
+            let d = max_diff(
+                &half.to_dtype(DType::F32).unwrap(),
+                &norm.forward(&x.to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap()).unwrap(),
+            );
+            assert!(d < 0.05, "dim {dim}: bf16 vs f32 {d}");
         }
     }
 

@@ -3,7 +3,7 @@
 
 use tcat_spec::ModelKind::{Decoder, Encoder, Multimodal, Seq2seq, Vision};
 
-use crate::specs::{decoders as dec, encoders as enc, multimodal as mm, seq2seq as s2s};
+use crate::specs::{beyond, decoders as dec, encoders as enc, multimodal as mm, seq2seq as s2s};
 use crate::{Entry, Level, Paper};
 
 const fn paper(title: &'static str, authors: &'static str, year: u16, arxiv: Option<&'static str>) -> Paper {
@@ -206,6 +206,17 @@ const PALME: Paper = paper("PaLM-E: An Embodied Multimodal Language Model", "Dri
 const PALI: Paper =
     paper("PaLI: A Jointly-Scaled Multilingual Language-Image Model", "Chen et al.", 2022, Some("2209.06794"));
 
+const QWEN2: Paper = paper("Qwen2 Technical Report", "Qwen Team (Yang et al.)", 2024, Some("2407.10671"));
+const QWEN3: Paper = paper("Qwen3 Technical Report", "Qwen Team (Yang et al.)", 2025, Some("2505.09388"));
+const OLMOE: Paper =
+    paper("OLMoE: Open Mixture-of-Experts Language Models", "Muennighoff et al.", 2024, Some("2409.02060"));
+const GEMMA2: Paper = paper(
+    "Gemma 2: Improving Open Language Models at a Practical Size",
+    "Gemma Team (Riviere et al.)",
+    2024,
+    Some("2408.00118"),
+);
+const GEMMA3: Paper = paper("Gemma 3 Technical Report", "Gemma Team (Kamath et al.)", 2025, Some("2503.19786"));
 const NO_WEIGHTS: &str = "Architecture and sizes published; no public weights.";
 
 pub(crate) static ENTRIES: &[Entry] = &[
@@ -225,6 +236,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (base, large; cased and uncased) on the Hugging Face Hub.",
         spec: Some(enc::bert_base),
+        beyond_catalog: false,
     },
     Entry {
         name: "roberta",
@@ -241,6 +253,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (base, large) on the Hugging Face Hub.",
         spec: Some(enc::roberta_base),
+        beyond_catalog: false,
     },
     Entry {
         name: "xlm",
@@ -258,6 +271,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (xlm-mlm-*, xlm-clm-*, xlm-mlm-tlm-*) on the Hugging Face Hub.",
         spec: Some(enc::xlm_100),
+        beyond_catalog: false,
     },
     Entry {
         name: "xlm-roberta",
@@ -273,6 +287,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (base, large) on the Hugging Face Hub.",
         spec: Some(enc::xlm_roberta_large),
+        beyond_catalog: false,
     },
     Entry {
         name: "ernie-thu",
@@ -290,6 +305,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Architecture and sizes published; weights in the authors' own format (not Hugging Face).",
         spec: Some(enc::ernie_thu),
+        beyond_catalog: false,
     },
     Entry {
         name: "albert",
@@ -305,6 +321,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (base, large, xlarge, xxlarge; v1 and v2) on the Hugging Face Hub.",
         spec: Some(enc::albert_base),
+        beyond_catalog: false,
     },
     Entry {
         name: "distilbert",
@@ -321,6 +338,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights on the Hugging Face Hub.",
         spec: Some(enc::distilbert),
+        beyond_catalog: false,
     },
     Entry {
         name: "labse",
@@ -336,6 +354,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: Some("bert"),
         published: "Weights on the Hugging Face Hub (setu4993/LaBSE, sentence-transformers/LaBSE).",
         spec: Some(enc::labse),
+        beyond_catalog: false,
     },
     Entry {
         name: "electra",
@@ -352,6 +371,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (small, base, large; generators and discriminators) on the Hugging Face Hub.",
         spec: Some(enc::electra_base),
+        beyond_catalog: false,
     },
     Entry {
         name: "deberta",
@@ -371,6 +391,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         published: "Weights (v1 base/large/xlarge, v2 xlarge/xxlarge, v3 xsmall to large) on the Hugging Face \
                     Hub.",
         spec: Some(enc::deberta_v3_base),
+        beyond_catalog: false,
     },
     Entry {
         name: "minilm",
@@ -388,6 +409,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         published: "Weights on the Hugging Face Hub (microsoft/MiniLM-*, sentence-transformers/all-MiniLM-*); \
                     real weights are available offline for tests.",
         spec: Some(enc::minilm_l12_h384),
+        beyond_catalog: false,
     },
     // Decoders and encoder-decoders.
     Entry {
@@ -406,6 +428,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         published: "The paper's models are not released; Marian MT models (same architecture) are on the \
                     Hugging Face Hub.",
         spec: Some(s2s::transformer_big),
+        beyond_catalog: false,
     },
     Entry {
         name: "gpt",
@@ -420,6 +443,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights on the Hugging Face Hub (openai-community/openai-gpt).",
         spec: Some(dec::gpt),
+        beyond_catalog: false,
     },
     Entry {
         name: "gpt-2",
@@ -435,6 +459,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (124M to 1.5B) on the Hugging Face Hub.",
         spec: Some(dec::gpt2_small),
+        beyond_catalog: false,
     },
     Entry {
         name: "transformer-xl",
@@ -453,6 +478,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         published: "Weights existed as `transfo-xl-wt103`; Hugging Face transformers removed the model, so \
                     tcat builds it as a preset.",
         spec: Some(dec::transformer_xl_enwik8),
+        beyond_catalog: false,
     },
     Entry {
         name: "xlnet",
@@ -469,6 +495,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (base, large) on the Hugging Face Hub.",
         spec: Some(enc::xlnet_large),
+        beyond_catalog: false,
     },
     Entry {
         name: "t5",
@@ -485,6 +512,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (small to 11B, v1.0 and v1.1) on the Hugging Face Hub.",
         spec: Some(s2s::t5_base),
+        beyond_catalog: false,
     },
     Entry {
         name: "bart",
@@ -500,6 +528,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (base, large) on the Hugging Face Hub.",
         spec: Some(s2s::bart_base),
+        beyond_catalog: false,
     },
     Entry {
         name: "mbart",
@@ -515,6 +544,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (cc25, 50-language) on the Hugging Face Hub.",
         spec: Some(s2s::mbart_large_cc25),
+        beyond_catalog: false,
     },
     Entry {
         name: "ctrl",
@@ -530,6 +560,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights on the Hugging Face Hub (Salesforce/ctrl).",
         spec: Some(dec::ctrl),
+        beyond_catalog: false,
     },
     Entry {
         name: "sparse-transformer",
@@ -547,6 +578,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Architecture and sizes published; attention kernels released; no model weights.",
         spec: Some(dec::sparse_transformer_enwik8),
+        beyond_catalog: false,
     },
     Entry {
         name: "gpt-3",
@@ -563,6 +595,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: NO_WEIGHTS,
         spec: Some(dec::gpt3_175b),
+        beyond_catalog: false,
     },
     Entry {
         name: "mt5",
@@ -578,6 +611,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (small to xxl) on the Hugging Face Hub.",
         spec: Some(s2s::mt5_base),
+        beyond_catalog: false,
     },
     Entry {
         name: "gpt-neo",
@@ -593,6 +627,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (125M, 1.3B, 2.7B) on the Hugging Face Hub.",
         spec: Some(dec::gpt_neo_1_3b),
+        beyond_catalog: false,
     },
     Entry {
         name: "gpt-j",
@@ -608,6 +643,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights on the Hugging Face Hub (EleutherAI/gpt-j-6b).",
         spec: Some(dec::gptj_6b),
+        beyond_catalog: false,
     },
     Entry {
         name: "switch-transformer",
@@ -624,6 +660,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (base-8 to base-256, large-128, c-2048) on the Hugging Face Hub.",
         spec: Some(s2s::switch_base_8),
+        beyond_catalog: false,
     },
     Entry {
         name: "glam",
@@ -640,6 +677,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: NO_WEIGHTS,
         spec: Some(dec::glam_64b_64e),
+        beyond_catalog: false,
     },
     Entry {
         name: "lamda",
@@ -655,6 +693,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: NO_WEIGHTS,
         spec: Some(dec::lamda_137b),
+        beyond_catalog: false,
     },
     Entry {
         name: "gpt-neox",
@@ -670,6 +709,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights on the Hugging Face Hub (EleutherAI/gpt-neox-20b).",
         spec: Some(dec::gpt_neox_20b),
+        beyond_catalog: false,
     },
     Entry {
         name: "pythia",
@@ -685,6 +725,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: Some("gpt-neox"),
         published: "Weights (all sizes, 154 checkpoints each) on the Hugging Face Hub.",
         spec: Some(dec::pythia_12b),
+        beyond_catalog: false,
     },
     Entry {
         name: "dolly-2",
@@ -700,6 +741,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: Some("gpt-neox"),
         published: "Weights on the Hugging Face Hub (databricks/dolly-v2-*).",
         spec: Some(dec::pythia_12b),
+        beyond_catalog: false,
     },
     Entry {
         name: "bloom",
@@ -715,6 +757,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (560M to 176B) on the Hugging Face Hub.",
         spec: Some(dec::bloom_176b),
+        beyond_catalog: false,
     },
     Entry {
         name: "palm",
@@ -731,6 +774,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: NO_WEIGHTS,
         spec: Some(dec::palm_540b),
+        beyond_catalog: false,
     },
     Entry {
         name: "opt",
@@ -746,6 +790,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (125M to 66B) on the Hugging Face Hub; 175B on request.",
         spec: Some(dec::opt_175b),
+        beyond_catalog: false,
     },
     Entry {
         name: "gopher",
@@ -761,6 +806,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: NO_WEIGHTS,
         spec: Some(dec::gopher_280b),
+        beyond_catalog: false,
     },
     Entry {
         name: "chinchilla",
@@ -776,6 +822,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: NO_WEIGHTS,
         spec: Some(dec::chinchilla_70b),
+        beyond_catalog: false,
     },
     Entry {
         name: "santacoder",
@@ -791,6 +838,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights on the Hugging Face Hub (bigcode/gpt_bigcode-santacoder).",
         spec: Some(dec::santacoder),
+        beyond_catalog: false,
     },
     Entry {
         name: "starcoder",
@@ -806,6 +854,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights on the Hugging Face Hub (bigcode/starcoder, gated).",
         spec: Some(dec::starcoder),
+        beyond_catalog: false,
     },
     Entry {
         name: "llama",
@@ -821,6 +870,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights on the Hugging Face Hub (LLaMA 1 on request; Llama 2 and 3 gated).",
         spec: Some(dec::llama_7b),
+        beyond_catalog: false,
     },
     Entry {
         name: "alpaca",
@@ -836,6 +886,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: Some("llama"),
         published: "Released as a weight diff against LLaMA-7B; data and recipe public.",
         spec: Some(dec::llama_7b),
+        beyond_catalog: false,
     },
     Entry {
         name: "koala",
@@ -850,6 +901,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: Some("llama"),
         published: "Released as a weight diff against LLaMA-13B.",
         spec: Some(dec::llama_13b),
+        beyond_catalog: false,
     },
     Entry {
         name: "mixtral",
@@ -867,6 +919,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (8x7B, 8x22B) on the Hugging Face Hub.",
         spec: Some(dec::mixtral_8x7b),
+        beyond_catalog: false,
     },
     // Instruction-tuned, RLHF and closed models.
     Entry {
@@ -887,6 +940,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         published: "Method, data sizes and model sizes (1.3B, 6B, 175B) published; no weights; ChatGPT's and \
                     GPT-3.5's sizes and details are not published.",
         spec: None,
+        beyond_catalog: false,
     },
     Entry {
         name: "flan-t5",
@@ -902,6 +956,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: Some("t5"),
         published: "Weights (small to xxl) on the Hugging Face Hub.",
         spec: Some(s2s::flan_t5_base),
+        beyond_catalog: false,
     },
     Entry {
         name: "sparrow",
@@ -917,6 +972,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: Some("chinchilla"),
         published: "Method and rules published; no weights.",
         spec: None,
+        beyond_catalog: false,
     },
     Entry {
         name: "gpt-4",
@@ -934,6 +990,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
                     predictable-scaling results. Not published: architecture, model size, hardware, training \
                     compute, dataset construction, training method details (the report declines them, §2).",
         spec: None,
+        beyond_catalog: false,
     },
     // Multimodal.
     Entry {
@@ -950,6 +1007,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights on the Hugging Face Hub (google/vit-*).",
         spec: Some(mm::vit_b16),
+        beyond_catalog: false,
     },
     Entry {
         name: "clip",
@@ -966,6 +1024,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (ViT-B/32, B/16, L/14) on the Hugging Face Hub.",
         spec: Some(mm::clip_b32),
+        beyond_catalog: false,
     },
     Entry {
         name: "dall-e",
@@ -982,6 +1041,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Architecture and sizes published; the dVAE is released, the Transformer is not.",
         spec: Some(dec::dalle_12b),
+        beyond_catalog: false,
     },
     Entry {
         name: "glide",
@@ -998,6 +1058,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Architecture published; only a small filtered model (300M) is released.",
         spec: Some(s2s::glide_text_encoder),
+        beyond_catalog: false,
     },
     Entry {
         name: "latent-diffusion",
@@ -1015,6 +1076,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         published: "Weights and code published (CompVis); no Hugging Face transformers model_type for the text \
                     encoder.",
         spec: Some(s2s::ldm_text_encoder),
+        beyond_catalog: false,
     },
     Entry {
         name: "imagen",
@@ -1031,6 +1093,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Architecture published; no weights for the diffusion models (the T5-XXL encoder is public).",
         spec: Some(s2s::imagen_text_encoder),
+        beyond_catalog: false,
     },
     Entry {
         name: "coca",
@@ -1048,6 +1111,7 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: NO_WEIGHTS,
         spec: Some(mm::coca_base),
+        beyond_catalog: false,
     },
     Entry {
         name: "palm-e",
@@ -1064,5 +1128,93 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: NO_WEIGHTS,
         spec: Some(mm::palm_e_12b),
+        beyond_catalog: false,
+    },
+    // Beyond the catalog: checkpoint families tcat loads that CATALOG.md does not list.
+    Entry {
+        name: "qwen2",
+        aliases: &["qwen2-7b", "qwen1-5-moe", "qwen2-moe"],
+        year: 2024,
+        org: "Alibaba (Qwen)",
+        traits: "LLaMA-style decoder with biases on the query, key and value projections, grouped-query \
+                 attention and sliding windows in the layers its config names; Qwen1.5-MoE / Qwen2-MoE add \
+                 routed experts and a sigmoid-gated shared expert. Spec: Qwen2-7B.",
+        level: Level::Ckpt,
+        kind: Decoder,
+        model_types: &["qwen2", "qwen2_moe"],
+        papers: &[QWEN2],
+        runs_as: None,
+        published: "Weights (0.5B to 72B, 57B-A14B MoE) on the Hugging Face Hub.",
+        spec: Some(beyond::qwen2_7b),
+        beyond_catalog: true,
+    },
+    Entry {
+        name: "qwen3",
+        aliases: &["qwen3-8b", "qwen3-moe"],
+        year: 2025,
+        org: "Alibaba (Qwen)",
+        traits: "Qwen2 without the q/k/v biases, each head's queries and keys RMS-normalised before rotary, \
+                 head width set by head_dim; Qwen3-MoE routes to the top 8 of 128 experts. Spec: Qwen3-8B.",
+        level: Level::Ckpt,
+        kind: Decoder,
+        model_types: &["qwen3", "qwen3_moe"],
+        papers: &[QWEN3],
+        runs_as: None,
+        published: "Weights (0.6B to 235B-A22B) on the Hugging Face Hub.",
+        spec: Some(beyond::qwen3_8b),
+        beyond_catalog: true,
+    },
+    Entry {
+        name: "olmoe",
+        aliases: &["olmoe-1b-7b"],
+        year: 2024,
+        org: "Allen AI",
+        traits: "Fully open mixture of experts: 64 SwiGLU experts per layer, top-8 routing without \
+                 renormalisation, queries and keys RMS-normalised over their whole projections. Spec: \
+                 OLMoE-1B-7B.",
+        level: Level::Ckpt,
+        kind: Decoder,
+        model_types: &["olmoe"],
+        papers: &[OLMOE],
+        runs_as: None,
+        published: "Weights, data and code on the Hugging Face Hub.",
+        spec: Some(beyond::olmoe_1b_7b),
+        beyond_catalog: true,
+    },
+    Entry {
+        name: "gemma-2",
+        aliases: &["gemma2", "gemma-2-2b"],
+        year: 2024,
+        org: "Google DeepMind",
+        traits: "Sandwich RMSNorms (1 + w gains, in f32) around attention and feed-forward, GeGLU, embeddings \
+                 scaled by sqrt(hidden), scores scaled by query_pre_attn_scalar^-1/2 and soft-capped \
+                 (cap * tanh(s / cap), 50), logits soft-capped (30), local (4096) and global layers \
+                 alternating, tied head. Spec: Gemma 2 2B.",
+        level: Level::Ckpt,
+        kind: Decoder,
+        model_types: &["gemma2"],
+        papers: &[GEMMA2],
+        runs_as: None,
+        published: "Weights (2B, 9B, 27B) on the Hugging Face Hub and Kaggle.",
+        spec: Some(beyond::gemma2_2b),
+        beyond_catalog: true,
+    },
+    Entry {
+        name: "gemma-3",
+        aliases: &["gemma3", "gemma-3-1b", "gemma3-text"],
+        year: 2025,
+        org: "Google DeepMind",
+        traits: "Gemma 2's blocks with per-head query/key norms instead of soft-capping, five local layers \
+                 (window 512 in 1B, 1024 above; RoPE base 10k) per global one (RoPE base 1M, linearly scaled \
+                 by 8 from 4B up). tcat runs the text decoder (Gemma3ForCausalLM); the 4B-27B models' SigLIP \
+                 image encoder is not built. Spec: Gemma 3 1B (text only).",
+        level: Level::Ckpt,
+        kind: Decoder,
+        model_types: &["gemma3_text"],
+        papers: &[GEMMA3],
+        runs_as: None,
+        published: "Weights (270M, 1B, 4B, 12B, 27B) on the Hugging Face Hub and Kaggle.",
+        spec: Some(beyond::gemma3_1b),
+        beyond_catalog: true,
     },
 ];

@@ -126,6 +126,14 @@ pub struct Entry {
     /// The architecture at a published size; every checkpoint and preset row has one.
     #[serde(skip)]
     pub spec: Option<fn() -> tcat_spec::ArchSpec>,
+    /// Whether the entry is beyond `CATALOG.md`: a family tcat loads that the catalog does not
+    /// list (Qwen2, Qwen3, OLMoE, Gemma 2, Gemma 3), kept after the catalog's rows.
+    ///
+    /// ```
+    /// assert!(tcat_catalog::find("gemma-2").unwrap().beyond_catalog);
+    /// assert!(!tcat_catalog::find("llama").unwrap().beyond_catalog);
+    /// ```
+    pub beyond_catalog: bool,
 }
 
 impl Entry {

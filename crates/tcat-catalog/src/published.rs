@@ -114,6 +114,26 @@ pub fn expected_params(name: &str) -> Option<Published> {
             "Driess et al. 2023, §6 (PaLM-E-12B = PaLM-8B + ViT-4B): PaLM-8B 8.63B (Chowdhery et al. \
              2022, Table 1) + ViT-e 3.9B (Chen et al. 2022, PaLI, Table 1)",
         ),
+        // Beyond the catalog.
+        "qwen2" => p(
+            7_620_000_000,
+            "Qwen/Qwen2-7B on the Hugging Face Hub: 7.62B parameters (the report's Table 1 gives 7.07B, \
+             counting the untied output projection's 545M table once)",
+        ),
+        "qwen3" => p(8_200_000_000, "Qwen/Qwen3-8B model card: 8.2B parameters (6.95B non-embedding)"),
+        "olmoe" => Published {
+            active: Some(1_300_000_000),
+            ..p(6_900_000_000, "Muennighoff et al. 2024, Table 1: OLMoE-1B-7B 6.9B total, 1.3B active")
+        },
+        "gemma-2" => p(
+            590_118_912 + 2_024_517_888,
+            "Gemma Team 2024, Table 2: Gemma 2 2B 590,118,912 embedding + 2,024,517,888 non-embedding \
+             parameters (the embedding figure is for a 256,128-row table; the released vocabulary has 256,000)",
+        ),
+        "gemma-3" => p(
+            302_000_000 + 698_000_000,
+            "Gemma Team 2025, Table 1: Gemma 3 1B 302M embedding + 698M non-embedding parameters",
+        ),
         _ => return None,
     })
 }

@@ -33,7 +33,8 @@ const LONGEST_SCHEDULE: usize = 8;
 ///   patterns in order of first appearance; ALBERT-style sharing keeps its groups (at most the
 ///   layers); CoCa's unimodal layers become half the decoder;
 /// - FFN inner width 4 × 32 = 128, plain or gated as before, same activation and biases; experts
-///   become 4 (or top-k if more) of width 128 with the same routing and placement;
+///   become 4 of width 128 (or top-k + 1 when that is more, 512 / (k + 1) wide) with the same
+///   routing and placement;
 /// - vocabulary 256, positions 128 (patch towers: 32-pixel images in 8-pixel patches, 16 patches
 ///   and a class token); factorised embeddings 16 wide; at most 4 languages;
 /// - windows scale with the context (GPT-3's 256 of 2048 → 16 of 128); strided patterns get stride
@@ -221,8 +222,10 @@ fn shrink_tower(t: &mut TowerSpec) {
     ff.inner = 4 * HIDDEN;
     let mut period = t.attention.schedule.len().max(1);
     if let Some(moe) = &mut ff.experts {
-        moe.num_experts = moe.active_experts().max(4);
-        moe.expert_inner = 4 * HIDDEN;
+        // Four experts of 128, or top-k + 1 narrower ones so routing still chooses (OLMoE's
+        // top-8: 9 of 56).
+        moe.num_experts = (moe.active_experts() + 1).max(4).min(moe.num_experts);
+        moe.expert_inner = (4 * HIDDEN * 4 / moe.num_experts) / 2 * 2;
         if let Some(shared) = &mut moe.shared_expert {
             shared.inner = 4 * HIDDEN;
         }

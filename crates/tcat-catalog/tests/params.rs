@@ -216,6 +216,55 @@ fn every_preset_has_a_published_count() {
     }
 }
 
+// Beyond the catalog: the checkpoint families tcat loads that CATALOG.md does not list.
+
+#[test]
+fn qwen2_7b() {
+    // Qwen/Qwen2-7B: 7.62B parameters (untied head).
+    check("qwen2", 7_620_000_000, None, 0.03);
+}
+
+#[test]
+fn qwen3_8b() {
+    // Qwen/Qwen3-8B model card: 8.2B parameters.
+    check("qwen3", 8_200_000_000, None, 0.03);
+}
+
+#[test]
+fn olmoe_1b_7b() {
+    // Muennighoff et al. 2024, Table 1: 6.9B total, 1.3B active.
+    check("olmoe", 6_900_000_000, Some(1_300_000_000), 0.03);
+}
+
+#[test]
+fn gemma2_2b() {
+    // Gemma Team 2024, Table 2: 590,118,912 embedding + 2,024,517,888 non-embedding parameters.
+    check("gemma-2", 2_614_636_800, None, 0.001);
+    let count = spec("gemma-2").param_count().total;
+    assert_eq!(count - 256_000 * 2304, 2_024_517_888, "the non-embedding count is exact");
+}
+
+#[test]
+fn gemma3_1b() {
+    // Gemma Team 2025, Table 1: 302M embedding + 698M non-embedding parameters.
+    check("gemma-3", 1_000_000_000, None, 0.01);
+    let non_embedding = spec("gemma-3").param_count().total - 262_144 * 1152;
+    assert!((non_embedding as f64 / 698e6 - 1.0).abs() < 0.001, "{non_embedding}");
+}
+
+#[test]
+fn beyond_the_catalog_is_marked_and_last() {
+    let beyond: Vec<&str> = entries().iter().filter(|e| e.beyond_catalog).map(|e| e.name).collect();
+    assert_eq!(beyond, ["qwen2", "qwen3", "olmoe", "gemma-2", "gemma-3"]);
+    let first = entries().iter().position(|e| e.beyond_catalog).unwrap();
+    assert!(entries()[first..].iter().all(|e| e.beyond_catalog), "beyond-catalog entries come last");
+    for row in CATALOG_ROWS {
+        for name in row.split([',', '/']).map(str::trim) {
+            assert!(!find(name).unwrap().beyond_catalog, "`{name}` is a catalog row");
+        }
+    }
+}
+
 // The catalog's integrity.
 
 /// The model names of CATALOG.md, row by row as written there.

@@ -50,12 +50,13 @@ pub fn run(command: CatalogCommand) -> Result<()> {
                 } else {
                     writeln!(
                         out,
-                        "{:<22} {:<7} {:<10} {:>10}  {}",
+                        "{:<22} {:<7} {:<10} {:>10}  {}{}",
                         entry.name,
                         level(entry.level),
                         row["kind"].as_str().unwrap_or("-"),
                         row["params"].as_u64().map_or("-".into(), human),
-                        row["status"].as_str().unwrap_or("")
+                        row["status"].as_str().unwrap_or(""),
+                        if entry.beyond_catalog { "  (beyond the catalog)" } else { "" }
                     )?;
                 }
             }
@@ -97,7 +98,7 @@ fn level(level: Level) -> &'static str {
 fn human(n: u64) -> String {
     match n {
         n if n >= 1_000_000_000_000 => format!("{:.2}T", n as f64 / 1e12),
-        n if n >= 1_000_000_000 => format!("{:.1}B", n as f64 / 1e9),
+        n if n >= 999_500_000 => format!("{:.1}B", n as f64 / 1e9),
         n if n >= 1_000_000 => format!("{:.0}M", n as f64 / 1e6),
         n => format!("{n}"),
     }
@@ -119,6 +120,7 @@ fn summary(entry: &Entry) -> Value {
         "params": params.map(|p| p.total),
         "active_params": params.map(|p| p.active),
         "status": status(entry),
+        "beyond_catalog": entry.beyond_catalog,
     })
 }
 
@@ -188,7 +190,18 @@ pub fn markdown_table() -> Result<String> {
          | name | year | org | level | kind | model types | params (active) | status |\n\
          |---|---|---|---|---|---|---|---|\n",
     );
+    let header = "| name | year | org | level | kind | model types | params (active) | status |\n\
+                  |---|---|---|---|---|---|---|---|\n";
+    let mut beyond = false;
     for entry in tcat_catalog::entries() {
+        if entry.beyond_catalog && !beyond {
+            beyond = true;
+            md.push_str(
+                "\n## Beyond the catalog\n\nCheckpoint families tcat loads that `CATALOG.md` does not list, \
+                 each with its spec at a published size.\n\n",
+            );
+            md.push_str(header);
+        }
         let row = summary(entry);
         let params = match (row["params"].as_u64(), row["active_params"].as_u64()) {
             (Some(t), Some(a)) if a != t => format!("{} ({})", human(t), human(a)),

@@ -238,6 +238,9 @@ fn forward_and_generate_work_for_every_decoder_family() {
         "ctrl",
         "qwen2",
         "mixtral",
+        "gemma",
+        "gemma2",
+        "gemma3",
     ];
     for name in families {
         let exp = expected(name);

@@ -21,6 +21,9 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "deberta-v2",
     "distilbert",
     "electra",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
     "gpt2",
     "gpt_bigcode",
     "gpt_neo",
@@ -87,7 +90,8 @@ impl Model {
     /// dequantizing everything to `dtype` otherwise.
     pub fn load_gguf(source: &ModelSource, device: &Device, dtype: Option<DType>) -> Result<Self> {
         let file = GgufFile::open(&source.weights[0])?;
-        Ok(Model::Decoder(file.load_llama(device, dtype)?.with_default_position_limit("llama.context_length")))
+        let context_key = format!("{}.context_length", file.architecture()?);
+        Ok(Model::Decoder(file.load(device, dtype)?.with_default_position_limit(&context_key)))
     }
 
     /// A preset: the architecture `spec` with seeded random weights (normal, standard deviation

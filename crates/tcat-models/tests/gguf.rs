@@ -124,3 +124,145 @@ fn gguf_quantized_path_generates_like_the_dense_one() {
     assert_eq!(got[0], want);
     std::fs::remove_file(path).ok();
 }
+
+/// A Gemma fixture (`gemma2` or `gemma3`) written as llama.cpp's converter writes such a
+/// checkpoint: its tensor names, norm gains with Gemma's `1 + w` added, rows as in the
+/// checkpoint (no rotary permutation), the lm head tied (no `output.weight`). `scale` writes
+/// `{arch}.attention.scale` (the fixtures' `query_pre_attn_scalar` 16 is not their key width
+/// 12, and llama.cpp's converter does not store it).
+fn write_gemma_gguf(fixture_name: &str, path: &std::path::Path, scale: bool) {
+    let hf = candle_core::safetensors::load(fixture(fixture_name).join("model.safetensors"), &Device::Cpu).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture(fixture_name).join("config.json")).unwrap()).unwrap();
+    let gemma3 = config["model_type"] == "gemma3_text";
+    let arch = if gemma3 { "gemma3" } else { "gemma2" };
+    let layers = config["num_hidden_layers"].as_u64().unwrap() as usize;
+    let plus_one = |t: &Tensor| (t + 1.0).unwrap();
+    let mut tensors: Vec<(String, Tensor)> = vec![
+        ("token_embd.weight".into(), hf["model.embed_tokens.weight"].clone()),
+        ("output_norm.weight".into(), plus_one(&hf["model.norm.weight"])),
+    ];
+    let mut names = vec![
+        ("attn_norm", "input_layernorm"),
+        ("post_attention_norm", "post_attention_layernorm"),
+        ("ffn_norm", "pre_feedforward_layernorm"),
+        ("post_ffw_norm", "post_feedforward_layernorm"),
+        ("attn_q", "self_attn.q_proj"),
+        ("attn_k", "self_attn.k_proj"),
+        ("attn_v", "self_attn.v_proj"),
+        ("attn_output", "self_attn.o_proj"),
+        ("ffn_gate", "mlp.gate_proj"),
+        ("ffn_up", "mlp.up_proj"),
+        ("ffn_down", "mlp.down_proj"),
+    ];
+    if gemma3 {
+        names.extend([("attn_q_norm", "self_attn.q_norm"), ("attn_k_norm", "self_attn.k_norm")]);
+    }
+    for i in 0..layers {
+        for (gguf, hf_name) in &names {
+            let t = &hf[&format!("model.layers.{i}.{hf_name}.weight")];
+            let t = if gguf.ends_with("norm") { plus_one(t) } else { t.clone() };
+            tensors.push((format!("blk.{i}.{gguf}.weight"), t));
+        }
+    }
+    let q: Vec<(String, QTensor)> =
+        tensors.iter().map(|(n, t)| (n.clone(), QTensor::quantize(t, GgmlDType::F32).unwrap())).collect();
+    use gguf_file::Value;
+    let u = |k: &str| Value::U32(config[k].as_u64().unwrap() as u32);
+    let f = |k: &str| Value::F32(config[k].as_f64().unwrap() as f32);
+    let mut metadata: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(arch.into())),
+        (format!("{arch}.context_length"), u("max_position_embeddings")),
+        (format!("{arch}.embedding_length"), u("hidden_size")),
+        (format!("{arch}.block_count"), u("num_hidden_layers")),
+        (format!("{arch}.feed_forward_length"), u("intermediate_size")),
+        (format!("{arch}.attention.head_count"), u("num_attention_heads")),
+        (format!("{arch}.attention.head_count_kv"), u("num_key_value_heads")),
+        (format!("{arch}.attention.layer_norm_rms_epsilon"), f("rms_norm_eps")),
+        (format!("{arch}.attention.key_length"), u("head_dim")),
+        (format!("{arch}.attention.value_length"), u("head_dim")),
+        (format!("{arch}.attention.sliding_window"), u("sliding_window")),
+        ("tokenizer.ggml.eos_token_id".into(), Value::U32(0)),
+    ];
+    if gemma3 {
+        let rope = &config["rope_parameters"];
+        let global = &rope["full_attention"];
+        metadata.extend([
+            (format!("{arch}.rope.freq_base"), Value::F32(global["rope_theta"].as_f64().unwrap() as f32)),
+            (format!("{arch}.rope.scaling.type"), Value::String("linear".into())),
+            (format!("{arch}.rope.scaling.factor"), Value::F32(global["factor"].as_f64().unwrap() as f32)),
+            (
+                format!("{arch}.rope.freq_base_swa"),
+                Value::F32(rope["sliding_attention"]["rope_theta"].as_f64().unwrap() as f32),
+            ),
+            (format!("{arch}.attention.sliding_window_pattern"), u("sliding_window_pattern")),
+        ]);
+    } else {
+        metadata.extend([
+            (format!("{arch}.attn_logit_softcapping"), f("attn_logit_softcapping")),
+            (format!("{arch}.final_logit_softcapping"), f("final_logit_softcapping")),
+        ]);
+    }
+    if scale {
+        let scalar = config["query_pre_attn_scalar"].as_f64().unwrap();
+        metadata.push((format!("{arch}.attention.scale"), Value::F32(scalar.powf(-0.5) as f32)));
+    }
+    let metadata_refs: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = q.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut file = std::fs::File::create(path).unwrap();
+    gguf_file::write(&mut file, &metadata_refs, &tensor_refs).unwrap();
+}
+
+/// The GGUF twins of the Gemma 2 and Gemma 3 fixtures: the same spec as their `config.json`
+/// (norms aside: the stored gains already hold the `1 + w`), the same logits within 1e-4 of
+/// transformers', and the same greedy tokens, kept quantized (F32 blocks) or dequantized.
+#[test]
+fn gemma_gguf_twins_give_transformers_logits_and_next_tokens() {
+    for name in ["gemma2", "gemma3"] {
+        let path = std::env::temp_dir().join(format!("tcat-{name}-{}.gguf", std::process::id()));
+        write_gemma_gguf(name, &path, true);
+        let exp = expected(name);
+        let mask = &exp["attention_mask"];
+        let model = GgufFile::open(&path).unwrap().load(&device(), Some(DType::F32)).unwrap();
+        let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, 0, &device()).unwrap();
+        let d = masked_max_diff(&model.logits(&batch).unwrap(), &exp["logits"], mask);
+        eprintln!("{name} GGUF: logits max abs diff {d:.2e}");
+        assert!(d <= 1e-4, "{name} GGUF logits differ by {d}");
+        let prompt: Vec<u32> = exp["prompt_ids"].to_vec1::<i64>().unwrap().iter().map(|&i| i as u32).collect();
+        let want: Vec<u32> = exp["greedy_ids"].to_vec1::<i64>().unwrap().iter().map(|&i| i as u32).collect();
+        let config = GenerationConfig {
+            max_new_tokens: want.len() - prompt.len(),
+            stop_tokens: Some(vec![]),
+            ..Default::default()
+        };
+        let quantized = GgufFile::open(&path).unwrap().load(&device(), None).unwrap();
+        for m in [&model, &quantized] {
+            assert_eq!(generate(m, std::slice::from_ref(&prompt), &config, |_, _| {}).unwrap()[0], want, "{name}");
+        }
+        // The family's spec, but for the stored (already offset) norm gains.
+        let mut from_config = {
+            let config = tcat_models::ConfigFile::read(&fixture(name).join("config.json")).unwrap();
+            tcat_models::spec_of(&config).unwrap()
+        };
+        if let tcat_spec::Stacks::Decoder { tower } = &mut from_config.stacks {
+            tower.norm = tcat_spec::NormSpec::RmsNorm { eps: 1e-6 };
+        }
+        let from_gguf = GgufFile::open(&path).unwrap().spec().unwrap();
+        assert_eq!(from_gguf.stacks, from_config.stacks, "{name}");
+        assert_eq!(from_gguf.heads, from_config.heads, "{name}");
+        std::fs::remove_file(&path).ok();
+    }
+}
+
+/// Without `{arch}.attention.scale`, llama.cpp's rule: `1/√key_length` (the released 2B and 9B
+/// models' `query_pre_attn_scalar` is their head width, 256).
+#[test]
+fn gemma_gguf_without_a_scale_uses_the_key_width() {
+    let path = std::env::temp_dir().join(format!("tcat-gemma2-noscale-{}.gguf", std::process::id()));
+    write_gemma_gguf("gemma2", &path, false);
+    let spec = GgufFile::open(&path).unwrap().spec().unwrap();
+    std::fs::remove_file(&path).ok();
+    let tower = spec.single_tower().unwrap();
+    assert_eq!(tower.attention.scale, tcat_spec::ScaleRule::InverseSqrtHeadDim);
+    assert_eq!(tower.attention.logit_softcap, Some(5.0));
+}

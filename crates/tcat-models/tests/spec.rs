@@ -169,6 +169,9 @@ fn every_fixture_spec_survives_json() {
         "olmoe",
         "qwen3",
         "qwen3_moe",
+        "gemma",
+        "gemma2",
+        "gemma3",
     ] {
         let spec = hf_spec(name);
         let json = serde_json::to_string(&spec).unwrap();
@@ -363,4 +366,94 @@ fn moe_family_configs_are_checked_by_field() {
     .unwrap();
     let tcat_spec::Stacks::Decoder { tower } = spec.stacks else { panic!("a decoder") };
     assert_eq!(tower.attention.head_dim, 128);
+}
+
+/// Gemma configs: the traits read from the fixtures, transformers' defaults where a field is
+/// absent, and the values tcat cannot honour refused by name.
+#[test]
+fn gemma_family_configs_are_checked_by_field() {
+    use tcat_spec::{AttentionPattern as P, HeadSpec, NormSpec, ResidualSpec, RopeScalingSpec, ScaleRule, Stacks};
+    let edited = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut config = ConfigFile::read(&fixture(name).join("config.json")).unwrap();
+        edit(&mut config.json);
+        tcat_models::spec_of(&config)
+    };
+    let tower = |spec: &tcat_spec::ArchSpec| match &spec.stacks {
+        Stacks::Decoder { tower } => tower.clone(),
+        _ => panic!("a decoder"),
+    };
+    let g2 = hf_spec("gemma2");
+    let t = tower(&g2);
+    assert_eq!(t.residual, ResidualSpec::Sandwich);
+    assert_eq!(t.norm, NormSpec::RmsNormPlusOne { eps: 1e-6 });
+    assert_eq!(t.attention.scale, ScaleRule::Fixed { scale: 0.25 });
+    assert_eq!(t.attention.logit_softcap, Some(5.0));
+    assert_eq!(t.attention.schedule, [P::Local { window: 3 }, P::Dense, P::Local { window: 3 }, P::Dense]);
+    assert_eq!(g2.heads, [HeadSpec::SoftcappedLm { tied: true, cap: 15.0 }]);
+    let t = tower(&hf_spec("gemma3"));
+    assert_eq!(
+        t.attention.schedule,
+        [P::Local { window: 3 }, P::Local { window: 3 }, P::Dense, P::Local { window: 3 }]
+    );
+    let tcat_spec::PositionSpec::Rotary(global) = t.positions else { panic!("rotary") };
+    assert_eq!((global.base, global.scaling), (1e6, RopeScalingSpec::Linear { factor: 8.0 }));
+    let local = t.attention.local_rotary.unwrap();
+    assert_eq!((local.base, local.scaling), (1e4, RopeScalingSpec::None));
+    // transformers' defaults: Gemma 2 caps at 50 / 30 when the fields are absent, none when null.
+    let spec = edited("gemma2", &|j| {
+        let o = j.as_object_mut().unwrap();
+        o.remove("attn_logit_softcapping");
+        o.remove("final_logit_softcapping");
+        o.remove("layer_types");
+    })
+    .unwrap();
+    assert_eq!(tower(&spec).attention.logit_softcap, Some(50.0));
+    assert_eq!(spec.heads, [HeadSpec::SoftcappedLm { tied: true, cap: 30.0 }]);
+    assert_eq!(tower(&spec).attention.schedule, [P::Local { window: 3 }, P::Dense, P::Local { window: 3 }, P::Dense]);
+    let spec = edited("gemma2", &|j| j["final_logit_softcapping"] = serde_json::Value::Null).unwrap();
+    assert_eq!(spec.heads, [HeadSpec::Lm { tied: true, bias: false }]);
+    // Gemma 3 without `layer_types`: five local layers in six; legacy rope fields.
+    let spec = edited("gemma3", &|j| {
+        let o = j.as_object_mut().unwrap();
+        o.remove("layer_types");
+        o.remove("sliding_window_pattern");
+        o.remove("_sliding_window_pattern");
+        o.remove("rope_parameters");
+        o.insert("rope_theta".into(), serde_json::json!(500000.0));
+        o.insert("rope_local_base_freq".into(), serde_json::json!(20000.0));
+        o.insert("rope_scaling".into(), serde_json::json!({"rope_type": "linear", "factor": 4.0}));
+    })
+    .unwrap();
+    let t = tower(&spec);
+    assert_eq!(t.attention.schedule, [P::Local { window: 3 }; 4]);
+    let tcat_spec::PositionSpec::Rotary(global) = t.positions else { panic!("rotary") };
+    assert_eq!((global.base, global.scaling), (5e5, RopeScalingSpec::Linear { factor: 4.0 }));
+    assert_eq!(t.attention.local_rotary.unwrap().base, 2e4);
+    // Refusals, by name.
+    for (name, field, value) in [
+        ("gemma2", "use_bidirectional_attention", serde_json::json!(true)),
+        ("gemma3", "use_bidirectional_attention", serde_json::json!(true)),
+        (
+            "gemma2",
+            "layer_types",
+            serde_json::json!(["sliding_attention", "chunked_attention", "full_attention", "full_attention"]),
+        ),
+        ("gemma2", "layer_types", serde_json::json!(["sliding_attention"])),
+        ("gemma2", "attn_logit_softcapping", serde_json::json!(-1.0)),
+        ("gemma2", "sliding_window", serde_json::json!(0)),
+        ("gemma", "attn_logit_softcapping", serde_json::json!(50.0)),
+        ("gemma", "sliding_window", serde_json::json!(4096)),
+        ("gemma", "query_pre_attn_scalar", serde_json::json!(256)),
+        ("gemma3", "hidden_activation", serde_json::json!("swiglu")),
+    ] {
+        let err = edited(name, &|j| j[field] = value.clone()).unwrap_err().to_string();
+        assert!(
+            err.contains(field) || err.contains("chunked_attention") || err.contains("layer_types"),
+            "{name} {field}: {err}"
+        );
+    }
+    let err = edited("gemma3", &|j| j["rope_parameters"]["full_attention"]["rope_type"] = serde_json::json!("yarn"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("yarn"), "{err}");
 }

@@ -95,9 +95,19 @@ pub struct AttentionSpec {
     /// Pattern of layer `i`: `schedule[i % len]`; empty means dense everywhere.
     #[serde(default)]
     pub schedule: Vec<AttentionPattern>,
-    /// RMS normalisation of queries and keys before positions (OLMoE, Qwen3), if any.
+    /// RMS normalisation of queries and keys before positions (OLMoE, Qwen3, Gemma 3), if any.
     #[serde(default)]
     pub qk_norm: Option<QkNormSpec>,
+    /// Soft-capping of the scaled scores, `cap · tanh(s / cap)` before masking and biases
+    /// (Gemma 2's `attn_logit_softcapping`; Gemma Team 2024, "Gemma 2", §2), if any.
+    #[serde(default)]
+    pub logit_softcap: Option<f64>,
+    /// Rotary settings of the layers whose pattern is [`AttentionPattern::Local`], when they
+    /// differ from the tower's [`PositionSpec::Rotary`](crate::PositionSpec) (Gemma 3's local
+    /// layers: `rope_local_base_freq` 10,000 and no scaling, while its global layers use
+    /// `rope_theta` 1,000,000 with linear scaling); `None`: every layer uses the tower's.
+    #[serde(default)]
+    pub local_rotary: Option<crate::RotarySpec>,
 }
 
 /// Over which features the query/key RMS norm of an [`AttentionSpec`] is taken.
@@ -122,6 +132,27 @@ impl AttentionSpec {
             masking,
             schedule: Vec::new(),
             qk_norm: None,
+            logit_softcap: None,
+            local_rotary: None,
+        }
+    }
+
+    /// The rotary settings of layer `layer`: [`local_rotary`](Self::local_rotary) for a local
+    /// layer when set, else `tower` (the tower's own).
+    ///
+    /// ```
+    /// use tcat_spec::*;
+    /// let mut a = AttentionSpec::multi_head(64, 4, Masking::Causal);
+    /// a.schedule = vec![AttentionPattern::Local { window: 4 }, AttentionPattern::Dense];
+    /// a.local_rotary = Some(RotarySpec::full(10_000.0));
+    /// let global = RotarySpec::full(1e6);
+    /// assert_eq!(a.rotary_for_layer(0, global).base, 10_000.0);
+    /// assert_eq!(a.rotary_for_layer(1, global).base, 1e6);
+    /// ```
+    pub fn rotary_for_layer(&self, layer: usize, tower: crate::RotarySpec) -> crate::RotarySpec {
+        match (self.pattern(layer), self.local_rotary) {
+            (AttentionPattern::Local { .. }, Some(local)) => local,
+            _ => tower,
         }
     }
 
@@ -163,6 +194,11 @@ impl AttentionSpec {
                 "attention: num_heads ({}) must be a multiple of num_kv_heads ({})",
                 self.num_heads, self.num_kv_heads
             ));
+        }
+        if let Some(cap) = self.logit_softcap
+            && !(cap > 0.0 && cap.is_finite())
+        {
+            return Err(format!("attention: logit_softcap must be positive and finite (found {cap})"));
         }
         for pattern in &self.schedule {
             let zero = match *pattern {

@@ -20,6 +20,15 @@ pub enum HeadSpec {
         /// Factor applied to the hidden states.
         scale: f64,
     },
+    /// Vocabulary logits soft-capped: `cap · tanh(logits / cap)` (Gemma 2's
+    /// `final_logit_softcapping`; Gemma Team 2024, "Gemma 2: Improving Open Language Models at a
+    /// Practical Size", §2).
+    SoftcappedLm {
+        /// Whether the head is the token table.
+        tied: bool,
+        /// The cap: logits stay within `(-cap, cap)`.
+        cap: f64,
+    },
     /// BERT's masked-LM head (dense, activation, norm, tied decoder with bias).
     Mlm,
     /// BERT's tanh pooler on the first token.

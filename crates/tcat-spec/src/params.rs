@@ -41,7 +41,9 @@ fn linear(i: usize, o: usize, bias: bool) -> u64 {
 fn norm(spec: NormSpec, width: usize) -> u64 {
     match spec {
         NormSpec::LayerNorm { bias: true, .. } => 2 * width as u64,
-        NormSpec::LayerNorm { bias: false, .. } | NormSpec::RmsNorm { .. } => width as u64,
+        NormSpec::LayerNorm { bias: false, .. } | NormSpec::RmsNorm { .. } | NormSpec::RmsNormPlusOne { .. } => {
+            width as u64
+        }
     }
 }
 
@@ -201,7 +203,7 @@ impl HeadSpec {
             HeadSpec::Lm { tied, bias } => {
                 (if tied { 0 } else { hidden * vocab } + if bias { vocab } else { 0 }) as u64
             }
-            HeadSpec::ScaledLm { tied, .. } => {
+            HeadSpec::ScaledLm { tied, .. } | HeadSpec::SoftcappedLm { tied, .. } => {
                 if tied {
                     0
                 } else {

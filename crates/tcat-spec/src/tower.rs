@@ -122,6 +122,27 @@ pub enum NormSpec {
         /// ε.
         eps: f64,
     },
+    /// RMSNorm whose gain is `1 + w`, computed in f32 and cast back (Gemma: Gemma Team 2024,
+    /// "Gemma: Open Models Based on Gemini Research and Technology"; Gemma 2 and 3): the stored
+    /// weights are offsets from one, so a zero weight is the identity gain. Query/key norms of
+    /// such a tower ([`AttentionSpec::qk_norm`](crate::AttentionSpec)) use the same convention.
+    RmsNormPlusOne {
+        /// ε.
+        eps: f64,
+    },
+}
+
+impl NormSpec {
+    /// The norm's ε.
+    ///
+    /// ```
+    /// assert_eq!(tcat_spec::NormSpec::RmsNormPlusOne { eps: 1e-6 }.eps(), 1e-6);
+    /// ```
+    pub fn eps(self) -> f64 {
+        match self {
+            NormSpec::LayerNorm { eps, .. } | NormSpec::RmsNorm { eps } | NormSpec::RmsNormPlusOne { eps } => eps,
+        }
+    }
 }
 
 /// Where the norms sit relative to the residual additions.
@@ -136,7 +157,9 @@ pub enum ResidualSpec {
     Parallel,
     /// Parallel with one norm for both branches (GPT-J, PaLM).
     ParallelSharedNorm,
-    /// `x = x + norm₂(f(norm₁(x)))` (CogView's sandwich norm).
+    /// `x = x + norm₂(f(norm₁(x)))` (CogView's sandwich norm; Gemma 2 and 3 around both the
+    /// attention and the feed-forward branch: `input_layernorm` / `post_attention_layernorm`,
+    /// `pre_feedforward_layernorm` / `post_feedforward_layernorm`).
     Sandwich,
 }
 
@@ -335,7 +358,16 @@ impl TowerSpec {
         {
             return Err(format!("layer sharing: {groups} groups for {} layers", self.num_layers));
         }
-        if let PositionSpec::Rotary(rotary) = self.positions {
+        if let Some(local) = self.attention.local_rotary
+            && !matches!(self.positions, PositionSpec::Rotary(_))
+        {
+            return Err(format!("attention.local_rotary {local:?} is set, but the tower's positions are not rotary"));
+        }
+        let rotaries = match self.positions {
+            PositionSpec::Rotary(rotary) => [Some(rotary), self.attention.local_rotary],
+            _ => [None, None],
+        };
+        for rotary in rotaries.into_iter().flatten() {
             let d = rotary.rotary_dim(self.attention.head_dim);
             if d == 0 || d > self.attention.head_dim {
                 return Err(format!(

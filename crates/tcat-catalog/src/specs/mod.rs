@@ -4,6 +4,7 @@
 //! Hugging Face `transformers` when weights are public. Where a paper leaves a choice open (head
 //! tying, biases, norm kind), the doc says which reading the spec takes.
 
+pub(crate) mod beyond;
 pub(crate) mod decoders;
 pub(crate) mod encoders;
 pub(crate) mod multimodal;
@@ -27,6 +28,8 @@ pub(crate) fn attention(heads: usize, kv_heads: usize, head_dim: usize, masking:
         masking,
         schedule: Vec::new(),
         qk_norm: None,
+        logit_softcap: None,
+        local_rotary: None,
     }
 }
 

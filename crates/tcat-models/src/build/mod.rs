@@ -93,6 +93,8 @@ pub fn build(spec: &ArchSpec, names: &WeightNames, weights: &dyn WeightSource) -
 /// DeBERTa's relative embeddings.
 struct Shared {
     rotary: Option<RotaryEmbedding>,
+    /// The local layers' own rotary table ([`tcat_spec::AttentionSpec::local_rotary`]).
+    local_rotary: Option<RotaryEmbedding>,
     alibi: Option<Alibi>,
     relative_bias: Option<RelativePositionBias>,
     xl_biases: Option<(Tensor, Tensor)>,
@@ -231,6 +233,10 @@ impl<'a> Resolver<'a> {
             NormSpec::RmsNorm { eps } => {
                 Ok(Norm::rms_norm(self.tensor(&format!("{name}.weight"), &[dim], weights::Init::Ones)?, eps))
             }
+            // The stored weights are offsets from a unit gain: zeros are the identity.
+            NormSpec::RmsNormPlusOne { eps } => {
+                Ok(Norm::rms_norm_plus_one(self.tensor(&format!("{name}.weight"), &[dim], weights::Init::Zeros)?, eps)?)
+            }
             NormSpec::LayerNorm { eps, bias } => {
                 // Checkpoints converted from TensorFlow call them gamma and beta.
                 let tf = !self.weights.contains(&format!("{name}.weight"))
@@ -250,9 +256,7 @@ impl<'a> Resolver<'a> {
 
 /// The ε of a norm spec.
 fn norm_eps(norm: NormSpec) -> f64 {
-    match norm {
-        NormSpec::RmsNorm { eps } | NormSpec::LayerNorm { eps, .. } => eps,
-    }
+    norm.eps()
 }
 
 fn activation(kind: tcat_spec::ActivationKind) -> Activation {
@@ -279,8 +283,8 @@ fn check_tower(tower: &TowerSpec) -> Result<()> {
     if tower.embeddings.input != InputKind::Tokens {
         return Err(not_implemented("patch embeddings outside an image encoder or a dual encoder's image tower"));
     }
-    if tower.residual == ResidualSpec::Sandwich {
-        return Err(not_implemented("sandwich norms"));
+    if tower.attention.local_rotary.is_some() && !matches!(tower.positions, PositionSpec::Rotary(_)) {
+        return Err(not_implemented("per-layer rotary settings without rotary positions"));
     }
     match tower.positions {
         PositionSpec::Deberta { .. } if tower.attention.num_kv_heads != tower.attention.num_heads => {
@@ -350,6 +354,10 @@ fn shared_positions(tower: &TowerSpec, r: &Resolver) -> Result<Shared> {
     Ok(Shared {
         rotary: match tower.positions {
             PositionSpec::Rotary(spec) => Some(rotary(tower, r, spec)?),
+            _ => None,
+        },
+        local_rotary: match (tower.positions, tower.attention.local_rotary) {
+            (PositionSpec::Rotary(_), Some(spec)) => Some(rotary(tower, r, spec)?),
             _ => None,
         },
         alibi: match tower.positions {
@@ -434,12 +442,22 @@ fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<T
             QkNormSpec::Head => (QkNormScope::Head, a.head_dim, a.head_dim),
         };
         let gains = |name: &str, n: usize| r.tensor(&at(&format!("{name}.weight")), &[n], weights::Init::Ones);
-        let norm =
+        let mut norm =
             QkNorm::new(gains(names.q_norm, q_gains)?, gains(names.k_norm, k_gains)?, norm_eps(tower.norm), scope)?;
+        // Gemma 3: the query/key norms follow the tower's `1 + w` convention.
+        if let NormSpec::RmsNormPlusOne { .. } = tower.norm {
+            norm = norm.plus_one();
+        }
         attention = attention.with_qk_norm(norm)?;
     }
-    if let Some(rotary) = &shared.rotary {
-        attention = attention.with_rotary(rotary.clone());
+    if let Some(cap) = a.logit_softcap {
+        attention = attention.with_logit_softcap(cap);
+    }
+    let local = matches!(a.pattern(i), AttentionPattern::Local { .. });
+    match (&shared.local_rotary, &shared.rotary) {
+        (Some(rotary), _) if local => attention = attention.with_rotary(rotary.clone()),
+        (_, Some(rotary)) => attention = attention.with_rotary(rotary.clone()),
+        (_, None) => {}
     }
     if let Some(alibi) = &shared.alibi {
         attention = attention.with_alibi(alibi.clone());
@@ -498,7 +516,24 @@ fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<T
         ResidualSpec::Pre => (r.norm(tower.norm, &at(names.ffn_norm), h)?, Residual::PreNorm),
         ResidualSpec::Parallel => (r.norm(tower.norm, &at(names.ffn_norm), h)?, Residual::Parallel),
         ResidualSpec::ParallelSharedNorm => (attention_norm.clone(), Residual::Parallel),
-        ResidualSpec::Sandwich => return Err(not_implemented("sandwich norms")),
+        ResidualSpec::Sandwich => {
+            if names.attention_out_norm.is_empty() || names.ffn_out_norm.is_empty() {
+                return Err(not_implemented("sandwich norms in this family's weight names"));
+            }
+            let norm = |name: &str| r.norm(tower.norm, &at(name), h);
+            let layer = TransformerLayer::sandwich(
+                attention,
+                attention_norm,
+                norm(names.attention_out_norm)?,
+                feed_forward,
+                norm(names.ffn_norm)?,
+                norm(names.ffn_out_norm)?,
+            );
+            return match &tower.cross_attention {
+                None => Ok(layer),
+                Some(_) => Err(not_implemented("cross-attention in a sandwich-norm layer")),
+            };
+        }
     };
     let layer = TransformerLayer::new(attention, attention_norm, feed_forward, ffn_norm, residual);
     match &tower.cross_attention {
@@ -883,6 +918,9 @@ fn decoder_with_cross(
     for spec_head in &spec.heads {
         match *spec_head {
             HeadSpec::Lm { tied, bias } if head.is_none() => head = Some(lm_head(tower, &r, &word, tied, bias)?),
+            HeadSpec::SoftcappedLm { tied, cap } if head.is_none() => {
+                head = Some(lm_head(tower, &r, &word, tied, false)?.with_logit_softcap(cap));
+            }
             HeadSpec::Reward => reward = Some(r.linear("score", tower.hidden_size, 1, false)?),
             other => return Err(not_implemented(format!("the decoder head {other:?}"))),
         }

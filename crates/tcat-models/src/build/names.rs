@@ -184,6 +184,9 @@ pub struct WeightNames {
     pub k_norm: &'static str,
     /// The norm of the attention branch, under the layer.
     pub attention_norm: &'static str,
+    /// The norm of the attention branch's output in a sandwich-norm layer (Gemma 2 and 3's
+    /// `post_attention_layernorm`), under the layer.
+    pub attention_out_norm: &'static str,
     /// The gate projection of gated networks, under the layer.
     pub ffn_gate: &'static str,
     /// The up projection, under the layer.
@@ -192,6 +195,9 @@ pub struct WeightNames {
     pub ffn_down: &'static str,
     /// The norm of the feed-forward branch, under the layer.
     pub ffn_norm: &'static str,
+    /// The norm of the feed-forward branch's output in a sandwich-norm layer (Gemma 2 and 3's
+    /// `post_feedforward_layernorm`), under the layer.
+    pub ffn_out_norm: &'static str,
     /// The router of a mixture-of-experts layer, under the layer.
     pub router: &'static str,
     /// The experts of a mixture-of-experts layer.
@@ -257,10 +263,12 @@ impl WeightNames {
         q_norm: "",
         k_norm: "",
         attention_norm: "",
+        attention_out_norm: "",
         ffn_gate: "",
         ffn_up: "",
         ffn_down: "",
         ffn_norm: "",
+        ffn_out_norm: "",
         router: "",
         experts: ExpertNames::PerExpert { prefix: "", gate: "", up: "", down: "" },
         shared_expert: None,

@@ -4,7 +4,7 @@
 //! seeded preset weights) are compared with the memory the machine has available.
 
 use tcat_core::{Error, Result};
-use tcat_spec::{ArchSpec, FeedForwardKind, NormSpec, PositionSpec, TowerSpec};
+use tcat_spec::{ArchSpec, FeedForwardKind, PositionSpec, TowerSpec};
 
 use super::WeightSource;
 
@@ -68,9 +68,7 @@ impl Checker<'_> {
     /// norm ε, a non-positive or non-finite rotary base.
     fn check_values(&self) -> Result<()> {
         let t = self.tower;
-        let eps = match t.norm {
-            NormSpec::LayerNorm { eps, .. } | NormSpec::RmsNorm { eps } => eps,
-        };
+        let eps = t.norm.eps();
         if !(eps.is_finite() && eps >= 0.0) {
             return Err(self.error(format!(
                 "the norm epsilon (layer_norm_eps / rms_norm_eps / its GGUF key) is {eps}, expected a finite \

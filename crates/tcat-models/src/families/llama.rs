@@ -141,6 +141,8 @@ pub(crate) fn spec_with(config: &ConfigFile, cfg: &LlamaConfig, schedule: Vec<At
                 masking: Masking::Causal,
                 schedule,
                 qk_norm: None,
+                logit_softcap: None,
+                local_rotary: None,
             });
     tower.feed_forward =
         FeedForwardSpec { bias: cfg.mlp_bias, ..FeedForwardSpec::gated(cfg.intermediate_size, activation) };

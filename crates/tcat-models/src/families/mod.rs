@@ -10,6 +10,7 @@ pub mod ctrl;
 pub mod deberta_v2;
 pub mod distilbert;
 pub mod electra;
+pub mod gemma;
 pub mod gpt2;
 pub mod gpt_neo;
 pub mod gpt_neox;
@@ -69,6 +70,9 @@ pub(crate) const FAMILIES: &[Family] = &[
     Family { model_types: &["qwen2"], spec: qwen2::spec, names: |_| Ok(llama::NAMES) },
     Family { model_types: &["qwen2_moe"], spec: qwen2::moe_spec, names: |_| Ok(qwen2::MOE_NAMES) },
     Family { model_types: &["olmoe"], spec: olmoe::spec, names: |_| Ok(olmoe::NAMES) },
+    Family { model_types: &["gemma"], spec: gemma::gemma_spec, names: gemma::names },
+    Family { model_types: &["gemma2"], spec: gemma::gemma2_spec, names: gemma::names },
+    Family { model_types: &["gemma3_text"], spec: gemma::gemma3_spec, names: gemma::names },
     Family { model_types: &["qwen3"], spec: qwen3::spec, names: |_| Ok(qwen3::NAMES) },
     Family { model_types: &["qwen3_moe"], spec: qwen3::moe_spec, names: |_| Ok(qwen3::MOE_NAMES) },
     Family { model_types: &["t5", "mt5"], spec: t5::spec, names: t5::names },

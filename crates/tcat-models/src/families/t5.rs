@@ -196,6 +196,8 @@ pub(crate) fn spec_from(config: &ConfigFile, cfg: &T5Config, rescale: bool) -> R
         masking,
         schedule: Vec::new(),
         qk_norm: None,
+        logit_softcap: None,
+        local_rotary: None,
     };
     let tower = |layers: usize, masking| TowerSpec {
         embeddings: EmbeddingSpec::tokens(),

@@ -1,5 +1,6 @@
 //! GGUF files (llama.cpp's container): LLaMA-architecture metadata mapped to the same blocks as
-//! the `llama` family, tensors kept quantized (candle's quantized matmul) or dequantized to a
+//! the `llama` family (and `gemma2` / `gemma3` metadata to the Gemma families' blocks: Gemma
+//! Team 2024, "Gemma 2"; Gemma 3 technical report 2025), tensors kept quantized (candle's quantized matmul) or dequantized to a
 //! dtype, and the tokenizer stored in the metadata rebuilt as a `tokenizers` tokenizer.
 //!
 //! llama.cpp's converter permutes the rows of the query and key projections so that its rotary
@@ -21,9 +22,9 @@ use candle_core::{DType, Device, Tensor};
 use tcat_core::quantized::{BlockFormat, BlockMatrix};
 use tcat_core::{Error, Linear, Result, WeightLayout};
 use tcat_spec::{
-    ActivationKind, ArchSpec, AttentionSpec, FeedForwardKind, FeedForwardSpec, HeadSpec, Masking, MoeSpec, NormSpec,
-    PositionSpec, RopeScalingSpec, RotaryLayoutSpec, RotarySpec, RouterSpec, RoutingRule, ScaleRule, SpecialTokens,
-    TowerSpec,
+    ActivationKind, ArchSpec, AttentionPattern, AttentionSpec, EmbeddingScale, FeedForwardKind, FeedForwardSpec,
+    HeadSpec, Masking, MoeSpec, NormSpec, PositionSpec, QkNormSpec, ResidualSpec, RopeScalingSpec, RotaryLayoutSpec,
+    RotarySpec, RouterSpec, RoutingRule, ScaleRule, SpecialTokens, TowerSpec,
 };
 
 use crate::DecoderModel;
@@ -48,12 +49,28 @@ pub const NAMES: WeightNames = WeightNames {
     ..WeightNames::EMPTY
 };
 
+/// llama.cpp's tensor names for the `gemma2` and `gemma3` architectures: LLaMA's, with the
+/// sandwich norms (`post_attention_norm`, `ffn_norm` before the feed-forward branch,
+/// `post_ffw_norm`) and Gemma 3's per-head `attn_q_norm` / `attn_k_norm`. llama.cpp's converter
+/// stores Gemma's norm gains with the `1 + w` already added.
+pub const GEMMA_NAMES: WeightNames = WeightNames {
+    attention_out_norm: "post_attention_norm",
+    ffn_out_norm: "post_ffw_norm",
+    q_norm: "attn_q_norm",
+    k_norm: "attn_k_norm",
+    ..NAMES
+};
+
 /// A GGUF file's tensors as the builder's weight source: projections kept quantized (`dtype`
 /// `None`) or dequantized to `dtype`; other tensors dequantized to the compute dtype.
 struct GgufWeights {
     file: RefCell<GgufFile>,
     device: Device,
     dtype: Option<DType>,
+    /// Whether the query and key rows are permuted for llama.cpp's adjacent-pair rotary (its
+    /// converter does so for the `llama` architecture only; Gemma's rows are as in the
+    /// checkpoint).
+    interleaved_rows: bool,
 }
 
 impl GgufWeights {
@@ -184,7 +201,7 @@ impl WeightSource for GgufWeights {
     }
 
     fn rotary_rows_interleaved(&self) -> bool {
-        true
+        self.interleaved_rows
     }
 
     fn stored_elements(&self) -> Option<u64> {
@@ -285,10 +302,19 @@ impl GgufFile {
     /// from the equivalent `config.json`. Rope scaling comes from `llama.rope.scaling.*` (or the
     /// older `llama.rope.scale_linear`) and from a `rope_freqs.weight` tensor (Llama 3.1);
     /// scaling types tcat cannot honour are refused.
+    ///
+    /// `gemma2` and `gemma3` files map onto the specs of the `gemma2` and `gemma3_text`
+    /// families ([`GgufFile::gemma_spec`]).
     pub fn spec(&self) -> Result<ArchSpec> {
         let arch = self.architecture()?.to_string();
-        if arch != "llama" {
-            return Err(self.error(format!("general.architecture `{arch}` is not supported yet (supported: llama)")));
+        match arch.as_str() {
+            "llama" => {}
+            "gemma2" | "gemma3" => return self.gemma_spec(&arch),
+            _ => {
+                return Err(self.error(format!(
+                    "general.architecture `{arch}` is not supported yet (supported: llama, gemma2, gemma3)"
+                )));
+            }
         }
         let key = |k: &str| format!("llama.{k}");
         let layers = self.positive(&key("block_count"))?;
@@ -345,6 +371,8 @@ impl GgufFile {
                 masking: Masking::Causal,
                 schedule: vec![],
                 qk_norm: None,
+                logit_softcap: None,
+                local_rotary: None,
             })
             .with_feed_forward(FeedForwardSpec::gated(inner, ActivationKind::Silu));
         let mut tower = tower;
@@ -377,31 +405,178 @@ impl GgufFile {
         }))
     }
 
-    fn rope_scaling(&self) -> Result<RopeScalingSpec> {
-        let kind = match self.content.metadata.get("llama.rope.scaling.type") {
-            None => None,
-            Some(v) => {
-                Some(v.to_string().map_err(|e| self.error(format!("metadata `llama.rope.scaling.type`: {e}")))?.clone())
+    /// The spec of a `gemma2` or `gemma3` file (llama.cpp's names for Gemma 2 and Gemma 3's text
+    /// decoder), the same [`ArchSpec`] as the `gemma2` / `gemma3_text` families build, with the
+    /// differences llama.cpp's format makes:
+    ///
+    /// - norm gains are stored with Gemma's `1 + w` already added, so they are plain RMSNorms;
+    /// - the score scale is `{arch}.attention.scale` when the file has it; else llama.cpp's rule,
+    ///   `1/√key_length`, except for the 27B models (46 layers in Gemma 2, 62 in Gemma 3):
+    ///   `1/√(hidden / heads)` (their `query_pre_attn_scalar`), since llama.cpp's converter does
+    ///   not store `query_pre_attn_scalar`;
+    /// - local layers: `{arch}.attention.sliding_window` keys (4096 by default), every
+    ///   `{arch}.attention.sliding_window_pattern`-th layer global (2 for Gemma 2, 6 for Gemma 3);
+    /// - Gemma 2's soft-caps from `gemma2.attn_logit_softcapping` and
+    ///   `gemma2.final_logit_softcapping` (50 and 30 by default, as llama.cpp); Gemma 3's logit
+    ///   cap only when `gemma3.final_logit_softcapping` is set, and a score cap is refused;
+    /// - Gemma 3's global layers rotate with `gemma3.rope.freq_base` (1,000,000 by default) and
+    ///   its scaling, the local ones with `gemma3.rope.freq_base_swa` (10,000 by default).
+    pub fn gemma_spec(&self, arch: &str) -> Result<ArchSpec> {
+        let key = |k: &str| format!("{arch}.{k}");
+        let gemma3 = arch == "gemma3";
+        let layers = self.positive(&key("block_count"))?;
+        let hidden = self.positive(&key("embedding_length"))?;
+        let heads = self.positive(&key("attention.head_count"))?;
+        let kv_heads = self.u32_or(&key("attention.head_count_kv"), Some(heads as u32))?.unwrap_or(0) as usize;
+        if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+            return Err(self.error(format!("inconsistent head counts: {heads} heads, {kv_heads} kv heads")));
+        }
+        let head_dim = self.positive(&key("attention.key_length"))?;
+        let context = self.positive(&key("context_length"))?;
+        let eps = self.f32_or(&key("attention.layer_norm_rms_epsilon"), 1e-6)?;
+        let inner = self.positive(&key("feed_forward_length"))?;
+        let vocab = match self.shape_of("token_embd.weight") {
+            Some(shape) if shape.len() == 2 && shape[1] == hidden => shape[0],
+            Some(shape) => {
+                return Err(self.error(format!("token_embd.weight has shape {shape:?}, expected [vocab, {hidden}]")));
+            }
+            None => {
+                return Err(Error::MissingTensor {
+                    name: "token_embd.weight".into(),
+                    location: self.path.display().to_string(),
+                });
             }
         };
-        let factor = self.f32_or("llama.rope.scaling.factor", 0.0)?;
+        let scale = match self.content.metadata.get(&key("attention.scale")) {
+            Some(_) => match self.f32_or(&key("attention.scale"), 0.0)? {
+                s if s > 0.0 && s.is_finite() => ScaleRule::Fixed { scale: s },
+                s => {
+                    return Err(
+                        self.error(format!("metadata `{}` is {s}, expected a positive scale", key("attention.scale")))
+                    );
+                }
+            },
+            None if layers == if gemma3 { 62 } else { 46 } => {
+                ScaleRule::Fixed { scale: 1.0 / ((hidden / heads) as f64).sqrt() }
+            }
+            None => ScaleRule::InverseSqrtHeadDim,
+        };
+        let window = self.u32_or(&key("attention.sliding_window"), Some(4096))?.unwrap_or(0) as usize;
+        let pattern = match self.content.metadata.get(&key("attention.sliding_window_pattern")) {
+            None => {
+                if gemma3 {
+                    6
+                } else {
+                    2
+                }
+            }
+            Some(v) => v.to_u32().map_err(|e| {
+                self.error(format!(
+                    "metadata `{}`: {e} (a period is supported)",
+                    key("attention.sliding_window_pattern")
+                ))
+            })? as usize,
+        };
+        if window == 0 || pattern == 0 {
+            return Err(self.error(format!("{arch}: sliding window {window} and pattern {pattern} must be positive")));
+        }
+        // Layer `i` is global when `i + 1` is a multiple of the period (as transformers and
+        // llama.cpp place them), one entry per layer as the families write it.
+        let schedule = (0..layers)
+            .map(|i| {
+                if (i + 1).is_multiple_of(pattern) {
+                    AttentionPattern::Dense
+                } else {
+                    AttentionPattern::Local { window }
+                }
+            })
+            .collect();
+        let positive_or_none = |k: &str, default: Option<f64>| -> Result<Option<f64>> {
+            match (self.content.metadata.get(&key(k)), default) {
+                (None, d) => Ok(d),
+                (Some(_), _) => match self.f32_or(&key(k), 0.0)? {
+                    v if v > 0.0 && v.is_finite() => Ok(Some(v)),
+                    v => Err(self.error(format!("metadata `{}` is {v}, expected a positive cap", key(k)))),
+                },
+            }
+        };
+        let (softcap, final_softcap) = if gemma3 {
+            if self.content.metadata.contains_key(&key("attn_logit_softcapping")) {
+                return Err(self.error("gemma3.attn_logit_softcapping is set, but Gemma 3 has no score soft-capping"));
+            }
+            (None, positive_or_none("final_logit_softcapping", None)?)
+        } else {
+            (
+                positive_or_none("attn_logit_softcapping", Some(50.0))?,
+                positive_or_none("final_logit_softcapping", Some(30.0))?,
+            )
+        };
+        let base = self.f32_or(&key("rope.freq_base"), if gemma3 { 1e6 } else { 10000.0 })?;
+        let rotary = RotarySpec { scaling: self.rope_scaling_of(arch)?, ..RotarySpec::full(base) };
+        if rotary.scaling == RopeScalingSpec::StoredFactors {
+            return Err(self.error(format!("{arch}: rope_freqs.weight is not supported for Gemma files")));
+        }
+        let local_rotary = gemma3
+            .then(|| -> Result<RotarySpec> { Ok(RotarySpec::full(self.f32_or(&key("rope.freq_base_swa"), 10000.0)?)) });
+        let local_rotary = local_rotary.transpose()?;
+        let eos: Vec<u32> = self.u32_or("tokenizer.ggml.eos_token_id", None)?.into_iter().collect();
+        let pad = self.u32_or("tokenizer.ggml.padding_token_id", None)?.or(eos.first().copied()).unwrap_or(0);
+        let mut tower = TowerSpec::decoder(vocab, hidden, layers, heads, context)
+            .with_positions(PositionSpec::Rotary(rotary))
+            .with_norm(NormSpec::RmsNorm { eps })
+            .with_residual(ResidualSpec::Sandwich)
+            .with_attention(AttentionSpec {
+                num_heads: heads,
+                num_kv_heads: kv_heads,
+                head_dim,
+                qkv_bias: false,
+                out_bias: false,
+                scale,
+                masking: Masking::Causal,
+                schedule,
+                qk_norm: gemma3.then_some(QkNormSpec::Head),
+                logit_softcap: softcap,
+                local_rotary,
+            })
+            .with_feed_forward(FeedForwardSpec::gated(inner, ActivationKind::GeluTanh));
+        tower.embeddings.scale = EmbeddingScale::SqrtHidden;
+        let tied = !self.has("output.weight");
+        let head = match final_softcap {
+            Some(cap) => HeadSpec::SoftcappedLm { tied, cap },
+            None => HeadSpec::Lm { tied, bias: false },
+        };
+        Ok(ArchSpec::decoder(tower, head).with_tokens(SpecialTokens { eos, pad, decoder_start: None }))
+    }
+
+    fn rope_scaling(&self) -> Result<RopeScalingSpec> {
+        self.rope_scaling_of("llama")
+    }
+
+    /// The rope scaling of architecture `arch` (`{arch}.rope.scaling.*`).
+    fn rope_scaling_of(&self, arch: &str) -> Result<RopeScalingSpec> {
+        let type_key = format!("{arch}.rope.scaling.type");
+        let kind = match self.content.metadata.get(&type_key) {
+            None => None,
+            Some(v) => Some(v.to_string().map_err(|e| self.error(format!("metadata `{type_key}`: {e}")))?.clone()),
+        };
+        let factor = self.f32_or(&format!("{arch}.rope.scaling.factor"), 0.0)?;
         let stored = self.has("rope_freqs.weight");
         Ok(match (kind.as_deref(), stored) {
             (Some("linear"), false) if factor > 0.0 => RopeScalingSpec::Linear { factor },
             (Some("linear"), _) => {
-                return Err(self.error(
-                    "llama.rope.scaling.type `linear` needs a positive llama.rope.scaling.factor (and no rope_freqs.weight)",
-                ));
+                return Err(self.error(format!(
+                    "{arch}.rope.scaling.type `linear` needs a positive {arch}.rope.scaling.factor (and no rope_freqs.weight)"
+                )));
             }
             (None | Some("none"), true) => RopeScalingSpec::StoredFactors,
-            (None | Some("none"), false) => match self.f32_or("llama.rope.scale_linear", 1.0)? {
+            (None | Some("none"), false) => match self.f32_or(&format!("{arch}.rope.scale_linear"), 1.0)? {
                 1.0 => RopeScalingSpec::None,
                 factor if factor > 0.0 => RopeScalingSpec::Linear { factor },
-                factor => return Err(self.error(format!("llama.rope.scale_linear {factor} must be positive"))),
+                factor => return Err(self.error(format!("{arch}.rope.scale_linear {factor} must be positive"))),
             },
             (Some(other), _) => {
                 return Err(self.error(format!(
-                    "llama.rope.scaling.type `{other}` is not supported yet (supported: none, linear, and Llama 3.1's rope_freqs.weight)"
+                    "{arch}.rope.scaling.type `{other}` is not supported yet (supported: none, linear, and Llama 3.1's rope_freqs.weight)"
                 )));
             }
         })
@@ -410,14 +585,25 @@ impl GgufFile {
     /// Loads a LLaMA-architecture model through the same builder as the `llama` family.
     /// `dtype` `None` keeps the projections quantized (and computes in f32); `Some(d)`
     /// dequantizes every tensor to `d`.
-    pub fn load_llama(mut self, device: &Device, dtype: Option<DType>) -> Result<DecoderModel> {
+    pub fn load_llama(self, device: &Device, dtype: Option<DType>) -> Result<DecoderModel> {
+        self.load(device, dtype)
+    }
+
+    /// Loads the decoder of a `llama`, `gemma2` or `gemma3` file through the family's builder
+    /// path. `dtype` `None` keeps the projections quantized (and computes in f32); `Some(d)`
+    /// dequantizes every tensor to `d`.
+    pub fn load(mut self, device: &Device, dtype: Option<DType>) -> Result<DecoderModel> {
         let spec = self.spec()?;
-        let value_dim = self.u32_or("llama.attention.value_length", None)?;
+        let arch = self.architecture()?.to_string();
+        let value_key = format!("{arch}.attention.value_length");
+        let value_dim = self.u32_or(&value_key, None)?;
         // The metadata (for SmolLM2 about 100k tokenizer strings, several MB) has been read
         // into the spec; tensors are found through the tensor infos. Freed before the weights
         // are read, so that the loaded model's resident peak is the weights.
         self.content.metadata = HashMap::new();
-        let weights = GgufWeights { file: RefCell::new(self), device: device.clone(), dtype };
+        let interleaved_rows = arch == "llama";
+        let names = if interleaved_rows { &NAMES } else { &GEMMA_NAMES };
+        let weights = GgufWeights { file: RefCell::new(self), device: device.clone(), dtype, interleaved_rows };
         // Values as wide as keys: tcat's attention has one head width. Checked after the sizes,
         // so that a hostile size is named as such first.
         if let (Some(value_dim), Some(tower)) = (value_dim, spec.single_tower()) {
@@ -425,13 +611,13 @@ impl GgufFile {
             let key_dim = tower.attention.head_dim;
             if value_dim as usize != key_dim {
                 return Err(Error::InvalidInput(format!(
-                    "{}: metadata `llama.attention.value_length` ({value_dim}) differs from the key width ({key_dim}); \
+                    "{}: metadata `{value_key}` ({value_dim}) differs from the key width ({key_dim}); \
                      heads with different key and value widths are not supported",
                     weights.location()
                 )));
             }
         }
-        crate::build::build(&spec, &NAMES, &weights)?
+        crate::build::build(&spec, names, &weights)?
             .into_decoder()
             .ok_or_else(|| Error::InvalidInput("a decoder spec built something else".into()))
     }

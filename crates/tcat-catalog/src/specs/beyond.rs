@@ -1,0 +1,145 @@
+//! Decoders beyond `CATALOG.md` whose checkpoint families tcat loads: Qwen2, Qwen3, OLMoE,
+//! Gemma 2 and Gemma 3, each at a published size, the numbers from the reference checkpoint's
+//! `config.json` (as transformers reads it).
+
+use tcat_spec::{
+    ActivationKind, ArchSpec, AttentionPattern, EmbeddingScale, FeedForwardKind, FeedForwardSpec, HeadSpec, Masking,
+    MoeSpec, NormSpec, PositionSpec, QkNormSpec, ResidualSpec, RotarySpec, RouterSpec, RoutingRule, ScaleRule,
+    SpecialTokens, TowerSpec,
+};
+
+use super::attention;
+
+const UNTIED: HeadSpec = HeadSpec::Lm { tied: false, bias: false };
+
+/// A LLaMA-shaped decoder: pre-RMSNorm, SwiGLU, half-split rotary with base `theta`.
+#[allow(clippy::too_many_arguments)]
+fn llama_like(
+    vocab: usize,
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    inner: usize,
+    max_positions: usize,
+    theta: f64,
+    eps: f64,
+) -> TowerSpec {
+    TowerSpec::decoder(vocab, hidden, layers, heads, max_positions)
+        .with_attention(attention(heads, kv_heads, head_dim, Masking::Causal))
+        .with_positions(PositionSpec::Rotary(RotarySpec::full(theta)))
+        .with_norm(NormSpec::RmsNorm { eps })
+        .with_feed_forward(FeedForwardSpec::gated(inner, ActivationKind::Silu))
+}
+
+/// Qwen2-7B (Qwen Team 2024, "Qwen2 Technical Report", Table 1; `Qwen/Qwen2-7B` config): 28
+/// layers, 3584 wide, 28 query heads sharing 4 key/value heads, SwiGLU of 18944, biases on the
+/// query, key and value projections only, RoPE θ = 1e6, vocabulary 152064, untied head.
+pub(crate) fn qwen2_7b() -> ArchSpec {
+    let mut tower = llama_like(152_064, 3584, 28, 28, 4, 128, 18_944, 131_072, 1e6, 1e-6);
+    tower.attention.qkv_bias = true;
+    ArchSpec::decoder(tower, UNTIED).with_tokens(SpecialTokens {
+        eos: vec![151_643],
+        pad: 151_643,
+        decoder_start: None,
+    })
+}
+
+/// Qwen3-8B (Qwen Team 2025, "Qwen3 Technical Report", Table 1; `Qwen/Qwen3-8B` config): 36
+/// layers, 4096 wide, 32 query heads of 128 sharing 8 key/value heads, each head's queries and
+/// keys RMS-normalised, SwiGLU of 12288, no biases, RoPE θ = 1e6, vocabulary 151936, untied head.
+pub(crate) fn qwen3_8b() -> ArchSpec {
+    let mut tower = llama_like(151_936, 4096, 36, 32, 8, 128, 12_288, 40_960, 1e6, 1e-6);
+    tower.attention.qk_norm = Some(QkNormSpec::Head);
+    ArchSpec::decoder(tower, UNTIED).with_tokens(SpecialTokens {
+        eos: vec![151_645],
+        pad: 151_643,
+        decoder_start: None,
+    })
+}
+
+/// OLMoE-1B-7B (Muennighoff et al. 2024, "OLMoE: Open Mixture-of-Experts Language Models",
+/// Table 1; `allenai/OLMoE-1B-7B-0924` config): 16 layers, 2048 wide, 16 heads, queries and keys
+/// RMS-normalised over their whole projections, 64 SwiGLU experts of 1024 in every layer with
+/// top-8 routing (gates not renormalised), RoPE θ = 10000, vocabulary 50304, untied head.
+pub(crate) fn olmoe_1b_7b() -> ArchSpec {
+    let mut tower = llama_like(50_304, 2048, 16, 16, 16, 128, 1024, 4096, 10_000.0, 1e-5);
+    tower.attention.qk_norm = Some(QkNormSpec::Projection);
+    tower.feed_forward.experts = Some(MoeSpec {
+        num_experts: 64,
+        expert_kind: FeedForwardKind::Gated,
+        expert_inner: 1024,
+        router: RouterSpec {
+            rule: RoutingRule::TopK { k: 8, renormalize: false },
+            bias: false,
+            float32: false,
+            jitter: 0.0,
+        },
+        every: 1,
+        offset: 0,
+        shared_expert: None,
+    });
+    ArchSpec::decoder(tower, UNTIED).with_tokens(SpecialTokens { eos: vec![50_279], pad: 1, decoder_start: None })
+}
+
+/// A Gemma 2 / Gemma 3 decoder: GeGLU (tanh GELU), `1 + w` RMSNorms in sandwich placement,
+/// embeddings scaled by √hidden, scores scaled by `query_pre_attn_scalar^-½` (256), tied head.
+#[allow(clippy::too_many_arguments)]
+fn gemma(
+    vocab: usize,
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    inner: usize,
+    max_positions: usize,
+    schedule: Vec<AttentionPattern>,
+    theta: f64,
+) -> TowerSpec {
+    let mut tower = TowerSpec::decoder(vocab, hidden, layers, heads, max_positions)
+        .with_attention(tcat_spec::AttentionSpec {
+            scale: ScaleRule::Fixed { scale: 1.0 / 16.0 },
+            schedule,
+            ..attention(heads, kv_heads, 256, Masking::Causal)
+        })
+        .with_positions(PositionSpec::Rotary(RotarySpec::full(theta)))
+        .with_norm(NormSpec::RmsNormPlusOne { eps: 1e-6 })
+        .with_residual(ResidualSpec::Sandwich)
+        .with_feed_forward(FeedForwardSpec::gated(inner, ActivationKind::GeluTanh));
+    tower.embeddings.scale = EmbeddingScale::SqrtHidden;
+    tower
+}
+
+/// Gemma 2 2B (Gemma Team 2024, "Gemma 2", Tables 1–2; `google/gemma-2-2b` config): 26 layers,
+/// 2304 wide, 8 query heads of 256 sharing 4 key/value heads, GeGLU of 9216, sliding-window
+/// (4096) and global layers alternating, scores soft-capped at 50 and logits at 30, vocabulary
+/// 256000, 8192 positions, tied head.
+pub(crate) fn gemma2_2b() -> ArchSpec {
+    let schedule = vec![AttentionPattern::Local { window: 4096 }, AttentionPattern::Dense];
+    let mut tower = gemma(256_000, 2304, 26, 8, 4, 9216, 8192, schedule, 10_000.0);
+    tower.attention.logit_softcap = Some(50.0);
+    ArchSpec::decoder(tower, HeadSpec::SoftcappedLm { tied: true, cap: 30.0 }).with_tokens(SpecialTokens {
+        eos: vec![1],
+        pad: 0,
+        decoder_start: None,
+    })
+}
+
+/// Gemma 3 1B (Gemma Team 2025, "Gemma 3 Technical Report", Table 1; `google/gemma-3-1b-pt`
+/// config): 26 layers, 1152 wide, 4 query heads of 256 sharing one key/value head, per-head
+/// `1 + w` query/key norms, GeGLU of 6912, five local layers (window 512, RoPE base 10,000) for
+/// every global one (RoPE base 1,000,000), no soft-caps, vocabulary 262144, 32768 positions,
+/// tied head.
+pub(crate) fn gemma3_1b() -> ArchSpec {
+    let mut schedule = vec![AttentionPattern::Local { window: 512 }; 5];
+    schedule.push(AttentionPattern::Dense);
+    let mut tower = gemma(262_144, 1152, 26, 4, 1, 6912, 32_768, schedule, 1e6);
+    tower.attention.qk_norm = Some(QkNormSpec::Head);
+    tower.attention.local_rotary = Some(RotarySpec::full(10_000.0));
+    ArchSpec::decoder(tower, HeadSpec::Lm { tied: true, bias: false }).with_tokens(SpecialTokens {
+        eos: vec![1],
+        pad: 0,
+        decoder_start: None,
+    })
+}
