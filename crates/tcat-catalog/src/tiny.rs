@@ -184,6 +184,10 @@ fn shrink_tower(t: &mut TowerSpec) {
                         original_max_positions: original_max_positions.min(64),
                     }
                 }
+                RopeScalingSpec::LongRope { original_max_positions, attention_factor } => RopeScalingSpec::LongRope {
+                    original_max_positions: original_max_positions.min(64),
+                    attention_factor,
+                },
                 other => other,
             };
             PositionSpec::Rotary(rotary)

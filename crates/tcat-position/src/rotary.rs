@@ -244,6 +244,16 @@ pub struct RotaryEmbedding {
     cos: Tensor,
     sin: Tensor,
     config: RotaryConfig,
+    long: Option<LongContext>,
+}
+
+/// The tables a rotary embedding switches to for long sequences (LongRoPE).
+#[derive(Debug, Clone)]
+struct LongContext {
+    cos: Tensor,
+    sin: Tensor,
+    /// Sequences reaching past this many positions read the long tables.
+    original_max_positions: usize,
 }
 
 impl RotaryEmbedding {
@@ -286,7 +296,66 @@ impl RotaryEmbedding {
         let inv_freq = Tensor::from_vec(inv_freq, (1, d / 2), device)?;
         let positions = Tensor::from_vec(positions, (max_positions, 1), device)?;
         let angles = positions.broadcast_mul(&inv_freq)?;
-        Ok(Self { cos: angles.cos()?.to_dtype(dtype)?, sin: angles.sin()?.to_dtype(dtype)?, config })
+        Ok(Self { cos: angles.cos()?.to_dtype(dtype)?, sin: angles.sin()?.to_dtype(dtype)?, config, long: None })
+    }
+
+    /// Multiplies the cos/sin tables by `factor`, so each rotated feature (and a score between
+    /// two, by `factor²`) is scaled: LongRoPE's and YaRN's attention factor.
+    pub fn with_magnitude(mut self, factor: f64) -> Result<Self> {
+        self.cos = (self.cos * factor)?;
+        self.sin = (self.sin * factor)?;
+        if let Some(long) = &mut self.long {
+            long.cos = (&long.cos * factor)?;
+            long.sin = (&long.sin * factor)?;
+        }
+        Ok(self)
+    }
+
+    /// LongRoPE's switch (Ding et al. 2024, "LongRoPE", §3; Phi-3's `longrope`): a call whose
+    /// largest position reaches `original_max_positions` or beyond reads `long`'s tables for
+    /// every position, a shorter one this embedding's — the rule transformers applies per
+    /// forward pass (`max(position_ids) + 1 > original_max_position_embeddings`). Both must
+    /// have the same layout and width. Cached keys computed under one set are not recomputed
+    /// when a sequence crosses: decoding across `original_max_positions` must re-run the
+    /// prefix (as transformers does), see [`switches_at`](Self::switches_at).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use tcat_position::{RotaryConfig, RotaryEmbedding};
+    /// let dev = Device::Cpu;
+    /// let short = RotaryEmbedding::from_inverse_frequencies(RotaryConfig::new(2), vec![1.0], 8, DType::F32, &dev).unwrap();
+    /// let long = RotaryEmbedding::from_inverse_frequencies(RotaryConfig::new(2), vec![0.5], 8, DType::F32, &dev).unwrap();
+    /// let rope = short.with_long_context(long, 4).unwrap();
+    /// assert_eq!(rope.switches_at(), Some(4));
+    /// let x = Tensor::new(&[[[[1f32, 0.]]]], &dev).unwrap(); // [1, 1, 1, 2]
+    /// let at = |p: u32, len: u32| {
+    ///     let positions = Tensor::new(&[[p, len - 1]], &dev).unwrap();
+    ///     let x = x.broadcast_as((1, 1, 2, 2)).unwrap().contiguous().unwrap();
+    ///     rope.apply(&x, &positions).unwrap().get(0).unwrap().get(0).unwrap().get(0).unwrap().to_vec1::<f32>().unwrap()
+    /// };
+    /// // Position 2 rotates by 2 rad in a sequence of 4, by 1 rad in one of 6.
+    /// assert!((at(2, 4)[0] - 2f32.cos()).abs() < 1e-6);
+    /// assert!((at(2, 6)[0] - 1f32.cos()).abs() < 1e-6);
+    /// ```
+    pub fn with_long_context(mut self, long: RotaryEmbedding, original_max_positions: usize) -> Result<Self> {
+        if long.config.rotary_dim != self.config.rotary_dim || long.config.layout != self.config.layout {
+            candle_core::bail!("long-context rotary tables must have the short ones' width and layout");
+        }
+        if long.cos.dims() != self.cos.dims() {
+            candle_core::bail!(
+                "long-context rotary tables cover {:?}, the short ones {:?}",
+                long.cos.dims(),
+                self.cos.dims()
+            );
+        }
+        self.long = Some(LongContext { cos: long.cos, sin: long.sin, original_max_positions });
+        Ok(self)
+    }
+
+    /// The sequence length past which the long-context tables apply, if the embedding switches
+    /// ([`with_long_context`](Self::with_long_context)).
+    pub fn switches_at(&self) -> Option<usize> {
+        self.long.as_ref().map(|l| l.original_max_positions)
     }
 
     /// The configuration.
@@ -302,8 +371,19 @@ impl RotaryEmbedding {
     fn tables(&self, positions: &Tensor) -> Result<(Tensor, Tensor)> {
         let (b, s) = positions.dims2()?;
         let flat = positions.flatten_all()?;
-        let cos = self.cos.index_select(&flat, 0)?.reshape((b, s, ()))?;
-        let sin = self.sin.index_select(&flat, 0)?.reshape((b, s, ()))?;
+        let (cos, sin) = match &self.long {
+            Some(long) if b * s > 0 => {
+                let last = flat.to_dtype(DType::F64)?.max(0)?.to_scalar::<f64>()?;
+                if last + 1.0 > long.original_max_positions as f64 {
+                    (&long.cos, &long.sin)
+                } else {
+                    (&self.cos, &self.sin)
+                }
+            }
+            _ => (&self.cos, &self.sin),
+        };
+        let cos = cos.index_select(&flat, 0)?.reshape((b, s, ()))?;
+        let sin = sin.index_select(&flat, 0)?.reshape((b, s, ()))?;
         Ok((cos, sin))
     }
 

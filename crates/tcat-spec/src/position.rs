@@ -78,6 +78,18 @@ pub enum RopeScalingSpec {
     /// Each inverse frequency divided by a factor stored with the weights (llama.cpp's
     /// `rope_freqs.weight`, which its converter writes for Llama 3.1 scaling).
     StoredFactors,
+    /// LongRoPE (Ding et al. 2024, "LongRoPE: Extending LLM Context Window Beyond 2 Million
+    /// Tokens"; Phi-3's `longrope`): each inverse frequency divided by a per-frequency factor,
+    /// from the short list for sequences up to `original_max_positions` and from the long list
+    /// beyond, the cos/sin tables scaled by `attention_factor`. The two lists are tensors of
+    /// the weights (llama.cpp's `rope_factors_short.weight` / `rope_factors_long.weight`; a
+    /// `config.json` family supplies them from `short_factor` / `long_factor`).
+    LongRope {
+        /// The pretraining context: longer sequences use the long factors.
+        original_max_positions: usize,
+        /// Factor on the cos/sin tables (`√(1 + ln s / ln L)` by default, `s` the extension).
+        attention_factor: f64,
+    },
 }
 
 /// Rotary position embedding settings.

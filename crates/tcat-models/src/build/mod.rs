@@ -325,7 +325,7 @@ fn rotary(tower: &TowerSpec, r: &Resolver, spec: tcat_spec::RotarySpec) -> Resul
         }
     };
     let scaling = match spec.scaling {
-        RopeScalingSpec::None | RopeScalingSpec::StoredFactors => RopeScaling::None,
+        RopeScalingSpec::None | RopeScalingSpec::StoredFactors | RopeScalingSpec::LongRope { .. } => RopeScaling::None,
         RopeScalingSpec::Linear { factor } => RopeScaling::Linear { factor },
         RopeScalingSpec::NtkAware { factor } => RopeScaling::NtkAware { factor },
         RopeScalingSpec::DynamicNtk { factor, original_max_positions } => {
@@ -340,15 +340,33 @@ fn rotary(tower: &TowerSpec, r: &Resolver, spec: tcat_spec::RotarySpec) -> Resul
     // transformers rotates 2·⌈d/2⌉ features of an odd count d with exponents over d.
     let exponent_dim = (head_dim as f64 * spec.fraction) as usize;
     let mut inverse = config.inverse_frequencies_over(exponent_dim)?;
+    // Per-frequency factors stored with the weights, one per rotated pair.
+    let factors = |name: &str| -> Result<Vec<f32>> {
+        let t = r.weights.tensor(name, &[rotary_dim / 2], weights::Init::Ones)?;
+        Ok(t.to_dtype(candle_core::DType::F32)?.to_device(&candle_core::Device::Cpu)?.to_vec1()?)
+    };
     if spec.scaling == RopeScalingSpec::StoredFactors {
-        let factors = r.weights.tensor("rope_freqs.weight", &[rotary_dim / 2], weights::Init::Ones)?;
-        let factors: Vec<f32> =
-            factors.to_dtype(candle_core::DType::F32)?.to_device(&candle_core::Device::Cpu)?.to_vec1()?;
-        inverse = tcat_position::apply_frequency_factors(&inverse, &factors)?;
+        inverse = tcat_position::apply_frequency_factors(&inverse, &factors("rope_freqs.weight")?)?;
     }
     let positions = tower.max_positions.min(ROTARY_TABLE_CAP);
+    if let RopeScalingSpec::LongRope { original_max_positions, attention_factor } = spec.scaling {
+        // LongRoPE: short and long per-frequency factors, switched by the sequence length.
+        let table = |name: &str| -> Result<RotaryEmbedding> {
+            let scaled = tcat_position::apply_frequency_factors(&inverse, &factors(name)?)?;
+            Ok(RotaryEmbedding::from_inverse_frequencies(config, scaled, positions, dtype, device)?)
+        };
+        let short = table(LONG_ROPE_SHORT)?;
+        let long = table(LONG_ROPE_LONG)?;
+        return Ok(short.with_long_context(long, original_max_positions)?.with_magnitude(attention_factor)?);
+    }
     Ok(RotaryEmbedding::from_inverse_frequencies(config, inverse, positions, dtype, device)?)
 }
+
+/// LongRoPE's per-frequency factors for sequences up to the pretraining context (llama.cpp's
+/// tensor name; config.json families supply it from `short_factor`).
+pub const LONG_ROPE_SHORT: &str = "rope_factors_short.weight";
+/// LongRoPE's factors for longer sequences (from `long_factor`).
+pub const LONG_ROPE_LONG: &str = "rope_factors_long.weight";
 
 fn shared_positions(tower: &TowerSpec, r: &Resolver) -> Result<Shared> {
     Ok(Shared {
