@@ -27,6 +27,7 @@ pub(crate) fn attention(heads: usize, kv_heads: usize, head_dim: usize, masking:
         masking,
         schedule: Vec::new(),
         qk_norm: None,
+        latent: None,
     }
 }
 

@@ -141,6 +141,7 @@ pub(crate) fn spec_with(config: &ConfigFile, cfg: &LlamaConfig, schedule: Vec<At
                 masking: Masking::Causal,
                 schedule,
                 qk_norm: None,
+                latent: None,
             });
     tower.feed_forward =
         FeedForwardSpec { bias: cfg.mlp_bias, ..FeedForwardSpec::gated(cfg.intermediate_size, activation) };

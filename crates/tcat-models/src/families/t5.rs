@@ -196,6 +196,7 @@ pub(crate) fn spec_from(config: &ConfigFile, cfg: &T5Config, rescale: bool) -> R
         masking,
         schedule: Vec::new(),
         qk_norm: None,
+        latent: None,
     };
     let tower = |layers: usize, masking| TowerSpec {
         embeddings: EmbeddingSpec::tokens(),

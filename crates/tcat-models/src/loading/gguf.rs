@@ -345,6 +345,7 @@ impl GgufFile {
                 masking: Masking::Causal,
                 schedule: vec![],
                 qk_norm: None,
+                latent: None,
             })
             .with_feed_forward(FeedForwardSpec::gated(inner, ActivationKind::Silu));
         let mut tower = tower;
@@ -367,6 +368,7 @@ impl GgufFile {
                 every: 1,
                 offset: 0,
                 shared_expert: None,
+                first_dense: 0,
             });
         }
         let tied = !self.has("output.weight");
