@@ -8,6 +8,7 @@ pub mod bloom;
 pub mod clip;
 pub mod ctrl;
 pub mod deberta_v2;
+pub mod deepseek;
 pub mod distilbert;
 pub mod electra;
 pub mod gpt2;
@@ -69,6 +70,7 @@ pub(crate) const FAMILIES: &[Family] = &[
     Family { model_types: &["qwen2"], spec: qwen2::spec, names: |_| Ok(llama::NAMES) },
     Family { model_types: &["qwen2_moe"], spec: qwen2::moe_spec, names: |_| Ok(qwen2::MOE_NAMES) },
     Family { model_types: &["olmoe"], spec: olmoe::spec, names: |_| Ok(olmoe::NAMES) },
+    Family { model_types: &["deepseek_v2", "deepseek_v3"], spec: deepseek::spec, names: |_| Ok(deepseek::NAMES) },
     Family { model_types: &["qwen3"], spec: qwen3::spec, names: |_| Ok(qwen3::NAMES) },
     Family { model_types: &["qwen3_moe"], spec: qwen3::moe_spec, names: |_| Ok(qwen3::MOE_NAMES) },
     Family { model_types: &["t5", "mt5"], spec: t5::spec, names: t5::names },

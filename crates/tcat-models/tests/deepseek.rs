@@ -1,0 +1,195 @@
+//! DeepSeek-V2 and V3 against transformers (tiny perturbed checkpoints it saved,
+//! tests/fixtures/tcat_fixtures/deepseek.py): multi-head latent attention with and without query
+//! compression, greedy, group-limited and `noaux_tc` routing, shared experts and dense first
+//! layers; cached decoding keeps only the latent.
+
+mod common;
+
+use candle_core::{DType, Tensor};
+use common::*;
+use tcat_attention::AttentionMask;
+use tcat_blocks::SelfAttention;
+use tcat_models::{Batch, ConfigFile, GenerationConfig, Model, ModelSource, Sampling, generate};
+use tcat_position::sequential_position_ids;
+
+const TOL: f32 = 1e-4;
+const FIXTURES: [&str; 3] = ["deepseek_v2-lite", "deepseek_v2", "deepseek_v3"];
+
+fn load(name: &str) -> Model {
+    let source = ModelSource::resolve(fixture(name).to_str().unwrap()).unwrap();
+    Model::load(&source, &device(), DType::F32).unwrap()
+}
+
+fn greedy(max_new_tokens: usize) -> GenerationConfig {
+    GenerationConfig { max_new_tokens, sampling: Sampling::Greedy, stop_tokens: Some(vec![]), ..Default::default() }
+}
+
+fn check(name: &str) -> f32 {
+    let exp = expected(name);
+    let model = load(name);
+    let decoder = model.as_decoder().unwrap();
+    let mask = &exp["attention_mask"];
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, decoder.pad_token_id(), &device()).unwrap();
+    let d = masked_max_diff(&decoder.logits(&batch).unwrap(), &exp["logits"], mask);
+    eprintln!("{name}: logits max abs diff {d:.2e}");
+    assert!(d <= TOL, "{name} logits differ by {d}");
+
+    let to_u32 = |t: &Tensor| -> Vec<u32> { t.to_vec1::<i64>().unwrap().iter().map(|&i| i as u32).collect() };
+    let prompt = to_u32(&exp["prompt_ids"]);
+    let want = to_u32(&exp["greedy_ids"]);
+    let got = generate(decoder, std::slice::from_ref(&prompt), &greedy(want.len() - prompt.len()), |_, _| {}).unwrap();
+    assert_eq!(got[0], want, "{name} greedy");
+
+    // Left-padded prompts of lengths 5 and 3 decoded in one batch.
+    let prompts = rows(&exp["batch_prompt_ids"], &exp["batch_prompt_mask"]);
+    let want: Vec<Vec<i64>> = exp["batch_greedy_ids"].to_vec2().unwrap();
+    let prompt_len = exp["batch_prompt_ids"].dim(1).unwrap();
+    let got = generate(decoder, &prompts, &greedy(want[0].len() - prompt_len), |_, _| {}).unwrap();
+    for (row, (g, w)) in got.iter().zip(&want).enumerate() {
+        let w: Vec<u32> = w[prompt_len - prompts[row].len()..].iter().map(|&i| i as u32).collect();
+        assert_eq!(g, &w, "{name} batched greedy row {row}");
+    }
+    d
+}
+
+/// DeepSeek-V2-Lite's shape: queries projected directly (`q_lora_rank` null), greedy top-2 of 8
+/// experts, layer 0 dense, layers 1–3 sparse with two shared experts.
+#[test]
+fn deepseek_v2_lite_direct_queries_and_greedy_routing_match_transformers() {
+    check("deepseek_v2-lite");
+}
+
+/// DeepSeek-V2's shape: compressed queries, attention biases, group-limited routing (2 of 4
+/// groups, top-3, scale 1.5), layers 0–1 dense.
+#[test]
+fn deepseek_v2_query_compression_and_group_limited_routing_match_transformers() {
+    check("deepseek_v2");
+}
+
+/// DeepSeek-V3: sigmoid scores with a non-zero score correction, groups by their top-2 sum,
+/// renormalised gates times 2.5, one shared expert.
+#[test]
+fn deepseek_v3_noaux_tc_routing_matches_transformers() {
+    check("deepseek_v3");
+}
+
+#[test]
+fn every_layer_is_latent_and_dense_layers_come_first() {
+    for name in FIXTURES {
+        let model = load(name);
+        let layers = model.as_decoder().unwrap().stack().layers();
+        let dense = if name == "deepseek_v2" { 2 } else { 1 };
+        for (i, layer) in layers.iter().enumerate() {
+            let SelfAttention::Latent(a) = layer.attention() else { panic!("{name} layer {i} is not latent") };
+            // kv_lora_rank 16 + qk_rope_head_dim 4 numbers per token, against 2 × 4 heads × 12.
+            assert_eq!(a.dims().cached_per_token(), 20);
+            assert_eq!(layer.parts().1.as_experts().is_some(), i >= dense, "{name} layer {i}");
+        }
+    }
+}
+
+#[test]
+fn padded_batch_equals_rows_alone() {
+    let dev = device();
+    let rows: Vec<Vec<u32>> = vec![vec![5, 17, 33, 8, 91, 12, 40], vec![7, 3, 99], vec![64]];
+    for name in FIXTURES {
+        let model = load(name);
+        let decoder = model.as_decoder().unwrap();
+        for batch in [
+            Batch::right_padded(&rows, None, decoder.pad_token_id(), &dev).unwrap(),
+            Batch::left_padded(&rows, decoder.pad_token_id(), &dev).unwrap(),
+        ] {
+            let left = batch.attention_mask().to_vec2::<u32>().unwrap()[2][0] == 0;
+            let all = decoder.logits(&batch).unwrap();
+            for (i, row) in rows.iter().enumerate() {
+                let alone = decoder
+                    .logits(
+                        &Batch::right_padded(std::slice::from_ref(row), None, decoder.pad_token_id(), &dev).unwrap(),
+                    )
+                    .unwrap();
+                let start = if left { all.dim(1).unwrap() - row.len() } else { 0 };
+                let d = max_diff(&all.narrow(0, i, 1).unwrap().narrow(1, start, row.len()).unwrap(), &alone);
+                assert!(d < 1e-5, "{name} row {i} (left padded: {left}): {d}");
+            }
+        }
+    }
+}
+
+#[test]
+fn cached_decoding_equals_the_full_forward_and_keeps_only_the_latent() {
+    let dev = device();
+    let ids: Vec<u32> = vec![11, 250, 3, 77, 190, 42, 8, 120, 5, 66];
+    for name in FIXTURES {
+        let model = load(name);
+        let decoder = model.as_decoder().unwrap();
+        let full_ids = Tensor::new(ids.as_slice(), &dev).unwrap().unsqueeze(0).unwrap();
+        let positions = |n, from| sequential_position_ids(1, n, from, &dev).unwrap();
+        let full = decoder.forward(&full_ids, &positions(ids.len(), 0), &AttentionMask::causal(), None).unwrap();
+        let mut caches = decoder.new_caches(ids.len());
+        let prompt = 4;
+        let mut steps = vec![
+            decoder
+                .forward(
+                    &full_ids.narrow(1, 0, prompt).unwrap(),
+                    &positions(prompt, 0),
+                    &AttentionMask::causal(),
+                    Some(&mut caches),
+                )
+                .unwrap(),
+        ];
+        let mut worst = 0f32;
+        for t in prompt..ids.len() {
+            let step = decoder
+                .forward(
+                    &full_ids.narrow(1, t, 1).unwrap(),
+                    &positions(1, t),
+                    &AttentionMask::causal(),
+                    Some(&mut caches),
+                )
+                .unwrap();
+            steps.push(step);
+            let d = max_diff(&Tensor::cat(&steps, 1).unwrap(), &full.narrow(1, 0, t + 1).unwrap());
+            worst = worst.max(d);
+            assert!(d < 1e-4, "{name} step {t}: {d}");
+        }
+        eprintln!("{name}: cached vs full max abs diff {worst:.2e}");
+        assert!(caches.iter().all(|c| c.is_shared() && c.held() == ids.len()), "{name}: one latent tensor per layer");
+        // 4 layers × (16 + 4) numbers per token.
+        assert_eq!(decoder.stack().cache_elements(1, ids.len()), Some(4 * 20 * ids.len() as u64));
+    }
+}
+
+fn config_with(name: &str, edit: impl Fn(&mut serde_json::Value)) -> ConfigFile {
+    let path = fixture(name).join("config.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut json);
+    ConfigFile { path, json }
+}
+
+fn refusal(name: &str, edit: impl Fn(&mut serde_json::Value)) -> String {
+    tcat_models::spec_of(&config_with(name, edit)).unwrap_err().to_string()
+}
+
+#[test]
+fn unsupported_settings_are_refused_by_name() {
+    let yarn = |j: &mut serde_json::Value| {
+        j["rope_parameters"] = serde_json::json!({"rope_type": "yarn", "rope_theta": 10000.0, "factor": 40.0,
+            "original_max_position_embeddings": 4096, "mscale": 0.707, "mscale_all_dim": 0.707});
+    };
+    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+        ("deepseek_v2", Box::new(|j| j["topk_method"] = "noaux_tc".into()), "`topk_method` `noaux_tc`"),
+        ("deepseek_v2", Box::new(|j| j["norm_topk_prob"] = true.into()), "`norm_topk_prob`"),
+        ("deepseek_v2", Box::new(|j| j["n_group"] = 3.into()), "`n_group` (3)"),
+        ("deepseek_v2", Box::new(|j| j["topk_group"] = 5.into()), "`topk_group` (5)"),
+        ("deepseek_v3", Box::new(|j| j["topk_method"] = "greedy".into()), "`topk_method` `greedy`"),
+        ("deepseek_v3", Box::new(|j| j["scoring_func"] = "softmax".into()), "`scoring_func` `softmax`"),
+        ("deepseek_v3", Box::new(|j| j["moe_layer_freq"] = 2.into()), "`moe_layer_freq` 2"),
+        ("deepseek_v3", Box::new(|j| j["num_key_value_heads"] = 2.into()), "`num_key_value_heads` (2)"),
+        ("deepseek_v3", Box::new(|j| j["num_experts_per_tok"] = 5.into()), "`num_experts_per_tok` (5)"),
+        ("deepseek_v3", Box::new(yarn), "yarn"),
+    ];
+    for (name, edit, want) in cases {
+        let err = refusal(name, edit);
+        assert!(err.contains(want), "{name}: `{want}` not in: {err}");
+    }
+}
