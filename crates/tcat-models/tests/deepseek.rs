@@ -13,7 +13,7 @@ use tcat_models::{Batch, ConfigFile, GenerationConfig, Model, ModelSource, Sampl
 use tcat_position::sequential_position_ids;
 
 const TOL: f32 = 1e-4;
-const FIXTURES: [&str; 3] = ["deepseek_v2-lite", "deepseek_v2", "deepseek_v3"];
+const FIXTURES: [&str; 4] = ["deepseek_v2-lite", "deepseek_v2", "deepseek_v3", "deepseek_v3-yarn"];
 
 fn load(name: &str) -> Model {
     let source = ModelSource::resolve(fixture(name).to_str().unwrap()).unwrap();
@@ -71,6 +71,14 @@ fn deepseek_v2_query_compression_and_group_limited_routing_match_transformers() 
 #[test]
 fn deepseek_v3_noaux_tc_routing_matches_transformers() {
     check("deepseek_v3");
+}
+
+/// DeepSeek-V3 with YaRN (factor 4 over 16 positions, `mscale` 1 and `mscale_all_dim` 0.8: an
+/// attention factor on the cos/sin tables and mscale² on the softmax scale) and
+/// `rope_interleave` false (half-split pairs).
+#[test]
+fn deepseek_v3_yarn_and_half_split_rotary_match_transformers() {
+    check("deepseek_v3-yarn");
 }
 
 #[test]
@@ -172,9 +180,8 @@ fn refusal(name: &str, edit: impl Fn(&mut serde_json::Value)) -> String {
 
 #[test]
 fn unsupported_settings_are_refused_by_name() {
-    let yarn = |j: &mut serde_json::Value| {
-        j["rope_parameters"] = serde_json::json!({"rope_type": "yarn", "rope_theta": 10000.0, "factor": 40.0,
-            "original_max_position_embeddings": 4096, "mscale": 0.707, "mscale_all_dim": 0.707});
+    let longrope = |j: &mut serde_json::Value| {
+        j["rope_parameters"] = serde_json::json!({"rope_type": "longrope", "rope_theta": 10000.0, "factor": 4.0});
     };
     let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
         ("deepseek_v2", Box::new(|j| j["topk_method"] = "noaux_tc".into()), "`topk_method` `noaux_tc`"),
@@ -186,7 +193,7 @@ fn unsupported_settings_are_refused_by_name() {
         ("deepseek_v3", Box::new(|j| j["moe_layer_freq"] = 2.into()), "`moe_layer_freq` 2"),
         ("deepseek_v3", Box::new(|j| j["num_key_value_heads"] = 2.into()), "`num_key_value_heads` (2)"),
         ("deepseek_v3", Box::new(|j| j["num_experts_per_tok"] = 5.into()), "`num_experts_per_tok` (5)"),
-        ("deepseek_v3", Box::new(yarn), "yarn"),
+        ("deepseek_v3", Box::new(longrope), "rope scaling type `longrope`"),
     ];
     for (name, edit, want) in cases {
         let err = refusal(name, edit);

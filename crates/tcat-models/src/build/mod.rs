@@ -327,6 +327,9 @@ fn rotary(tower: &TowerSpec, r: &Resolver, spec: tcat_spec::RotarySpec) -> Resul
         RopeScalingSpec::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_positions } => {
             RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_positions }
         }
+        RopeScalingSpec::Yarn { factor, original_max_positions, beta_fast, beta_slow, attention_factor, truncate } => {
+            RopeScaling::Yarn { factor, original_max_positions, beta_fast, beta_slow, attention_factor, truncate }
+        }
     };
     let config = RotaryConfig { rotary_dim, base: spec.base, layout, scaling };
     let (dtype, device) = (r.weights.dtype(), r.weights.device());

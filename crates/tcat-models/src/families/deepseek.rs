@@ -20,7 +20,8 @@ use serde::Deserialize;
 use tcat_core::Result;
 use tcat_spec::{
     ArchSpec, AttentionSpec, FeedForwardKind, FeedForwardSpec, HeadSpec, LatentSpec, Masking, MoeSpec, NormSpec,
-    PositionSpec, RotaryLayoutSpec, RouterSpec, RoutingRule, ScaleRule, SharedExpertSpec, SpecialTokens, TowerSpec,
+    PositionSpec, RopeScalingSpec, RotaryLayoutSpec, RouterSpec, RoutingRule, ScaleRule, SharedExpertSpec,
+    SpecialTokens, TowerSpec,
 };
 
 use crate::ConfigFile;
@@ -224,8 +225,23 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
         value_dim: c.v_head_dim,
         norm_eps: 1e-6,
     };
-    // transformers multiplies the softmax scale by mscale² under YaRN; rotary_spec refuses YaRN.
-    let scale_rule = ScaleRule::InverseSqrtHeadDim;
+    // Under a rope scaling, transformers' `yarn_apply_mscale` multiplies the softmax scale
+    // 1/√(nope + rope) by yarn_mscale(factor, mscale_all_dim)² when `mscale_all_dim` is set.
+    let scale_rule = match rotary.scaling {
+        RopeScalingSpec::None => ScaleRule::InverseSqrtHeadDim,
+        _ => {
+            let json = &config.json;
+            let block = json.get("rope_parameters").filter(|v| v.is_object()).or_else(|| json.get("rope_scaling"));
+            let get = |name: &str| block.and_then(|b| b.get(name)).and_then(serde_json::Value::as_f64);
+            match (get("mscale_all_dim").filter(|m| *m != 0.0), get("factor")) {
+                (Some(all_dim), Some(factor)) => {
+                    let m = tcat_position::yarn_mscale(factor, all_dim);
+                    ScaleRule::Fixed { scale: m * m / (latent_qk_dim(&c) as f64).sqrt() }
+                }
+                _ => ScaleRule::InverseSqrtHeadDim,
+            }
+        }
+    };
     let mut tower =
         TowerSpec::decoder(c.vocab_size, c.hidden_size, c.num_hidden_layers, heads, c.max_position_embeddings)
             .with_positions(PositionSpec::Rotary(rotary))
@@ -263,6 +279,10 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
         pad,
         decoder_start: None,
     }))
+}
+
+fn latent_qk_dim(c: &DeepseekConfig) -> usize {
+    c.qk_nope_head_dim + c.qk_rope_head_dim
 }
 
 /// Names what does not fit in a group rule before the builder's generic router error.
