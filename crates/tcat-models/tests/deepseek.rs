@@ -178,12 +178,15 @@ fn refusal(name: &str, edit: impl Fn(&mut serde_json::Value)) -> String {
     tcat_models::spec_of(&config_with(name, edit)).unwrap_err().to_string()
 }
 
+/// A change to a config's JSON.
+type Edit = dyn Fn(&mut serde_json::Value);
+
 #[test]
 fn unsupported_settings_are_refused_by_name() {
     let longrope = |j: &mut serde_json::Value| {
         j["rope_parameters"] = serde_json::json!({"rope_type": "longrope", "rope_theta": 10000.0, "factor": 4.0});
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    let cases: Vec<(&str, Box<Edit>, &str)> = vec![
         ("deepseek_v2", Box::new(|j| j["topk_method"] = "noaux_tc".into()), "`topk_method` `noaux_tc`"),
         ("deepseek_v2", Box::new(|j| j["norm_topk_prob"] = true.into()), "`norm_topk_prob`"),
         ("deepseek_v2", Box::new(|j| j["n_group"] = 3.into()), "`n_group` (3)"),

@@ -617,13 +617,13 @@ mod yarn_tests {
         let want =
             [1.0, 0.316_227_76, 0.100_000_0, 0.026_879_36, 0.005_500_000_4, 0.000_790_569_4, 2.5e-5, 7.905_694_5e-6];
         for (k, w) in want.iter().enumerate() {
-            let g = got[4 * k];
+            let g = got[4 * k] as f64;
             assert!((g - w).abs() <= 1e-6 * w.max(1e-3), "frequency {}: {g} vs {w}", 4 * k);
         }
         // A tiny head: θ 1000, factor 4, original 16.
         let cfg = RotaryConfig::new(4).with_base(1000.0).with_scaling(yarn(4.0, 16, 1.0));
         let got = cfg.inverse_frequencies().unwrap();
-        assert!((got[0] - 1.0).abs() < 1e-7 && (got[1] - 0.007_905_694_7).abs() < 1e-9, "{got:?}");
+        assert!((got[0] - 1.0).abs() < 1e-7 && (got[1] as f64 - 0.007_905_694_7).abs() < 1e-9, "{got:?}");
     }
 
     /// The attention factor scales the cos/sin tables (and so each rotated feature).
