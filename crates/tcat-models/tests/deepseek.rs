@@ -203,3 +203,56 @@ fn unsupported_settings_are_refused_by_name() {
         assert!(err.contains(want), "{name}: `{want}` not in: {err}");
     }
 }
+
+/// DeepSeek-V2-Lite's published config (hub `deepseek-ai/DeepSeek-V2-Lite`, with YaRN): the spec's
+/// parameter count equals transformers' `sum(p.numel())` on the meta device (15,706,484,224;
+/// active: 2,661,150,208 with 6 of 64 routed experts, embeddings and head included), and the
+/// softmax scale is transformers' `0.1147…` (1/√192 × mscale(40, 0.707)²).
+#[test]
+fn deepseek_v2_lite_spec_counts_transformers_parameters() {
+    let json = serde_json::json!({
+        "model_type": "deepseek_v2", "vocab_size": 102400, "hidden_size": 2048, "intermediate_size": 10944,
+        "moe_intermediate_size": 1408, "num_hidden_layers": 27, "num_attention_heads": 16,
+        "num_key_value_heads": 16, "n_routed_experts": 64, "n_shared_experts": 2, "num_experts_per_tok": 6,
+        "first_k_dense_replace": 1, "moe_layer_freq": 1, "kv_lora_rank": 512, "q_lora_rank": null,
+        "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "max_position_embeddings": 163840,
+        "rope_theta": 10000, "rope_scaling": {"type": "yarn", "factor": 40, "original_max_position_embeddings": 4096,
+            "beta_fast": 32, "beta_slow": 1, "mscale": 0.707, "mscale_all_dim": 0.707},
+        "rms_norm_eps": 1e-6, "tie_word_embeddings": false, "topk_method": "greedy", "scoring_func": "softmax",
+        "routed_scaling_factor": 1.0, "norm_topk_prob": false, "n_group": 1, "topk_group": 1,
+        "bos_token_id": 100000, "eos_token_id": 100001, "hidden_act": "silu"
+    });
+    let config = ConfigFile { path: "DeepSeek-V2-Lite/config.json".into(), json };
+    let spec = tcat_models::spec_of(&config).unwrap();
+    let count = spec.param_count();
+    assert_eq!((count.total, count.active), (15_706_484_224, 2_661_150_208));
+    let tcat_spec::Stacks::Decoder { tower } = &spec.stacks else { panic!("a decoder") };
+    let scale = tower.attention.scale_for_layer(0);
+    assert!((scale - 0.114_721_386_792_926_1).abs() < 1e-12, "{scale}");
+}
+
+/// DeepSeek-V3's published shape (61 layers, 256 routed experts in groups of 32, 8 per token,
+/// query compression 1536): 671,026,404,352 parameters and 37,552,282,624 active, as
+/// transformers counts them (the multi-token-prediction layer, which transformers does not load,
+/// left out), and its softmax scale with YaRN's mscale(40, 1)².
+#[test]
+fn deepseek_v3_spec_counts_transformers_parameters() {
+    let json = serde_json::json!({
+        "model_type": "deepseek_v3", "vocab_size": 129280, "hidden_size": 7168, "intermediate_size": 18432,
+        "moe_intermediate_size": 2048, "num_hidden_layers": 61, "num_attention_heads": 128,
+        "num_key_value_heads": 128, "n_routed_experts": 256, "n_shared_experts": 1, "num_experts_per_tok": 8,
+        "first_k_dense_replace": 3, "moe_layer_freq": 1, "kv_lora_rank": 512, "q_lora_rank": 1536,
+        "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "max_position_embeddings": 163840,
+        "n_group": 8, "topk_group": 4, "topk_method": "noaux_tc", "scoring_func": "sigmoid",
+        "routed_scaling_factor": 2.5, "norm_topk_prob": true, "num_nextn_predict_layers": 1,
+        "rope_theta": 10000, "rope_scaling": {"type": "yarn", "factor": 40, "original_max_position_embeddings": 4096,
+            "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0},
+        "rms_norm_eps": 1e-6, "tie_word_embeddings": false, "hidden_act": "silu"
+    });
+    let spec = tcat_models::spec_of(&ConfigFile { path: "DeepSeek-V3/config.json".into(), json }).unwrap();
+    let count = spec.param_count();
+    assert_eq!((count.total, count.active), (671_026_404_352, 37_552_282_624));
+    let tcat_spec::Stacks::Decoder { tower } = &spec.stacks else { panic!("a decoder") };
+    let scale = tower.attention.scale_for_layer(0);
+    assert!((scale - 0.135_233_778_860_880_1).abs() < 1e-12, "{scale}");
+}
