@@ -124,7 +124,42 @@ impl KvCache {
     /// every cached position with [`Retention::All`], the `window − 1` before the new ones with
     /// [`Retention::Window`].
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (k, v) = self.append_parts(k, Some(v))?;
+        Ok((k, v.expect("values were appended")))
+    }
+
+    /// Appends `kv` (`[batch, heads, new, width]`) to a cache whose keys are also its values —
+    /// multi-head latent attention's `[c ; k_R]` per token (DeepSeek-AI 2024, §2.1.3) — and
+    /// returns everything the new queries may attend to, as [`append`](Self::append) does.
+    /// No value buffer is allocated: the cache holds `width` numbers per token and head.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use tcat_attention::KvCache;
+    /// let latent = Tensor::zeros((1, 1, 2, 576), DType::F32, &Device::Cpu).unwrap();
+    /// let mut cache = KvCache::new(8);
+    /// assert_eq!(cache.append_shared(&latent).unwrap().dims(), &[1, 1, 2, 576]);
+    /// assert_eq!(cache.len(), 2);
+    /// ```
+    pub fn append_shared(&mut self, kv: &Tensor) -> Result<Tensor> {
+        if self.values.is_some() && self.held() > 0 {
+            candle_core::bail!("KV cache holds separate keys and values; it cannot take shared ones");
+        }
+        self.values = None;
+        Ok(self.append_parts(kv, None)?.0)
+    }
+
+    /// Whether the cache holds one tensor serving as keys and values
+    /// ([`append_shared`](Self::append_shared)).
+    pub fn is_shared(&self) -> bool {
+        self.keys.is_some() && self.values.is_none()
+    }
+
+    fn append_parts(&mut self, k: &Tensor, v: Option<&Tensor>) -> Result<(Tensor, Option<Tensor>)> {
         let new = k.dim(2)?;
+        if v.is_some() && self.is_shared() && self.held() > 0 {
+            candle_core::bail!("KV cache holds shared keys and values; it cannot take separate ones");
+        }
         let keep = match self.retention {
             Retention::All { capacity } => {
                 if self.end + new > capacity {
@@ -140,39 +175,47 @@ impl KvCache {
         let capacity = self.capacity();
         let held = self.held();
         let keys = Self::buffer(&mut self.keys, k, capacity, held)?;
-        let values = Self::buffer(&mut self.values, v, capacity, held)?;
+        let values = match v {
+            Some(v) => Some((Self::buffer(&mut self.values, v, capacity, held)?, v)),
+            None => None,
+        };
+        let buffers: Vec<(&Tensor, &Tensor)> =
+            std::iter::once((&keys, k)).chain(values.as_ref().map(|(b, v)| (b, *v))).collect();
         let old = held.min(keep);
         let result = if old + new > capacity {
             // A chunk longer than the buffer (a long prompt): attend over the kept tail and
             // the chunk directly, then keep only the chunk's own tail.
-            let tail = |t: &Tensor| t.narrow(2, self.end - old, old);
-            let (ks, vs) = (Tensor::cat(&[&tail(&keys)?, k], 2)?, Tensor::cat(&[&tail(&values)?, v], 2)?);
             let kept = keep.min(old + new);
-            keys.slice_set(&ks.narrow(2, old + new - kept, kept)?.contiguous()?, 2, 0)?;
-            values.slice_set(&vs.narrow(2, old + new - kept, kept)?.contiguous()?, 2, 0)?;
+            let mut out = Vec::with_capacity(2);
+            for (buffer, part) in &buffers {
+                let all = Tensor::cat(&[&buffer.narrow(2, self.end - old, old)?, *part], 2)?;
+                buffer.slice_set(&all.narrow(2, old + new - kept, kept)?.contiguous()?, 2, 0)?;
+                out.push(all);
+            }
             (self.start, self.end) = (0, kept);
-            (ks, vs)
+            out
         } else {
             if self.end + new > capacity {
                 // Move the kept tail to the front; copied out first, as the ranges may overlap.
-                let move_front = |t: &Tensor| -> Result<()> {
-                    let tail = t.narrow(2, self.end - old, old)?;
+                for (buffer, _) in &buffers {
+                    let tail = buffer.narrow(2, self.end - old, old)?;
                     let tail = if tail.is_contiguous() { tail.copy()? } else { tail.contiguous()? };
-                    t.slice_set(&tail, 2, 0)
-                };
-                move_front(&keys)?;
-                move_front(&values)?;
+                    buffer.slice_set(&tail, 2, 0)?;
+                }
                 (self.start, self.end) = (0, old);
             }
-            keys.slice_set(&k.contiguous()?, 2, self.end)?;
-            values.slice_set(&v.contiguous()?, 2, self.end)?;
+            for (buffer, part) in &buffers {
+                buffer.slice_set(&part.contiguous()?, 2, self.end)?;
+            }
             self.end += new;
             let from = self.end - new - old;
             self.start = self.end - (self.end - self.start).min(keep);
-            (keys.narrow(2, from, old + new)?, values.narrow(2, from, old + new)?)
+            buffers.iter().map(|(buffer, _)| buffer.narrow(2, from, old + new)).collect::<Result<Vec<_>>>()?
         };
         self.seen += new;
-        Ok(result)
+        let mut result = result.into_iter();
+        let keys = result.next().expect("keys are always appended");
+        Ok((keys, result.next()))
     }
 
     /// Keeps the batch rows `rows` (`[new_batch]` u32, indices into the current rows, repeats

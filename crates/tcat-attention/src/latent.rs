@@ -9,8 +9,8 @@
 //!
 //! Decoding never expands the cache: `W_UK` is absorbed into the queries (`q_C · W_UK c =
 //! (W_UKᵀ q_C) · c`) and `W_UV` applied after the weighted sum of latents, so attention runs
-//! over `[c ; k_R]` as a single key/value head and [`LatentCache`] stores `rank + rope_dim`
-//! numbers per token and layer — against `2 · heads · head_dim` for standard attention.
+//! over `[c ; k_R]` as a single key/value head and the layer's [`KvCache`] stores `rank +
+//! rope_dim` numbers per token and layer ([`KvCache::append_shared`]) — against `2 · heads · head_dim` for standard attention.
 //! [`LatentAttention::forward_expanded`] computes the paper's equations literally (keys and
 //! values materialised per head); it is the reference the absorbed path is tested against.
 
@@ -19,7 +19,7 @@ use tcat_core::Linear;
 use tcat_position::{RotaryEmbedding, sequential_position_ids};
 
 use crate::qk_norm::rms;
-use crate::{AttentionKernel, AttentionMask};
+use crate::{AttentionKernel, AttentionMask, KvCache};
 
 /// The widths of a latent attention layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +43,14 @@ impl LatentDims {
         self.nope_dim + self.rope_dim
     }
 
-    /// Numbers a [`LatentCache`] keeps per token: `rank + rope_dim`.
+    /// Numbers the cache keeps per token: `rank + rope_dim`.
+    ///
+    /// ```
+    /// use tcat_attention::LatentDims;
+    /// let dims = LatentDims { heads: 16, nope_dim: 128, rope_dim: 64, value_dim: 128, rank: 512 };
+    /// // 576 numbers per token, against 16 × (192 + 128) = 5120 for standard keys and values.
+    /// assert_eq!(dims.cached_per_token(), 576);
+    /// ```
     pub fn cached_per_token(&self) -> usize {
         self.rank + self.rope_dim
     }
@@ -63,69 +70,6 @@ pub enum LatentQuery {
         /// `q_rank → heads · (nope_dim + rope_dim)`.
         up: Linear,
     },
-}
-
-/// The latents and shared rotary keys of the tokens seen so far: `[batch, 1, len, rank +
-/// rope_dim]`, preallocated to a capacity.
-///
-/// ```
-/// use tcat_attention::{LatentCache, LatentDims};
-/// let dims = LatentDims { heads: 16, nope_dim: 128, rope_dim: 64, value_dim: 128, rank: 512 };
-/// let cache = LatentCache::new(4096);
-/// assert!(cache.is_empty());
-/// // 576 numbers per token, against 16 × (192 + 128) = 5120 for standard keys and values.
-/// assert_eq!(dims.cached_per_token(), 576);
-/// ```
-#[derive(Debug, Clone)]
-pub struct LatentCache {
-    buffer: Option<Tensor>,
-    len: usize,
-    capacity: usize,
-}
-
-impl LatentCache {
-    /// An empty cache for up to `capacity` tokens.
-    pub fn new(capacity: usize) -> Self {
-        Self { buffer: None, len: 0, capacity }
-    }
-
-    /// Tokens held.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether no token is held.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Numbers held per token (`rank + rope_dim`), once a token was appended.
-    pub fn width(&self) -> Option<usize> {
-        self.buffer.as_ref().map(|b| b.dims()[3])
-    }
-
-    /// The held latents, `[batch, 1, len, rank + rope_dim]`.
-    pub fn latents(&self) -> Option<Tensor> {
-        self.buffer.as_ref().map(|b| b.narrow(2, 0, self.len)).transpose().ok().flatten()
-    }
-
-    /// Appends `[batch, 1, new, width]` and returns everything held.
-    fn append(&mut self, new: &Tensor) -> Result<Tensor> {
-        let (b, _, n, w) = new.dims4()?;
-        if self.len + n > self.capacity {
-            candle_core::bail!("latent cache holds {} tokens of {}; {n} more do not fit", self.len, self.capacity);
-        }
-        let buffer = match self.buffer.take() {
-            Some(buf) if buf.dims() == [b, 1, self.capacity, w] => buf,
-            Some(buf) => candle_core::bail!("latent cache is {:?}, the new tokens {:?}", buf.dims(), new.dims()),
-            None => Tensor::zeros((b, 1, self.capacity, w), new.dtype(), new.device())?,
-        };
-        buffer.slice_set(&new.contiguous()?, 2, self.len)?;
-        self.len += n;
-        let held = buffer.narrow(2, 0, self.len)?;
-        self.buffer = Some(buffer);
-        Ok(held)
-    }
 }
 
 /// Multi-head latent attention: see the [module documentation](self).
@@ -152,14 +96,14 @@ impl LatentCache {
 /// let reference = mla.forward_expanded(&x, &AttentionMask::causal(), None).unwrap();
 /// let diff: f32 = (y - reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
 /// assert!(diff < 1e-5);
-/// assert_eq!(cache.width(), Some(5 + 2)); // the latent and the shared rotary key, nothing else
+/// assert_eq!(cache.len(), 3);
+/// assert!(cache.is_shared()); // one [c ; k_R] per token, 5 + 2 numbers, no separate values
 /// ```
 #[derive(Debug, Clone)]
 pub struct LatentAttention {
     query: LatentQuery,
     kv_down: Linear,
     kv_gain: Tensor,
-    kv_up: Linear,
     /// `W_UK` per head, `[heads, nope_dim, rank]`.
     key_up: Tensor,
     /// `W_UV` per head, transposed: `[heads, rank, value_dim]`.
@@ -244,7 +188,6 @@ impl LatentAttention {
             query,
             kv_down,
             kv_gain,
-            kv_up,
             key_up,
             value_up_t,
             out,
@@ -279,9 +222,19 @@ impl LatentAttention {
         self.dims
     }
 
-    /// An empty cache for `capacity` tokens.
-    pub fn new_cache(&self, capacity: usize) -> LatentCache {
-        LatentCache::new(capacity)
+    /// An empty cache for `capacity` tokens (it will hold `rank + rope_dim` numbers per token).
+    pub fn new_cache(&self, capacity: usize) -> KvCache {
+        KvCache::new(capacity)
+    }
+
+    /// The score scale.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    /// The rotary embedding of the decoupled parts, if any.
+    pub fn rotary(&self) -> Option<&RotaryEmbedding> {
+        self.rotary.as_ref()
     }
 
     /// Queries `[batch, heads, seq, nope_dim]` and rotated decoupled queries
@@ -323,14 +276,14 @@ impl LatentAttention {
         x: &Tensor,
         mask: &AttentionMask,
         positions: Option<&Tensor>,
-        cache: Option<&mut LatentCache>,
+        cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let LatentDims { heads, value_dim, rank, .. } = self.dims;
         let past = cache.as_ref().map_or(0, |c| c.len());
         let positions = self.positions(x, positions, past)?;
         let (q_nope, q_rope, new) = self.project(x, &positions)?;
         let keys = match cache {
-            Some(cache) => cache.append(&new)?,
+            Some(cache) => cache.append_shared(&new)?,
             None => new,
         };
         // Absorb W_UK: per head, q_C · (W_UK c) = (W_UKᵀ q_C) · c.
@@ -348,15 +301,18 @@ impl LatentAttention {
     /// The paper's equations literally, without cache: per-head keys `[W_UK c ; k_R]` and
     /// values `W_UV c` materialised, then the reference attention. Slow; for tests and reading.
     pub fn forward_expanded(&self, x: &Tensor, mask: &AttentionMask, positions: Option<&Tensor>) -> Result<Tensor> {
-        let LatentDims { heads, nope_dim, rope_dim, value_dim, rank } = self.dims;
+        let LatentDims { heads, rope_dim, value_dim, rank, .. } = self.dims;
         let positions = self.positions(x, positions, 0)?;
         let (q_nope, q_rope, new) = self.project(x, &positions)?;
         let (b, _, s, _) = new.dims4()?;
         let latent = new.narrow(3, 0, rank)?.squeeze(1)?.contiguous()?;
         let k_rope = new.narrow(3, rank, rope_dim)?.broadcast_as((b, heads, s, rope_dim))?;
-        let kv = self.kv_up.forward(&latent)?.reshape((b, s, heads, nope_dim + value_dim))?.transpose(1, 2)?;
-        let k = Tensor::cat(&[&kv.narrow(3, 0, nope_dim)?, &k_rope], 3)?.contiguous()?;
-        let v = kv.narrow(3, nope_dim, value_dim)?;
+        // k_C = W_UK c and v = W_UV c per head, from the blocks of kv_up kept by `new`.
+        let latent = latent.unsqueeze(1)?; // [b, 1, s, rank]
+        let k_nope = latent.broadcast_matmul(&self.key_up.transpose(1, 2)?)?; // [b, h, s, nope_dim]
+        let v = latent.broadcast_matmul(&self.value_up_t)?; // [b, h, s, value_dim]
+        let k = Tensor::cat(&[&k_nope, &k_rope], 3)?.contiguous()?;
+
         let q = Tensor::cat(&[&q_nope, &q_rope], 3)?;
         // The reference wants values as wide as keys: zeros pad both to the wider width (they
         // add nothing to a dot product, and the padded output features are dropped).

@@ -72,7 +72,7 @@ mod two_stream;
 pub use config::{AttentionConfig, AttentionNames, ProjectionBias, QkvLayout, ScoreScale, Switch};
 pub use fused::fused_attention;
 pub use kv_cache::{KvCache, Retention};
-pub use latent::{LatentAttention, LatentCache, LatentDims, LatentQuery};
+pub use latent::{LatentAttention, LatentDims, LatentQuery};
 pub use linear_attention::{LinearAttentionState, elu_feature_map, linear_attention};
 pub use mask::{AttentionMask, Causality};
 pub use multi_head::{AttentionKernel, MultiHeadAttention, QkvProjection};

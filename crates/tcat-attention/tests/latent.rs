@@ -109,11 +109,16 @@ fn cached_latent_decoding_equals_the_full_pass_and_stores_only_the_latent() {
                 at += n;
             }
             assert_eq!(cache.len(), 9);
-            assert_eq!(cache.width(), Some(dims.rank + dims.rope_dim));
-            assert_eq!(cache.latents().unwrap().dims(), &[1, 1, 9, dims.cached_per_token()]);
+            // One [c ; k_R] per token serves as key and value: no value buffer.
+            assert!(cache.is_shared());
+            assert_eq!(cache.held(), 9);
             // A tenth token does not fit.
             let err = mla.forward(&x.narrow(1, 0, 1).unwrap(), &AttentionMask::causal(), None, Some(&mut cache));
-            assert!(err.unwrap_err().to_string().contains("latent cache holds 9 tokens of 9"));
+            assert!(
+                err.unwrap_err()
+                    .to_string()
+                    .contains("KV cache full: 9 cached + 1 new positions exceed its capacity of 9")
+            );
         }
     }
 }

@@ -14,6 +14,10 @@
 //! variant's memory estimate with what the machine has left, so a materialised score matrix
 //! that cannot fit is skipped instead of meeting the OOM killer.
 //!
+//! [`measure_decoding`] times single-token decoding with multi-head latent attention beside
+//! standard attention of the same width and reports the cache bytes per token of each
+//! (`tcat bench attention --decode`).
+//!
 //! It is shared by `tcat bench attention` and by the criterion bench `benches/attention.rs`.
 //!
 //! ```
@@ -31,12 +35,14 @@
 //! assert_eq!(plot.matches("<polyline").count(), 2);
 //! ```
 
+mod decoding;
 mod measure;
 pub mod memory;
 pub mod report;
 pub mod svg;
 mod variant;
 
+pub use decoding::{DecodeLayer, DecodeMeasurement, decode_table, latent_dims, measure_decoding};
 pub use measure::{Inputs, Measurement, Shape, measure, median};
 pub use variant::{
     Composition, DALLE_CONV_KERNEL, DalleAxis, HeadLayout, KernelChoice, MaskChoice, Variant, parse_lengths,

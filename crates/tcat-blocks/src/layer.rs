@@ -1,11 +1,13 @@
 //! One Transformer layer: self-attention, optionally cross-attention to an encoder's output
 //! (the decoder layer of Vaswani et al. 2017, §3.1: "a third sub-layer, which performs
 //! multi-head attention over the output of the encoder stack"), and feed-forward, each in a
-//! residual branch whose norm placement is a [`Residual`] choice. The feed-forward branch is
-//! dense or a mixture of experts ([`FeedForwardBlock`]).
+//! residual branch whose norm placement is a [`Residual`] choice. The self-attention is
+//! standard multi-head (grouped, multi-query) attention or DeepSeek's multi-head latent attention
+//! ([`SelfAttention`]); the feed-forward branch is dense or a mixture of experts
+//! ([`FeedForwardBlock`]).
 
 use candle_core::{Result, Tensor};
-use tcat_attention::{AttentionMask, KvCache, MultiHeadAttention};
+use tcat_attention::{AttentionMask, Causality, KvCache, LatentAttention, MultiHeadAttention};
 
 use crate::{FeedForward, MoeFeedForward, Norm, RouterOutput};
 
@@ -69,6 +71,108 @@ impl candle_core::Module for FeedForwardBlock {
     }
 }
 
+/// A layer's self-attention: [`MultiHeadAttention`] (with any head grouping, positions and
+/// patterns), or multi-head latent attention (DeepSeek-AI 2024, "DeepSeek-V2", §2.1), whose
+/// cache holds one latent per token instead of per-head keys and values.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use tcat_attention::{LatentAttention, LatentDims, LatentQuery};
+/// use tcat_blocks::SelfAttention;
+/// use tcat_core::Linear;
+/// let dev = Device::Cpu;
+/// let lin = |o: usize, i: usize| Linear::new(Tensor::zeros((o, i), DType::F32, &dev).unwrap(), None);
+/// let dims = LatentDims { heads: 2, nope_dim: 4, rope_dim: 2, value_dim: 3, rank: 5 };
+/// let mla = LatentAttention::new(
+///     LatentQuery::Direct(lin(12, 8)),
+///     lin(7, 8),
+///     Tensor::ones(5, DType::F32, &dev).unwrap(),
+///     lin(14, 5),
+///     lin(8, 6),
+///     dims,
+///     1e-6,
+/// )
+/// .unwrap();
+/// let attention = SelfAttention::from(mla);
+/// assert_eq!(attention.cached_per_position(), 7); // rank + rope_dim, for all heads together
+/// ```
+#[derive(Debug, Clone)]
+pub enum SelfAttention {
+    /// Multi-head, grouped-query or multi-query attention.
+    MultiHead(MultiHeadAttention),
+    /// Multi-head latent attention (always causal).
+    Latent(LatentAttention),
+}
+
+impl SelfAttention {
+    /// Attends over `x` `[batch, seq, hidden]`; with a cache, `x` holds the new tokens only.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: &AttentionMask,
+        positions: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        match self {
+            SelfAttention::MultiHead(a) => a.forward(x, mask, positions, cache),
+            SelfAttention::Latent(a) => a.forward(x, mask, positions, cache),
+        }
+    }
+
+    /// The mask of the single-input forward (latent attention is causal).
+    pub fn causality(&self) -> Causality {
+        match self {
+            SelfAttention::MultiHead(a) => a.causality(),
+            SelfAttention::Latent(_) => Causality::Causal,
+        }
+    }
+
+    /// The sliding window, if any.
+    pub fn sliding_window(&self) -> Option<usize> {
+        match self {
+            SelfAttention::MultiHead(a) => a.sliding_window(),
+            SelfAttention::Latent(_) => None,
+        }
+    }
+
+    /// An empty cache for decoding up to `capacity` positions.
+    pub fn new_cache(&self, capacity: usize) -> KvCache {
+        match self {
+            SelfAttention::MultiHead(a) => a.new_cache(capacity),
+            SelfAttention::Latent(a) => a.new_cache(capacity),
+        }
+    }
+
+    /// Numbers the cache holds per position and batch row: `2 · kv_heads · head_dim` for keys
+    /// and values, `rank + rope_dim` for a latent.
+    pub fn cached_per_position(&self) -> usize {
+        match self {
+            SelfAttention::MultiHead(a) => 2 * a.num_kv_heads() * a.head_dim(),
+            SelfAttention::Latent(a) => a.dims().cached_per_token(),
+        }
+    }
+
+    /// The multi-head attention, if it is one.
+    pub fn as_multi_head(&self) -> Option<&MultiHeadAttention> {
+        match self {
+            SelfAttention::MultiHead(a) => Some(a),
+            SelfAttention::Latent(_) => None,
+        }
+    }
+}
+
+impl From<MultiHeadAttention> for SelfAttention {
+    fn from(a: MultiHeadAttention) -> Self {
+        SelfAttention::MultiHead(a)
+    }
+}
+
+impl From<LatentAttention> for SelfAttention {
+    fn from(a: LatentAttention) -> Self {
+        SelfAttention::Latent(a)
+    }
+}
+
 /// Where the norms sit relative to the residual additions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Residual {
@@ -91,7 +195,7 @@ pub enum Residual {
 /// [`Residual`].
 #[derive(Debug, Clone)]
 pub struct TransformerLayer {
-    attention: MultiHeadAttention,
+    attention: SelfAttention,
     attention_norm: Norm,
     cross: Option<(MultiHeadAttention, Norm)>,
     feed_forward: FeedForwardBlock,
@@ -117,16 +221,17 @@ pub struct CrossMemory<'a> {
 impl TransformerLayer {
     /// A layer from its parts. With [`Residual::PreNorm`] and [`Residual::Parallel`] the norms
     /// apply to each branch's input, with [`Residual::PostNorm`] to each sum. `feed_forward` is a
-    /// [`FeedForward`], a [`MoeFeedForward`] or a [`FeedForwardBlock`].
+    /// [`FeedForward`], a [`MoeFeedForward`] or a [`FeedForwardBlock`]; `attention` a
+    /// [`MultiHeadAttention`], a [`LatentAttention`] or a [`SelfAttention`].
     pub fn new(
-        attention: MultiHeadAttention,
+        attention: impl Into<SelfAttention>,
         attention_norm: Norm,
         feed_forward: impl Into<FeedForwardBlock>,
         feed_forward_norm: Norm,
         residual: Residual,
     ) -> Self {
         Self {
-            attention,
+            attention: attention.into(),
             attention_norm,
             cross: None,
             feed_forward: feed_forward.into(),
@@ -157,7 +262,7 @@ impl TransformerLayer {
     /// assert_eq!(y.dims(), &[1, 3, 8]);
     /// ```
     pub fn sandwich(
-        attention: MultiHeadAttention,
+        attention: impl Into<SelfAttention>,
         attention_norm: Norm,
         attention_out_norm: Norm,
         feed_forward: impl Into<FeedForwardBlock>,
@@ -203,7 +308,7 @@ impl TransformerLayer {
     /// same residual placement as [`TransformerLayer::new`], the experts in the dense network's
     /// place. [`TransformerLayer::forward_with_router`] also returns the router's statistics.
     pub fn with_experts(
-        attention: MultiHeadAttention,
+        attention: impl Into<SelfAttention>,
         attention_norm: Norm,
         experts: MoeFeedForward,
         feed_forward_norm: Norm,
@@ -213,7 +318,7 @@ impl TransformerLayer {
     }
 
     /// The self-attention module.
-    pub fn attention(&self) -> &MultiHeadAttention {
+    pub fn attention(&self) -> &SelfAttention {
         &self.attention
     }
 
@@ -283,7 +388,12 @@ impl TransformerLayer {
             }
             (_, m) => m.cloned(),
         };
-        Ok(self.residual_branches(x, |h| self.attention.forward_with_memory(h, memory.as_ref(), mask), None)?.0)
+        let SelfAttention::MultiHead(attention) = &self.attention else {
+            candle_core::bail!(
+                "segment memory (Transformer-XL recurrence) needs multi-head attention, not latent attention"
+            )
+        };
+        Ok(self.residual_branches(x, |h| attention.forward_with_memory(h, memory.as_ref(), mask), None)?.0)
     }
 
     /// The residual placement around `attend`, the cross-attention branch (if any) and the

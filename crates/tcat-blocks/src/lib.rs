@@ -49,7 +49,7 @@ pub use embeddings::Embeddings;
 pub use entity_fusion::{EntityFusion, FusionOutput};
 pub use feed_forward::FeedForward;
 pub use heads::{LmHead, MlmHead, Pooler, ReplacedTokenHead, SentencePooling};
-pub use layer::{CrossMemory, FeedForwardBlock, Residual, TransformerLayer};
+pub use layer::{CrossMemory, FeedForwardBlock, Residual, SelfAttention, TransformerLayer};
 pub use moe::{
     ExpertCapacity, LogitsPrecision, MoeConfig, MoeFeedForward, MoeNames, Router, RouterOutput, Routing, RoutingRule,
     load_balancing_loss, masked_load_balancing_loss,

@@ -28,6 +28,17 @@
 //! et al. 2022, eq. 5: the mean of `logsumexp(logits)²`). [`load_balancing_loss`] recomputes the
 //! loss over several layers at once, the way transformers concatenates the layers' logits.
 //!
+//! - **Group-limited** routing (DeepSeek-AI 2024, "DeepSeek-V2", §2.2.2, device-limited
+//!   routing; DeepSeek-V3 Technical Report, arXiv 2412.19437, §2.1.2 and eq. 12–16): the
+//!   experts are split into `groups` equal groups, each token first keeps the `topk_groups` groups
+//!   with the highest group score, then takes its top-`k` experts inside them; the gates are
+//!   multiplied by a `scale` (`routed_scaling_factor`). V2's `group_limited_greedy` scores with a
+//!   softmax and ranks a group by its best expert ([`RoutingRule::GroupLimitedGreedy`]; `greedy`
+//!   is the one-group case); V3's `noaux_tc` scores with a sigmoid, adds a per-expert bias
+//!   (`e_score_correction_bias`, [`Router::with_score_correction`]) for the choice only, ranks a
+//!   group by the sum of its two best biased scores, and gates with the unbiased scores,
+//!   renormalised or not ([`RoutingRule::NoAuxTc`]).
+//!
 //! An optional shared expert runs on every token beside the routed ones, scaled by
 //! `sigmoid(w_s · x)` (Qwen2-MoE's `shared_expert` and `shared_expert_gate`).
 //!
@@ -65,6 +76,38 @@ pub enum RoutingRule {
         /// How many tokens an expert takes per group.
         capacity: ExpertCapacity,
     },
+    /// DeepSeek-V2's routing (`topk_method` `greedy` with `groups = topk_groups = 1`, or
+    /// `group_limited_greedy`): softmax probabilities; the `topk_groups` groups with the
+    /// highest best probability are kept, the others' probabilities set to zero; the `k` largest
+    /// remaining probabilities pick the experts, and their gates are the probabilities times
+    /// `scale`. Never renormalised.
+    GroupLimitedGreedy {
+        /// Experts per token.
+        k: usize,
+        /// Equal groups the experts are split into, in order (`n_group`).
+        groups: usize,
+        /// Groups kept per token (`topk_group`).
+        topk_groups: usize,
+        /// Factor on the gates (`routed_scaling_factor`).
+        scale: f64,
+    },
+    /// DeepSeek-V3's routing (`noaux_tc`): sigmoid scores `s`; for the choice only, the router's
+    /// score correction `b` is added (auxiliary-loss-free balancing); a group's score is the sum
+    /// of its two largest `s + b`; the `topk_groups` best groups are kept and the `k` largest
+    /// `s + b` inside them pick the experts. The gates are the uncorrected `s` of the chosen
+    /// experts, divided by their sum (plus 1e-20) when `renormalize`, times `scale`.
+    NoAuxTc {
+        /// Experts per token.
+        k: usize,
+        /// Equal groups the experts are split into, in order (`n_group`).
+        groups: usize,
+        /// Groups kept per token (`topk_group`).
+        topk_groups: usize,
+        /// Whether the chosen gates are divided by their sum (`norm_topk_prob`).
+        renormalize: bool,
+        /// Factor on the gates (`routed_scaling_factor`).
+        scale: f64,
+    },
 }
 
 impl RoutingRule {
@@ -74,9 +117,16 @@ impl RoutingRule {
     /// Experts chosen per token (1 for [`RoutingRule::Top1Capacity`]).
     pub fn experts_per_token(&self) -> usize {
         match self {
-            RoutingRule::TopK { k, .. } => *k,
+            RoutingRule::TopK { k, .. }
+            | RoutingRule::GroupLimitedGreedy { k, .. }
+            | RoutingRule::NoAuxTc { k, .. } => *k,
             RoutingRule::Top1Capacity { .. } => 1,
         }
+    }
+
+    /// Whether the scores are sigmoids rather than a softmax ([`RoutingRule::NoAuxTc`]).
+    pub fn sigmoid_scores(&self) -> bool {
+        matches!(self, RoutingRule::NoAuxTc { .. })
     }
 }
 
@@ -150,6 +200,8 @@ pub struct Router {
     gate: Linear,
     rule: RoutingRule,
     precision: LogitsPrecision,
+    /// [`RoutingRule::NoAuxTc`]'s per-expert score correction, f32 `[num_experts]`.
+    correction: Option<Tensor>,
 }
 
 /// One routing decision for `[.., seq]` tokens (leading dimensions as the input's).
@@ -157,7 +209,8 @@ pub struct Router {
 pub struct Routing {
     /// Router logits `[.., seq, num_experts]` in the [`LogitsPrecision`]'s dtype.
     pub logits: Tensor,
-    /// Softmax of the logits, f32 `[.., seq, num_experts]`.
+    /// Softmax of the logits (sigmoid under [`RoutingRule::NoAuxTc`]), f32 `[.., seq,
+    /// num_experts]`.
     pub probs: Tensor,
     /// Chosen experts, u32 `[.., seq, k]`; a token dropped by the capacity holds `num_experts`.
     pub experts: Tensor,
@@ -182,9 +235,70 @@ impl Router {
             {
                 candle_core::bail!("router: capacity factor expected a positive finite number, found {factor}")
             }
+            RoutingRule::GroupLimitedGreedy { k, groups, topk_groups, scale }
+            | RoutingRule::NoAuxTc { k, groups, topk_groups, scale, .. } => {
+                let sigmoid = rule.sigmoid_scores();
+                if groups == 0 || !num_experts.is_multiple_of(groups) {
+                    candle_core::bail!(
+                        "router: {num_experts} experts do not split into {groups} equal groups (n_group)"
+                    )
+                }
+                if topk_groups == 0 || topk_groups > groups {
+                    candle_core::bail!("router: topk_group expected in 1..={groups} (n_group), found {topk_groups}")
+                }
+                let reachable = topk_groups * (num_experts / groups);
+                if k == 0 || k > reachable {
+                    candle_core::bail!(
+                        "router: expected k in 1..={reachable} (the experts of topk_group = {topk_groups} groups), found {k}"
+                    )
+                }
+                if sigmoid && num_experts / groups < 2 {
+                    candle_core::bail!(
+                        "router: noaux_tc scores a group by its two best experts; groups of {} expert",
+                        num_experts / groups
+                    )
+                }
+                if !scale.is_finite() {
+                    candle_core::bail!("router: routed_scaling_factor expected a finite number, found {scale}")
+                }
+            }
             _ => {}
         }
-        Ok(Self { gate, rule, precision: LogitsPrecision::default() })
+        Ok(Self { gate, rule, precision: LogitsPrecision::default(), correction: None })
+    }
+
+    /// Sets [`RoutingRule::NoAuxTc`]'s score correction `[num_experts]` (DeepSeek-V3's
+    /// `e_score_correction_bias`), added to the sigmoid scores to choose experts, not to weight
+    /// them. Without one the correction is zero.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use tcat_blocks::{Router, RoutingRule};
+    /// use tcat_core::Linear;
+    /// let dev = Device::Cpu;
+    /// let gate = Linear::new(Tensor::new(&[[1f32], [0.]], &dev).unwrap(), None); // logits 1 and 0
+    /// let rule = RoutingRule::NoAuxTc { k: 1, groups: 1, topk_groups: 1, renormalize: false, scale: 1.0 };
+    /// let router = Router::new(gate, rule).unwrap().with_score_correction(Tensor::new(&[0f32, 1.], &dev).unwrap()).unwrap();
+    /// let routing = router.route(&Tensor::new(&[[[1f32]]], &dev).unwrap()).unwrap();
+    /// // Expert 1 is chosen by σ(0) + 1 > σ(1), and gated by its own σ(0) = 0.5.
+    /// assert_eq!(routing.experts.flatten_all().unwrap().to_vec1::<u32>().unwrap(), [1]);
+    /// assert_eq!(routing.gates.flatten_all().unwrap().to_vec1::<f32>().unwrap(), [0.5]);
+    /// ```
+    pub fn with_score_correction(mut self, correction: Tensor) -> Result<Self> {
+        if correction.dims() != [self.num_experts()] {
+            candle_core::bail!(
+                "router: score correction expected [{}], found {:?}",
+                self.num_experts(),
+                correction.dims()
+            );
+        }
+        self.correction = Some(correction.to_dtype(DType::F32)?);
+        Ok(self)
+    }
+
+    /// The score correction, if any.
+    pub fn score_correction(&self) -> Option<&Tensor> {
+        self.correction.as_ref()
     }
 
     /// Sets the dtype the logits are computed in (default [`LogitsPrecision::Input`]).
@@ -237,7 +351,11 @@ impl Router {
             candle_core::bail!("router: input expected at least one token, found shape {:?}", x.dims());
         }
         let flat = logits.reshape((tokens, num_experts))?.to_dtype(DType::F32)?;
-        let probs = candle_nn::ops::softmax_last_dim(&flat)?;
+        let probs = if self.rule.sigmoid_scores() {
+            candle_nn::ops::sigmoid(&flat)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&flat)?
+        };
         let (experts, gates) = match self.rule {
             RoutingRule::TopK { k, renormalize } => {
                 let experts = probs.arg_sort_last_dim(false)?.narrow(1, 0, k)?.contiguous()?;
@@ -255,6 +373,29 @@ impl Router {
                 let dropped = Tensor::full(num_experts as u32, (tokens, 1), probs.device())?;
                 (kept.where_cond(&experts, &dropped)?, (gates * kept.to_dtype(DType::F32)?)?)
             }
+            RoutingRule::GroupLimitedGreedy { k, groups, topk_groups, scale } => {
+                let per_group = num_experts / groups;
+                let group_scores = probs.reshape((tokens, groups, per_group))?.max(2)?;
+                let keep = group_mask(&group_scores, topk_groups, per_group)?; // [tokens, E] u8
+                let masked = keep.where_cond(&probs, &probs.zeros_like()?)?;
+                let experts = masked.arg_sort_last_dim(false)?.narrow(1, 0, k)?.contiguous()?;
+                (experts.clone(), (masked.gather(&experts, 1)? * scale)?)
+            }
+            RoutingRule::NoAuxTc { k, groups, topk_groups, renormalize, scale } => {
+                let per_group = num_experts / groups;
+                let choice = match &self.correction {
+                    Some(c) => probs.broadcast_add(&c.to_device(probs.device())?.unsqueeze(0)?)?,
+                    None => probs.clone(),
+                };
+                let top2 = choice.reshape((tokens, groups, per_group))?.sort_last_dim(false)?.0.narrow(2, 0, 2)?;
+                let keep = group_mask(&top2.sum(2)?, topk_groups, per_group)?;
+                let masked =
+                    keep.where_cond(&choice, &Tensor::full(f32::NEG_INFINITY, choice.shape(), choice.device())?)?;
+                let experts = masked.arg_sort_last_dim(false)?.narrow(1, 0, k)?.contiguous()?;
+                let gates = probs.gather(&experts, 1)?;
+                let gates = if renormalize { gates.broadcast_div(&(gates.sum_keepdim(1)? + 1e-20)?)? } else { gates };
+                (experts, (gates * scale)?)
+            }
         };
         let mut shape = dims.clone();
         let k = self.rule.experts_per_token();
@@ -266,6 +407,16 @@ impl Router {
             gates: gates.reshape(shape.as_slice())?,
         })
     }
+}
+
+/// `[tokens, groups · per_group]` u8: whether each expert's group is among the `topk_groups`
+/// highest of `group_scores` `[tokens, groups]`.
+fn group_mask(group_scores: &Tensor, topk_groups: usize, per_group: usize) -> Result<Tensor> {
+    let (tokens, groups) = group_scores.dims2()?;
+    let chosen = group_scores.arg_sort_last_dim(false)?.narrow(1, 0, topk_groups)?.contiguous()?; // [t, tg]
+    let ids = Tensor::arange(0u32, groups as u32, group_scores.device())?;
+    let kept = chosen.unsqueeze(2)?.broadcast_eq(&ids.reshape((1, 1, groups))?)?.to_dtype(DType::F32)?.sum(1)?; // [t, g]
+    kept.unsqueeze(2)?.broadcast_as((tokens, groups, per_group))?.reshape((tokens, groups * per_group))?.ne(0f32)
 }
 
 /// The gate with its weight (and bias) in f32; a quantized gate stays as it is (its kernels
@@ -395,7 +546,7 @@ fn load_balancing_loss_inner(layers: &[RouterOutput], keep: Option<&Tensor>) -> 
     let groups = first.probs.elem_count() / (seq * num_experts).max(1);
     let e = num_experts as f64;
     match first.rule {
-        RoutingRule::TopK { .. } => {
+        RoutingRule::TopK { .. } | RoutingRule::GroupLimitedGreedy { .. } | RoutingRule::NoAuxTc { .. } => {
             let tokens_per_layer = groups * seq;
             // One weight per token: 1, or the mask (real tokens only).
             let weights = match keep {
@@ -623,10 +774,14 @@ impl MoeFeedForward {
             if t % seq.max(1) == 0 {
                 taken.iter_mut().for_each(|c| *c = 0); // a new group
             }
-            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let exp: Vec<f64> = logits.iter().map(|&l| ((l - max) as f64).exp()).collect();
-            let sum: f64 = exp.iter().sum();
-            let probs: Vec<f64> = exp.iter().map(|e| e / sum).collect();
+            let probs: Vec<f64> = if self.router.rule.sigmoid_scores() {
+                logits.iter().map(|&l| 1.0 / (1.0 + (-l as f64).exp())).collect()
+            } else {
+                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let exp: Vec<f64> = logits.iter().map(|&l| ((l - max) as f64).exp()).collect();
+                let sum: f64 = exp.iter().sum();
+                exp.iter().map(|e| e / sum).collect()
+            };
             let chosen: Vec<(usize, f64)> = match self.router.rule {
                 RoutingRule::TopK { k, renormalize } => {
                     let mut order: Vec<usize> = (0..num_experts).collect();
@@ -646,6 +801,35 @@ impl MoeFeedForward {
                     let kept = taken[best] <= capacity.for_group(seq, num_experts);
                     if kept { vec![(best, rounded[best] as f64)] } else { vec![] }
                 }
+                RoutingRule::GroupLimitedGreedy { k, groups, topk_groups, scale } => {
+                    // A group's score is its best probability; the others' experts count as 0.
+                    let per_group = num_experts / groups;
+                    let best_of =
+                        |g: usize| probs[g * per_group..(g + 1) * per_group].iter().copied().fold(0., f64::max);
+                    let kept = top_indices(&(0..groups).map(best_of).collect::<Vec<_>>(), topk_groups);
+                    let masked: Vec<f64> =
+                        (0..num_experts).map(|e| if kept.contains(&(e / per_group)) { probs[e] } else { 0. }).collect();
+                    top_indices(&masked, k).into_iter().map(|e| (e, masked[e] * scale)).collect()
+                }
+                RoutingRule::NoAuxTc { k, groups, topk_groups, renormalize, scale } => {
+                    let per_group = num_experts / groups;
+                    let correction: Vec<f32> = match &self.router.correction {
+                        Some(c) => c.to_vec1()?,
+                        None => vec![0.; num_experts],
+                    };
+                    let choice: Vec<f64> = (0..num_experts).map(|e| (probs[e] as f32 + correction[e]) as f64).collect();
+                    let group_score = |g: usize| {
+                        let members = &choice[g * per_group..(g + 1) * per_group];
+                        top_indices(members, 2).iter().map(|&i| members[i]).sum::<f64>()
+                    };
+                    let kept = top_indices(&(0..groups).map(group_score).collect::<Vec<_>>(), topk_groups);
+                    let masked: Vec<f64> = (0..num_experts)
+                        .map(|e| if kept.contains(&(e / per_group)) { choice[e] } else { f64::NEG_INFINITY })
+                        .collect();
+                    let chosen = top_indices(&masked, k);
+                    let total: f64 = chosen.iter().map(|&e| probs[e]).sum::<f64>() + 1e-20;
+                    chosen.into_iter().map(|e| (e, probs[e] / if renormalize { total } else { 1. } * scale)).collect()
+                }
             };
             let token = x2.narrow(0, t, 1)?;
             let mut y = Tensor::zeros((1, hidden), DType::F32, x.device())?;
@@ -659,6 +843,14 @@ impl MoeFeedForward {
         }
         Tensor::cat(&rows, 0)?.to_dtype(x.dtype())?.reshape(dims)
     }
+}
+
+/// The indices of the `k` largest `values`, largest first (the earlier of equal ones first).
+fn top_indices(values: &[f64], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+    order.truncate(k);
+    order
 }
 
 /// The shared expert's output for `x` `[tokens, hidden]`.
@@ -872,7 +1064,88 @@ mod tests {
         }
         rules.push(RoutingRule::Top1Capacity { capacity: ExpertCapacity::Fixed(2) });
         rules.push(RoutingRule::Top1Capacity { capacity: ExpertCapacity::Factor { factor: 1.0, min: 1 } });
+        rules.push(RoutingRule::GroupLimitedGreedy { k: 2, groups: 1, topk_groups: 1, scale: 1.0 });
+        rules.push(RoutingRule::GroupLimitedGreedy { k: 2, groups: 2, topk_groups: 1, scale: 1.5 });
+        rules.push(RoutingRule::NoAuxTc { k: 2, groups: 2, topk_groups: 1, renormalize: true, scale: 2.5 });
+        rules.push(RoutingRule::NoAuxTc { k: 3, groups: 2, topk_groups: 2, renormalize: false, scale: 1.0 });
         rules
+    }
+
+    /// Router logits `[1, 1, experts]` equal to `logits` (identity gate over a one-hot input).
+    fn route_logits(rule: RoutingRule, logits: &[f32], correction: Option<&[f32]>) -> Routing {
+        let dev = Device::Cpu;
+        let n = logits.len();
+        let gate = Linear::new(Tensor::new(logits, &dev).unwrap().reshape((n, 1)).unwrap(), None);
+        let mut router = Router::new(gate, rule).unwrap();
+        if let Some(c) = correction {
+            router = router.with_score_correction(Tensor::new(c, &dev).unwrap()).unwrap();
+        }
+        router.route(&Tensor::ones((1, 1, 1), DType::F32, &dev).unwrap()).unwrap()
+    }
+
+    fn chosen(r: &Routing) -> (Vec<u32>, Vec<f32>) {
+        (r.experts.flatten_all().unwrap().to_vec1().unwrap(), r.gates.flatten_all().unwrap().to_vec1().unwrap())
+    }
+
+    #[test]
+    fn group_limited_greedy_keeps_the_groups_of_the_best_experts() {
+        // Groups {0,1}, {2,3}, {4,5}: best probabilities in groups 0 and 2 (experts 0 and 5), but
+        // expert 3 beats expert 1; with one group kept only group 0 (expert 0, then expert 1).
+        let logits = [3f32, 0.5, 0., 1., -1., 2.];
+        let z: f32 = logits.iter().map(|l| l.exp()).sum();
+        let p = |e: usize| logits[e].exp() / z;
+        let rule = RoutingRule::GroupLimitedGreedy { k: 2, groups: 3, topk_groups: 1, scale: 2.0 };
+        let (experts, gates) = chosen(&route_logits(rule, &logits, None));
+        assert_eq!(experts, [0, 1]);
+        assert!((gates[0] - 2. * p(0)).abs() < 1e-6 && (gates[1] - 2. * p(1)).abs() < 1e-6, "{gates:?}");
+        // Two groups kept: 0 and 2 (best 0.47 and 0.17 beat group 1's 0.06); top-2 is 0 and 5.
+        let rule = RoutingRule::GroupLimitedGreedy { k: 2, groups: 3, topk_groups: 2, scale: 1.0 };
+        assert_eq!(chosen(&route_logits(rule, &logits, None)).0, [0, 5]);
+    }
+
+    #[test]
+    fn noaux_tc_chooses_with_the_correction_and_gates_without_it() {
+        let sigmoid = |l: f32| 1. / (1. + (-l).exp());
+        // Groups {0,1}, {2,3}. Uncorrected group scores (sum of the top two): group 0 wins; the
+        // correction lifts expert 3 so group 1 wins, and inside it expert 3 then expert 2.
+        let logits = [1f32, 0.5, 0., -0.5];
+        let correction = [0f32, 0., 0., 2.];
+        let rule = RoutingRule::NoAuxTc { k: 2, groups: 2, topk_groups: 1, renormalize: false, scale: 1.5 };
+        let (experts, gates) = chosen(&route_logits(rule, &logits, None));
+        assert_eq!(experts, [0, 1]);
+        assert!((gates[0] - 1.5 * sigmoid(1.)).abs() < 1e-6, "{gates:?}");
+        let (experts, gates) = chosen(&route_logits(rule, &logits, Some(&correction)));
+        assert_eq!(experts, [3, 2]);
+        assert!((gates[0] - 1.5 * sigmoid(-0.5)).abs() < 1e-6 && (gates[1] - 1.5 * sigmoid(0.)).abs() < 1e-6);
+        // Renormalised: the two gates sum to the scale.
+        let rule = RoutingRule::NoAuxTc { k: 2, groups: 2, topk_groups: 1, renormalize: true, scale: 1.5 };
+        let (_, gates) = chosen(&route_logits(rule, &logits, Some(&correction)));
+        assert!((gates[0] + gates[1] - 1.5).abs() < 1e-6, "{gates:?}");
+    }
+
+    #[test]
+    fn noaux_tc_fast_equals_reference_with_a_correction() {
+        let dev = Device::Cpu;
+        let rule = RoutingRule::NoAuxTc { k: 2, groups: 4, topk_groups: 2, renormalize: true, scale: 2.5 };
+        let gate = Linear::new(Tensor::randn(0f32, 2., (8, HIDDEN), &dev).unwrap(), None);
+        let correction = Tensor::randn(0f32, 0.5, 8, &dev).unwrap();
+        let router = Router::new(gate, rule).unwrap().with_score_correction(correction).unwrap();
+        let m = MoeFeedForward::new(router, experts(8, &dev)).unwrap();
+        let x = Tensor::randn(0f32, 1., (2, 9, HIDDEN), &dev).unwrap();
+        let d = max_diff(&m.forward(&x).unwrap(), &m.forward_reference(&x).unwrap());
+        assert!(d < 1e-5, "{d}");
+    }
+
+    #[test]
+    fn group_rules_that_do_not_fit_are_refused() {
+        let gate = || Linear::new(Tensor::zeros((6, HIDDEN), DType::F32, &Device::Cpu).unwrap(), None);
+        let err = |rule| Router::new(gate(), rule).unwrap_err().to_string();
+        let glg = |k, groups, topk_groups| RoutingRule::GroupLimitedGreedy { k, groups, topk_groups, scale: 1. };
+        assert!(err(glg(2, 4, 1)).contains("6 experts do not split into 4 equal groups"));
+        assert!(err(glg(2, 3, 4)).contains("topk_group expected in 1..=3"));
+        assert!(err(glg(3, 3, 1)).contains("expected k in 1..=2"));
+        let tc = RoutingRule::NoAuxTc { k: 1, groups: 6, topk_groups: 1, renormalize: true, scale: 1. };
+        assert!(err(tc).contains("two best experts"));
     }
 
     #[test]
@@ -963,7 +1236,9 @@ mod tests {
     fn auxiliary_losses_follow_the_formulas() {
         let dev = Device::Cpu;
         for num_experts in [4, 8] {
-            for rule in rules() {
+            // The group rules' loss is top-k's over their scores (not a formula of their own).
+            let plain = |r: &RoutingRule| matches!(r, RoutingRule::TopK { .. } | RoutingRule::Top1Capacity { .. });
+            for rule in rules().into_iter().filter(plain) {
                 let (batch, seq) = (3, 11);
                 let m = moe(num_experts, rule, false, &dev);
                 let x = Tensor::randn(0f32, 1., (batch, seq, HIDDEN), &dev).unwrap();
@@ -1000,6 +1275,7 @@ mod tests {
                         }
                         ne * (0..num_experts).map(|e| f[e] * p[e]).sum::<f64>()
                     }
+                    RoutingRule::GroupLimitedGreedy { .. } | RoutingRule::NoAuxTc { .. } => unreachable!("filtered"),
                     RoutingRule::Top1Capacity { .. } => {
                         // E² · mean over groups and experts of f_{g,e} · P_{g,e}, f counting each
                         // token's argmax expert whether or not the capacity drops it.

@@ -140,8 +140,7 @@ impl Stack {
         self.layers.iter().try_fold(0u64, |total, layer| {
             let a = layer.attention();
             let positions = a.sliding_window().map_or(capacity, |w| w.min(capacity));
-            let per_row =
-                (2 * a.num_kv_heads() as u64).checked_mul(a.head_dim() as u64)?.checked_mul(positions as u64)?;
+            let per_row = (a.cached_per_position() as u64).checked_mul(positions as u64)?;
             total.checked_add(per_row.checked_mul(rows as u64)?)
         })
     }

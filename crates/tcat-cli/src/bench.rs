@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use clap::{Args, Subcommand};
-use tcat_bench::{Inputs, Shape, Variant, measure, memory, parse_lengths, report, svg};
+use tcat_bench::{
+    DecodeLayer, Inputs, Shape, Variant, decode_table, latent_dims, measure, measure_decoding, memory, parse_lengths,
+    report, svg,
+};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -46,6 +49,14 @@ pub struct AttentionArgs {
     /// Print one JSON object per measurement instead of the table.
     #[arg(long)]
     json: bool,
+    /// Instead of the variants, decode single tokens after contexts of the --seq lengths with
+    /// multi-head latent attention (DeepSeek-V2) beside standard attention of the same width
+    /// (--heads × --head-dim), printing the cache bytes per token and tokens/s of each.
+    #[arg(long)]
+    decode: bool,
+    /// Timed single-token steps per layer and context with --decode.
+    #[arg(long, default_value_t = 32, allow_negative_numbers = true)]
+    steps: usize,
 }
 
 pub fn run(command: BenchCommand, device: &Device, dtype: Option<DType>) -> Result<()> {
@@ -96,7 +107,65 @@ fn check_inputs(shape: Shape, dtype: DType, device: &Device) -> Result<()> {
     Ok(())
 }
 
+/// `--decode`: MLA beside MHA, decoding after each context length.
+fn decoding(args: &AttentionArgs, device: &Device, dtype: DType) -> Result<()> {
+    let contexts = parse_lengths(&args.seq).context("--seq")?;
+    anyhow::ensure!(args.steps > 0, "--steps must be at least 1, found 0");
+    let mut rows = Vec::new();
+    for &context in &contexts {
+        let shape =
+            Shape { batch: args.batch, heads: args.heads, seq: context + args.steps + 1, head_dim: args.head_dim };
+        check_inputs(shape, dtype, device)?;
+        for layer in [DecodeLayer::Standard, DecodeLayer::Latent] {
+            if !args.json {
+                eprintln!("decoding with {} after {context} tokens ...", layer.name());
+            }
+            rows.push(
+                measure_decoding(layer, args.batch, args.heads, args.head_dim, context, args.steps, dtype, device)
+                    .with_context(|| format!("{} decoding after {context} tokens", layer.name()))?,
+            );
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for r in &rows {
+            let row = serde_json::json!({
+                "layer": r.layer.name(),
+                "context": r.context,
+                "cache_bytes_per_token": r.cache_bytes_per_token,
+                "step_seconds": r.step.as_secs_f64(),
+                "tokens_per_second": r.tokens_per_second,
+                "device": device_name(device),
+            });
+            writeln!(out, "{row}")?;
+        }
+    } else {
+        let d = latent_dims(args.heads, args.head_dim);
+        writeln!(
+            out,
+            "decoding one layer, batch {}, {} heads × {} ({}), {}, {}; mla: latent {} + rotary key {}, median of {} steps",
+            args.batch,
+            args.heads,
+            args.head_dim,
+            args.heads * args.head_dim,
+            dtype.as_str(),
+            device_name(device),
+            d.rank,
+            d.rope_dim,
+            args.steps
+        )?;
+        write!(out, "{}", decode_table(&rows))?;
+    }
+    Ok(())
+}
+
 fn attention(args: AttentionArgs, device: &Device, dtype: DType) -> Result<()> {
+    for (flag, value) in [("--batch", args.batch), ("--heads", args.heads), ("--head-dim", args.head_dim)] {
+        anyhow::ensure!(value > 0, "{flag} must be at least 1, found 0");
+    }
+    if args.decode {
+        return decoding(&args, device, dtype);
+    }
     let variants = Variant::parse_list(&args.variants).context("--variants")?;
     for variant in &variants {
         // gqa:G needs G to divide the heads: refused before anything runs.

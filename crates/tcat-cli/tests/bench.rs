@@ -167,3 +167,25 @@ fn bench_attention_skips_what_cannot_fit_and_runs_the_rest() {
         rows.iter().map(|r| (r["variant"].as_str().unwrap(), r["seq"].as_u64().unwrap())).collect();
     assert_eq!(keys, [("dense", 8), ("linear", 8), ("linear", 100000)]);
 }
+
+/// `--decode`: latent attention beside standard attention of the same width, with the cache
+/// bytes per token of each.
+#[test]
+fn bench_attention_decode_compares_latent_and_standard_caches() {
+    let args = ["bench", "attention", "--decode", "--heads", "2", "--head-dim", "8", "--seq", "16", "--steps", "2"];
+    let out = tcat(&args);
+    assert!(out.status.success(), "tcat failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("cache B/token") && table.contains("latent 32 + rotary key 4"), "{table}");
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let out = tcat(&json_args);
+    assert!(out.status.success(), "tcat failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let bytes: Vec<(&str, u64)> =
+        rows.iter().map(|r| (r["layer"].as_str().unwrap(), r["cache_bytes_per_token"].as_u64().unwrap())).collect();
+    // Keys and values of 2 heads × 8, against a latent of 32 and a rotary key of 4 (f32).
+    assert_eq!(bytes, [("mha", 2 * 2 * 8 * 4), ("mla", (32 + 4) * 4)]);
+    assert!(rows.iter().all(|r| r["tokens_per_second"].as_f64().unwrap() > 0.0));
+}

@@ -19,6 +19,8 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "ctrl",
     "deberta",
     "deberta-v2",
+    "deepseek_v2",
+    "deepseek_v3",
     "distilbert",
     "electra",
     "gemma",

@@ -144,10 +144,10 @@ fn unknown_rope_scaling_type_is_named_with_the_supported_ones() {
         "llama-llama3",
         "rope",
         |_| {},
-        |c| c.replace("\"rope_type\": \"llama3\"", "\"rope_type\": \"yarn\""),
+        |c| c.replace("\"rope_type\": \"llama3\"", "\"rope_type\": \"longrope\""),
     );
     let err = load_err(&dir);
-    assert!(err.contains("`yarn`") && err.contains("llama3") && err.contains("linear"), "{err}");
+    assert!(err.contains("`longrope`") && err.contains("llama3") && err.contains("yarn"), "{err}");
     let dir = broken_copy(
         "llama-llama3",
         "lowhigh",

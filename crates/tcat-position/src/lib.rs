@@ -33,7 +33,7 @@ pub use alibi::{Alibi, alibi_slopes};
 pub use deberta::{LogBuckets, deberta_relative_positions, disentangled_bias, log_bucket_position};
 pub use image_grid::image_grid_table;
 pub use position_ids::{padding_aware_position_ids, positions_from_attention_mask, sequential_position_ids};
-pub use rotary::{RopeScaling, RotaryConfig, RotaryEmbedding, RotaryLayout, apply_frequency_factors};
+pub use rotary::{RopeScaling, RotaryConfig, RotaryEmbedding, RotaryLayout, apply_frequency_factors, yarn_mscale};
 pub use sinusoidal::{SinusoidalLayout, sinusoidal_table};
 pub use t5_bias::{BucketDirection, RelativePositionBias, relative_position_bucket};
 pub use transformer_xl::{SegmentMemory, xl_distance_range, xl_position_bias, xl_sinusoids};

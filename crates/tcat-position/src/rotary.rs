@@ -58,6 +58,43 @@ pub enum RopeScaling {
         /// The context length `L` the model was pretrained on (8192 in Llama 3.1).
         original_max_positions: usize,
     },
+    /// YaRN (Peng et al. 2023, "YaRN: Efficient Context Window Extension of Large Language
+    /// Models", arXiv 2309.00071, §3.2–3.4; Hugging Face `rope_type` `yarn`, as DeepSeek-V2 and
+    /// V3 use it): "NTK-by-parts" interpolation — frequency `i` of `d/2` is
+    /// `ω_i · (1 − r_i) + ω_i / factor · r_i` with the ramp `r_i = clamp((i − low) / (high −
+    /// low), 0, 1)`, where `low` and `high` are the (floored / ceiled when `truncate`) feature
+    /// indices at which a frequency turns `beta_fast` and `beta_slow` times within
+    /// `original_max_positions`: `d · ln(L / (2π β)) / (2 ln θ)` — and the cos/sin tables are
+    /// multiplied by `attention_factor` (eq. 22's `√(1/t)`, so scores scale by its square).
+    Yarn {
+        /// Context extension factor `s`.
+        factor: f64,
+        /// The pretraining context `L`.
+        original_max_positions: usize,
+        /// Rotations above which a frequency is kept (32 by default).
+        beta_fast: f64,
+        /// Rotations below which a frequency is fully interpolated (1 by default).
+        beta_slow: f64,
+        /// Factor on the cos/sin tables: `0.1 ln s + 1` by default; DeepSeek's configs give
+        /// `mscale` and `mscale_all_dim`, and the factor is then [`yarn_mscale`]`(s, mscale) /
+        /// yarn_mscale(s, mscale_all_dim)`.
+        attention_factor: f64,
+        /// Whether `low` and `high` are rounded to whole features (transformers' `truncate`,
+        /// default true).
+        truncate: bool,
+    },
+}
+
+/// YaRN's magnitude correction `0.1 · mscale · ln(scale) + 1` (1 for `scale ≤ 1`): the
+/// `√(1/t)` of Peng et al. 2023, eq. 22, as transformers' and DeepSeek's `yarn_get_mscale`.
+///
+/// ```
+/// use tcat_position::yarn_mscale;
+/// assert_eq!(yarn_mscale(1.0, 0.707), 1.0);
+/// assert!((yarn_mscale(40.0, 1.0) - (0.1 * 40f64.ln() + 1.0)).abs() < 1e-12);
+/// ```
+pub fn yarn_mscale(scale: f64, mscale: f64) -> f64 {
+    if scale <= 1.0 { 1.0 } else { 0.1 * mscale * scale.ln() + 1.0 }
 }
 
 impl RopeScaling {
@@ -74,6 +111,16 @@ impl RopeScaling {
         match *self {
             RopeScaling::None => Ok(()),
             RopeScaling::Linear { factor } | RopeScaling::NtkAware { factor } => positive("factor", factor),
+            RopeScaling::Yarn { factor, original_max_positions, beta_fast, beta_slow, attention_factor, .. } => {
+                positive("factor", factor)?;
+                positive("beta_fast", beta_fast)?;
+                positive("beta_slow", beta_slow)?;
+                positive("attention_factor", attention_factor)?;
+                if original_max_positions == 0 {
+                    candle_core::bail!("rope scaling yarn: `original_max_position_embeddings` must be positive");
+                }
+                Ok(())
+            }
             RopeScaling::DynamicNtk { factor, original_max_positions } => {
                 positive("factor", factor)?;
                 if original_max_positions == 0 {
@@ -199,6 +246,28 @@ impl RotaryConfig {
         }
         self.scaling.validate()?;
         let e = exponent_dim as f64;
+        if let RopeScaling::Yarn { factor, original_max_positions, beta_fast, beta_slow, truncate, .. } = self.scaling {
+            // The feature index at which a frequency turns `rotations` times over the context.
+            let at = |rotations: f64| {
+                e * (original_max_positions as f64 / (rotations * 2.0 * std::f64::consts::PI)).ln()
+                    / (2.0 * self.base.ln())
+            };
+            let (mut low, mut high) = (at(beta_fast), at(beta_slow));
+            if truncate {
+                (low, high) = (low.floor(), high.ceil());
+            }
+            let (low, mut high) = (low.max(0.0), high.min(e - 1.0));
+            if low == high {
+                high += 0.001; // as transformers: no zero-width ramp
+            }
+            return Ok((0..d / 2)
+                .map(|i| {
+                    let omega = 1.0 / self.base.powf(2.0 * i as f64 / e);
+                    let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+                    (omega * (1.0 - ramp) + omega / factor * ramp) as f32
+                })
+                .collect());
+        }
         let base = match self.scaling {
             RopeScaling::NtkAware { factor } => self.base * factor.powf(e / (e - 2.0)),
             _ => self.base,
@@ -296,11 +365,17 @@ impl RotaryEmbedding {
         let inv_freq = Tensor::from_vec(inv_freq, (1, d / 2), device)?;
         let positions = Tensor::from_vec(positions, (max_positions, 1), device)?;
         let angles = positions.broadcast_mul(&inv_freq)?;
-        Ok(Self { cos: angles.cos()?.to_dtype(dtype)?, sin: angles.sin()?.to_dtype(dtype)?, config, long: None })
+        let (cos, sin) = match config.scaling {
+            RopeScaling::Yarn { attention_factor, .. } if attention_factor != 1.0 => {
+                ((angles.cos()? * attention_factor)?, (angles.sin()? * attention_factor)?)
+            }
+            _ => (angles.cos()?, angles.sin()?),
+        };
+        Ok(Self { cos: cos.to_dtype(dtype)?, sin: sin.to_dtype(dtype)?, config, long: None })
     }
 
     /// Multiplies the cos/sin tables by `factor`, so each rotated feature (and a score between
-    /// two, by `factor²`) is scaled: LongRoPE's and YaRN's attention factor.
+    /// two, by `factor²`) is scaled: LongRoPE's attention factor.
     pub fn with_magnitude(mut self, factor: f64) -> Result<Self> {
         self.cos = (self.cos * factor)?;
         self.sin = (self.sin * factor)?;
@@ -595,5 +670,56 @@ mod tests {
         let half = make(RotaryLayout::HalfSplit).apply(&x, &pos).unwrap();
         let inter = make(RotaryLayout::Interleaved).apply(&x, &pos).unwrap();
         assert!(max_diff(&half, &inter) > 1e-2);
+    }
+}
+
+#[cfg(test)]
+mod yarn_tests {
+    use super::*;
+
+    fn yarn(factor: f64, original: usize, attention_factor: f64) -> RopeScaling {
+        RopeScaling::Yarn {
+            factor,
+            original_max_positions: original,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            attention_factor,
+            truncate: true,
+        }
+    }
+
+    /// Values printed by transformers 5.23's `_compute_yarn_parameters` (DeepSeek-V2's rope
+    /// settings: θ 10000, factor 40, original 4096, 64 rotated features; every 4th frequency).
+    #[test]
+    fn yarn_frequencies_match_transformers() {
+        let cfg = RotaryConfig::new(64).with_scaling(yarn(40.0, 4096, 1.0));
+        let got = cfg.inverse_frequencies().unwrap();
+        let want =
+            [1.0, 0.316_227_76, 0.100_000_0, 0.026_879_36, 0.005_500_000_4, 0.000_790_569_4, 2.5e-5, 7.905_694_5e-6];
+        for (k, w) in want.iter().enumerate() {
+            let g = got[4 * k] as f64;
+            assert!((g - w).abs() <= 1e-6 * w.max(1e-3), "frequency {}: {g} vs {w}", 4 * k);
+        }
+        // A tiny head: θ 1000, factor 4, original 16.
+        let cfg = RotaryConfig::new(4).with_base(1000.0).with_scaling(yarn(4.0, 16, 1.0));
+        let got = cfg.inverse_frequencies().unwrap();
+        assert!((got[0] - 1.0).abs() < 1e-7 && (got[1] as f64 - 0.007_905_694_7).abs() < 1e-9, "{got:?}");
+    }
+
+    /// The attention factor scales the cos/sin tables (and so each rotated feature).
+    #[test]
+    fn yarn_attention_factor_scales_the_tables() {
+        let factor = yarn_mscale(4.0, 1.0) / yarn_mscale(4.0, 0.8);
+        assert!((factor - 1.024_957_960_796_966_8).abs() < 1e-12); // transformers' attention_factor
+        let dev = Device::Cpu;
+        let plain = RotaryEmbedding::new(RotaryConfig::new(4).with_scaling(yarn(4.0, 16, 1.0)), 8, DType::F32, &dev);
+        let scaled =
+            RotaryEmbedding::new(RotaryConfig::new(4).with_scaling(yarn(4.0, 16, factor)), 8, DType::F32, &dev);
+        let x = Tensor::randn(0f32, 1., (1, 2, 5, 4), &dev).unwrap();
+        let p = Tensor::new(&[[0u32, 1, 2, 5, 7]], &dev).unwrap();
+        let (a, b) = (plain.unwrap().apply(&x, &p).unwrap(), scaled.unwrap().apply(&x, &p).unwrap());
+        let d: f32 = ((a * factor).unwrap() - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        assert!(d < 1e-6, "{d}");
+        assert!(RotaryConfig::new(4).with_scaling(yarn(0.0, 16, 1.0)).inverse_frequencies().is_err());
     }
 }

@@ -1,7 +1,9 @@
 //! Attention as data: head counts and grouping (Vaswani et al. 2017 multi-head; Shazeer 2019
 //! multi-query; Ainslie et al. 2023 grouped-query), the score scale, causality, and the
 //! per-layer schedule of dense, local and sparse patterns (Child et al. 2019; Brown et al.
-//! 2020, §2.1; Ramesh et al. 2021, Fig. 11).
+//! 2020, §2.1; Ramesh et al. 2021, Fig. 11), and multi-head latent attention (DeepSeek-AI 2024,
+//! "DeepSeek-V2: A Strong, Economical, and Efficient Mixture-of-Experts Language Model", arXiv
+//! 2405.04434, §2.1).
 
 use serde::{Deserialize, Serialize};
 
@@ -108,6 +110,50 @@ pub struct AttentionSpec {
     /// `rope_theta` 1,000,000 with linear scaling); `None`: every layer uses the tower's.
     #[serde(default)]
     pub local_rotary: Option<crate::RotarySpec>,
+    /// Multi-head latent attention's low-rank projections, if the layer is one (DeepSeek-V2,
+    /// V3). `head_dim` is then the rotated width `rope_dim`, `num_kv_heads` equals `num_heads`,
+    /// and the score scale applies to `nope_dim + rope_dim` features.
+    #[serde(default)]
+    pub latent: Option<LatentSpec>,
+}
+
+/// Multi-head latent attention's widths (DeepSeek-AI 2024, §2.1.1–2.1.3): keys and values from
+/// one normalised latent of `kv_rank` per token, queries directly or through a normalised
+/// latent of `q_rank`, and a decoupled rotary part of `rope_dim` per query head shared by the keys.
+///
+/// ```
+/// use tcat_spec::LatentSpec;
+/// // DeepSeek-V2-Lite: no query compression, a 512-wide latent and 64 rotated features.
+/// let lite = LatentSpec { q_rank: None, kv_rank: 512, nope_dim: 128, rope_dim: 64, value_dim: 128, norm_eps: 1e-6 };
+/// assert_eq!(lite.qk_dim(), 192);
+/// assert_eq!(lite.cached_per_token(), 576);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LatentSpec {
+    /// Width of the query latent (`q_lora_rank`); `None` projects queries directly.
+    pub q_rank: Option<usize>,
+    /// Width of the key/value latent (`kv_lora_rank`).
+    pub kv_rank: usize,
+    /// Per-head query/key features without positions (`qk_nope_head_dim`).
+    pub nope_dim: usize,
+    /// Rotated per-head query features and shared key features (`qk_rope_head_dim`).
+    pub rope_dim: usize,
+    /// Per-head value width (`v_head_dim`).
+    pub value_dim: usize,
+    /// ε of the RMS norms of the latents (transformers: 1e-6 whatever `rms_norm_eps` is).
+    pub norm_eps: f64,
+}
+
+impl LatentSpec {
+    /// Width of one head's queries and keys, `nope_dim + rope_dim`.
+    pub fn qk_dim(&self) -> usize {
+        self.nope_dim + self.rope_dim
+    }
+
+    /// Numbers cached per token and layer, `kv_rank + rope_dim`.
+    pub fn cached_per_token(&self) -> usize {
+        self.kv_rank + self.rope_dim
+    }
 }
 
 /// Over which features the query/key RMS norm of an [`AttentionSpec`] is taken.
@@ -134,6 +180,7 @@ impl AttentionSpec {
             qk_norm: None,
             logit_softcap: None,
             local_rotary: None,
+            latent: None,
         }
     }
 
@@ -171,9 +218,11 @@ impl AttentionSpec {
         if self.schedule.is_empty() { AttentionPattern::Dense } else { self.schedule[layer % self.schedule.len()] }
     }
 
-    /// The score scale of layer `layer`.
+    /// The score scale of layer `layer` (over `nope_dim + rope_dim` features for latent
+    /// attention).
     pub fn scale_for_layer(&self, layer: usize) -> f64 {
-        let inv_sqrt = 1.0 / (self.head_dim as f64).sqrt();
+        let width = self.latent.map_or(self.head_dim, |l| l.qk_dim());
+        let inv_sqrt = 1.0 / (width as f64).sqrt();
         match self.scale {
             ScaleRule::InverseSqrtHeadDim => inv_sqrt,
             ScaleRule::One => 1.0,
@@ -199,6 +248,20 @@ impl AttentionSpec {
             && !(cap > 0.0 && cap.is_finite())
         {
             return Err(format!("attention: logit_softcap must be positive and finite (found {cap})"));
+        }
+        if let Some(l) = self.latent {
+            if l.kv_rank == 0 || l.rope_dim == 0 || l.value_dim == 0 || l.q_rank == Some(0) {
+                return Err(format!("latent attention needs positive widths, found {l:?}"));
+            }
+            if self.head_dim != l.rope_dim || self.num_kv_heads != self.num_heads {
+                return Err(format!(
+                    "latent attention: head_dim ({}) must be rope_dim ({}) and num_kv_heads ({}) num_heads ({})",
+                    self.head_dim, l.rope_dim, self.num_kv_heads, self.num_heads
+                ));
+            }
+            if self.qk_norm.is_some() || self.schedule.iter().any(|p| *p != AttentionPattern::Dense) {
+                return Err("latent attention takes no query/key norm and no sparse or local pattern".into());
+            }
         }
         for pattern in &self.schedule {
             let zero = match *pattern {

@@ -104,6 +104,35 @@ pub enum RoutingRule {
         /// Tokens per expert and sequence.
         capacity: usize,
     },
+    /// DeepSeek-V2's routing (DeepSeek-AI 2024, §2.2.2): softmax gates; only the `topk_groups`
+    /// groups (of `groups` equal ones) with the best top expert compete; the `k` best gates, times
+    /// `scale`, never renormalised (`topk_method` `group_limited_greedy`; `greedy` is one group).
+    GroupLimitedGreedy {
+        /// Experts per token (`num_experts_per_tok`).
+        k: usize,
+        /// Groups (`n_group`).
+        groups: usize,
+        /// Groups kept per token (`topk_group`).
+        topk_groups: usize,
+        /// `routed_scaling_factor`.
+        scale: f64,
+    },
+    /// DeepSeek-V3's routing (DeepSeek-V3 Technical Report, arXiv 2412.19437, §2.1.2,
+    /// `noaux_tc`): sigmoid scores plus a stored per-expert correction
+    /// (`e_score_correction_bias`) choose — groups ranked by the sum of their two best — and
+    /// the uncorrected scores, renormalised when asked, times `scale`, gate.
+    NoAuxTc {
+        /// Experts per token (`num_experts_per_tok`).
+        k: usize,
+        /// Groups (`n_group`).
+        groups: usize,
+        /// Groups kept per token (`topk_group`).
+        topk_groups: usize,
+        /// Whether the chosen gates are divided by their sum (`norm_topk_prob`).
+        renormalize: bool,
+        /// `routed_scaling_factor`.
+        scale: f64,
+    },
 }
 
 /// A router's settings.
@@ -138,6 +167,10 @@ pub struct MoeSpec {
     pub offset: usize,
     /// An always-active shared expert beside the routed ones (Qwen2-MoE), if any.
     pub shared_expert: Option<SharedExpertSpec>,
+    /// Layers below this index stay dense whatever [`every`](Self::every) says (DeepSeek's
+    /// `first_k_dense_replace`).
+    #[serde(default)]
+    pub first_dense: usize,
 }
 
 /// An expert every token passes through, added to the routed experts' output (Qwen2-MoE's
@@ -155,14 +188,16 @@ impl MoeSpec {
     /// Experts a token passes through.
     pub fn active_experts(&self) -> usize {
         match self.router.rule {
-            RoutingRule::TopK { k, .. } => k,
+            RoutingRule::TopK { k, .. }
+            | RoutingRule::GroupLimitedGreedy { k, .. }
+            | RoutingRule::NoAuxTc { k, .. } => k,
             RoutingRule::Top1Capacity { .. } | RoutingRule::Top1FixedCapacity { .. } => 1,
         }
     }
 
     /// Whether layer `layer` is sparse.
     pub fn is_sparse(&self, layer: usize) -> bool {
-        self.every > 0 && layer % self.every == self.offset
+        layer >= self.first_dense && self.every > 0 && layer % self.every == self.offset
     }
 }
 

@@ -34,7 +34,7 @@ mod params;
 mod position;
 mod tower;
 
-pub use attention::{AttentionPattern, AttentionSpec, Masking, QkNormSpec, ScaleRule};
+pub use attention::{AttentionPattern, AttentionSpec, LatentSpec, Masking, QkNormSpec, ScaleRule};
 pub use feed_forward::{
     ActivationKind, FeedForwardKind, FeedForwardSpec, MoeSpec, RouterSpec, RoutingRule, SharedExpertSpec,
 };

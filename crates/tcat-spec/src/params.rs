@@ -48,6 +48,19 @@ fn norm(spec: NormSpec, width: usize) -> u64 {
 }
 
 fn attention(a: &AttentionSpec, hidden: usize, memory: usize) -> u64 {
+    if let Some(l) = a.latent {
+        let heads = a.num_heads;
+        let q_out = heads * l.qk_dim();
+        let query = match l.q_rank {
+            None => linear(hidden, q_out, false),
+            Some(r) => linear(hidden, r, a.qkv_bias) + r as u64 + linear(r, q_out, false),
+        };
+        return query
+            + linear(memory, l.kv_rank + l.rope_dim, a.qkv_bias)
+            + l.kv_rank as u64
+            + linear(l.kv_rank, heads * (l.nope_dim + l.value_dim), false)
+            + linear(heads * l.value_dim, hidden, a.out_bias);
+    }
     linear(hidden, a.q_width(), a.qkv_bias)
         + 2 * linear(memory, a.kv_width(), a.qkv_bias)
         + linear(a.q_width(), hidden, a.out_bias)

@@ -75,6 +75,22 @@ pub enum RopeScalingSpec {
         /// Pretraining context `L`.
         original_max_positions: usize,
     },
+    /// YaRN's "NTK-by-parts" interpolation with its attention factor on the cos/sin tables
+    /// (Peng et al. 2023, arXiv 2309.00071; DeepSeek-V2 and V3).
+    Yarn {
+        /// Extension factor.
+        factor: f64,
+        /// Pretraining context.
+        original_max_positions: usize,
+        /// Rotations above which a frequency is kept.
+        beta_fast: f64,
+        /// Rotations below which a frequency is fully interpolated.
+        beta_slow: f64,
+        /// Factor on the cos/sin tables.
+        attention_factor: f64,
+        /// Whether the ramp's ends are rounded to whole features.
+        truncate: bool,
+    },
     /// Each inverse frequency divided by a factor stored with the weights (llama.cpp's
     /// `rope_freqs.weight`, which its converter writes for Llama 3.1 scaling).
     StoredFactors,

@@ -78,6 +78,7 @@ pub(crate) fn olmoe_1b_7b() -> ArchSpec {
         },
         every: 1,
         offset: 0,
+        first_dense: 0,
         shared_expert: None,
     });
     ArchSpec::decoder(tower, UNTIED).with_tokens(SpecialTokens { eos: vec![50_279], pad: 1, decoder_start: None })

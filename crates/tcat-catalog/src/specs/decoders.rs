@@ -149,6 +149,7 @@ fn glam_moe(inner: usize) -> MoeSpec {
         every: 2,
         offset: 1,
         shared_expert: None,
+        first_dense: 0,
     }
 }
 
@@ -312,6 +313,7 @@ pub(crate) fn mixtral_8x7b() -> ArchSpec {
         every: 1,
         offset: 0,
         shared_expert: None,
+        first_dense: 0,
     });
     spec
 }

@@ -30,6 +30,7 @@ pub(crate) fn attention(heads: usize, kv_heads: usize, head_dim: usize, masking:
         qk_norm: None,
         logit_softcap: None,
         local_rotary: None,
+        latent: None,
     }
 }
 

@@ -98,6 +98,7 @@ pub(crate) fn switch_base_8() -> ArchSpec {
         every: 2,
         offset: 1,
         shared_expert: None,
+        first_dense: 0,
     };
     let ff = FeedForwardSpec { bias: false, experts: Some(moe), ..FeedForwardSpec::plain(3072, ActivationKind::Relu) };
     seq2seq(

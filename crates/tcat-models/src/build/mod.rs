@@ -23,13 +23,13 @@ pub use weights::{Init, RandomWeights, WeightSource};
 
 use candle_core::Tensor;
 use tcat_attention::{
-    DisentangledPosition, GridAxis, MultiHeadAttention, PositionTerm, QkNorm, QkNormScope, QkvProjection,
-    RelativeSegments, SparsePattern, XlRelativePosition,
+    DisentangledPosition, GridAxis, LatentAttention, LatentDims, LatentQuery, MultiHeadAttention, PositionTerm, QkNorm,
+    QkNormScope, QkvProjection, RelativeSegments, SparsePattern, XlRelativePosition,
 };
 use tcat_blocks::{
     Activation, Embeddings, EntityFusion, ExpertCapacity, FeedForward, FeedForwardBlock, LmHead, LogitsPrecision,
-    MlmHead, MoeFeedForward, Norm, Pooler, ReplacedTokenHead, Residual, Router, RoutingRule, Stack, TextConditioning,
-    TokenConvolution, TransformerLayer,
+    MlmHead, MoeFeedForward, Norm, Pooler, ReplacedTokenHead, Residual, Router, RoutingRule, SelfAttention, Stack,
+    TextConditioning, TokenConvolution, TransformerLayer,
 };
 use tcat_core::{Error, Linear, Result};
 use tcat_position::{
@@ -38,9 +38,9 @@ use tcat_position::{
 };
 use tcat_spec::{
     ArchSpec, AttentionPattern, ConditioningSpec, DisentangledTerms, EmbeddingProjection, EmbeddingScale,
-    EntityFusionSpec, FeedForwardKind, HeadSpec, InputKind, LayerSharing, Masking, MoeSpec, NormSpec, PositionIdRule,
-    PositionSpec, QkNormSpec, ResidualSpec, RopeScalingSpec, RotaryLayoutSpec, SegmentEncoding, SinusoidalLayoutSpec,
-    Stacks, TokenConvolutionSpec, TowerSpec, XlBiases,
+    EntityFusionSpec, FeedForwardKind, HeadSpec, InputKind, LatentSpec, LayerSharing, Masking, MoeSpec, NormSpec,
+    PositionIdRule, PositionSpec, QkNormSpec, ResidualSpec, RopeScalingSpec, RotaryLayoutSpec, SegmentEncoding,
+    SinusoidalLayoutSpec, Stacks, TokenConvolutionSpec, TowerSpec, XlBiases,
 };
 
 use crate::encoder::{KnowledgeEncoder, KnowledgeLayer};
@@ -334,6 +334,9 @@ fn rotary(tower: &TowerSpec, r: &Resolver, spec: tcat_spec::RotarySpec) -> Resul
         RopeScalingSpec::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_positions } => {
             RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_positions }
         }
+        RopeScalingSpec::Yarn { factor, original_max_positions, beta_fast, beta_slow, attention_factor, truncate } => {
+            RopeScaling::Yarn { factor, original_max_positions, beta_fast, beta_slow, attention_factor, truncate }
+        }
     };
     let config = RotaryConfig { rotary_dim, base: spec.base, layout, scaling };
     let (dtype, device) = (r.weights.dtype(), r.weights.device());
@@ -417,9 +420,13 @@ fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<T
     let at = |name: &str| layer_part(&prefix, name, i);
     let (h, a) = (tower.hidden_size, &tower.attention);
     let (qw, kvw) = (a.q_width(), a.kv_width());
+    if let Some(latent) = a.latent {
+        return latent_layer(tower, r, shared, i, latent);
+    }
     let mut disentangled = None;
     let einsum = matches!(names.qkv, QkvNames::Einsum { .. });
     let qkv = match names.qkv {
+        QkvNames::Latent { .. } => return Err(not_implemented("latent-attention weight names without a latent spec")),
         QkvNames::Einsum { q, k, v } => {
             let p = |name: &str| head_split(r, a, &at(name), h, HeadSplit::IntoHeads);
             QkvProjection::stacked(p(q)?, p(k)?, p(v)?)
@@ -524,9 +531,22 @@ fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<T
             None => attention,
         },
     };
+    finish_layer(tower, r, i, &prefix, attention)
+}
+
+/// The layer's feed-forward branch, norms and cross-attention around its `attention`.
+fn finish_layer(
+    tower: &TowerSpec,
+    r: &Resolver,
+    i: usize,
+    prefix: &str,
+    attention: impl Into<SelfAttention>,
+) -> Result<TransformerLayer> {
+    let (names, h) = (r.names, tower.hidden_size);
+    let at = |name: &str| layer_part(prefix, name, i);
     let feed_forward: FeedForwardBlock = match tower.feed_forward.experts {
-        Some(moe) if moe.is_sparse(i) => experts(tower, r, &prefix, moe)?.into(),
-        _ => dense_feed_forward(tower, r, &prefix, i)?.into(),
+        Some(moe) if moe.is_sparse(i) => experts(tower, r, prefix, moe)?.into(),
+        _ => dense_feed_forward(tower, r, prefix, i)?.into(),
     };
     let attention_norm = r.norm(tower.norm, &at(names.attention_norm), h)?;
     let (ffn_norm, residual) = match tower.residual {
@@ -557,10 +577,53 @@ fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<T
     match &tower.cross_attention {
         None => Ok(layer),
         Some(spec) => {
-            let (attention, norm) = cross_attention(tower, r, spec, &prefix)?;
+            let (attention, norm) = cross_attention(tower, r, spec, prefix)?;
             Ok(layer.with_cross_attention(attention, norm)?)
         }
     }
+}
+
+/// A layer whose self-attention is multi-head latent attention (DeepSeek-V2, V3).
+fn latent_layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize, l: LatentSpec) -> Result<TransformerLayer> {
+    let QkvNames::Latent { q, q_down, q_norm, q_up, kv_down, kv_norm, kv_up } = r.names.qkv else {
+        return Err(not_implemented("latent attention in a family without latent-attention weight names"));
+    };
+    let prefix = r.base(&r.names.layer(i));
+    let at = |name: &str| layer_part(&prefix, name, i);
+    let (h, a) = (tower.hidden_size, &tower.attention);
+    if !matches!(tower.positions, PositionSpec::Rotary(_) | PositionSpec::None) {
+        return Err(not_implemented(format!("latent attention with {:?} positions", tower.positions)));
+    }
+    let q_out = a.num_heads * l.qk_dim();
+    let query = match l.q_rank {
+        None => LatentQuery::Direct(r.linear(&at(q), h, q_out, false)?),
+        Some(rank) => LatentQuery::LowRank {
+            down: r.linear(&at(q_down), h, rank, a.qkv_bias)?,
+            gain: r.tensor(&at(&format!("{q_norm}.weight")), &[rank], weights::Init::Ones)?,
+            up: r.linear(&at(q_up), rank, q_out, false)?,
+        },
+    };
+    let dims = LatentDims {
+        heads: a.num_heads,
+        nope_dim: l.nope_dim,
+        rope_dim: l.rope_dim,
+        value_dim: l.value_dim,
+        rank: l.kv_rank,
+    };
+    let mut attention = LatentAttention::new(
+        query,
+        r.linear(&at(kv_down), h, l.kv_rank + l.rope_dim, a.qkv_bias)?,
+        r.tensor(&at(&format!("{kv_norm}.weight")), &[l.kv_rank], weights::Init::Ones)?,
+        r.linear(&at(kv_up), l.kv_rank, a.num_heads * (l.nope_dim + l.value_dim), false)?,
+        r.linear(&at(r.names.attention_out), a.num_heads * l.value_dim, h, a.out_bias)?,
+        dims,
+        l.norm_eps,
+    )?
+    .with_scale(a.scale_for_layer(i));
+    if let Some(rotary) = &shared.rotary {
+        attention = attention.with_rotary(rotary.clone());
+    }
+    finish_layer(tower, r, i, &prefix, attention)
 }
 
 /// Which way an einsum parameter `[hidden, heads, head_dim]` projects.
@@ -654,10 +717,21 @@ fn experts(tower: &TowerSpec, r: &Resolver, prefix: &str, moe: MoeSpec) -> Resul
         tcat_spec::RoutingRule::Top1FixedCapacity { capacity } => {
             RoutingRule::Top1Capacity { capacity: ExpertCapacity::Fixed(capacity) }
         }
+        tcat_spec::RoutingRule::GroupLimitedGreedy { k, groups, topk_groups, scale } => {
+            RoutingRule::GroupLimitedGreedy { k, groups, topk_groups, scale }
+        }
+        tcat_spec::RoutingRule::NoAuxTc { k, groups, topk_groups, renormalize, scale } => {
+            RoutingRule::NoAuxTc { k, groups, topk_groups, renormalize, scale }
+        }
     };
     let precision = if moe.router.float32 { LogitsPrecision::F32 } else { LogitsPrecision::Input };
-    let router = Router::new(r.linear(&at(r.names.router), h, moe.num_experts, moe.router.bias)?, rule)?
+    let mut router = Router::new(r.linear(&at(r.names.router), h, moe.num_experts, moe.router.bias)?, rule)?
         .with_precision(precision);
+    if rule.sigmoid_scores() {
+        // DeepSeek-V3's `e_score_correction_bias`, beside the router's weight.
+        let name = at(&format!("{}.e_score_correction_bias", r.names.router));
+        router = router.with_score_correction(r.tensor(&name, &[moe.num_experts], weights::Init::Zeros)?)?;
+    }
     let act = activation(tower.feed_forward.activation);
     let gated = moe.expert_kind == FeedForwardKind::Gated;
     let experts = match r.names.experts {

@@ -30,6 +30,26 @@ pub enum QkvNames {
         /// The value bias, `[heads · head_dim]` (a bare parameter).
         v_bias: &'static str,
     },
+    /// Multi-head latent attention's projections (DeepSeek-V2, V3): the queries directly (`q`)
+    /// or through a normalised latent (`q_down`, `q_norm`, `q_up`), the key/value latent with
+    /// the shared rotary key (`kv_down`), its norm and its expansion to per-head keys and values
+    /// (`kv_up`).
+    Latent {
+        /// Direct query projection.
+        q: &'static str,
+        /// Query down-projection.
+        q_down: &'static str,
+        /// RMS norm of the query latent.
+        q_norm: &'static str,
+        /// Query up-projection.
+        q_up: &'static str,
+        /// Down-projection to the latent and the shared rotary key.
+        kv_down: &'static str,
+        /// RMS norm of the key/value latent.
+        kv_norm: &'static str,
+        /// Up-projection to per-head keys and values.
+        kv_up: &'static str,
+    },
     /// Three bias-free einsum parameters `[hidden, heads, head_dim]` named without `.weight`
     /// (XLNet's `rel_attn.q`, `k`, `v`); the output projection, Transformer-XL's position
     /// projection and the segment parameters are then stored the same way.

@@ -101,7 +101,15 @@ impl Checker<'_> {
         let qkv_out = self.add("the attention width", q, kv)?;
         let qkv_out = self.add("the attention width", qkv_out, kv)?;
         let qkv_out = self.add("the attention width", qkv_out, h)?;
-        let attention = self.mul(("hidden_size", h), ("the attention widths", qkv_out))?;
+        let attention = match a.latent {
+            // Latent attention: at least the latent's down-projection and the output projection.
+            Some(l) => {
+                let values = self.mul(("num_heads", a.num_heads as u64), ("v_head_dim", l.value_dim as u64))?;
+                let widths = self.add("the latent attention widths", l.kv_rank as u64, values)?;
+                self.mul(("hidden_size", h), ("the latent attention widths", widths))?
+            }
+            None => self.mul(("hidden_size", h), ("the attention widths", qkv_out))?,
+        };
         let ffn = match t.feed_forward.experts {
             Some(_) => 0,
             None => {

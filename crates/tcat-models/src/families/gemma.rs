@@ -213,6 +213,7 @@ fn spec(config: &ConfigFile, generation: Generation) -> Result<ArchSpec> {
             schedule,
             qk_norm: (generation == Generation::Three).then_some(QkNormSpec::Head),
             logit_softcap: softcap,
+            latent: None,
             local_rotary,
         })
         .with_feed_forward(FeedForwardSpec::gated(cfg.intermediate_size, activation));

@@ -143,6 +143,7 @@ pub(crate) fn spec_with(config: &ConfigFile, cfg: &LlamaConfig, schedule: Vec<At
                 qk_norm: None,
                 logit_softcap: None,
                 local_rotary: None,
+                latent: None,
             });
     tower.feed_forward =
         FeedForwardSpec { bias: cfg.mlp_bias, ..FeedForwardSpec::gated(cfg.intermediate_size, activation) };

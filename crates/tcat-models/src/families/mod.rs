@@ -8,6 +8,7 @@ pub mod bloom;
 pub mod clip;
 pub mod ctrl;
 pub mod deberta_v2;
+pub mod deepseek;
 pub mod distilbert;
 pub mod electra;
 pub mod gemma;
@@ -73,6 +74,7 @@ pub(crate) const FAMILIES: &[Family] = &[
     Family { model_types: &["gemma"], spec: gemma::gemma_spec, names: gemma::names },
     Family { model_types: &["gemma2"], spec: gemma::gemma2_spec, names: gemma::names },
     Family { model_types: &["gemma3_text"], spec: gemma::gemma3_spec, names: gemma::names },
+    Family { model_types: &["deepseek_v2", "deepseek_v3"], spec: deepseek::spec, names: |_| Ok(deepseek::NAMES) },
     Family { model_types: &["qwen3"], spec: qwen3::spec, names: |_| Ok(qwen3::NAMES) },
     Family { model_types: &["qwen3_moe"], spec: qwen3::moe_spec, names: |_| Ok(qwen3::MOE_NAMES) },
     Family { model_types: &["t5", "mt5"], spec: t5::spec, names: t5::names },

@@ -65,6 +65,7 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
             every: 1,
             offset: 0,
             shared_expert: None,
+            first_dense: 0,
         });
     }
     Ok(spec)

@@ -139,6 +139,7 @@ pub(crate) fn experts(config: &ConfigFile) -> Result<MoeSpec> {
         every: m.decoder_sparse_step,
         offset: m.decoder_sparse_step - 1,
         shared_expert: m.shared_expert_intermediate_size.map(|inner| SharedExpertSpec { inner, sigmoid_gate: true }),
+        first_dense: 0,
     })
 }
 

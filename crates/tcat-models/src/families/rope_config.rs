@@ -74,9 +74,46 @@ pub(crate) fn rotary_spec(config: &ConfigFile, default_fraction: f64, layout: Ro
                         original_max_positions: original as usize,
                     }
                 }
+                "yarn" => {
+                    // As transformers' `_compute_yarn_parameters`.
+                    let original = block
+                        .get("original_max_position_embeddings")
+                        .or_else(|| json.get("original_max_position_embeddings"))
+                        .and_then(Value::as_u64)
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| {
+                            config.error("rope scaling `yarn` needs a positive `original_max_position_embeddings`")
+                        })? as usize;
+                    let factor = match number(block.get("factor")) {
+                        Some(_) => factor()?,
+                        None => max_positions
+                            .map(|m| m as f64 / original as f64)
+                            .filter(|f| *f > 0.0)
+                            .ok_or_else(|| config.error("rope scaling `yarn` needs a positive `factor`"))?,
+                    };
+                    let or =
+                        |name: &str, default: f64| number(block.get(name)).filter(|v| *v != 0.0).unwrap_or(default);
+                    let (mscale, mscale_all_dim) = (or("mscale", 0.0), or("mscale_all_dim", 0.0));
+                    let attention_factor = match number(block.get("attention_factor")) {
+                        Some(a) => a,
+                        None if mscale != 0.0 && mscale_all_dim != 0.0 => {
+                            tcat_position::yarn_mscale(factor, mscale)
+                                / tcat_position::yarn_mscale(factor, mscale_all_dim)
+                        }
+                        None => tcat_position::yarn_mscale(factor, 1.0),
+                    };
+                    RopeScaling::Yarn {
+                        factor,
+                        original_max_positions: original,
+                        beta_fast: or("beta_fast", 32.0),
+                        beta_slow: or("beta_slow", 1.0),
+                        attention_factor,
+                        truncate: block.get("truncate").and_then(Value::as_bool).unwrap_or(true),
+                    }
+                }
                 other => {
                     return Err(config.error(format!(
-                        "rope scaling type `{other}` is not supported yet (supported: default, linear, ntk, dynamic, llama3)"
+                        "rope scaling type `{other}` is not supported yet (supported: default, linear, ntk, dynamic, llama3, yarn)"
                     )));
                 }
             }
@@ -91,7 +128,12 @@ pub(crate) fn rotary_spec(config: &ConfigFile, default_fraction: f64, layout: Ro
 /// Fails when a rotary field is present with the wrong JSON type (a string `factor` would
 /// otherwise read as missing, a string `rope_theta` as the default), naming its path.
 fn check_types(config: &ConfigFile) -> Result<()> {
-    const NUMBERS: [&str; 8] = [
+    const NUMBERS: [&str; 13] = [
+        "beta_fast",
+        "beta_slow",
+        "mscale",
+        "mscale_all_dim",
+        "attention_factor",
         "rope_theta",
         "rotary_emb_base",
         "partial_rotary_factor",

@@ -128,6 +128,7 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
                 every,
                 offset,
                 shared_expert: None,
+                first_dense: 0,
             });
         }
     }

@@ -198,6 +198,7 @@ pub(crate) fn spec_from(config: &ConfigFile, cfg: &T5Config, rescale: bool) -> R
         qk_norm: None,
         logit_softcap: None,
         local_rotary: None,
+        latent: None,
     };
     let tower = |layers: usize, masking| TowerSpec {
         embeddings: EmbeddingSpec::tokens(),

@@ -373,6 +373,7 @@ impl GgufFile {
                 qk_norm: None,
                 logit_softcap: None,
                 local_rotary: None,
+                latent: None,
             })
             .with_feed_forward(FeedForwardSpec::gated(inner, ActivationKind::Silu));
         let mut tower = tower;
@@ -395,6 +396,7 @@ impl GgufFile {
                 every: 1,
                 offset: 0,
                 shared_expert: None,
+                first_dense: 0,
             });
         }
         let tied = !self.has("output.weight");
@@ -536,6 +538,7 @@ impl GgufFile {
                 schedule,
                 qk_norm: gemma3.then_some(QkNormSpec::Head),
                 logit_softcap: softcap,
+                latent: None,
                 local_rotary,
             })
             .with_feed_forward(FeedForwardSpec::gated(inner, ActivationKind::GeluTanh));
