@@ -67,6 +67,34 @@ impl FeedForward {
         Self { inner, down, activation }
     }
 
+    /// A gated network from one `[gate | up]` projection of twice the inner width (Phi-3's
+    /// `gate_up_proj`): the first half gates, the second is gated.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use tcat_blocks::{Activation, FeedForward};
+    /// use tcat_core::Linear;
+    /// let dev = Device::Cpu;
+    /// let lin = |o, i| Linear::new(Tensor::randn(0f32, 0.3, (o, i), &dev).unwrap(), None);
+    /// let (gate, up, down) = (lin(6, 4), lin(6, 4), lin(4, 6));
+    /// let stacked = Linear::stack_outputs(&[gate.clone(), up.clone()]).unwrap();
+    /// let a = FeedForward::gated_stacked(stacked, down.clone(), Activation::Silu).unwrap();
+    /// let b = FeedForward::gated(gate, up, down, Activation::Silu);
+    /// let x = Tensor::randn(0f32, 1., (2, 4), &dev).unwrap();
+    /// let d = (a.forward(&x).unwrap() - b.forward(&x).unwrap()).unwrap().abs().unwrap().max_all().unwrap();
+    /// assert!(d.to_scalar::<f32>().unwrap() < 1e-6);
+    /// ```
+    pub fn gated_stacked(gate_up: Linear, down: Linear, activation: Activation) -> Result<Self> {
+        if gate_up.out_features() != 2 * down.in_features() {
+            candle_core::bail!(
+                "a stacked gate and up projection has {} outputs, expected twice the inner width {}",
+                gate_up.out_features(),
+                down.in_features()
+            );
+        }
+        Ok(Self { inner: Inner::GatedStacked(gate_up), down, activation })
+    }
+
     /// Applies the network to `[.., hidden]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let inner = match &self.inner {

@@ -217,6 +217,21 @@ const GEMMA2: Paper = paper(
     Some("2408.00118"),
 );
 const GEMMA3: Paper = paper("Gemma 3 Technical Report", "Gemma Team (Kamath et al.)", 2025, Some("2503.19786"));
+const PHI3: Paper = paper(
+    "Phi-3 Technical Report: A Highly Capable Language Model Locally on Your Phone",
+    "Abdin et al.",
+    2024,
+    Some("2404.14219"),
+);
+const LONGROPE: Paper =
+    paper("LongRoPE: Extending LLM Context Window Beyond 2 Million Tokens", "Ding et al.", 2024, Some("2402.13753"));
+const DEEPSEEK_V2: Paper = paper(
+    "DeepSeek-V2: A Strong, Economical, and Efficient Mixture-of-Experts Language Model",
+    "DeepSeek-AI",
+    2024,
+    Some("2405.04434"),
+);
+const DEEPSEEK_V3: Paper = paper("DeepSeek-V3 Technical Report", "DeepSeek-AI", 2024, Some("2412.19437"));
 const NO_WEIGHTS: &str = "Architecture and sizes published; no public weights.";
 
 pub(crate) static ENTRIES: &[Entry] = &[
@@ -1215,6 +1230,60 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (270M, 1B, 4B, 12B, 27B) on the Hugging Face Hub and Kaggle.",
         spec: Some(beyond::gemma3_1b),
+        beyond_catalog: true,
+    },
+    Entry {
+        name: "phi-3",
+        aliases: &["phi3", "phi-3-mini", "phi-3.5-mini", "phi-4"],
+        year: 2024,
+        org: "Microsoft",
+        traits: "LLaMA layers with one fused qkv_proj and one fused gate_up_proj, no biases, a sliding window \
+                 (2047 in Phi-3-mini-4k); the 128k models extend RoPE with LongRoPE (per-frequency short and \
+                 long factors switched at the pretraining length, cos/sin scaled by sqrt(1 + ln s / ln L); \
+                 decoding re-runs the sequence at the switch, as transformers does). Spec: Phi-3-mini-4k.",
+        level: Level::Ckpt,
+        kind: Decoder,
+        model_types: &["phi3"],
+        papers: &[PHI3, LONGROPE],
+        runs_as: None,
+        published: "Weights (Phi-3 mini / small / medium, Phi-3.5-mini, Phi-4) on the Hugging Face Hub.",
+        spec: Some(beyond::phi3_mini),
+        beyond_catalog: true,
+    },
+    Entry {
+        name: "deepseek-v2",
+        aliases: &["deepseek-v2-lite"],
+        year: 2024,
+        org: "DeepSeek-AI",
+        traits: "Multi-head latent attention (keys and values from one low-rank latent per token, a decoupled \
+                 interleaved rotary part; the cache holds only the latent and the rotary key), DeepSeekMoE \
+                 (fine-grained routed experts plus always-on shared experts, dense first layers, greedy or \
+                 group-limited routing), YaRN to 128k. Spec: DeepSeek-V2-Lite.",
+        level: Level::Ckpt,
+        kind: Decoder,
+        model_types: &["deepseek_v2"],
+        papers: &[DEEPSEEK_V2],
+        runs_as: None,
+        published: "Weights (V2, V2-Lite, Chat) on the Hugging Face Hub.",
+        spec: Some(beyond::deepseek_v2_lite),
+        beyond_catalog: true,
+    },
+    Entry {
+        name: "deepseek-v3",
+        aliases: &["deepseek-r1"],
+        year: 2024,
+        org: "DeepSeek-AI",
+        traits: "DeepSeek-V2's latent attention and DeepSeekMoE with auxiliary-loss-free balancing (sigmoid \
+                 scores plus a per-expert bias used only to choose, groups ranked by their two best, gates \
+                 renormalised and scaled by 2.5); its multi-token-prediction module is not run (as \
+                 transformers). Spec: DeepSeek-V3 (671B).",
+        level: Level::Ckpt,
+        kind: Decoder,
+        model_types: &["deepseek_v3"],
+        papers: &[DEEPSEEK_V3],
+        runs_as: None,
+        published: "Weights (V3, R1) on the Hugging Face Hub.",
+        spec: Some(beyond::deepseek_v3),
         beyond_catalog: true,
     },
 ];

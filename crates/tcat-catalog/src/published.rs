@@ -134,6 +134,12 @@ pub fn expected_params(name: &str) -> Option<Published> {
             302_000_000 + 698_000_000,
             "Gemma Team 2025, Table 1: Gemma 3 1B 302M embedding + 698M non-embedding parameters",
         ),
+        "phi-3" => p(3_821_079_552, "microsoft/Phi-3-mini-4k-instruct on the Hugging Face Hub: 3.82B parameters"),
+        "deepseek-v2" => p(15_700_000_000, "DeepSeek-AI 2024, Appendix B: DeepSeek-V2-Lite 15.7B total (2.4B active)"),
+        "deepseek-v3" => Published {
+            active: Some(37_000_000_000),
+            ..p(671_000_000_000, "DeepSeek-AI 2024, V3 report §1: 671B total, 37B activated per token")
+        },
         _ => return None,
     })
 }

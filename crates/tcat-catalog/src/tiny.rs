@@ -5,7 +5,7 @@
 
 use tcat_spec::{
     ArchSpec, AttentionPattern, AttentionSpec, EmbeddingProjection, EntityFusionSpec, HeadSpec, InputKind,
-    LayerSharing, PositionSpec, RopeScalingSpec, Stacks, TowerSpec, VisionConnection,
+    LayerSharing, PositionSpec, RopeScalingSpec, RoutingRule, Stacks, TowerSpec, VisionConnection,
 };
 
 /// Hidden width of every tiny tower.
@@ -124,6 +124,13 @@ fn shrink_attention(a: &mut AttentionSpec, hidden: usize, grid_cols: usize, old_
         2
     };
     a.num_heads = HEADS;
+    if let Some(latent) = &mut a.latent {
+        // Latent attention: small latents, 8 + 4 query/key and 8 value features per head; the
+        // attention's head width is the rotary width and every head has its own keys.
+        latent.q_rank = latent.q_rank.map(|_| 16);
+        (latent.kv_rank, latent.nope_dim, latent.rope_dim, latent.value_dim) = (16, 8, 4, 8);
+        (a.head_dim, a.num_kv_heads) = (latent.rope_dim, HEADS);
+    }
     if a.schedule.len() > LONGEST_SCHEDULE {
         let mut distinct: Vec<AttentionPattern> = Vec::new();
         for p in &a.schedule {
@@ -228,7 +235,18 @@ fn shrink_tower(t: &mut TowerSpec) {
     if let Some(moe) = &mut ff.experts {
         // Four experts of 128, or top-k + 1 narrower ones so routing still chooses (OLMoE's
         // top-8: 9 of 56).
-        moe.num_experts = (moe.active_experts() + 1).max(4).min(moe.num_experts);
+        moe.num_experts = match moe.router.rule {
+            // Group-limited routing keeps its groups: enough experts per group that the kept
+            // groups still hold k, and more than k in all (DeepSeek-V3: 8 groups of 2).
+            RoutingRule::GroupLimitedGreedy { k, groups, topk_groups, .. }
+            | RoutingRule::NoAuxTc { k, groups, topk_groups, .. } => {
+                let per = k.div_ceil(topk_groups.max(1)).max(1);
+                groups * if groups * per > k { per } else { per + 1 }
+            }
+            _ => (moe.active_experts() + 1).max(4).min(moe.num_experts),
+        };
+        // One dense layer first where the model has dense first layers (DeepSeek).
+        moe.first_dense = moe.first_dense.min(1);
         moe.expert_inner = (4 * HIDDEN * 4 / moe.num_experts) / 2 * 2;
         if let Some(shared) = &mut moe.shared_expert {
             shared.inner = 4 * HIDDEN;

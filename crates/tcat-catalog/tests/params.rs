@@ -253,9 +253,26 @@ fn gemma3_1b() {
 }
 
 #[test]
+fn phi3_mini() {
+    check("phi-3", 3_821_079_552, None, 0.001);
+}
+
+#[test]
+fn deepseek_v2_lite() {
+    // DeepSeek quotes 15.7B total; transformers' count of the checkpoint is 15,706,484,224.
+    check("deepseek-v2", 15_700_000_000, None, 0.01);
+    assert_eq!(spec("deepseek-v2").param_count().total, 15_706_484_224);
+}
+
+#[test]
+fn deepseek_v3_671b() {
+    check("deepseek-v3", 671_000_000_000, Some(37_000_000_000), 0.02);
+}
+
+#[test]
 fn beyond_the_catalog_is_marked_and_last() {
     let beyond: Vec<&str> = entries().iter().filter(|e| e.beyond_catalog).map(|e| e.name).collect();
-    assert_eq!(beyond, ["qwen2", "qwen3", "olmoe", "gemma-2", "gemma-3"]);
+    assert_eq!(beyond, ["qwen2", "qwen3", "olmoe", "gemma-2", "gemma-3", "phi-3", "deepseek-v2", "deepseek-v3"]);
     let first = entries().iter().position(|e| e.beyond_catalog).unwrap();
     assert!(entries()[first..].iter().all(|e| e.beyond_catalog), "beyond-catalog entries come last");
     for row in CATALOG_ROWS {

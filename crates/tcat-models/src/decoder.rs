@@ -216,6 +216,23 @@ impl DecoderModel {
         self.pad_token_id
     }
 
+    /// The sequence length past which the rotary tables switch (LongRoPE, see
+    /// [`tcat_position::RotaryEmbedding::with_long_context`]): keys cached before a sequence
+    /// crosses it were rotated with the other tables, so decoding re-runs the whole sequence
+    /// at the crossing, as transformers' Phi-3 does.
+    pub fn rotary_switch(&self) -> Option<usize> {
+        self.stack.layers().iter().find_map(|layer| {
+            let rotary = match layer.attention() {
+                tcat_blocks::SelfAttention::MultiHead(a) => a.position_terms().iter().find_map(|t| match t {
+                    tcat_attention::PositionTerm::Rotary(r) => Some(r),
+                    _ => None,
+                }),
+                tcat_blocks::SelfAttention::Latent(a) => a.rotary(),
+            };
+            rotary.and_then(tcat_position::RotaryEmbedding::switches_at)
+        })
+    }
+
     /// One KV cache per layer, each holding `capacity` positions.
     pub fn new_caches(&self, capacity: usize) -> Vec<KvCache> {
         self.stack.new_caches(capacity)

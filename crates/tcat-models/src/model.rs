@@ -40,6 +40,7 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "olmoe",
     "openai-gpt",
     "opt",
+    "phi3",
     "qwen2",
     "qwen2_moe",
     "qwen3",
@@ -117,7 +118,14 @@ impl Model {
         Self::check_model_type(config)?;
         config.refuse("quantization_config", "tcat loads unquantized safetensors weights (or GGUF files)")?;
         let (spec, names) = crate::families::spec_and_names(config)?;
-        let model = crate::build::build(&spec, &names, ckpt)?;
+        // Tensors the config holds (LongRoPE's factor lists), as a GGUF file would store them.
+        let rotary_dim = match spec.towers().last().map(|t| (t.positions, t.attention.head_dim)) {
+            Some((tcat_spec::PositionSpec::Rotary(r), head_dim)) => r.rotary_dim(head_dim),
+            _ => 0,
+        };
+        let extra = crate::rope_config::long_rope_factors(config, rotary_dim)?;
+        let weights = crate::build::WithConfigTensors::new(ckpt, extra)?;
+        let model = crate::build::build(&spec, &names, &weights)?;
         let defaults = crate::GenerationDefaults::read(config)?;
         let model = match model {
             // transformers stops at the generation config's EOS ids when the checkpoint has one.

@@ -183,8 +183,8 @@ type Edit = dyn Fn(&mut serde_json::Value);
 
 #[test]
 fn unsupported_settings_are_refused_by_name() {
-    let longrope = |j: &mut serde_json::Value| {
-        j["rope_parameters"] = serde_json::json!({"rope_type": "longrope", "rope_theta": 10000.0, "factor": 4.0});
+    let unknown_rope = |j: &mut serde_json::Value| {
+        j["rope_parameters"] = serde_json::json!({"rope_type": "proportional", "rope_theta": 10000.0, "factor": 4.0});
     };
     let cases: Vec<(&str, Box<Edit>, &str)> = vec![
         ("deepseek_v2", Box::new(|j| j["topk_method"] = "noaux_tc".into()), "`topk_method` `noaux_tc`"),
@@ -196,7 +196,7 @@ fn unsupported_settings_are_refused_by_name() {
         ("deepseek_v3", Box::new(|j| j["moe_layer_freq"] = 2.into()), "`moe_layer_freq` 2"),
         ("deepseek_v3", Box::new(|j| j["num_key_value_heads"] = 2.into()), "`num_key_value_heads` (2)"),
         ("deepseek_v3", Box::new(|j| j["num_experts_per_tok"] = 5.into()), "`num_experts_per_tok` (5)"),
-        ("deepseek_v3", Box::new(longrope), "rope scaling type `longrope`"),
+        ("deepseek_v3", Box::new(unknown_rope), "rope scaling type `proportional`"),
     ];
     for (name, edit, want) in cases {
         let err = refusal(name, edit);

@@ -144,10 +144,10 @@ fn unknown_rope_scaling_type_is_named_with_the_supported_ones() {
         "llama-llama3",
         "rope",
         |_| {},
-        |c| c.replace("\"rope_type\": \"llama3\"", "\"rope_type\": \"longrope\""),
+        |c| c.replace("\"rope_type\": \"llama3\"", "\"rope_type\": \"proportional\""),
     );
     let err = load_err(&dir);
-    assert!(err.contains("`longrope`") && err.contains("llama3") && err.contains("yarn"), "{err}");
+    assert!(err.contains("`proportional`") && err.contains("llama3") && err.contains("longrope"), "{err}");
     let dir = broken_copy(
         "llama-llama3",
         "lowhigh",
@@ -272,4 +272,18 @@ fn decoding_that_cannot_fit_in_memory_is_refused_before_allocating() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("--num-beams"), "{err}");
+}
+
+/// LongRoPE's factor lists (Phi-3) are checked: one positive factor per rotated pair.
+#[test]
+fn longrope_factor_lists_are_checked_by_name() {
+    let dir = broken_copy("phi3", "longrope-len", |_| {}, |c| c.replace("3.7\n", "3.7, 4.0\n"));
+    let err = load_err(&dir);
+    assert!(err.contains("`short_factor` has 5 factors, expected one per rotated pair (4)"), "{err}");
+    let dir = broken_copy("phi3", "longrope-sign", |_| {}, |c| c.replace("2.9,", "-2.9,"));
+    let err = load_err(&dir);
+    assert!(err.contains("`long_factor` must hold positive numbers"), "{err}");
+    let dir = broken_copy("phi3", "longrope-missing", |_| {}, |c| c.replace("\"long_factor\"", "\"long_factors\""));
+    let err = load_err(&dir);
+    assert!(err.contains("needs `long_factor`"), "{err}");
 }

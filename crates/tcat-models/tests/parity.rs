@@ -146,6 +146,7 @@ fn half_precision_stays_close_to_f32() {
         "gemma",
         "gemma2",
         "gemma3",
+        "phi3",
     ];
     let reference_errors: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("half_precision.json")).unwrap()).unwrap();
@@ -254,6 +255,40 @@ fn check_decoder(name: &str) {
         let w: Vec<u32> = w[prompt_len - prompts[row].len()..].iter().map(|&i| i as u32).collect();
         assert_eq!(g, &w, "{name} batched greedy row {row}");
     }
+}
+
+/// Phi-3: fused `qkv_proj` and `gate_up_proj`, a sliding window of 6, LongRoPE over an
+/// original context of 8. The ragged batch (7 tokens) reads the short factors, a 12-token row
+/// the long ones (and differs from the short reading by ~1, so the switch is live); greedy
+/// decoding of 5 + 8 tokens crosses the switch, where tcat re-runs the sequence as transformers
+/// does (keeping the short-factor cache would change the ids).
+#[test]
+fn phi3_fused_projections_and_longrope_match_transformers() {
+    check_decoder("phi3");
+    let exp = expected("phi3");
+    let decoder = load("phi3", DType::F32).into_decoder().unwrap();
+    assert_eq!(decoder.rotary_switch(), Some(8));
+    let ids: Vec<u32> =
+        exp["long_input_ids"].get(0).unwrap().to_vec1::<i64>().unwrap().iter().map(|&i| i as u32).collect();
+    let batch = Batch::right_padded(std::slice::from_ref(&ids), None, 0, &device()).unwrap();
+    let logits = decoder.logits(&batch).unwrap();
+    let d = max_diff(&logits, &exp["long_logits"]);
+    eprintln!("phi3: long-context logits max abs diff {d:.2e}");
+    assert!(d <= TOL, "phi3 long-context logits differ by {d}");
+    // Beam search does not re-run at the switch yet: refused when it would cross it.
+    let err = tcat_models::generation::generate_beam(
+        &decoder,
+        &[vec![1, 2, 3]],
+        &tcat_models::generation::BeamSettings {
+            num_beams: 2,
+            length_penalty: 1.0,
+            early_stopping: tcat_models::generation::EarlyStopping::Heuristic,
+            no_repeat_ngram_size: 0,
+        },
+        &tcat_models::generation::SearchLimits::new(8, vec![0], 0),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("LongRoPE"), "{err}");
 }
 
 #[test]

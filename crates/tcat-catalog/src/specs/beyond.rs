@@ -1,11 +1,11 @@
 //! Decoders beyond `CATALOG.md` whose checkpoint families tcat loads: Qwen2, Qwen3, OLMoE,
-//! Gemma 2 and Gemma 3, each at a published size, the numbers from the reference checkpoint's
+//! Gemma 2, Gemma 3, Phi-3, DeepSeek-V2 and V3, each at a published size, the numbers from the reference checkpoint's
 //! `config.json` (as transformers reads it).
 
 use tcat_spec::{
-    ActivationKind, ArchSpec, AttentionPattern, EmbeddingScale, FeedForwardKind, FeedForwardSpec, HeadSpec, Masking,
-    MoeSpec, NormSpec, PositionSpec, QkNormSpec, ResidualSpec, RotarySpec, RouterSpec, RoutingRule, ScaleRule,
-    SpecialTokens, TowerSpec,
+    ActivationKind, ArchSpec, AttentionPattern, AttentionSpec, EmbeddingScale, FeedForwardKind, FeedForwardSpec,
+    HeadSpec, LatentSpec, Masking, MoeSpec, NormSpec, PositionSpec, QkNormSpec, ResidualSpec, RopeScalingSpec,
+    RotaryLayoutSpec, RotarySpec, RouterSpec, RoutingRule, ScaleRule, SharedExpertSpec, SpecialTokens, TowerSpec,
 };
 
 use super::attention;
@@ -143,4 +143,112 @@ pub(crate) fn gemma3_1b() -> ArchSpec {
         pad: 0,
         decoder_start: None,
     })
+}
+
+/// Phi-3-mini (Abdin et al. 2024, "Phi-3 Technical Report", §2; `microsoft/Phi-3-mini-4k-instruct`
+/// config): 32 layers, 3072 wide, 32 heads of 96, SwiGLU of 8192 (stored as one `gate_up_proj`,
+/// with one `qkv_proj`), no biases, RoPE θ = 10000 over 4096 positions, a 2047-token sliding
+/// window, vocabulary 32064, untied head. The 128k-context variant adds LongRoPE.
+pub(crate) fn phi3_mini() -> ArchSpec {
+    let mut tower = llama_like(32_064, 3072, 32, 32, 32, 96, 8192, 4096, 10_000.0, 1e-5);
+    tower.attention.schedule = vec![AttentionPattern::Local { window: 2047 }];
+    ArchSpec::decoder(tower, UNTIED).with_tokens(SpecialTokens { eos: vec![32_000], pad: 32_000, decoder_start: None })
+}
+
+/// A DeepSeek decoder (DeepSeek-AI 2024, §2.1): multi-head latent attention with interleaved
+/// rotary and YaRN (factor 40 over 4096 positions; softmax scale times `mscale²`), and
+/// DeepSeekMoE after `first_dense` dense layers.
+#[allow(clippy::too_many_arguments)]
+fn deepseek(
+    vocab: usize,
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    latent: LatentSpec,
+    dense_inner: usize,
+    moe: MoeSpec,
+) -> TowerSpec {
+    let rotary = RotarySpec {
+        layout: RotaryLayoutSpec::Interleaved,
+        scaling: RopeScalingSpec::Yarn {
+            factor: 40.0,
+            original_max_positions: 4096,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            attention_factor: 1.0,
+            truncate: true,
+        },
+        ..RotarySpec::full(10_000.0)
+    };
+    let mscale = 0.1 * 40f64.ln() + 1.0;
+    let mut tower = TowerSpec::decoder(vocab, hidden, layers, heads, 163_840)
+        .with_positions(PositionSpec::Rotary(rotary))
+        .with_norm(NormSpec::RmsNorm { eps: 1e-6 });
+    tower.attention = AttentionSpec {
+        head_dim: latent.rope_dim,
+        qkv_bias: false,
+        out_bias: false,
+        scale: ScaleRule::Fixed { scale: mscale * mscale / (latent.qk_dim() as f64).sqrt() },
+        latent: Some(latent),
+        ..attention(heads, heads, latent.rope_dim, Masking::Causal)
+    };
+    tower.feed_forward =
+        FeedForwardSpec { experts: Some(moe), ..FeedForwardSpec::gated(dense_inner, ActivationKind::Silu) };
+    tower
+}
+
+/// DeepSeek-V2-Lite (DeepSeek-AI 2024, Appendix B; `deepseek-ai/DeepSeek-V2-Lite` config): 27
+/// layers, 2048 wide, 16 heads; a 512-wide key/value latent, queries projected directly,
+/// 128 + 64 query/key and 128 value features per head; the first layer dense (10944), then 64
+/// routed experts of 1408 (6 per token, greedy) and 2 shared; vocabulary 102400, untied head.
+pub(crate) fn deepseek_v2_lite() -> ArchSpec {
+    let latent = LatentSpec { q_rank: None, kv_rank: 512, nope_dim: 128, rope_dim: 64, value_dim: 128, norm_eps: 1e-6 };
+    let moe = MoeSpec {
+        num_experts: 64,
+        expert_kind: FeedForwardKind::Gated,
+        expert_inner: 1408,
+        router: RouterSpec {
+            rule: RoutingRule::TopK { k: 6, renormalize: false },
+            bias: false,
+            float32: true,
+            jitter: 0.0,
+        },
+        every: 1,
+        offset: 0,
+        shared_expert: Some(SharedExpertSpec { inner: 2 * 1408, sigmoid_gate: false }),
+        first_dense: 1,
+    };
+    let tower = deepseek(102_400, 2048, 27, 16, latent, 10_944, moe);
+    ArchSpec::decoder(tower, UNTIED).with_tokens(SpecialTokens {
+        eos: vec![100_001],
+        pad: 100_001,
+        decoder_start: None,
+    })
+}
+
+/// DeepSeek-V3 (DeepSeek-AI 2024, "DeepSeek-V3 Technical Report", §4.2; `deepseek-ai/DeepSeek-V3`
+/// config): 61 layers, 7168 wide, 128 heads; query latent 1536, key/value latent 512; the
+/// first 3 layers dense (18432), then 256 routed experts of 2048 (8 per token from 4 of 8
+/// groups, sigmoid scores with a selection-only bias, gates × 2.5) and one shared; vocabulary
+/// 129280, untied head. The multi-token-prediction module is not counted (transformers drops it).
+pub(crate) fn deepseek_v3() -> ArchSpec {
+    let latent =
+        LatentSpec { q_rank: Some(1536), kv_rank: 512, nope_dim: 128, rope_dim: 64, value_dim: 128, norm_eps: 1e-6 };
+    let moe = MoeSpec {
+        num_experts: 256,
+        expert_kind: FeedForwardKind::Gated,
+        expert_inner: 2048,
+        router: RouterSpec {
+            rule: RoutingRule::NoAuxTc { k: 8, groups: 8, topk_groups: 4, renormalize: true, scale: 2.5 },
+            bias: false,
+            float32: true,
+            jitter: 0.0,
+        },
+        every: 1,
+        offset: 0,
+        shared_expert: Some(SharedExpertSpec { inner: 2048, sigmoid_gate: false }),
+        first_dense: 3,
+    };
+    let tower = deepseek(129_280, 7168, 61, 128, latent, 18_432, moe);
+    ArchSpec::decoder(tower, UNTIED).with_tokens(SpecialTokens { eos: vec![1], pad: 1, decoder_start: None })
 }

@@ -19,7 +19,7 @@ pub(crate) use sizes::available_memory;
 /// (what [`build`] does first).
 pub use sizes::check as check_sizes;
 pub use vision::{DualNames, PatchNames, PoolerNames, VisionLanguageNames, VisionNames};
-pub use weights::{Init, RandomWeights, WeightSource};
+pub use weights::{Init, RandomWeights, WeightSource, WithConfigTensors};
 
 use candle_core::Tensor;
 use tcat_attention::{
@@ -695,6 +695,11 @@ fn dense_feed_forward(tower: &TowerSpec, r: &Resolver, prefix: &str, i: usize) -
             r.linear(&at(names.ffn_down), f.inner, h, f.bias)?,
             act,
         ),
+        FeedForwardKind::Gated if !names.ffn_gate_up.is_empty() => FeedForward::gated_stacked(
+            r.linear(&at(names.ffn_gate_up), h, 2 * f.inner, f.bias)?,
+            r.linear(&at(names.ffn_down), f.inner, h, f.bias)?,
+            act,
+        )?,
         FeedForwardKind::Gated => FeedForward::gated(
             r.linear(&at(names.ffn_gate), h, f.inner, f.bias)?,
             r.linear(&at(names.ffn_up), h, f.inner, f.bias)?,

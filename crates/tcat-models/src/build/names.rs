@@ -209,6 +209,9 @@ pub struct WeightNames {
     pub attention_out_norm: &'static str,
     /// The gate projection of gated networks, under the layer.
     pub ffn_gate: &'static str,
+    /// The gate and up projections stored as one `[gate | up]` matrix (Phi-3's
+    /// `mlp.gate_up_proj`); empty when they are stored apart.
+    pub ffn_gate_up: &'static str,
     /// The up projection, under the layer.
     pub ffn_up: &'static str,
     /// The down projection, under the layer.
@@ -285,6 +288,7 @@ impl WeightNames {
         attention_norm: "",
         attention_out_norm: "",
         ffn_gate: "",
+        ffn_gate_up: "",
         ffn_up: "",
         ffn_down: "",
         ffn_norm: "",

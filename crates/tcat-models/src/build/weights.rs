@@ -180,3 +180,71 @@ impl WeightSource for RandomWeights {
         Ok(Linear::new(weight, bias))
     }
 }
+
+/// A weight source with tensors a `config.json` holds beside the files' (LongRoPE's factor
+/// lists, which GGUF files store as tensors): `extra` answers first, `inner` the rest.
+pub struct WithConfigTensors<'a> {
+    inner: &'a dyn WeightSource,
+    extra: std::collections::HashMap<String, Tensor>,
+}
+
+impl<'a> WithConfigTensors<'a> {
+    /// `inner` with the named `extra` vectors (as f32 on `inner`'s device).
+    pub fn new(inner: &'a dyn WeightSource, extra: Vec<(&str, Vec<f32>)>) -> Result<Self> {
+        let extra = extra
+            .into_iter()
+            .map(|(name, values)| {
+                let n = values.len();
+                Ok((name.to_string(), Tensor::from_vec(values, n, inner.device())?))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { inner, extra })
+    }
+}
+
+impl WeightSource for WithConfigTensors<'_> {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn dtype(&self) -> DType {
+        self.inner.dtype()
+    }
+    fn device(&self) -> &Device {
+        self.inner.device()
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.extra.contains_key(name) || self.inner.contains(name)
+    }
+    fn tensor(&self, name: &str, shape: &[usize], init: Init) -> Result<Tensor> {
+        match self.extra.get(name) {
+            Some(t) if t.dims() == shape => Ok(t.clone()),
+            Some(t) => Err(Error::InvalidInput(format!(
+                "{}: `{name}` (from config.json) has shape {:?}, expected {shape:?}",
+                self.inner.location(),
+                t.dims()
+            ))),
+            None => self.inner.tensor(name, shape, init),
+        }
+    }
+    fn table(&self, name: &str, shape: &[usize], init: Init) -> Result<Linear> {
+        self.inner.table(name, shape, init)
+    }
+    fn linear(&self, name: &str, input: usize, output: usize, bias: bool, layout: WeightLayout) -> Result<Linear> {
+        self.inner.linear(name, input, output, bias, layout)
+    }
+    fn stacked_linears(&self, name: &str, count: usize, input: usize, output: usize) -> Result<Vec<Linear>> {
+        self.inner.stacked_linears(name, count, input, output)
+    }
+    fn rotary_rows_interleaved(&self) -> bool {
+        self.inner.rotary_rows_interleaved()
+    }
+    fn is_synthetic(&self) -> bool {
+        self.inner.is_synthetic()
+    }
+    fn stored_elements(&self) -> Option<u64> {
+        self.inner.stored_elements()
+    }
+    fn resident_bytes(&self) -> Option<u64> {
+        self.inner.resident_bytes()
+    }
+}

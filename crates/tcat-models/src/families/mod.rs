@@ -21,6 +21,7 @@ pub mod mixtral;
 pub mod olmoe;
 pub mod openai_gpt;
 pub mod opt;
+pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
 pub mod roberta;
@@ -68,6 +69,7 @@ pub(crate) const FAMILIES: &[Family] = &[
     Family { model_types: &["openai-gpt"], spec: crate::openai_gpt::spec, names: |_| Ok(crate::openai_gpt::NAMES) },
     Family { model_types: &["mixtral"], spec: mixtral::spec, names: |_| Ok(mixtral::NAMES) },
     Family { model_types: &["opt"], spec: crate::opt::spec, names: |_| Ok(crate::opt::NAMES) },
+    Family { model_types: &["phi3"], spec: phi3::spec, names: |_| Ok(phi3::NAMES) },
     Family { model_types: &["qwen2"], spec: qwen2::spec, names: |_| Ok(llama::NAMES) },
     Family { model_types: &["qwen2_moe"], spec: qwen2::moe_spec, names: |_| Ok(qwen2::MOE_NAMES) },
     Family { model_types: &["olmoe"], spec: olmoe::spec, names: |_| Ok(olmoe::NAMES) },

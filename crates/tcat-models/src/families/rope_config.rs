@@ -111,9 +111,26 @@ pub(crate) fn rotary_spec(config: &ConfigFile, default_fraction: f64, layout: Ro
                         truncate: block.get("truncate").and_then(Value::as_bool).unwrap_or(true),
                     }
                 }
+                "longrope" => {
+                    // As transformers' `_compute_longrope_parameters`; the factor lists become
+                    // tensors ([`long_rope_factors`]).
+                    let original = long_rope_original(config, block)?;
+                    let factor = match number(block.get("factor")) {
+                        Some(_) => factor()?,
+                        None => max_positions.map_or(1.0, |m| m as f64 / original as f64),
+                    };
+                    let attention_factor = match number(block.get("attention_factor")) {
+                        Some(a) if a > 0.0 => a,
+                        Some(a) => return Err(config.error(format!("rope scaling `longrope`: `attention_factor` {a}"))),
+                        None if factor <= 1.0 => 1.0,
+                        None => (1.0 + factor.ln() / (original as f64).ln()).sqrt(),
+                    };
+                    RopeScaling::LongRope { original_max_positions: original, attention_factor }
+                }
                 other => {
                     return Err(config.error(format!(
-                        "rope scaling type `{other}` is not supported yet (supported: default, linear, ntk, dynamic, llama3, yarn)"
+                        "rope scaling type `{other}` is not supported yet (supported: default, linear, ntk, dynamic, llama3, \
+                         yarn, longrope)"
                     )));
                 }
             }
@@ -123,6 +140,58 @@ pub(crate) fn rotary_spec(config: &ConfigFile, default_fraction: f64, layout: Ro
         return Err(config.error(format!("rotary fraction {fraction} must be in (0, 1]")));
     }
     Ok(RotarySpec { fraction, base, layout, scaling })
+}
+
+/// The pretraining context of a LongRoPE config: the top-level field wins (Phi-3 keeps it
+/// there), then the scaling block's, then `max_position_embeddings`.
+fn long_rope_original(config: &ConfigFile, block: &Value) -> Result<usize> {
+    let json = &config.json;
+    json.get("original_max_position_embeddings")
+        .or_else(|| block.get("original_max_position_embeddings"))
+        .or_else(|| json.get("max_position_embeddings"))
+        .and_then(Value::as_u64)
+        .filter(|n| *n > 0)
+        .map(|n| n as usize)
+        .ok_or_else(|| config.error("rope scaling `longrope` needs a positive `original_max_position_embeddings`"))
+}
+
+/// LongRoPE's per-frequency factors of a config as the tensors the builder reads
+/// ([`crate::build::LONG_ROPE_SHORT`], [`crate::build::LONG_ROPE_LONG`]; llama.cpp stores them so
+/// in GGUF files), each `rotary_dim / 2` long: empty unless the rope type is `longrope`.
+pub(crate) fn long_rope_factors(config: &ConfigFile, rotary_dim: usize) -> Result<Vec<(&'static str, Vec<f32>)>> {
+    let json = &config.json;
+    let block = json
+        .get("rope_parameters")
+        .filter(|v| v.is_object())
+        .or_else(|| json.get("rope_scaling").filter(|v| v.is_object()));
+    let Some(block) = block else { return Ok(Vec::new()) };
+    let kind = block.get("rope_type").or_else(|| block.get("type")).and_then(Value::as_str);
+    if kind != Some("longrope") {
+        return Ok(Vec::new());
+    }
+    let list = |name: &str| -> Result<Vec<f32>> {
+        let values = block
+            .get(name)
+            .and_then(Value::as_array)
+            .ok_or_else(|| config.error(format!("rope scaling `longrope` needs `{name}`, a list of numbers")))?;
+        let factors = values
+            .iter()
+            .map(|v| v.as_f64().filter(|f| *f > 0.0 && f.is_finite()).map(|f| f as f32))
+            .collect::<Option<Vec<f32>>>()
+            .ok_or_else(|| config.error(format!("rope scaling `longrope`: `{name}` must hold positive numbers")))?;
+        if factors.len() != rotary_dim / 2 {
+            return Err(config.error(format!(
+                "rope scaling `longrope`: `{name}` has {} factors, expected one per rotated pair ({})",
+                factors.len(),
+                rotary_dim / 2
+            )));
+        }
+        Ok(factors)
+    };
+    Ok(vec![
+        (crate::build::LONG_ROPE_SHORT, list("short_factor")?),
+        (crate::build::LONG_ROPE_LONG, list("long_factor")?),
+    ])
 }
 
 /// Fails when a rotary field is present with the wrong JSON type (a string `factor` would

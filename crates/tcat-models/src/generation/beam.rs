@@ -473,6 +473,17 @@ pub fn generate_beam(
     let batch = Batch::left_padded(prompts, pad, &device)?;
     batch.check_vocab(model.vocab_size())?;
     let longest = batch.seq_len();
+    if let Some(at) = model.rotary_switch()
+        && longest <= at
+        && longest + limits.max_new_tokens > at
+    {
+        return Err(Error::NotImplemented {
+            what: format!(
+                "beam search across LongRoPE's switch at {at} tokens (greedy and sampled decoding re-run the \
+                 sequence there; beams do not yet)"
+            ),
+        });
+    }
     let total = longest.checked_add(limits.max_new_tokens).ok_or_else(|| {
         Error::InvalidInput(format!(
             "max_new_tokens {} plus the {longest}-token prompt overflows",

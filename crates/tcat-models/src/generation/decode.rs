@@ -2,7 +2,7 @@
 //! Holtzman et al. 2019) sampling, batched over left-padded prompts.
 
 use candle_core::Tensor;
-use tcat_attention::AttentionMask;
+use tcat_attention::{AttentionMask, KvCache};
 use tcat_core::{Error, Result};
 use tcat_position::positions_from_attention_mask;
 
@@ -164,7 +164,26 @@ pub fn generate(
     let mut input = batch.input_ids().clone();
     let mut positions = positions_from_attention_mask(&mask)?;
     let padded = batch.is_padded();
+    // LongRoPE: the whole sequence so far, re-run when it first reaches past the switch.
+    let switch = model.rotary_switch();
+    let mut whole = batch.input_ids().clone();
     for _ in 0..config.max_new_tokens {
+        let past = caches.first().map_or(0, KvCache::len);
+        if let Some(at) = switch
+            && past > 0
+            && past <= at
+            && past + input.dim(1)? > at
+        {
+            caches = model.new_caches(total);
+            input = whole.clone();
+            positions = match padded {
+                true => positions_from_attention_mask(&mask)?,
+                false => {
+                    let (rows, len) = whole.dims2()?;
+                    tcat_position::sequential_position_ids(rows, len, 0, whole.device())?
+                }
+            };
+        }
         // Unpadded prompts (a single one, or all of one length) need no key-padding mask.
         let attention = match padded {
             true => AttentionMask::causal().with_key_padding(mask.clone()),
@@ -197,6 +216,9 @@ pub fn generate(
         // Finished rows keep decoding into their own cache rows; their tokens are dropped above
         // and never reach another row.
         input = ids.unsqueeze(1)?;
+        if switch.is_some() {
+            whole = Tensor::cat(&[&whole, &input.to_dtype(whole.dtype())?], 1)?;
+        }
         let last_position = positions.dim(1)? - 1;
         positions = (positions.narrow(1, last_position, 1)? + 1.0)?;
         if padded {
