@@ -266,3 +266,147 @@ fn gemma_gguf_without_a_scale_uses_the_key_width() {
     assert_eq!(tower.attention.scale, tcat_spec::ScaleRule::InverseSqrtHeadDim);
     assert_eq!(tower.attention.logit_softcap, Some(5.0));
 }
+
+/// A Qwen2, Qwen3 or Phi-3 fixture written as llama.cpp's converter writes such a checkpoint
+/// (the names are those of the `gguf` package's tensor-name map for `qwen2` / `qwen3` /
+/// `phi3`): rows as in the checkpoint (these architectures rotate half-split in llama.cpp),
+/// Qwen2's q/k/v biases, Qwen3's per-head `attn_q_norm` / `attn_k_norm`, Phi-3's fused
+/// `attn_qkv` and `[gate | up]` `ffn_up`, its LongRoPE factor lists as `rope_factors_short` /
+/// `rope_factors_long` with `phi3.rope.scaling.original_context_length`, and its window.
+fn write_llama_like_gguf(fixture_name: &str, path: &std::path::Path) {
+    let hf = candle_core::safetensors::load(fixture(fixture_name).join("model.safetensors"), &Device::Cpu).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture(fixture_name).join("config.json")).unwrap()).unwrap();
+    let arch = config["model_type"].as_str().unwrap().to_string();
+    let layers = config["num_hidden_layers"].as_u64().unwrap() as usize;
+    let mut tensors: Vec<(String, Tensor)> = vec![
+        ("token_embd.weight".into(), hf["model.embed_tokens.weight"].clone()),
+        ("output_norm.weight".into(), hf["model.norm.weight"].clone()),
+    ];
+    if let Some(head) = hf.get("lm_head.weight") {
+        tensors.push(("output.weight".into(), head.clone()));
+    }
+    let mut names: Vec<(&str, &str)> = vec![
+        ("attn_norm.weight", "input_layernorm.weight"),
+        ("ffn_norm.weight", "post_attention_layernorm.weight"),
+        ("attn_output.weight", "self_attn.o_proj.weight"),
+        ("ffn_down.weight", "mlp.down_proj.weight"),
+    ];
+    match arch.as_str() {
+        "phi3" => names
+            .extend([("attn_qkv.weight", "self_attn.qkv_proj.weight"), ("ffn_up.weight", "mlp.gate_up_proj.weight")]),
+        _ => names.extend([
+            ("attn_q.weight", "self_attn.q_proj.weight"),
+            ("attn_k.weight", "self_attn.k_proj.weight"),
+            ("attn_v.weight", "self_attn.v_proj.weight"),
+            ("ffn_gate.weight", "mlp.gate_proj.weight"),
+            ("ffn_up.weight", "mlp.up_proj.weight"),
+        ]),
+    }
+    if arch == "qwen2" {
+        names.extend([
+            ("attn_q.bias", "self_attn.q_proj.bias"),
+            ("attn_k.bias", "self_attn.k_proj.bias"),
+            ("attn_v.bias", "self_attn.v_proj.bias"),
+        ]);
+    }
+    if arch == "qwen3" {
+        names.extend([
+            ("attn_q_norm.weight", "self_attn.q_norm.weight"),
+            ("attn_k_norm.weight", "self_attn.k_norm.weight"),
+        ]);
+    }
+    for i in 0..layers {
+        for (gguf, hf_name) in &names {
+            tensors.push((format!("blk.{i}.{gguf}"), hf[&format!("model.layers.{i}.{hf_name}")].clone()));
+        }
+    }
+    let rope = &config["rope_parameters"];
+    let factors = |name: &str| -> Tensor {
+        let v: Vec<f32> = rope[name].as_array().unwrap().iter().map(|f| f.as_f64().unwrap() as f32).collect();
+        let n = v.len();
+        Tensor::from_vec(v, n, &Device::Cpu).unwrap()
+    };
+    if arch == "phi3" {
+        tensors.push(("rope_factors_short.weight".into(), factors("short_factor")));
+        tensors.push(("rope_factors_long.weight".into(), factors("long_factor")));
+    }
+    let q: Vec<(String, QTensor)> =
+        tensors.iter().map(|(n, t)| (n.clone(), QTensor::quantize(t, GgmlDType::F32).unwrap())).collect();
+    use gguf_file::Value;
+    let u = |k: &str| Value::U32(config[k].as_u64().unwrap() as u32);
+    let f = |k: &str| Value::F32(config[k].as_f64().unwrap() as f32);
+    let mut metadata: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(arch.clone())),
+        (format!("{arch}.context_length"), u("max_position_embeddings")),
+        (format!("{arch}.embedding_length"), u("hidden_size")),
+        (format!("{arch}.block_count"), u("num_hidden_layers")),
+        (format!("{arch}.feed_forward_length"), u("intermediate_size")),
+        (format!("{arch}.attention.head_count"), u("num_attention_heads")),
+        (format!("{arch}.attention.head_count_kv"), u("num_key_value_heads")),
+        (format!("{arch}.attention.layer_norm_rms_epsilon"), f("rms_norm_eps")),
+        (format!("{arch}.rope.freq_base"), Value::F32(rope["rope_theta"].as_f64().unwrap() as f32)),
+        ("tokenizer.ggml.eos_token_id".into(), Value::U32(0)),
+    ];
+    if config["head_dim"].is_u64() {
+        metadata.push((format!("{arch}.attention.key_length"), u("head_dim")));
+        metadata.push((format!("{arch}.attention.value_length"), u("head_dim")));
+    }
+    if arch == "phi3" {
+        metadata.push((format!("{arch}.rope.scaling.original_context_length"), u("original_max_position_embeddings")));
+        metadata.push((format!("{arch}.attention.sliding_window"), u("sliding_window")));
+    }
+    let metadata_refs: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = q.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut file = std::fs::File::create(path).unwrap();
+    gguf_file::write(&mut file, &metadata_refs, &tensor_refs).unwrap();
+}
+
+/// The GGUF twins of the Qwen2, Qwen3 and Phi-3 fixtures: the family's spec from the file's
+/// metadata, transformers' logits within 1e-4 and its greedy ids (Phi-3's across the LongRoPE
+/// switch), dequantized and kept in GGUF blocks (F32 here).
+#[test]
+fn qwen_and_phi3_gguf_twins_give_transformers_logits_and_next_tokens() {
+    for name in ["qwen2", "qwen3", "phi3"] {
+        let path = std::env::temp_dir().join(format!("tcat-{name}-twin-{}.gguf", std::process::id()));
+        write_llama_like_gguf(name, &path);
+        let exp = expected(name);
+        let mask = &exp["attention_mask"];
+        let model = GgufFile::open(&path).unwrap().load(&device(), Some(DType::F32)).unwrap();
+        let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, 0, &device()).unwrap();
+        let d = masked_max_diff(&model.logits(&batch).unwrap(), &exp["logits"], mask);
+        eprintln!("{name} GGUF: logits max abs diff {d:.2e}");
+        assert!(d <= 1e-4, "{name} GGUF logits differ by {d}");
+        let prompt: Vec<u32> = exp["prompt_ids"].to_vec1::<i64>().unwrap().iter().map(|&i| i as u32).collect();
+        let want: Vec<u32> = exp["greedy_ids"].to_vec1::<i64>().unwrap().iter().map(|&i| i as u32).collect();
+        let config = GenerationConfig {
+            max_new_tokens: want.len() - prompt.len(),
+            stop_tokens: Some(vec![]),
+            ..Default::default()
+        };
+        let quantized = GgufFile::open(&path).unwrap().load(&device(), None).unwrap();
+        for m in [&model, &quantized] {
+            assert_eq!(generate(m, std::slice::from_ref(&prompt), &config, |_, _| {}).unwrap()[0], want, "{name}");
+        }
+        let config_spec = {
+            let config = tcat_models::ConfigFile::read(&fixture(name).join("config.json")).unwrap();
+            tcat_models::spec_of(&config).unwrap()
+        };
+        let from_gguf = GgufFile::open(&path).unwrap().spec().unwrap();
+        let (tcat_spec::Stacks::Decoder { tower: g }, tcat_spec::Stacks::Decoder { tower: c }) =
+            (&from_gguf.stacks, &config_spec.stacks)
+        else {
+            panic!("{name}: decoders expected")
+        };
+        // The same pattern per layer ([] and [Dense, Dense] say the same), else equal.
+        for layer in 0..c.num_layers {
+            assert_eq!(g.attention.pattern(layer), c.attention.pattern(layer), "{name}: layer {layer}");
+        }
+        let unscheduled = |a: &tcat_spec::AttentionSpec| tcat_spec::AttentionSpec { schedule: vec![], ..a.clone() };
+        assert_eq!(unscheduled(&g.attention), unscheduled(&c.attention), "{name}: attention");
+        assert_eq!(g.positions, c.positions, "{name}: positions");
+        assert_eq!(g.feed_forward, c.feed_forward, "{name}: feed-forward");
+        assert_eq!(g.norm, c.norm, "{name}: norm");
+        std::fs::remove_file(&path).ok();
+    }
+}

@@ -61,6 +61,17 @@ pub const GEMMA_NAMES: WeightNames = WeightNames {
     ..NAMES
 };
 
+/// llama.cpp's tensor names for the `qwen2` and `qwen3` architectures: LLaMA's, with biases on
+/// `attn_q` / `attn_k` / `attn_v` (Qwen2) and per-head `attn_q_norm` / `attn_k_norm` (Qwen3);
+/// the rows are as in the checkpoint (llama.cpp rotates them half-split).
+pub const QWEN_NAMES: WeightNames = WeightNames { q_norm: "attn_q_norm", k_norm: "attn_k_norm", ..NAMES };
+
+/// llama.cpp's tensor names for the `phi3` architecture: the fused `attn_qkv` and the fused
+/// `[gate | up]` stored as `ffn_up`; LongRoPE's factors as `rope_factors_short` /
+/// `rope_factors_long` (the builder's names for them).
+pub const PHI3_NAMES: WeightNames =
+    WeightNames { qkv: QkvNames::Fused("attn_qkv"), ffn_gate: "", ffn_gate_up: "ffn_up", ffn_up: "", ..NAMES };
+
 /// A GGUF file's tensors as the builder's weight source: projections kept quantized (`dtype`
 /// `None`) or dequantized to `dtype`; other tensors dequantized to the compute dtype.
 struct GgufWeights {
@@ -308,15 +319,16 @@ impl GgufFile {
     pub fn spec(&self) -> Result<ArchSpec> {
         let arch = self.architecture()?.to_string();
         match arch.as_str() {
-            "llama" => {}
+            "llama" | "qwen2" | "qwen3" | "phi3" => {}
             "gemma2" | "gemma3" => return self.gemma_spec(&arch),
             _ => {
                 return Err(self.error(format!(
-                    "general.architecture `{arch}` is not supported yet (supported: llama, gemma2, gemma3)"
+                    "general.architecture `{arch}` is not supported yet (supported: llama, qwen2, qwen3, phi3, gemma2, \
+                     gemma3)"
                 )));
             }
         }
-        let key = |k: &str| format!("llama.{k}");
+        let key = |k: &str| format!("{arch}.{k}");
         let layers = self.positive(&key("block_count"))?;
         let hidden = self.positive(&key("embedding_length"))?;
         let heads = self.positive(&key("attention.head_count"))?;
@@ -334,7 +346,21 @@ impl GgufFile {
         if rotary_dim == 0 || rotary_dim > head_dim || !rotary_dim.is_multiple_of(2) {
             return Err(self.error(format!("llama.rope.dimension_count {rotary_dim} for heads of {head_dim} features")));
         }
-        let scaling = self.rope_scaling()?;
+        let scaling = match self.has(crate::build::LONG_ROPE_LONG) {
+            // Phi-3's LongRoPE: the factor tensors, the pretraining context and the attention
+            // factor (llama.cpp's defaults when absent: the context, and √(1 + ln s / ln L)).
+            true => {
+                let original = self.positive(&key("rope.scaling.original_context_length"))?;
+                let s = context as f64 / original as f64;
+                let default = if s <= 1.0 { 1.0 } else { (1.0 + s.ln() / (original as f64).ln()).sqrt() };
+                let attention_factor = match self.content.metadata.contains_key(&key("rope.scaling.attn_factor")) {
+                    true => self.f32_or(&key("rope.scaling.attn_factor"), 1.0)?,
+                    false => default,
+                };
+                RopeScalingSpec::LongRope { original_max_positions: original, attention_factor }
+            }
+            false => self.rope_scaling_of(&arch)?,
+        };
         let vocab = match self.shape_of("token_embd.weight") {
             Some(shape) if shape.len() == 2 && shape[1] == hidden => shape[0],
             Some(shape) => {
@@ -349,7 +375,13 @@ impl GgufFile {
         };
         let inner = match self.u32_or(&key("feed_forward_length"), None)? {
             Some(n) => n as usize,
+            // Phi-3's `ffn_up` holds `[gate | up]`.
+            None if arch == "phi3" => self.shape_of("blk.0.ffn_up.weight").map(|s| s[0] / 2).unwrap_or(0),
             None => self.shape_of("blk.0.ffn_up.weight").map(|s| s[0]).unwrap_or(0),
+        };
+        let window = match arch.as_str() {
+            "phi3" => self.u32_or(&key("attention.sliding_window"), None)?.filter(|w| *w > 0),
+            _ => None,
         };
         let eos: Vec<u32> = self.u32_or("tokenizer.ggml.eos_token_id", None)?.into_iter().collect();
         let pad = self.u32_or("tokenizer.ggml.padding_token_id", None)?.or(eos.first().copied()).unwrap_or(0);
@@ -365,12 +397,14 @@ impl GgufFile {
                 num_heads: heads,
                 num_kv_heads: kv_heads,
                 head_dim,
-                qkv_bias: false,
+                // Qwen2's q/k/v biases (no output bias).
+                qkv_bias: self.has("blk.0.attn_q.bias"),
                 out_bias: false,
                 scale: ScaleRule::InverseSqrtHeadDim,
                 masking: Masking::Causal,
-                schedule: vec![],
-                qk_norm: None,
+                schedule: window.map(|w| vec![AttentionPattern::Local { window: w as usize }]).unwrap_or_default(),
+                // Qwen3's per-head query and key norms.
+                qk_norm: self.has("blk.0.attn_q_norm.weight").then_some(QkNormSpec::Head),
                 logit_softcap: None,
                 local_rotary: None,
                 latent: None,
@@ -551,10 +585,6 @@ impl GgufFile {
         Ok(ArchSpec::decoder(tower, head).with_tokens(SpecialTokens { eos, pad, decoder_start: None }))
     }
 
-    fn rope_scaling(&self) -> Result<RopeScalingSpec> {
-        self.rope_scaling_of("llama")
-    }
-
     /// The rope scaling of architecture `arch` (`{arch}.rope.scaling.*`).
     fn rope_scaling_of(&self, arch: &str) -> Result<RopeScalingSpec> {
         let type_key = format!("{arch}.rope.scaling.type");
@@ -592,7 +622,8 @@ impl GgufFile {
         self.load(device, dtype)
     }
 
-    /// Loads the decoder of a `llama`, `gemma2` or `gemma3` file through the family's builder
+    /// Loads the decoder of a `llama`, `qwen2`, `qwen3`, `phi3`, `gemma2` or `gemma3` file through
+    /// the family's builder
     /// path. `dtype` `None` keeps the projections quantized (and computes in f32); `Some(d)`
     /// dequantizes every tensor to `d`.
     pub fn load(mut self, device: &Device, dtype: Option<DType>) -> Result<DecoderModel> {
@@ -605,7 +636,12 @@ impl GgufFile {
         // are read, so that the loaded model's resident peak is the weights.
         self.content.metadata = HashMap::new();
         let interleaved_rows = arch == "llama";
-        let names = if interleaved_rows { &NAMES } else { &GEMMA_NAMES };
+        let names = match arch.as_str() {
+            "llama" => &NAMES,
+            "qwen2" | "qwen3" => &QWEN_NAMES,
+            "phi3" => &PHI3_NAMES,
+            _ => &GEMMA_NAMES,
+        };
         let weights = GgufWeights { file: RefCell::new(self), device: device.clone(), dtype, interleaved_rows };
         // Values as wide as keys: tcat's attention has one head width. Checked after the sizes,
         // so that a hostile size is named as such first.
