@@ -6,7 +6,7 @@ use tcat_attention::AttentionMask;
 use tcat_attention::MultiHeadAttention;
 use tcat_blocks::{Embeddings, EntityFusion, LmHead, MlmHead, Pooler, ReplacedTokenHead, Stack, TextConditioning};
 use tcat_core::{Error, Linear, Result};
-use tcat_position::{padding_aware_position_ids, sequential_position_ids};
+use tcat_position::{SegmentMemory, padding_aware_position_ids, sequential_position_ids};
 use tcat_spec::SegmentEncoding;
 
 use crate::Batch;
@@ -276,6 +276,79 @@ impl EncoderModel {
 
     /// The text layers' output.
     fn text_states(&self, batch: &Batch) -> Result<Tensor> {
+        let (x, position_ids) = self.text_inputs(batch)?;
+        let mask = self.text_mask(batch, 0)?;
+        Ok(self.stack.forward(&x, &mask, Some(&position_ids), None)?)
+    }
+
+    /// An empty segment memory for [`hidden_states_with_memory`](Self::hidden_states_with_memory)
+    /// keeping the last `mem_len` states per layer (`None`: every state, XLNet's default
+    /// `mem_len`).
+    pub fn new_memory(&self, mem_len: Option<usize>) -> SegmentMemory {
+        SegmentMemory::new(self.stack.len(), mem_len.unwrap_or(usize::MAX))
+    }
+
+    /// The last hidden states of one segment with Transformer-XL's segment-level recurrence
+    /// (Dai et al. 2019, §3.2; XLNet's `mems`, Yang et al. 2019, §2.5): every layer's keys and
+    /// values also cover the states `memory` holds from the previous segments (all attended,
+    /// as segment 0 for XLNet's relative segment encodings), and `memory` then keeps this
+    /// segment's layer inputs. The rows must be those the memory was filled with. Only models
+    /// with relative positions (XLNet) can continue a memory: an absolute position table would
+    /// restart at 0.
+    pub fn hidden_states_with_memory(&self, batch: &Batch, memory: &mut SegmentMemory) -> Result<Tensor> {
+        if self.embeddings.max_positions().is_some() {
+            return Err(Error::InvalidInput(
+                "segment memory needs relative positions (XLNet); this model has an absolute position table".into(),
+            ));
+        }
+        if self.knowledge.is_some() {
+            return Err(Error::InvalidInput("segment memory with entity fusion (ERNIE) is not supported".into()));
+        }
+        if memory.num_layers() != self.stack.len() {
+            return Err(Error::InvalidInput(format!(
+                "the segment memory serves {} layers, this model has {}",
+                memory.num_layers(),
+                self.stack.len()
+            )));
+        }
+        let remembered = memory.len(0);
+        if let Some(m) = memory.memory(0)?
+            && m.dim(0)? != batch.input_ids().dim(0)?
+        {
+            return Err(Error::InvalidInput(format!(
+                "the segment memory holds {} rows, the batch {}",
+                m.dim(0)?,
+                batch.input_ids().dim(0)?
+            )));
+        }
+        // Relative positions come from the lengths; the position ids are not used.
+        let (x, _) = self.text_inputs(batch)?;
+        let mask = self.text_mask(batch, remembered)?;
+        Ok(self.stack.forward_with_memory(&x, &mask, memory)?)
+    }
+
+    /// The mask of `batch`'s rows behind `remembered` states of a segment memory (all real, of
+    /// segment 0): key padding where the rows are padded, token types for relative segments.
+    fn text_mask(&self, batch: &Batch, remembered: usize) -> Result<AttentionMask> {
+        let (b, device) = (batch.input_ids().dim(0)?, batch.input_ids().device());
+        let behind = |t: &Tensor, fill: f64| -> Result<Tensor> {
+            match remembered {
+                0 => Ok(t.clone()),
+                n => Ok(Tensor::cat(&[&(Tensor::ones((b, n), t.dtype(), device)? * fill)?, t], 1)?),
+            }
+        };
+        let mut mask = match batch.is_padded() {
+            true => AttentionMask::none().with_key_padding(behind(batch.attention_mask(), 1.0)?),
+            false => AttentionMask::none(),
+        };
+        if let (SegmentEncoding::Relative, Some(types)) = (self.segments, batch.token_type_ids()) {
+            mask = mask.with_token_types(behind(types, 0.0)?);
+        }
+        Ok(mask)
+    }
+
+    /// The embedded tokens of `batch` and their position ids.
+    fn text_inputs(&self, batch: &Batch) -> Result<(Tensor, Tensor)> {
         batch.check_vocab(self.vocab_size())?;
         let relative = self.segments == SegmentEncoding::Relative;
         if !relative {
@@ -313,15 +386,7 @@ impl EncoderModel {
             }
         }
         let x = self.embeddings.forward_with_languages(batch.input_ids(), Some(&position_ids), types, languages)?;
-        let mut mask = if batch.is_padded() {
-            AttentionMask::none().with_key_padding(batch.attention_mask().clone())
-        } else {
-            AttentionMask::none()
-        };
-        if let (true, Some(types)) = (relative, batch.token_type_ids()) {
-            mask = mask.with_token_types(types.clone());
-        }
-        Ok(self.stack.forward(&x, &mask, Some(&position_ids), None)?)
+        Ok((x, position_ids))
     }
 
     /// Masked-LM logits `[batch, seq, vocab]` from hidden states.

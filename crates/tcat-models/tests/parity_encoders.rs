@@ -290,3 +290,33 @@ fn deberta_v2_token_convolution_matches_transformers() {
     let d = masked_max_diff(&h, &exp["hidden_states"], &exp["attention_mask"]);
     assert!(d > 1e-2, "without its convolution the model still matches ({d}): the test cannot see it");
 }
+
+/// XLNet's segment-level recurrence: three segments of two rows, each read with the states
+/// the previous ones left in the memory (6, then 11 remembered positions, beyond `clamp_len`
+/// 5), equal transformers' `mems` run; a memory for other rows is refused.
+#[test]
+fn xlnet_segment_memory_matches_transformers_mems() {
+    let exp = candle_core::safetensors::load(fixture("xlnet").join("mems.safetensors"), &device()).unwrap();
+    let model = load("xlnet", DType::F32);
+    let encoder = model.as_encoder().unwrap();
+    let mut memory = encoder.new_memory(None);
+    let to_rows = |t: &Tensor| -> Vec<Vec<u32>> {
+        t.to_vec2::<i64>().unwrap().into_iter().map(|r| r.into_iter().map(|i| i as u32).collect()).collect()
+    };
+    for k in 0..3 {
+        let (ids, types) = (to_rows(&exp[&format!("seg{k}_ids")]), to_rows(&exp[&format!("seg{k}_types")]));
+        let batch = Batch::right_padded(&ids, Some(&types), encoder.pad_token_id(), &device()).unwrap();
+        let hidden = encoder.hidden_states_with_memory(&batch, &mut memory).unwrap();
+        let d = max_diff(&hidden, &exp[&format!("seg{k}_hidden")]);
+        eprintln!("xlnet mems: segment {k} max abs diff {d:.2e}");
+        assert!(d <= TOL, "xlnet segment {k} with memory differs by {d}");
+    }
+    let one_row = Batch::right_padded(&[vec![7, 8]], None, encoder.pad_token_id(), &device()).unwrap();
+    let err = encoder.hidden_states_with_memory(&one_row, &mut memory).unwrap_err().to_string();
+    assert!(err.contains("holds 2 rows, the batch 1"), "{err}");
+    // A model with an absolute position table cannot continue a memory.
+    let bert = load("bert", DType::F32);
+    let bert = bert.as_encoder().unwrap();
+    let mut bert_memory = bert.new_memory(None);
+    assert!(bert.hidden_states_with_memory(&one_row, &mut bert_memory).is_err());
+}
