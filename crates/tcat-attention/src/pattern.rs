@@ -9,7 +9,7 @@
 /// (see [`AttentionMask::with_pattern`](crate::AttentionMask::with_pattern)).
 ///
 /// The Sparse Transformer and DALL-E patterns are causal by definition (their rules include
-/// `key ≤ query`); BigBird's is bidirectional.
+/// `key ≤ query`); BigBird's and the band are bidirectional.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SparsePattern {
     /// Strided attention (Child et al. 2019, "Generating Long Sequences with Sparse
@@ -70,6 +70,23 @@ pub enum SparsePattern {
         random: usize,
         /// Seed of the random blocks.
         seed: u64,
+    },
+    /// A symmetric band: query `i` sees key `j` when `|i − j| ≤ radius`, before and after it, a
+    /// window of `2·radius + 1` keys centred on the query: the bidirectional sliding window of
+    /// Longformer's local attention (Beltagy et al. 2020, "Longformer: The Long-Document
+    /// Transformer", §3.1: "½w on each side") and of ModernBERT's local layers (Warner et al.
+    /// 2024, "Smarter, Better, Faster, Longer: A Modern Bidirectional Encoder", §2.1.1: a
+    /// 128-token window, so a radius of 64; transformers masks `|i − j| ≤ local_attention / 2`).
+    /// Causal masking ANDed with it keeps the `radius + 1` most recent keys.
+    ///
+    /// ```
+    /// use tcat_attention::{AttentionMask, SparsePattern};
+    /// let grid = AttentionMask::none().with_pattern(SparsePattern::Band { radius: 1 }).grid(5, 5).unwrap();
+    /// assert_eq!(grid, "■■···\n■■■··\n·■■■·\n··■■■\n···■■\n");
+    /// ```
+    Band {
+        /// Keys visible on each side of the query.
+        radius: usize,
     },
     /// DALL-E's masks (Ramesh et al. 2021, "Zero-Shot Text-to-Image Generation", appendix B.1,
     /// Fig. 11): `text` text tokens followed by an image of `rows × cols` tokens in raster
@@ -153,6 +170,8 @@ impl SparsePattern {
             Self::BigBird { block, window, .. } => {
                 (block == 0 || window == 0).then_some("block and window must be at least 1")
             }
+            // A zero radius is a legal (if odd) band: each query sees itself.
+            Self::Band { .. } => None,
             Self::Dalle { rows, cols, axis, .. } => {
                 (rows == 0 || cols == 0 || matches!(axis, GridAxis::Convolutional { kernel: 0 }))
                     .then_some("rows, cols and kernel must be at least 1")
@@ -182,6 +201,7 @@ impl SparsePattern {
                     || c < global
                     || (0..random).any(|r| random_block(seed, a, r, blocks) == c)
             }
+            Self::Band { radius } => query.abs_diff(key) <= radius,
             Self::Dalle { text, rows: _, cols, axis } => {
                 if key > query {
                     return false;
@@ -204,10 +224,18 @@ impl SparsePattern {
 impl SparsePattern {
     /// Whether any and whether all of the pairs of queries `q0..q1` and keys `k0..k1` (absolute
     /// positions, non-empty ranges) are allowed: what a tiled kernel needs to skip or trust a
-    /// tile. BigBird is decided per block pair, the others pair by pair.
+    /// tile. BigBird is decided per block pair, the band by the tile's nearest and farthest
+    /// pairs, the others pair by pair.
     pub fn tile(&self, q0: usize, q1: usize, k0: usize, k1: usize, kv_len: usize) -> (bool, bool) {
         let (mut any, mut all) = (false, true);
         match *self {
+            Self::Band { radius } => {
+                // The nearest pair is 0 apart when the ranges overlap, else the gap between them;
+                // the farthest is between opposite corners.
+                let nearest = if k0 >= q1 { k0 + 1 - q1 } else { q0.saturating_sub(k1 - 1) };
+                let farthest = (q1 - 1).abs_diff(k0).max(q0.abs_diff(k1 - 1));
+                (any, all) = (nearest <= radius, farthest <= radius);
+            }
             Self::BigBird { block, .. } => {
                 for a in q0 / block..=(q1 - 1) / block {
                     for c in k0 / block..=(k1 - 1) / block {

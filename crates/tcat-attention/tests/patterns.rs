@@ -11,7 +11,8 @@ use tcat_attention::{
 use tcat_testkit::max_diff;
 
 fn random_pattern(rng: &mut StdRng) -> SparsePattern {
-    match rng.random_range(0..6) {
+    match rng.random_range(0..7) {
+        6 => SparsePattern::Band { radius: rng.random_range(0..5) },
         0 => SparsePattern::Strided { stride: rng.random_range(1..6) },
         1 => {
             let block = rng.random_range(1..7);
@@ -281,5 +282,40 @@ fn tile_summaries_agree_with_the_pairs() {
         let pairs: Vec<bool> = (q0..q1).flat_map(|i| (k0..k1).map(move |j| pattern.allows(i, j, kv_len))).collect();
         let want = (pairs.iter().any(|&p| p), pairs.iter().all(|&p| p));
         assert_eq!(pattern.tile(q0, q1, k0, k1, kv_len), want, "{pattern:?} {q0}..{q1} x {k0}..{k1} of {kv_len}");
+    }
+}
+
+/// The band is `|i − j| ≤ radius`, as transformers' bidirectional sliding window
+/// (`abs(q_idx - kv_idx) <= sliding_window`), written out pair by pair; attention under it (and
+/// under it with padding) equals the loop reference on both kernels.
+#[test]
+fn band_is_the_symmetric_window_and_attention_matches_the_reference() {
+    for radius in [0, 1, 2, 5] {
+        let n = 9;
+        let want: Vec<Vec<bool>> =
+            (0..n).map(|i: usize| (0..n).map(|j: usize| i.abs_diff(j) <= radius).collect()).collect();
+        let got = mask_rows(SparsePattern::Band { radius }, n, n);
+        assert_eq!(got, want, "radius {radius}");
+    }
+    let dev = common::device();
+    let mut rng = StdRng::seed_from_u64(11);
+    for _ in 0..10 {
+        let (b, h, n, d) = (2, 2, rng.random_range(1..20), 4);
+        let radius = rng.random_range(0..6);
+        let q = Tensor::randn(0f32, 1., (b, h, n, d), &dev).unwrap();
+        let k = Tensor::randn(0f32, 1., (b, h, n, d), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1., (b, h, n, d), &dev).unwrap();
+        let keep: Vec<u32> = (0..b * n).map(|i| u32::from(i / n == 0 || i % n < n.div_ceil(2))).collect();
+        let keep = Tensor::from_vec(keep, (b, n), &dev).unwrap();
+        for mask in [
+            AttentionMask::none().with_pattern(SparsePattern::Band { radius }),
+            AttentionMask::none().with_key_padding(keep.clone()).with_pattern(SparsePattern::Band { radius }),
+        ] {
+            let want = reference::attention(&q, &k, &v, &mask, 0.5).unwrap();
+            let fused = fused_attention(&q, &k, &v, &mask, 0.5).unwrap();
+            let plain = scaled_dot_product_attention(&q, &k, &v, &mask, 0.5).unwrap();
+            assert!(max_diff(&fused, &want) < 1e-5, "fused, radius {radius}, n {n}");
+            assert!(max_diff(&plain, &want) < 1e-5, "materialised, radius {radius}, n {n}");
+        }
     }
 }

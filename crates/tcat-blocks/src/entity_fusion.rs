@@ -272,6 +272,7 @@ fn norm_reference(norm: &Norm, x: &[f64]) -> Result<Vec<f64>> {
             let g = to_vec(weight)?;
             Ok(x.iter().enumerate().map(|(i, v)| v / (ms + eps).sqrt() * (1.0 + g[i])).collect())
         }
+        Norm::Identity => Ok(x.to_vec()),
     }
 }
 

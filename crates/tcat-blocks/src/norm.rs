@@ -50,6 +50,18 @@ pub enum Norm {
         /// ε.
         eps: f64,
     },
+    /// No normalisation: the input passes unchanged. ModernBERT's first layer has no attention
+    /// norm (Warner et al. 2024, "Smarter, Better, Faster, Longer: A Modern Bidirectional
+    /// Encoder", §2.1.1: its embeddings already end in a LayerNorm, and transformers makes
+    /// `layers.0.attn_norm` an `nn.Identity`).
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// let x = Tensor::new(&[[1f32, 2., 4.]], &Device::Cpu).unwrap();
+    /// let y = tcat_blocks::Norm::Identity.forward(&x).unwrap();
+    /// assert_eq!(y.to_vec2::<f32>().unwrap(), x.to_vec2::<f32>().unwrap());
+    /// ```
+    Identity,
 }
 
 impl Norm {
@@ -107,6 +119,7 @@ impl Norm {
                 let dtype = x.dtype();
                 candle_nn::ops::rms_norm(&x.to_dtype(DType::F32)?, gain, *eps as f32)?.to_dtype(dtype)
             }
+            Norm::Identity => Ok(x),
         }
     }
 
@@ -133,6 +146,7 @@ impl Norm {
                 let gain = (weight.to_dtype(DType::F32)? + 1.0)?;
                 x.broadcast_div(&(ms + *eps)?.sqrt()?)?.broadcast_mul(&gain)?
             }
+            Norm::Identity => x,
         };
         y.to_dtype(dtype)
     }

@@ -223,6 +223,13 @@ const PHI3: Paper = paper(
     2024,
     Some("2404.14219"),
 );
+const MODERNBERT: Paper = paper(
+    "Smarter, Better, Faster, Longer: A Modern Bidirectional Encoder for Fast, Memory Efficient, and Long Context \
+     Finetuning and Inference",
+    "Warner et al.",
+    2024,
+    Some("2412.13663"),
+);
 const LONGROPE: Paper =
     paper("LongRoPE: Extending LLM Context Window Beyond 2 Million Tokens", "Ding et al.", 2024, Some("2402.13753"));
 const DEEPSEEK_V2: Paper = paper(
@@ -1284,6 +1291,25 @@ pub(crate) static ENTRIES: &[Entry] = &[
         runs_as: None,
         published: "Weights (V3, R1) on the Hugging Face Hub.",
         spec: Some(beyond::deepseek_v3),
+        beyond_catalog: true,
+    },
+    Entry {
+        name: "modernbert",
+        aliases: &["modernbert-base"],
+        year: 2024,
+        org: "Answer.AI, LightOn",
+        traits: "Pre-norm encoder with LayerNorms and linear layers without biases, a norm after the token \
+                 embeddings (none on the first layer's attention), rotary positions, GeGLU, a final norm; \
+                 every third layer attends globally (RoPE base 160,000), the others within a symmetric \
+                 128-token window (±64, base 10,000); masked-LM head tied to the token table with a bias. \
+                 Spec: ModernBERT-base (149M).",
+        level: Level::Ckpt,
+        kind: Encoder,
+        model_types: &["modernbert"],
+        papers: &[MODERNBERT],
+        runs_as: None,
+        published: "Weights (base, large) on the Hugging Face Hub.",
+        spec: Some(beyond::modernbert_base),
         beyond_catalog: true,
     },
 ];

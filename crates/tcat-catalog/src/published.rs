@@ -134,6 +134,10 @@ pub fn expected_params(name: &str) -> Option<Published> {
             302_000_000 + 698_000_000,
             "Gemma Team 2025, Table 1: Gemma 3 1B 302M embedding + 698M non-embedding parameters",
         ),
+        "modernbert" => p(
+            149_000_000,
+            "Warner et al. 2024, Table 3: ModernBERT-base 149M (transformers counts 149,655,232 with the MLM head)",
+        ),
         "phi-3" => p(3_821_079_552, "microsoft/Phi-3-mini-4k-instruct on the Hugging Face Hub: 3.82B parameters"),
         "deepseek-v2" => p(15_700_000_000, "DeepSeek-AI 2024, Appendix B: DeepSeek-V2-Lite 15.7B total (2.4B active)"),
         "deepseek-v3" => Published {

@@ -146,6 +146,9 @@ fn shrink_attention(a: &mut AttentionSpec, hidden: usize, grid_cols: usize, old_
             AttentionPattern::Local { window } => AttentionPattern::Local {
                 window: (window * MAX_POSITIONS / old_max.max(1)).clamp(2, MAX_POSITIONS / 2),
             },
+            AttentionPattern::Band { radius } => {
+                AttentionPattern::Band { radius: (radius * MAX_POSITIONS / old_max.max(1)).clamp(1, MAX_POSITIONS / 4) }
+            }
             AttentionPattern::Strided { .. } => AttentionPattern::Strided { stride: 8 },
             AttentionPattern::Fixed { block, summary } => {
                 AttentionPattern::Fixed { block: 8, summary: (summary * 8 / block.max(1)).clamp(1, 8) }

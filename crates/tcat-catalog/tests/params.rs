@@ -270,9 +270,22 @@ fn deepseek_v3_671b() {
 }
 
 #[test]
+fn modernbert_base() {
+    check("modernbert", 149_000_000, None, 0.005);
+    // transformers' count of ModernBertForMaskedLM at ModernBERT-base's config (tied decoder
+    // counted once), and of the base model alone (no head).
+    let spec = spec("modernbert");
+    assert_eq!(spec.param_count().total, 149_655_232);
+    assert_eq!(spec.single_tower().unwrap().param_count().total, 149_014_272);
+}
+
+#[test]
 fn beyond_the_catalog_is_marked_and_last() {
     let beyond: Vec<&str> = entries().iter().filter(|e| e.beyond_catalog).map(|e| e.name).collect();
-    assert_eq!(beyond, ["qwen2", "qwen3", "olmoe", "gemma-2", "gemma-3", "phi-3", "deepseek-v2", "deepseek-v3"]);
+    assert_eq!(
+        beyond,
+        ["qwen2", "qwen3", "olmoe", "gemma-2", "gemma-3", "phi-3", "deepseek-v2", "deepseek-v3", "modernbert"]
+    );
     let first = entries().iter().position(|e| e.beyond_catalog).unwrap();
     assert!(entries()[first..].iter().all(|e| e.beyond_catalog), "beyond-catalog entries come last");
     for row in CATALOG_ROWS {

@@ -39,7 +39,7 @@ pub use encoder::{EncoderModel, KnowledgeEncoder, KnowledgeLayer, PositionRule};
 pub use families::spec_of;
 pub use families::{
     albert, bart, bert, bloom, ctrl, deberta_v2, distilbert, electra, gpt_neo, gpt_neox, gpt2, gptj, llama, mixtral,
-    openai_gpt, opt, qwen2, roberta, t5, xlm, xlnet,
+    modernbert, openai_gpt, opt, qwen2, roberta, t5, xlm, xlnet,
 };
 pub use families::{clip, vit};
 pub use generation::{ChatMessage, ChatTemplate, GenerationConfig, Sampling, generate, generate_seq2seq};

@@ -36,6 +36,7 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "mbart",
     "mistral",
     "mixtral",
+    "modernbert",
     "mt5",
     "olmoe",
     "openai-gpt",

@@ -46,6 +46,15 @@ pub enum AttentionPattern {
         /// Keys visible to each query.
         window: usize,
     },
+    /// A symmetric window: the keys within `radius` positions before and after the query,
+    /// itself included (`|i − j| ≤ radius`): the bidirectional local attention of Longformer
+    /// (Beltagy et al. 2020, §3.1) and of ModernBERT's local layers (Warner et al. 2024, §2.1.1;
+    /// `local_attention` 128 is a radius of 64). In a causal tower it keeps the `radius + 1`
+    /// most recent keys.
+    Band {
+        /// Keys visible on each side of the query.
+        radius: usize,
+    },
     /// The Sparse Transformer's strided pattern (Child et al. 2019, §4.2).
     Strided {
         /// `l`, about √n.
@@ -77,6 +86,21 @@ pub enum AttentionPattern {
     },
 }
 
+impl AttentionPattern {
+    /// Whether the pattern is a local window ([`Local`](Self::Local) or [`Band`](Self::Band)):
+    /// the layers that take [`AttentionSpec::local_rotary`] when it is set.
+    ///
+    /// ```
+    /// use tcat_spec::AttentionPattern;
+    /// assert!(AttentionPattern::Band { radius: 64 }.is_local());
+    /// assert!(AttentionPattern::Local { window: 4096 }.is_local());
+    /// assert!(!AttentionPattern::Dense.is_local());
+    /// ```
+    pub fn is_local(&self) -> bool {
+        matches!(self, Self::Local { .. } | Self::Band { .. })
+    }
+}
+
 /// One layer kind's attention.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttentionSpec {
@@ -104,7 +128,8 @@ pub struct AttentionSpec {
     /// (Gemma 2's `attn_logit_softcapping`; Gemma Team 2024, "Gemma 2", §2), if any.
     #[serde(default)]
     pub logit_softcap: Option<f64>,
-    /// Rotary settings of the layers whose pattern is [`AttentionPattern::Local`], when they
+    /// Rotary settings of the local layers ([`AttentionPattern::is_local`]: a
+    /// [`Local`](AttentionPattern::Local) or [`Band`](AttentionPattern::Band) pattern), when they
     /// differ from the tower's [`PositionSpec::Rotary`](crate::PositionSpec) (Gemma 3's local
     /// layers: `rope_local_base_freq` 10,000 and no scaling, while its global layers use
     /// `rope_theta` 1,000,000 with linear scaling); `None`: every layer uses the tower's.
@@ -198,7 +223,7 @@ impl AttentionSpec {
     /// ```
     pub fn rotary_for_layer(&self, layer: usize, tower: crate::RotarySpec) -> crate::RotarySpec {
         match (self.pattern(layer), self.local_rotary) {
-            (AttentionPattern::Local { .. }, Some(local)) => local,
+            (pattern, Some(local)) if pattern.is_local() => local,
             _ => tower,
         }
     }
@@ -267,6 +292,8 @@ impl AttentionSpec {
             let zero = match *pattern {
                 AttentionPattern::Dense => false,
                 AttentionPattern::Local { window } => window == 0,
+                // Radius 0 is legal: each query sees itself.
+                AttentionPattern::Band { .. } => false,
                 AttentionPattern::Strided { stride } => stride == 0,
                 AttentionPattern::Fixed { block, summary } => block == 0 || summary == 0 || summary > block,
                 AttentionPattern::DalleRow { cols } | AttentionPattern::DalleColumn { cols } => cols == 0,

@@ -31,6 +31,22 @@ pub enum HeadSpec {
     },
     /// BERT's masked-LM head (dense, activation, norm, tied decoder with bias).
     Mlm,
+    /// BERT's masked-LM head with its choices spelled out: `decoder(norm(act(dense(h))))` where
+    /// the dense transform may lack a bias, the activation is its own, the norm is the tower's
+    /// kind and the decoder may be untied or bias-free (ModernBERT's `head` and `decoder`:
+    /// `classifier_bias`, `classifier_activation`, `tie_word_embeddings`, `decoder_bias`;
+    /// Warner et al. 2024). [`Mlm`](Self::Mlm) is this head with biases, the tower's
+    /// feed-forward activation and a tied decoder.
+    MaskedLm {
+        /// Whether the decoder is the token table.
+        tied: bool,
+        /// Whether the dense transform has a bias.
+        transform_bias: bool,
+        /// The activation after the transform.
+        activation: crate::ActivationKind,
+        /// Whether the decoder adds a vocabulary bias.
+        decoder_bias: bool,
+    },
     /// BERT's tanh pooler on the first token.
     Pooler,
     /// `labels` logits from the pooled first token.

@@ -127,6 +127,9 @@ impl TowerSpec {
             ResidualSpec::Sandwich => 4,
         };
         n += norms * norm(self.norm, h);
+        if layer == 0 && self.skip_first_attention_norm {
+            n -= norm(self.norm, h);
+        }
         if let Some(cross) = &self.cross_attention {
             n += attention(cross, h, h) + norm(self.norm, h);
         }
@@ -226,6 +229,12 @@ impl HeadSpec {
             // Transform to the embedding width, its LayerNorm, and the vocabulary bias (the
             // decoder is tied; ALBERT's transform maps hidden to E).
             HeadSpec::Mlm => linear(hidden, embedding, true) + 2 * embedding as u64 + vocab as u64,
+            HeadSpec::MaskedLm { tied, transform_bias, decoder_bias, .. } => {
+                linear(hidden, embedding, transform_bias)
+                    + norm(tower.norm, embedding)
+                    + if tied { 0 } else { (vocab * embedding) as u64 }
+                    + if decoder_bias { vocab as u64 } else { 0 }
+            }
             HeadSpec::Pooler => linear(hidden, hidden, true),
             HeadSpec::Classification { labels } => linear(hidden, labels, true),
             HeadSpec::Reward => linear(hidden, 1, true),

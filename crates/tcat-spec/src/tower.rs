@@ -236,6 +236,11 @@ pub struct TowerSpec {
     /// A convolution beside the first layer, if any (DeBERTa-v2).
     #[serde(default)]
     pub convolution: Option<TokenConvolutionSpec>,
+    /// Whether the first layer's attention branch has no norm of its own (its input passes
+    /// unchanged): ModernBERT (Warner et al. 2024, §2.1.1), whose embeddings end in a norm, so
+    /// `layers.0.attn_norm` is the identity. The other norms keep their places.
+    #[serde(default)]
+    pub skip_first_attention_norm: bool,
     /// ERNIE-THU's entity fusion, if any.
     #[serde(default)]
     pub entity_fusion: Option<EntityFusionSpec>,
@@ -261,6 +266,7 @@ impl TowerSpec {
             sharing: LayerSharing::None,
             entity_fusion: None,
             convolution: None,
+            skip_first_attention_norm: false,
         }
     }
 

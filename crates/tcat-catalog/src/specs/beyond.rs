@@ -1,5 +1,6 @@
-//! Decoders beyond `CATALOG.md` whose checkpoint families tcat loads: Qwen2, Qwen3, OLMoE,
-//! Gemma 2, Gemma 3, Phi-3, DeepSeek-V2 and V3, each at a published size, the numbers from the reference checkpoint's
+//! Models beyond `CATALOG.md` whose checkpoint families tcat loads: the decoders Qwen2, Qwen3,
+//! OLMoE, Gemma 2, Gemma 3, Phi-3, DeepSeek-V2 and V3 and the encoder ModernBERT, each at a
+//! published size, the numbers from the reference checkpoint's
 //! `config.json` (as transformers reads it).
 
 use tcat_spec::{
@@ -251,4 +252,30 @@ pub(crate) fn deepseek_v3() -> ArchSpec {
     };
     let tower = deepseek(129_280, 7168, 61, 128, latent, 18_432, moe);
     ArchSpec::decoder(tower, UNTIED).with_tokens(SpecialTokens { eos: vec![1], pad: 1, decoder_start: None })
+}
+
+/// ModernBERT-base (Warner et al. 2024, "Smarter, Better, Faster, Longer: A Modern Bidirectional
+/// Encoder", §2.1 and Table 3; `answerdotai/ModernBERT-base` config): 22 layers, 768 wide, 12
+/// heads, GeGLU of 1152, LayerNorms (ε 1e-5) and linear layers without biases, a norm after the
+/// token embeddings and none on the first layer's attention, a final norm; every third layer
+/// global with RoPE base 160,000, the others a ±64 band (`local_attention` 128) with base 10,000;
+/// 8192 positions, vocabulary 50368, masked-LM head (bias-free dense, GELU, norm, tied decoder
+/// with a bias). 149,655,232 parameters as transformers counts `ModernBertForMaskedLM`.
+pub(crate) fn modernbert_base() -> ArchSpec {
+    let mut tower = TowerSpec::encoder(50_368, 768, 22, 12, 8192)
+        .with_positions(PositionSpec::Rotary(RotarySpec::full(160_000.0)))
+        .with_norm(NormSpec::LayerNorm { eps: 1e-5, bias: false })
+        .with_residual(ResidualSpec::Pre)
+        .with_feed_forward(FeedForwardSpec { bias: false, ..FeedForwardSpec::gated(1152, ActivationKind::Gelu) });
+    tower.embeddings.token_types = 0;
+    tower.attention.qkv_bias = false;
+    tower.attention.out_bias = false;
+    tower.attention.schedule =
+        vec![AttentionPattern::Dense, AttentionPattern::Band { radius: 64 }, AttentionPattern::Band { radius: 64 }];
+    tower.attention.local_rotary = Some(RotarySpec::full(10_000.0));
+    tower.final_norm = true;
+    tower.skip_first_attention_norm = true;
+    let head =
+        HeadSpec::MaskedLm { tied: true, transform_bias: false, activation: ActivationKind::Gelu, decoder_bias: true };
+    ArchSpec::encoder(tower, vec![head]).with_tokens(SpecialTokens { eos: vec![], pad: 50_283, decoder_start: None })
 }

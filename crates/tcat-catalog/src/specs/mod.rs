@@ -65,6 +65,7 @@ pub(crate) fn t5_tower(
         sharing: LayerSharing::None,
         entity_fusion: None,
         convolution: None,
+        skip_first_attention_norm: false,
     }
 }
 

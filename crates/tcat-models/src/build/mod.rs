@@ -478,7 +478,7 @@ fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<T
     if let Some(cap) = a.logit_softcap {
         attention = attention.with_logit_softcap(cap);
     }
-    let local = matches!(a.pattern(i), AttentionPattern::Local { .. });
+    let local = a.pattern(i).is_local();
     match (&shared.local_rotary, &shared.rotary) {
         (Some(rotary), _) if local => attention = attention.with_rotary(rotary.clone()),
         (_, Some(rotary)) => attention = attention.with_rotary(rotary.clone()),
@@ -526,6 +526,7 @@ fn layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize) -> Result<T
     attention = match a.pattern(i) {
         AttentionPattern::Dense => attention,
         AttentionPattern::Local { window } => attention.with_sliding_window(window),
+        AttentionPattern::Band { radius } => attention.with_pattern(SparsePattern::Band { radius }),
         sparse => match sparse_pattern(tower, sparse) {
             Some(pattern) => attention.with_pattern(pattern),
             None => attention,
@@ -548,7 +549,12 @@ fn finish_layer(
         Some(moe) if moe.is_sparse(i) => experts(tower, r, prefix, moe)?.into(),
         _ => dense_feed_forward(tower, r, prefix, i)?.into(),
     };
-    let attention_norm = r.norm(tower.norm, &at(names.attention_norm), h)?;
+    // ModernBERT's first layer reads the normalised embeddings as they are.
+    let attention_norm = if i == 0 && tower.skip_first_attention_norm {
+        Norm::Identity
+    } else {
+        r.norm(tower.norm, &at(names.attention_norm), h)?
+    };
     let (ffn_norm, residual) = match tower.residual {
         ResidualSpec::Post => (r.norm(tower.norm, &at(names.ffn_norm), h)?, Residual::PostNorm),
         ResidualSpec::Pre => (r.norm(tower.norm, &at(names.ffn_norm), h)?, Residual::PreNorm),
@@ -800,6 +806,7 @@ fn sparse_pattern(tower: &TowerSpec, pattern: AttentionPattern) -> Option<Sparse
         AttentionPattern::DalleRow { cols } => grid(cols, GridAxis::Row),
         AttentionPattern::DalleColumn { cols } => grid(cols, GridAxis::Column),
         AttentionPattern::DalleConv { cols, kernel } => grid(cols, GridAxis::Convolutional { kernel }),
+        AttentionPattern::Band { radius } => SparsePattern::Band { radius },
         AttentionPattern::Dense | AttentionPattern::Local { .. } => return None,
     })
 }
@@ -1093,7 +1100,19 @@ fn build_encoder(
             HeadSpec::Pooler if r.has(&r.base(names.pooler)) => {
                 pooler = Some(Pooler::new(r.linear(&r.base(names.pooler), h, h, true)?));
             }
-            HeadSpec::Mlm => mlm = mlm_head(tower, &r, &word)?,
+            HeadSpec::Mlm => {
+                let choices = MlmChoices {
+                    tied: None,
+                    transform_bias: true,
+                    activation: tower.feed_forward.activation,
+                    decoder_bias: true,
+                };
+                mlm = mlm_head(tower, &r, &word, choices)?;
+            }
+            &HeadSpec::MaskedLm { tied, transform_bias, activation, decoder_bias } => {
+                let choices = MlmChoices { tied: Some(tied), transform_bias, activation, decoder_bias };
+                mlm = mlm_head(tower, &r, &word, choices)?;
+            }
             HeadSpec::Pooler => {}
             // A vocabulary projection tied to the token table (XLM's `pred_layer`), when the
             // checkpoint has one (its bias, or an untied weight).
@@ -1221,25 +1240,47 @@ fn knowledge_encoder(tower: &TowerSpec, r: &Resolver, fusion: EntityFusionSpec) 
     Ok(KnowledgeEncoder { entity_table, layers })
 }
 
+/// The choices of a masked-LM head (see [`HeadSpec::MaskedLm`]).
+#[derive(Clone, Copy)]
+struct MlmChoices {
+    /// Whether the decoder is the token table; `None`: whatever the checkpoint holds.
+    tied: Option<bool>,
+    transform_bias: bool,
+    activation: tcat_spec::ActivationKind,
+    decoder_bias: bool,
+}
+
 /// The masked-LM head when the checkpoint has one (a bare base model has none).
-fn mlm_head(tower: &TowerSpec, r: &Resolver, word: &Linear) -> Result<Option<MlmHead>> {
+fn mlm_head(tower: &TowerSpec, r: &Resolver, word: &Linear, choices: MlmChoices) -> Result<Option<MlmHead>> {
     let Some(names) = r.names.mlm else { return Ok(None) };
     if !r.has(names.transform) {
         return Ok(None);
     }
     // The transform maps H to the token table's width (E < H in ALBERT and ELECTRA's generator).
     let (h, e, vocab) = (tower.hidden_size, tower.side_table_width(), tower.vocab_size);
-    let decoder = if r.has(names.decoder) {
+    // An untied decoder must be stored (a missing one is an error naming it); a synthetic
+    // source has every name, so it follows the spec.
+    let stored = match (choices.tied, r.weights.is_synthetic()) {
+        (Some(tied), true) => !tied,
+        (Some(false), false) => true,
+        _ => r.has(names.decoder),
+    };
+    let decoder = if stored {
         Linear::new(r.tensor(&format!("{}.weight", names.decoder), &[vocab, e], weights::Init::Normal)?, None)
     } else {
         word.clone()
     };
-    let bias_name = names.bias.iter().find(|b| r.weights.contains(b)).unwrap_or(&names.bias[0]);
-    let bias = r.tensor(bias_name, &[vocab], weights::Init::Zeros)?;
+    let bias = match choices.decoder_bias {
+        true => {
+            let bias_name = names.bias.iter().find(|b| r.weights.contains(b)).unwrap_or(&names.bias[0]);
+            Some(r.tensor(bias_name, &[vocab], weights::Init::Zeros)?)
+        }
+        false => None,
+    };
     Ok(Some(MlmHead::new(
-        r.linear(names.transform, h, e, true)?,
-        activation(tower.feed_forward.activation),
+        r.linear(names.transform, h, e, choices.transform_bias)?,
+        activation(choices.activation),
         r.norm(tower.norm, names.norm, e)?,
-        decoder.with_bias(Some(bias)),
+        decoder.with_bias(bias),
     )))
 }

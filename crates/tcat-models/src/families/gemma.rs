@@ -275,42 +275,7 @@ fn schedule(config: &ConfigFile, cfg: &GemmaConfig, generation: Generation) -> R
 /// (global, 1,000,000 by default), `rope_local_base_freq` (local, 10,000) and `rope_scaling`
 /// (global layers only).
 fn gemma3_rotary(config: &ConfigFile) -> Result<(tcat_spec::RotarySpec, tcat_spec::RotarySpec)> {
-    let json = &config.json;
-    let per_type = json.get("rope_parameters").filter(|p| p.get("full_attention").is_some());
-    let sub = |block: Option<Value>, theta: f64| -> Result<tcat_spec::RotarySpec> {
-        // Read one layer type's block with the shared reader, as if it were the whole config.
-        let mut json = json.clone();
-        if let Some(object) = json.as_object_mut() {
-            for key in ["rope_parameters", "rope_scaling", "rope_theta", "rope_local_base_freq"] {
-                object.remove(key);
-            }
-            let mut block = match block {
-                Some(Value::Object(block)) => block,
-                None | Some(Value::Null) => serde_json::Map::new(),
-                Some(other) => return Err(config.error(format!("rope parameters {other}: expected a map"))),
-            };
-            block.entry("rope_theta").or_insert(Value::from(theta));
-            object.insert("rope_parameters".into(), Value::Object(block));
-        }
-        let view = ConfigFile { path: config.path.clone(), json };
-        rotary_spec(&view, 1.0, RotaryLayoutSpec::HalfSplit)
-    };
-    let number = |name: &str, default: f64| -> Result<f64> {
-        match json.get(name) {
-            None | Some(Value::Null) => Ok(default),
-            Some(v) => v.as_f64().ok_or_else(|| config.error(format!("`{name}` = {v}: expected a number"))),
-        }
-    };
-    match per_type {
-        Some(p) => Ok((
-            sub(p.get("full_attention").cloned(), number("rope_theta", 1e6)?)?,
-            sub(p.get("sliding_attention").cloned(), number("rope_local_base_freq", 1e4)?)?,
-        )),
-        None => {
-            let scaling = json.get("rope_scaling").or_else(|| json.get("rope_parameters")).cloned();
-            Ok((sub(scaling, number("rope_theta", 1e6)?)?, sub(None, number("rope_local_base_freq", 1e4)?)?))
-        }
-    }
+    crate::rope_config::per_type_rotary(config, ("rope_theta", 1e6), ("rope_local_base_freq", 1e4), false)
 }
 
 /// The weight names of a Gemma `config.json`.

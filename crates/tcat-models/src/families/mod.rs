@@ -18,6 +18,7 @@ pub mod gpt_neox;
 pub mod gptj;
 pub mod llama;
 pub mod mixtral;
+pub mod modernbert;
 pub mod olmoe;
 pub mod openai_gpt;
 pub mod opt;
@@ -58,6 +59,7 @@ pub(crate) const FAMILIES: &[Family] = &[
     Family { model_types: &["xlm"], spec: xlm::spec, names: |_| Ok(xlm::NAMES) },
     Family { model_types: &["deberta", "deberta-v2"], spec: deberta_v2::spec, names: deberta_v2::names },
     Family { model_types: &["xlnet"], spec: xlnet::spec, names: |_| Ok(xlnet::NAMES) },
+    Family { model_types: &["modernbert"], spec: modernbert::spec, names: |_| Ok(modernbert::NAMES) },
     Family { model_types: &["bloom"], spec: crate::bloom::spec, names: |_| Ok(crate::bloom::NAMES) },
     Family { model_types: &["ctrl"], spec: crate::ctrl::spec, names: |_| Ok(crate::ctrl::NAMES) },
     Family { model_types: &["gpt2"], spec: crate::gpt2::spec, names: |_| Ok(crate::gpt2::NAMES) },

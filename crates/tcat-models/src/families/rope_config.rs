@@ -142,6 +142,57 @@ pub(crate) fn rotary_spec(config: &ConfigFile, default_fraction: f64, layout: Ro
     Ok(RotarySpec { fraction, base, layout, scaling })
 }
 
+/// The rotary settings (global, local) of a model whose global and local layers rotate
+/// differently (Gemma 3, ModernBERT). transformers 5 saves them as `rope_parameters` keyed by
+/// layer type (`full_attention`, `sliding_attention`), each read as a whole config's rotary
+/// block; older configs name the two bases by the fields `global` and `local` (`(field,
+/// default)`, a `null` field taking the default) with `rope_scaling` applied to the global
+/// layers, and to the local ones too when `scaling_on_local`.
+pub(crate) fn per_type_rotary(
+    config: &ConfigFile,
+    global: (&str, f64),
+    local: (&str, f64),
+    scaling_on_local: bool,
+) -> Result<(RotarySpec, RotarySpec)> {
+    let json = &config.json;
+    let per_type = json.get("rope_parameters").filter(|p| p.get("full_attention").is_some());
+    let sub = |block: Option<Value>, theta: f64| -> Result<RotarySpec> {
+        // Read one layer type's block with the shared reader, as if it were the whole config.
+        let mut json = json.clone();
+        if let Some(object) = json.as_object_mut() {
+            for key in ["rope_parameters", "rope_scaling", "rope_theta", global.0, local.0] {
+                object.remove(key);
+            }
+            let mut block = match block {
+                Some(Value::Object(block)) => block,
+                None | Some(Value::Null) => serde_json::Map::new(),
+                Some(other) => return Err(config.error(format!("rope parameters {other}: expected a map"))),
+            };
+            block.entry("rope_theta").or_insert(Value::from(theta));
+            object.insert("rope_parameters".into(), Value::Object(block));
+        }
+        let view = ConfigFile { path: config.path.clone(), json };
+        rotary_spec(&view, 1.0, RotaryLayoutSpec::HalfSplit)
+    };
+    let number = |name: &str, default: f64| -> Result<f64> {
+        match json.get(name) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v.as_f64().ok_or_else(|| config.error(format!("`{name}` = {v}: expected a number"))),
+        }
+    };
+    match per_type {
+        Some(p) => Ok((
+            sub(p.get("full_attention").cloned(), number(global.0, global.1)?)?,
+            sub(p.get("sliding_attention").cloned(), number(local.0, local.1)?)?,
+        )),
+        None => {
+            let scaling = json.get("rope_scaling").or_else(|| json.get("rope_parameters")).cloned();
+            let local_scaling = if scaling_on_local { scaling.clone() } else { None };
+            Ok((sub(scaling, number(global.0, global.1)?)?, sub(local_scaling, number(local.0, local.1)?)?))
+        }
+    }
+}
+
 /// The pretraining context of a LongRoPE config: the top-level field wins (Phi-3 keeps it
 /// there), then the scaling block's, then `max_position_embeddings`.
 fn long_rope_original(config: &ConfigFile, block: &Value) -> Result<usize> {
