@@ -2,7 +2,7 @@
 //! optional norm (BERT, Devlin et al. 2018, §3.2 and Figure 2; XLM's language embeddings,
 //! Lample & Conneau 2019, §3.3) and an optional projection to the hidden width (ALBERT's
 //! factorised embedding parameterisation, Lan et al. 2019, §3.1; ELECTRA, Clark et al. 2020,
-//! §3.2).
+//! §3.2), or a projection before the norm (DeBERTa's `embed_proj`, He et al. 2021).
 
 use candle_core::{Module, Result, Tensor};
 use tcat_core::Linear;
@@ -36,7 +36,16 @@ pub struct Embeddings {
     norm: Option<Norm>,
     word_scale: Option<f64>,
     language: Option<Tensor>,
-    projection: Option<Linear>,
+    projection: Option<(Linear, ProjectionPlace)>,
+}
+
+/// Where an [`Embeddings`] projection to the hidden width sits relative to its norm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProjectionPlace {
+    /// The normalised sum is projected (ALBERT, ELECTRA).
+    AfterNorm,
+    /// The sum is projected, then normalised at the hidden width (DeBERTa).
+    BeforeNorm,
 }
 
 impl Embeddings {
@@ -79,7 +88,32 @@ impl Embeddings {
     /// assert_eq!(emb.forward(&ids, None, None).unwrap().to_vec3::<f32>().unwrap(), [[[3., 4., 7.]]]);
     /// ```
     pub fn with_projection(mut self, projection: Linear) -> Self {
-        self.projection = Some(projection);
+        self.projection = Some((projection, ProjectionPlace::AfterNorm));
+        self
+    }
+
+    /// Projects the sum from the table width E to the hidden width H *before* the norm, which
+    /// then normalises H-wide vectors: DeBERTa's `embed_proj` (He et al. 2021, used when its
+    /// `embedding_size` differs from `hidden_size`).
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use tcat_blocks::{Embeddings, Norm};
+    /// use tcat_core::Linear;
+    /// let dev = Device::Cpu;
+    /// let word = Tensor::new(&[[1f32, 2.], [3., 4.]], &dev).unwrap();
+    /// // E = 2 to H = 3: [a, b] -> [a, b, a + b], then an RMS norm over the three.
+    /// let w = Tensor::new(&[[1f32, 0.], [0., 1.], [1., 1.]], &dev).unwrap();
+    /// let norm = Norm::rms_norm(Tensor::ones(3, candle_core::DType::F32, &dev).unwrap(), 1e-12);
+    /// let emb = Embeddings::new(word, None, None, Some(norm)).with_projection_before_norm(Linear::new(w, None));
+    /// let out = emb.forward(&Tensor::new(&[[1u32]], &dev).unwrap(), None, None).unwrap();
+    /// let rms = ((9f32 + 16. + 49.) / 3.).sqrt();
+    /// let want = [3. / rms, 4. / rms, 7. / rms];
+    /// let got = out.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    /// assert!(got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6));
+    /// ```
+    pub fn with_projection_before_norm(mut self, projection: Linear) -> Self {
+        self.projection = Some((projection, ProjectionPlace::BeforeNorm));
         self
     }
 
@@ -220,12 +254,15 @@ impl Embeddings {
             }
             x = (x + table.index_select(&ids, 0)?.reshape((b, s, ()))?)?;
         }
+        if let Some((projection, ProjectionPlace::BeforeNorm)) = &self.projection {
+            x = projection.forward(&x)?;
+        }
         if let Some(norm) = &self.norm {
             x = norm.forward(&x)?;
         }
         match &self.projection {
-            Some(projection) => projection.forward(&x),
-            None => Ok(x),
+            Some((projection, ProjectionPlace::AfterNorm)) => projection.forward(&x),
+            _ => Ok(x),
         }
     }
 }

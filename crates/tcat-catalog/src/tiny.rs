@@ -176,6 +176,7 @@ fn shrink_tower(t: &mut TowerSpec) {
     t.embeddings.projection = match t.embeddings.projection {
         EmbeddingProjection::None => EmbeddingProjection::None,
         EmbeddingProjection::Summed { .. } => EmbeddingProjection::Summed { width: 16 },
+        EmbeddingProjection::SummedBeforeNorm { .. } => EmbeddingProjection::SummedBeforeNorm { width: 16 },
         EmbeddingProjection::Words { .. } => EmbeddingProjection::Words { width: 16 },
     };
     t.embeddings.languages = t.embeddings.languages.min(4);

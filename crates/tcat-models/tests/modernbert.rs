@@ -68,13 +68,11 @@ fn the_local_window_and_local_base_change_the_output() {
     let mask = &exp["attention_mask"];
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("modernbert").join("config.json")).unwrap()).unwrap();
-    let edits: [(&str, Box<dyn Fn(&mut serde_json::Value)>); 2] = [
-        ("dense", Box::new(|c| c["local_attention"] = serde_json::json!(1000))),
-        ("one-base", Box::new(|c| c["rope_parameters"]["sliding_attention"]["rope_theta"] = serde_json::json!(1000.0))),
-    ];
-    for (tag, edit) in edits {
-        let mut c = cfg.clone();
-        edit(&mut c);
+    let mut dense = cfg.clone();
+    dense["local_attention"] = serde_json::json!(1000);
+    let mut one_base = cfg.clone();
+    one_base["rope_parameters"]["sliding_attention"]["rope_theta"] = serde_json::json!(1000.0);
+    for (tag, c) in [("dense", dense), ("one-base", one_base)] {
         let dir = copy_with_config("modernbert", tag, &c, |_| {});
         let model = load_dir(&dir).unwrap();
         let encoder = model.as_encoder().unwrap();

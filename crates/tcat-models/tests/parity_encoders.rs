@@ -291,6 +291,20 @@ fn deberta_v2_token_convolution_matches_transformers() {
     assert!(d > 1e-2, "without its convolution the model still matches ({d}): the test cannot see it");
 }
 
+/// DeBERTa-v2 with tables narrower than the hidden states (`embedding_size` 16, hidden 32):
+/// `embed_proj` maps the summed word, position and segment vectors before the norm, and the
+/// legacy MLM head maps back to width 16 for the tied decoder.
+#[test]
+fn deberta_v2_embedding_projection_matches_transformers() {
+    let exp = expected("deberta-v2-proj");
+    let model = load("deberta-v2-proj", DType::F32);
+    let encoder = model.as_encoder().unwrap();
+    let hidden = check_hidden_and_rows_alone("deberta-v2-proj", encoder);
+    let d = masked_max_diff(&encoder.mlm_logits(&hidden).unwrap(), &exp["mlm_logits"], &exp["attention_mask"]);
+    eprintln!("deberta-v2-proj: mlm_logits max abs diff {d:.2e}");
+    assert!(d <= TOL, "deberta-v2 (embedding projection) mlm_logits differ by {d}");
+}
+
 /// XLNet's segment-level recurrence: three segments of two rows, each read with the states
 /// the previous ones left in the memory (6, then 11 remembered positions, beyond `clamp_len`
 /// 5), equal transformers' `mems` run; a memory for other rows is refused.

@@ -105,11 +105,12 @@ impl TowerSpec {
             _ => 0,
         };
         if self.embeddings.norm {
-            n += norm(self.norm, e);
+            n += norm(self.norm, self.embedding_norm_width());
         }
         n += match self.embeddings.projection {
             EmbeddingProjection::None => 0,
             EmbeddingProjection::Summed { width } => linear(width, h, true),
+            EmbeddingProjection::SummedBeforeNorm { width } => linear(width, h, false),
             // In and out, without biases (OPT-350m).
             EmbeddingProjection::Words { width } => linear(width, h, false) + linear(h, width, false),
         };

@@ -39,6 +39,13 @@ pub enum EmbeddingProjection {
         /// Embedding width E.
         width: usize,
     },
+    /// All embedding tables are `width` wide and their sum is projected (without a bias) to the
+    /// hidden width before the norm, which normalises hidden-wide vectors (DeBERTa's
+    /// `embed_proj`, when its `embedding_size` differs from `hidden_size`).
+    SummedBeforeNorm {
+        /// Embedding width E.
+        width: usize,
+    },
     /// Only the word table is `width` wide: word vectors are projected in before the
     /// (hidden-wide) positions are added, and the final states projected back out before a
     /// tied head (OPT-350m's `word_embed_proj_dim`).
@@ -318,15 +325,26 @@ impl TowerSpec {
     pub fn embedding_width(&self) -> usize {
         match self.embeddings.projection {
             EmbeddingProjection::None => self.hidden_size,
-            EmbeddingProjection::Summed { width } | EmbeddingProjection::Words { width } => width,
+            EmbeddingProjection::Summed { width }
+            | EmbeddingProjection::SummedBeforeNorm { width }
+            | EmbeddingProjection::Words { width } => width,
         }
     }
 
     /// Width of the position, segment and language tables.
     pub fn side_table_width(&self) -> usize {
         match self.embeddings.projection {
-            EmbeddingProjection::Summed { width } => width,
+            EmbeddingProjection::Summed { width } | EmbeddingProjection::SummedBeforeNorm { width } => width,
             EmbeddingProjection::None | EmbeddingProjection::Words { .. } => self.hidden_size,
+        }
+    }
+
+    /// Width of the norm after the embeddings: the table width when the normalised sum is
+    /// projected ([`EmbeddingProjection::Summed`]), else the hidden width.
+    pub fn embedding_norm_width(&self) -> usize {
+        match self.embeddings.projection {
+            EmbeddingProjection::Summed { width } => width,
+            _ => self.hidden_size,
         }
     }
 

@@ -936,8 +936,10 @@ fn embeddings(
         0 => None,
         n => Some(r.tensor(&r.base(&format!("{}.weight", r.names.token_types)), &[n, width], weights::Init::Normal)?),
     };
-    let norm =
-        if tower.embeddings.norm { Some(r.norm(tower.norm, &r.base(r.names.embedding_norm), width)?) } else { None };
+    let norm = match tower.embeddings.norm {
+        true => Some(r.norm(tower.norm, &r.base(r.names.embedding_norm), tower.embedding_norm_width())?),
+        false => None,
+    };
     let mut embeddings = Embeddings::new(word, positions, types, norm);
     if tower.embeddings.scale == EmbeddingScale::SqrtHidden {
         embeddings = embeddings.with_word_scale((tower.hidden_size as f64).sqrt());
@@ -947,10 +949,18 @@ fn embeddings(
         embeddings =
             embeddings.with_languages(r.tensor(&name, &[tower.embeddings.languages, width], weights::Init::Normal)?);
     }
-    if let EmbeddingProjection::Summed { width } = tower.embeddings.projection {
+    match tower.embeddings.projection {
         // ALBERT's and ELECTRA's factorised embeddings: the normalised sum, projected to H.
-        embeddings =
-            embeddings.with_projection(r.linear(&r.base(r.names.project_in), width, tower.hidden_size, true)?);
+        EmbeddingProjection::Summed { width } => {
+            embeddings =
+                embeddings.with_projection(r.linear(&r.base(r.names.project_in), width, tower.hidden_size, true)?);
+        }
+        // DeBERTa's `embed_proj`: the sum projected to H, then normalised.
+        EmbeddingProjection::SummedBeforeNorm { width } => {
+            let projection = r.linear(&r.base(r.names.project_in), width, tower.hidden_size, false)?;
+            embeddings = embeddings.with_projection_before_norm(projection);
+        }
+        EmbeddingProjection::None | EmbeddingProjection::Words { .. } => {}
     }
     Ok(embeddings)
 }

@@ -112,6 +112,7 @@ pub const NAMES: WeightNames = WeightNames {
     relative_key: "attention.self.pos_key_proj",
     relative_query: "attention.self.pos_query_proj",
     convolution: TokenConvolutionNames { kernel: "encoder.conv.conv", norm: "encoder.conv.LayerNorm" },
+    project_in: "embeddings.embed_proj",
     ..crate::bert::NAMES
 };
 
@@ -186,12 +187,8 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
     config.require_positive("vocab_size", cfg.vocab_size)?;
     config.require_positive("intermediate_size", cfg.intermediate_size)?;
     config.require_positive("max_position_embeddings", cfg.max_position_embeddings)?;
-    if cfg.embedding_size.is_some_and(|e| e != cfg.hidden_size) {
-        return Err(config.error(format!(
-            "`embedding_size` {} differs from `hidden_size` {}: DeBERTa's `embed_proj` is not built yet",
-            cfg.embedding_size.unwrap_or_default(),
-            cfg.hidden_size
-        )));
+    if cfg.embedding_size == Some(0) {
+        return Err(config.error("`embedding_size` is 0, expected a positive width"));
     }
     // v2's n-gram convolution beside the first layer (`conv_kernel_size` > 0); v1's encoder has
     // none and transformers ignores the fields there.
@@ -240,6 +237,11 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
         config.activation("hidden_act", &cfg.hidden_act)?,
     ));
     tower.embeddings.token_types = cfg.type_vocab_size;
+    // Tables narrower than the hidden states: their sum is projected by `embed_proj`, then
+    // normalised.
+    if let Some(width) = cfg.embedding_size.filter(|&e| e != cfg.hidden_size) {
+        tower.embeddings.projection = EmbeddingProjection::SummedBeforeNorm { width };
+    }
     tower.convolution = convolution;
     let absolute = PositionSpec::Learned { ids: PositionIdRule::Sequential { offset: 0 } };
     let terms = if cfg.relative_attention { terms(config, cfg.pos_att_type.as_ref())? } else { None };
