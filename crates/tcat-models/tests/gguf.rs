@@ -410,3 +410,162 @@ fn qwen_and_phi3_gguf_twins_give_transformers_logits_and_next_tokens() {
         std::fs::remove_file(&path).ok();
     }
 }
+
+/// The DeepSeek GGUF twins (`tests/fixtures/deepseek_*-gguf`, written by `tcat_fixtures`'
+/// `gguf_files` as llama.cpp's converter writes a DeepseekV2/V3ForCausalLM checkpoint:
+/// architecture `deepseek2`, `attn_k_b` / `attn_v_b` halves, stacked experts, `exp_probs_b`)
+/// and the fixtures they come from.
+const DEEPSEEK_TWINS: [(&str, &str); 3] = [
+    ("deepseek_v2-lite-gguf", "deepseek_v2-lite"),
+    ("deepseek_v2-gguf", "deepseek_v2"),
+    ("deepseek_v3-gguf", "deepseek_v3"),
+];
+
+/// Transformers' logits within 1e-4 (real positions) and its greedy ids from a GGUF file,
+/// dequantized and kept in GGUF blocks; the logits' max difference.
+fn check_against_transformers(path: &std::path::Path, source: &str, label: &str) -> f32 {
+    let exp = expected(source);
+    let mask = &exp["attention_mask"];
+    let model = GgufFile::open(path).unwrap().load(&device(), Some(DType::F32)).unwrap();
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, 0, &device()).unwrap();
+    let d = masked_max_diff(&model.logits(&batch).unwrap(), &exp["logits"], mask);
+    eprintln!("{label}: logits max abs diff {d:.2e}");
+    assert!(d <= 1e-4, "{label}: logits differ by {d}");
+    let prompt: Vec<u32> = exp["prompt_ids"].to_vec1::<i64>().unwrap().iter().map(|&i| i as u32).collect();
+    let want: Vec<u32> = exp["greedy_ids"].to_vec1::<i64>().unwrap().iter().map(|&i| i as u32).collect();
+    let config =
+        GenerationConfig { max_new_tokens: want.len() - prompt.len(), stop_tokens: Some(vec![]), ..Default::default() };
+    let quantized = GgufFile::open(path).unwrap().load(&device(), None).unwrap();
+    for m in [&model, &quantized] {
+        assert_eq!(generate(m, std::slice::from_ref(&prompt), &config, |_, _| {}).unwrap()[0], want, "{label}");
+    }
+    d
+}
+
+/// The DeepSeek-V2-Lite, V2 and V3 GGUF twins: the `deepseek_v2` / `deepseek_v3` family's spec
+/// from the file's metadata, transformers' logits within 1e-4 and its greedy ids, dequantized
+/// and in GGUF blocks (F32 here).
+#[test]
+fn deepseek_gguf_twins_give_transformers_logits_and_next_tokens() {
+    for (twin, source) in DEEPSEEK_TWINS {
+        let path = fixture(twin).join("model.gguf");
+        check_against_transformers(&path, source, twin);
+        let from_config = {
+            let config = tcat_models::ConfigFile::read(&fixture(source).join("config.json")).unwrap();
+            tcat_models::spec_of(&config).unwrap()
+        };
+        let from_gguf = GgufFile::open(&path).unwrap().spec().unwrap();
+        assert_eq!(from_gguf.stacks, from_config.stacks, "{twin}");
+        assert_eq!(from_gguf.heads, from_config.heads, "{twin}");
+    }
+}
+
+/// A copy of a DeepSeek twin with its metadata edited by `edit` and, when `legacy`, the
+/// key/value up-projection stored whole as older llama.cpp converters wrote it (`attn_kv_b`
+/// `[heads · (nope + value), rank]`, the per-head widths in `key_length` / `value_length`, no
+/// MLA keys, `head_count_kv` the head count).
+fn rewrite_deepseek_twin(
+    twin: &str,
+    path: &std::path::Path,
+    legacy: bool,
+    edit: impl FnOnce(&mut Vec<(String, gguf_file::Value)>),
+) {
+    use gguf_file::Value;
+    let dev = Device::Cpu;
+    let mut file = std::fs::File::open(fixture(twin).join("model.gguf")).unwrap();
+    let content = gguf_file::Content::read(&mut file).unwrap();
+    let mut metadata: Vec<(String, Value)> = content.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    metadata.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    let mut halves: HashMap<String, (Option<Tensor>, Option<Tensor>)> = HashMap::new();
+    for name in names {
+        let t = content.tensor(&mut file, name, &dev).unwrap().dequantize(&dev).unwrap();
+        match (legacy, name.strip_suffix(".attn_k_b.weight"), name.strip_suffix(".attn_v_b.weight")) {
+            (true, Some(layer), _) => halves.entry(layer.to_string()).or_default().0 = Some(t),
+            (true, _, Some(layer)) => halves.entry(layer.to_string()).or_default().1 = Some(t),
+            _ => tensors.push((name.clone(), t)),
+        }
+    }
+    if legacy {
+        let u = |k: &str| content.metadata[k].to_u32().unwrap();
+        let (qk, value) = (u("deepseek2.attention.key_length_mla"), u("deepseek2.attention.value_length_mla"));
+        let heads = u("deepseek2.attention.head_count");
+        for (layer, (k, v)) in halves {
+            let (k, v) = (k.unwrap(), v.unwrap()); // [heads, rank, nope], [heads, value, rank]
+            let rank = k.dim(1).unwrap();
+            let kv = Tensor::cat(&[&k.transpose(1, 2).unwrap(), &v], 1).unwrap();
+            let rows = kv.dim(0).unwrap() * kv.dim(1).unwrap();
+            tensors
+                .push((format!("{layer}.attn_kv_b.weight"), kv.reshape((rows, rank)).unwrap().contiguous().unwrap()));
+        }
+        metadata.retain(|(k, _)| !k.ends_with("_mla"));
+        for (k, v) in [("key_length", qk), ("value_length", value), ("head_count_kv", heads)] {
+            let key = format!("deepseek2.attention.{k}");
+            metadata.retain(|(name, _)| *name != key);
+            metadata.push((key, Value::U32(v)));
+        }
+    }
+    edit(&mut metadata);
+    let q: Vec<(String, QTensor)> =
+        tensors.iter().map(|(n, t)| (n.clone(), QTensor::quantize(t, GgmlDType::F32).unwrap())).collect();
+    let metadata_refs: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = q.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut out = std::fs::File::create(path).unwrap();
+    gguf_file::write(&mut out, &metadata_refs, &tensor_refs).unwrap();
+}
+
+/// Older deepseek2 files (whole `attn_kv_b`, widths in `key_length` / `value_length`) load to
+/// the same outputs.
+#[test]
+fn deepseek_gguf_with_the_whole_kv_b_projection_gives_the_same_outputs() {
+    for (twin, source) in [DEEPSEEK_TWINS[0], DEEPSEEK_TWINS[2]] {
+        let path = std::env::temp_dir().join(format!("tcat-{twin}-legacy-{}.gguf", std::process::id()));
+        rewrite_deepseek_twin(twin, &path, true, |_| {});
+        check_against_transformers(&path, source, &format!("{twin} with attn_kv_b"));
+        std::fs::remove_file(&path).ok();
+    }
+}
+
+/// Metadata the deepseek2 mapping cannot honour is refused by its key.
+#[test]
+fn deepseek_gguf_refuses_what_it_cannot_honour_by_key() {
+    use gguf_file::Value;
+    let set = |key: &'static str, value: Value| {
+        move |m: &mut Vec<(String, Value)>| {
+            m.retain(|(k, _)| k != key);
+            m.push((key.to_string(), value));
+        }
+    };
+    type Edit = Box<dyn FnOnce(&mut Vec<(String, Value)>)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "deepseek_v3-gguf",
+            Box::new(set("deepseek2.expert_gating_func", Value::U32(3))),
+            "deepseek2.expert_gating_func",
+        ),
+        (
+            "deepseek_v2-gguf",
+            Box::new(set("deepseek2.expert_weights_norm", Value::Bool(true))),
+            "deepseek2.expert_weights_norm",
+        ),
+        (
+            "deepseek_v2-gguf",
+            Box::new(set("deepseek2.rope.scaling.type", Value::String("linear".into()))),
+            "deepseek2.rope.scaling.type",
+        ),
+        (
+            "deepseek_v2-gguf",
+            Box::new(set("deepseek2.expert_group_used_count", Value::U32(5))),
+            "deepseek2.expert_group_used_count",
+        ),
+    ];
+    for (i, (twin, edit, key)) in cases.into_iter().enumerate() {
+        let path = std::env::temp_dir().join(format!("tcat-{twin}-refused-{i}-{}.gguf", std::process::id()));
+        rewrite_deepseek_twin(twin, &path, false, edit);
+        let err = GgufFile::open(&path).unwrap().load(&device(), Some(DType::F32)).unwrap_err();
+        std::fs::remove_file(&path).ok();
+        assert!(err.to_string().contains(key), "case {i}: `{err}` does not name `{key}`");
+    }
+}
