@@ -13,6 +13,7 @@ use candle_core::{DType, Device, Tensor};
 use common::*;
 use tcat_models::gguf::GgufFile;
 use tcat_models::{Batch, GenerationConfig, generate};
+use tcat_spec::{PositionSpec, RopeScalingSpec};
 
 /// llama.cpp's `permute`: within each head, rows `[0..d/2 | d/2..d]` become interleaved
 /// `[0, d/2, 1, d/2 + 1, ...]`.
@@ -568,4 +569,77 @@ fn deepseek_gguf_refuses_what_it_cannot_honour_by_key() {
         std::fs::remove_file(&path).ok();
         assert!(err.to_string().contains(key), "case {i}: `{err}` does not name `{key}`");
     }
+}
+
+/// YaRN in a deepseek2 file as the converter writes it (`rope.scaling.type` yarn, factor,
+/// original context, betas, `yarn_log_multiplier` = 0.1 · `mscale_all_dim`) gives the outputs of
+/// the `deepseek_v3` family on the same weights with the equivalent `config.json` (`mscale` =
+/// `mscale_all_dim`, as llama.cpp assumes and the published configs have; the family's YaRN is
+/// checked against transformers by the `deepseek_v3-yarn` fixture).
+#[test]
+fn deepseek_gguf_yarn_matches_the_family_on_the_same_weights() {
+    use gguf_file::Value;
+    let dir = std::env::temp_dir().join(format!("tcat-deepseek-yarn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
+        std::fs::copy(fixture("deepseek_v3").join(f), dir.join(f)).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("deepseek_v3").join("config.json")).unwrap()).unwrap();
+    config["rope_parameters"] = serde_json::json!({
+        "rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 16,
+        "beta_fast": 32.0, "beta_slow": 1.0, "mscale": 0.8, "mscale_all_dim": 0.8
+    });
+    std::fs::write(dir.join("config.json"), serde_json::to_string(&config).unwrap()).unwrap();
+    let path = dir.join("model.gguf");
+    rewrite_deepseek_twin("deepseek_v3-gguf", &path, false, |m| {
+        m.extend([
+            ("deepseek2.rope.scaling.type".to_string(), Value::String("yarn".into())),
+            ("deepseek2.rope.scaling.factor".to_string(), Value::F32(4.0)),
+            ("deepseek2.rope.scaling.original_context_length".to_string(), Value::U32(16)),
+            ("deepseek2.rope.scaling.yarn_beta_fast".to_string(), Value::F32(32.0)),
+            ("deepseek2.rope.scaling.yarn_beta_slow".to_string(), Value::F32(1.0)),
+            // 0.1 · mscale_all_dim, computed in f64 by the converter and stored as an f32.
+            ("deepseek2.rope.scaling.yarn_log_multiplier".to_string(), Value::F32(0.08)),
+        ])
+    });
+    let exp = expected("deepseek_v3");
+    let mask = &exp["attention_mask"];
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, 0, &device()).unwrap();
+    let gguf = GgufFile::open(&path).unwrap().load(&device(), Some(DType::F32)).unwrap();
+    let source =
+        tcat_models::ModelSource::resolve(dir.join("config.json").parent().unwrap().to_str().unwrap()).unwrap();
+    let family = tcat_models::Model::load(&source, &device(), DType::F32).unwrap();
+    let from_gguf = gguf.logits(&batch).unwrap();
+    let from_family = family.as_decoder().unwrap().logits(&batch).unwrap();
+    let d = masked_max_diff(&from_gguf, &from_family, mask);
+    // Against the unscaled model: YaRN changed the outputs, so the comparison means something.
+    let unscaled = masked_max_diff(&from_gguf, &exp["logits"], mask);
+    let gguf_spec = GgufFile::open(&path).unwrap().spec().unwrap();
+    let family_spec = tcat_models::spec_of(&tcat_models::ConfigFile::read(&dir.join("config.json")).unwrap()).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    eprintln!("deepseek2 YaRN: GGUF vs family logits max abs diff {d:.2e} (vs the unscaled model {unscaled:.2e})");
+    assert!(d <= 1e-5, "GGUF YaRN differs from the family's by {d}");
+    assert!(unscaled > 1e-3, "YaRN left the logits unchanged ({unscaled})");
+    let (g, f) = (gguf_spec.single_tower().unwrap(), family_spec.single_tower().unwrap());
+    let (gs, fs) = (g.attention.scale_for_layer(0), f.attention.scale_for_layer(0));
+    assert!((gs - fs).abs() < 1e-12, "score scale {gs} vs {fs}");
+    let (PositionSpec::Rotary(g), PositionSpec::Rotary(f)) = (&g.positions, &f.positions) else { panic!("rotary") };
+    assert_eq!((g.layout, g.base, g.fraction), (f.layout, f.base, f.fraction));
+    let (
+        RopeScalingSpec::Yarn { factor, original_max_positions, beta_fast, beta_slow, attention_factor, truncate },
+        RopeScalingSpec::Yarn {
+            factor: f2,
+            original_max_positions: o2,
+            beta_fast: bf2,
+            beta_slow: bs2,
+            attention_factor: a2,
+            truncate: t2,
+        },
+    ) = (g.scaling, f.scaling)
+    else {
+        panic!("YaRN on both paths: {:?} / {:?}", g.scaling, f.scaling)
+    };
+    assert_eq!((factor, original_max_positions, beta_fast, beta_slow, truncate), (f2, o2, bf2, bs2, t2));
+    assert!((attention_factor - a2).abs() < 1e-12, "{attention_factor} vs {a2}");
 }
