@@ -529,7 +529,8 @@ fn deepseek_gguf_with_the_whole_kv_b_projection_gives_the_same_outputs() {
     }
 }
 
-/// Metadata the deepseek2 mapping cannot honour is refused by its key.
+/// Metadata the deepseek2 mapping cannot honour is refused by its key, and hostile sizes are
+/// refused without a panic.
 #[test]
 fn deepseek_gguf_refuses_what_it_cannot_honour_by_key() {
     use gguf_file::Value;
@@ -561,6 +562,18 @@ fn deepseek_gguf_refuses_what_it_cannot_honour_by_key() {
             Box::new(set("deepseek2.expert_group_used_count", Value::U32(5))),
             "deepseek2.expert_group_used_count",
         ),
+        // Hostile sizes: named, or refused by the size check before anything is allocated.
+        (
+            "deepseek_v2-gguf",
+            Box::new(set("deepseek2.attention.key_length_mla", Value::U32(4))),
+            "deepseek2.attention.key_length_mla",
+        ),
+        (
+            "deepseek_v2-gguf",
+            Box::new(set("deepseek2.attention.kv_lora_rank", Value::U32(u32::MAX))),
+            "implies at least",
+        ),
+        ("deepseek_v2-gguf", Box::new(set("deepseek2.attention.head_count", Value::U32(u32::MAX))), "implies at least"),
     ];
     for (i, (twin, edit, key)) in cases.into_iter().enumerate() {
         let path = std::env::temp_dir().join(format!("tcat-{twin}-refused-{i}-{}.gguf", std::process::id()));
