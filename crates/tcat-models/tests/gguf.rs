@@ -422,8 +422,9 @@ const DEEPSEEK_TWINS: [(&str, &str); 3] = [
     ("deepseek_v3-gguf", "deepseek_v3"),
 ];
 
-/// Transformers' logits within 1e-4 (real positions) and its greedy ids from a GGUF file,
-/// dequantized and kept in GGUF blocks; the logits' max difference.
+/// Transformers' logits within 1e-4 (real positions) and its greedy ids, single and for a
+/// left-padded batch, from a GGUF file, dequantized and kept in GGUF blocks; the logits' max
+/// difference.
 fn check_against_transformers(path: &std::path::Path, source: &str, label: &str) -> f32 {
     let exp = expected(source);
     let mask = &exp["attention_mask"];
@@ -437,8 +438,18 @@ fn check_against_transformers(path: &std::path::Path, source: &str, label: &str)
     let config =
         GenerationConfig { max_new_tokens: want.len() - prompt.len(), stop_tokens: Some(vec![]), ..Default::default() };
     let quantized = GgufFile::open(path).unwrap().load(&device(), None).unwrap();
+    // Left-padded prompts decoded in one batch.
+    let prompts = rows(&exp["batch_prompt_ids"], &exp["batch_prompt_mask"]);
+    let batch_want: Vec<Vec<i64>> = exp["batch_greedy_ids"].to_vec2().unwrap();
+    let prompt_len = exp["batch_prompt_ids"].dim(1).unwrap();
+    let batch_config = GenerationConfig { max_new_tokens: batch_want[0].len() - prompt_len, ..config.clone() };
     for m in [&model, &quantized] {
         assert_eq!(generate(m, std::slice::from_ref(&prompt), &config, |_, _| {}).unwrap()[0], want, "{label}");
+        let got = generate(m, &prompts, &batch_config, |_, _| {}).unwrap();
+        for (row, (g, w)) in got.iter().zip(&batch_want).enumerate() {
+            let w: Vec<u32> = w[prompt_len - prompts[row].len()..].iter().map(|&i| i as u32).collect();
+            assert_eq!(g, &w, "{label}: batched greedy row {row}");
+        }
     }
     d
 }
