@@ -13,6 +13,7 @@ use candle_core::{DType, Device, Tensor};
 use common::*;
 use tcat_models::gguf::GgufFile;
 use tcat_models::{Batch, GenerationConfig, generate};
+use tcat_spec::{PositionSpec, RopeScalingSpec};
 
 /// llama.cpp's `permute`: within each head, rows `[0..d/2 | d/2..d]` become interleaved
 /// `[0, d/2, 1, d/2 + 1, ...]`.
@@ -409,4 +410,260 @@ fn qwen_and_phi3_gguf_twins_give_transformers_logits_and_next_tokens() {
         assert_eq!(g.norm, c.norm, "{name}: norm");
         std::fs::remove_file(&path).ok();
     }
+}
+
+/// The DeepSeek GGUF twins (`tests/fixtures/deepseek_*-gguf`, written by `tcat_fixtures`'
+/// `gguf_files` as llama.cpp's converter writes a DeepseekV2/V3ForCausalLM checkpoint:
+/// architecture `deepseek2`, `attn_k_b` / `attn_v_b` halves, stacked experts, `exp_probs_b`)
+/// and the fixtures they come from.
+const DEEPSEEK_TWINS: [(&str, &str); 3] = [
+    ("deepseek_v2-lite-gguf", "deepseek_v2-lite"),
+    ("deepseek_v2-gguf", "deepseek_v2"),
+    ("deepseek_v3-gguf", "deepseek_v3"),
+];
+
+/// Transformers' logits within 1e-4 (real positions) and its greedy ids, single and for a
+/// left-padded batch, from a GGUF file, dequantized and kept in GGUF blocks; the logits' max
+/// difference.
+fn check_against_transformers(path: &std::path::Path, source: &str, label: &str) -> f32 {
+    let exp = expected(source);
+    let mask = &exp["attention_mask"];
+    let model = GgufFile::open(path).unwrap().load(&device(), Some(DType::F32)).unwrap();
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, 0, &device()).unwrap();
+    let d = masked_max_diff(&model.logits(&batch).unwrap(), &exp["logits"], mask);
+    eprintln!("{label}: logits max abs diff {d:.2e}");
+    assert!(d <= 1e-4, "{label}: logits differ by {d}");
+    let prompt: Vec<u32> = exp["prompt_ids"].to_vec1::<i64>().unwrap().iter().map(|&i| i as u32).collect();
+    let want: Vec<u32> = exp["greedy_ids"].to_vec1::<i64>().unwrap().iter().map(|&i| i as u32).collect();
+    let config =
+        GenerationConfig { max_new_tokens: want.len() - prompt.len(), stop_tokens: Some(vec![]), ..Default::default() };
+    let quantized = GgufFile::open(path).unwrap().load(&device(), None).unwrap();
+    // Left-padded prompts decoded in one batch.
+    let prompts = rows(&exp["batch_prompt_ids"], &exp["batch_prompt_mask"]);
+    let batch_want: Vec<Vec<i64>> = exp["batch_greedy_ids"].to_vec2().unwrap();
+    let prompt_len = exp["batch_prompt_ids"].dim(1).unwrap();
+    let batch_config = GenerationConfig { max_new_tokens: batch_want[0].len() - prompt_len, ..config.clone() };
+    for m in [&model, &quantized] {
+        assert_eq!(generate(m, std::slice::from_ref(&prompt), &config, |_, _| {}).unwrap()[0], want, "{label}");
+        let got = generate(m, &prompts, &batch_config, |_, _| {}).unwrap();
+        for (row, (g, w)) in got.iter().zip(&batch_want).enumerate() {
+            let w: Vec<u32> = w[prompt_len - prompts[row].len()..].iter().map(|&i| i as u32).collect();
+            assert_eq!(g, &w, "{label}: batched greedy row {row}");
+        }
+    }
+    d
+}
+
+/// The DeepSeek-V2-Lite, V2 and V3 GGUF twins: the `deepseek_v2` / `deepseek_v3` family's spec
+/// from the file's metadata, transformers' logits within 1e-4 and its greedy ids, dequantized
+/// and in GGUF blocks (F32 here).
+#[test]
+fn deepseek_gguf_twins_give_transformers_logits_and_next_tokens() {
+    for (twin, source) in DEEPSEEK_TWINS {
+        let path = fixture(twin).join("model.gguf");
+        check_against_transformers(&path, source, twin);
+        let from_config = {
+            let config = tcat_models::ConfigFile::read(&fixture(source).join("config.json")).unwrap();
+            tcat_models::spec_of(&config).unwrap()
+        };
+        let from_gguf = GgufFile::open(&path).unwrap().spec().unwrap();
+        assert_eq!(from_gguf.stacks, from_config.stacks, "{twin}");
+        assert_eq!(from_gguf.heads, from_config.heads, "{twin}");
+    }
+}
+
+/// A copy of a DeepSeek twin with its metadata edited by `edit` and, when `legacy`, the
+/// key/value up-projection stored whole as older llama.cpp converters wrote it (`attn_kv_b`
+/// `[heads · (nope + value), rank]`, the per-head widths in `key_length` / `value_length`, no
+/// MLA keys, `head_count_kv` the head count).
+fn rewrite_deepseek_twin(
+    twin: &str,
+    path: &std::path::Path,
+    legacy: bool,
+    edit: impl FnOnce(&mut Vec<(String, gguf_file::Value)>),
+) {
+    use gguf_file::Value;
+    let dev = Device::Cpu;
+    let mut file = std::fs::File::open(fixture(twin).join("model.gguf")).unwrap();
+    let content = gguf_file::Content::read(&mut file).unwrap();
+    let mut metadata: Vec<(String, Value)> = content.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    metadata.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    let mut halves: HashMap<String, (Option<Tensor>, Option<Tensor>)> = HashMap::new();
+    for name in names {
+        let t = content.tensor(&mut file, name, &dev).unwrap().dequantize(&dev).unwrap();
+        match (legacy, name.strip_suffix(".attn_k_b.weight"), name.strip_suffix(".attn_v_b.weight")) {
+            (true, Some(layer), _) => halves.entry(layer.to_string()).or_default().0 = Some(t),
+            (true, _, Some(layer)) => halves.entry(layer.to_string()).or_default().1 = Some(t),
+            _ => tensors.push((name.clone(), t)),
+        }
+    }
+    if legacy {
+        let u = |k: &str| content.metadata[k].to_u32().unwrap();
+        let (qk, value) = (u("deepseek2.attention.key_length_mla"), u("deepseek2.attention.value_length_mla"));
+        let heads = u("deepseek2.attention.head_count");
+        for (layer, (k, v)) in halves {
+            let (k, v) = (k.unwrap(), v.unwrap()); // [heads, rank, nope], [heads, value, rank]
+            let rank = k.dim(1).unwrap();
+            let kv = Tensor::cat(&[&k.transpose(1, 2).unwrap(), &v], 1).unwrap();
+            let rows = kv.dim(0).unwrap() * kv.dim(1).unwrap();
+            tensors
+                .push((format!("{layer}.attn_kv_b.weight"), kv.reshape((rows, rank)).unwrap().contiguous().unwrap()));
+        }
+        metadata.retain(|(k, _)| !k.ends_with("_mla"));
+        for (k, v) in [("key_length", qk), ("value_length", value), ("head_count_kv", heads)] {
+            let key = format!("deepseek2.attention.{k}");
+            metadata.retain(|(name, _)| *name != key);
+            metadata.push((key, Value::U32(v)));
+        }
+    }
+    edit(&mut metadata);
+    let q: Vec<(String, QTensor)> =
+        tensors.iter().map(|(n, t)| (n.clone(), QTensor::quantize(t, GgmlDType::F32).unwrap())).collect();
+    let metadata_refs: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = q.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut out = std::fs::File::create(path).unwrap();
+    gguf_file::write(&mut out, &metadata_refs, &tensor_refs).unwrap();
+}
+
+/// Older deepseek2 files (whole `attn_kv_b`, widths in `key_length` / `value_length`) load to
+/// the same outputs.
+#[test]
+fn deepseek_gguf_with_the_whole_kv_b_projection_gives_the_same_outputs() {
+    for (twin, source) in [DEEPSEEK_TWINS[0], DEEPSEEK_TWINS[2]] {
+        let path = std::env::temp_dir().join(format!("tcat-{twin}-legacy-{}.gguf", std::process::id()));
+        rewrite_deepseek_twin(twin, &path, true, |_| {});
+        check_against_transformers(&path, source, &format!("{twin} with attn_kv_b"));
+        std::fs::remove_file(&path).ok();
+    }
+}
+
+/// Metadata the deepseek2 mapping cannot honour is refused by its key, and hostile sizes are
+/// refused without a panic.
+#[test]
+fn deepseek_gguf_refuses_what_it_cannot_honour_by_key() {
+    use gguf_file::Value;
+    let set = |key: &'static str, value: Value| {
+        move |m: &mut Vec<(String, Value)>| {
+            m.retain(|(k, _)| k != key);
+            m.push((key.to_string(), value));
+        }
+    };
+    type Edit = Box<dyn FnOnce(&mut Vec<(String, Value)>)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "deepseek_v3-gguf",
+            Box::new(set("deepseek2.expert_gating_func", Value::U32(3))),
+            "deepseek2.expert_gating_func",
+        ),
+        (
+            "deepseek_v2-gguf",
+            Box::new(set("deepseek2.expert_weights_norm", Value::Bool(true))),
+            "deepseek2.expert_weights_norm",
+        ),
+        (
+            "deepseek_v2-gguf",
+            Box::new(set("deepseek2.rope.scaling.type", Value::String("linear".into()))),
+            "deepseek2.rope.scaling.type",
+        ),
+        (
+            "deepseek_v2-gguf",
+            Box::new(set("deepseek2.expert_group_used_count", Value::U32(5))),
+            "deepseek2.expert_group_used_count",
+        ),
+        // Hostile sizes: named, or refused by the size check before anything is allocated.
+        (
+            "deepseek_v2-gguf",
+            Box::new(set("deepseek2.attention.key_length_mla", Value::U32(4))),
+            "deepseek2.attention.key_length_mla",
+        ),
+        (
+            "deepseek_v2-gguf",
+            Box::new(set("deepseek2.attention.kv_lora_rank", Value::U32(u32::MAX))),
+            "implies at least",
+        ),
+        ("deepseek_v2-gguf", Box::new(set("deepseek2.attention.head_count", Value::U32(u32::MAX))), "implies at least"),
+    ];
+    for (i, (twin, edit, key)) in cases.into_iter().enumerate() {
+        let path = std::env::temp_dir().join(format!("tcat-{twin}-refused-{i}-{}.gguf", std::process::id()));
+        rewrite_deepseek_twin(twin, &path, false, edit);
+        let err = GgufFile::open(&path).unwrap().load(&device(), Some(DType::F32)).unwrap_err();
+        std::fs::remove_file(&path).ok();
+        assert!(err.to_string().contains(key), "case {i}: `{err}` does not name `{key}`");
+    }
+}
+
+/// YaRN in a deepseek2 file as the converter writes it (`rope.scaling.type` yarn, factor,
+/// original context, betas, `yarn_log_multiplier` = 0.1 · `mscale_all_dim`) gives the outputs of
+/// the `deepseek_v3` family on the same weights with the equivalent `config.json` (`mscale` =
+/// `mscale_all_dim`, as llama.cpp assumes and the published configs have; the family's YaRN is
+/// checked against transformers by the `deepseek_v3-yarn` fixture).
+#[test]
+fn deepseek_gguf_yarn_matches_the_family_on_the_same_weights() {
+    use gguf_file::Value;
+    let dir = std::env::temp_dir().join(format!("tcat-deepseek-yarn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
+        std::fs::copy(fixture("deepseek_v3").join(f), dir.join(f)).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("deepseek_v3").join("config.json")).unwrap()).unwrap();
+    config["rope_parameters"] = serde_json::json!({
+        "rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 16,
+        "beta_fast": 32.0, "beta_slow": 1.0, "mscale": 0.8, "mscale_all_dim": 0.8
+    });
+    std::fs::write(dir.join("config.json"), serde_json::to_string(&config).unwrap()).unwrap();
+    let path = dir.join("model.gguf");
+    rewrite_deepseek_twin("deepseek_v3-gguf", &path, false, |m| {
+        m.extend([
+            ("deepseek2.rope.scaling.type".to_string(), Value::String("yarn".into())),
+            ("deepseek2.rope.scaling.factor".to_string(), Value::F32(4.0)),
+            ("deepseek2.rope.scaling.original_context_length".to_string(), Value::U32(16)),
+            ("deepseek2.rope.scaling.yarn_beta_fast".to_string(), Value::F32(32.0)),
+            ("deepseek2.rope.scaling.yarn_beta_slow".to_string(), Value::F32(1.0)),
+            // 0.1 · mscale_all_dim, computed in f64 by the converter and stored as an f32.
+            ("deepseek2.rope.scaling.yarn_log_multiplier".to_string(), Value::F32(0.08)),
+        ])
+    });
+    let exp = expected("deepseek_v3");
+    let mask = &exp["attention_mask"];
+    let batch = Batch::right_padded(&rows(&exp["input_ids"], mask), None, 0, &device()).unwrap();
+    let gguf = GgufFile::open(&path).unwrap().load(&device(), Some(DType::F32)).unwrap();
+    let source =
+        tcat_models::ModelSource::resolve(dir.join("config.json").parent().unwrap().to_str().unwrap()).unwrap();
+    let family = tcat_models::Model::load(&source, &device(), DType::F32).unwrap();
+    let from_gguf = gguf.logits(&batch).unwrap();
+    let from_family = family.as_decoder().unwrap().logits(&batch).unwrap();
+    let d = masked_max_diff(&from_gguf, &from_family, mask);
+    // Against the unscaled model: YaRN changed the outputs, so the comparison means something.
+    let unscaled = masked_max_diff(&from_gguf, &exp["logits"], mask);
+    let gguf_spec = GgufFile::open(&path).unwrap().spec().unwrap();
+    let family_spec = tcat_models::spec_of(&tcat_models::ConfigFile::read(&dir.join("config.json")).unwrap()).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    eprintln!("deepseek2 YaRN: GGUF vs family logits max abs diff {d:.2e} (vs the unscaled model {unscaled:.2e})");
+    assert!(d <= 1e-5, "GGUF YaRN differs from the family's by {d}");
+    assert!(unscaled > 1e-3, "YaRN left the logits unchanged ({unscaled})");
+    let (g, f) = (gguf_spec.single_tower().unwrap(), family_spec.single_tower().unwrap());
+    let (gs, fs) = (g.attention.scale_for_layer(0), f.attention.scale_for_layer(0));
+    assert!((gs - fs).abs() < 1e-12, "score scale {gs} vs {fs}");
+    let (PositionSpec::Rotary(g), PositionSpec::Rotary(f)) = (&g.positions, &f.positions) else { panic!("rotary") };
+    assert_eq!((g.layout, g.base, g.fraction), (f.layout, f.base, f.fraction));
+    let (
+        RopeScalingSpec::Yarn { factor, original_max_positions, beta_fast, beta_slow, attention_factor, truncate },
+        RopeScalingSpec::Yarn {
+            factor: f2,
+            original_max_positions: o2,
+            beta_fast: bf2,
+            beta_slow: bs2,
+            attention_factor: a2,
+            truncate: t2,
+        },
+    ) = (g.scaling, f.scaling)
+    else {
+        panic!("YaRN on both paths: {:?} / {:?}", g.scaling, f.scaling)
+    };
+    assert_eq!((factor, original_max_positions, beta_fast, beta_slow, truncate), (f2, o2, bf2, bs2, t2));
+    assert!((attention_factor - a2).abs() < 1e-12, "{attention_factor} vs {a2}");
 }

@@ -591,7 +591,7 @@ fn finish_layer(
 
 /// A layer whose self-attention is multi-head latent attention (DeepSeek-V2, V3).
 fn latent_layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize, l: LatentSpec) -> Result<TransformerLayer> {
-    let QkvNames::Latent { q, q_down, q_norm, q_up, kv_down, kv_norm, kv_up } = r.names.qkv else {
+    let QkvNames::Latent { q, q_down, q_norm, q_up, kv_down, kv_norm, kv_up, k_up, v_up } = r.names.qkv else {
         return Err(not_implemented("latent attention in a family without latent-attention weight names"));
     };
     let prefix = r.base(&r.names.layer(i));
@@ -616,11 +616,27 @@ fn latent_layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize, l: L
         value_dim: l.value_dim,
         rank: l.kv_rank,
     };
+    // The key/value up-projection is dense (decoding absorbs its blocks into the queries):
+    // `kv_up` as stored, or joined from llama.cpp's per-head halves.
+    let kv_up_weight = format!("{}.weight", at(kv_up));
+    let kv_up = if k_up.is_empty() || r.weights.contains(&kv_up_weight) {
+        let shape = [a.num_heads * (l.nope_dim + l.value_dim), l.kv_rank];
+        r.tensor(&kv_up_weight, &shape, weights::Init::Normal)?
+    } else {
+        let keys =
+            r.tensor(&format!("{}.weight", at(k_up)), &[a.num_heads, l.kv_rank, l.nope_dim], weights::Init::Normal)?;
+        let values =
+            r.tensor(&format!("{}.weight", at(v_up)), &[a.num_heads, l.value_dim, l.kv_rank], weights::Init::Normal)?;
+        // Per head, the key rows `keysᵀ` `[nope_dim, rank]`, then the value rows.
+        Tensor::cat(&[&keys.transpose(1, 2)?, &values], 1)?
+            .reshape((a.num_heads * (l.nope_dim + l.value_dim), l.kv_rank))?
+            .contiguous()?
+    };
     let mut attention = LatentAttention::new(
         query,
         r.linear(&at(kv_down), h, l.kv_rank + l.rope_dim, a.qkv_bias)?,
         r.tensor(&at(&format!("{kv_norm}.weight")), &[l.kv_rank], weights::Init::Ones)?,
-        r.linear(&at(kv_up), l.kv_rank, a.num_heads * (l.nope_dim + l.value_dim), false)?,
+        Linear::new(kv_up, None),
         r.linear(&at(r.names.attention_out), a.num_heads * l.value_dim, h, a.out_bias)?,
         dims,
         l.norm_eps,
@@ -739,8 +755,12 @@ fn experts(tower: &TowerSpec, r: &Resolver, prefix: &str, moe: MoeSpec) -> Resul
     let mut router = Router::new(r.linear(&at(r.names.router), h, moe.num_experts, moe.router.bias)?, rule)?
         .with_precision(precision);
     if rule.sigmoid_scores() {
-        // DeepSeek-V3's `e_score_correction_bias`, beside the router's weight.
-        let name = at(&format!("{}.e_score_correction_bias", r.names.router));
+        // DeepSeek-V3's `e_score_correction_bias`, beside the router's weight unless the names
+        // place it elsewhere.
+        let name = match r.names.score_correction {
+            "" => at(&format!("{}.e_score_correction_bias", r.names.router)),
+            stored => at(stored),
+        };
         router = router.with_score_correction(r.tensor(&name, &[moe.num_experts], weights::Init::Zeros)?)?;
     }
     let act = activation(tower.feed_forward.activation);

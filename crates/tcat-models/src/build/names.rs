@@ -49,6 +49,12 @@ pub enum QkvNames {
         kv_norm: &'static str,
         /// Up-projection to per-head keys and values.
         kv_up: &'static str,
+        /// llama.cpp's split of `kv_up`, read when `kv_up` is absent: the per-head key
+        /// up-projections stored transposed, `[heads, rank, nope_dim]` (`attn_k_b`); empty when
+        /// the family stores `kv_up` only.
+        k_up: &'static str,
+        /// The per-head value up-projections, `[heads, value_dim, rank]` (`attn_v_b`).
+        v_up: &'static str,
     },
     /// Three bias-free einsum parameters `[hidden, heads, head_dim]` named without `.weight`
     /// (XLNet's `rel_attn.q`, `k`, `v`); the output projection, Transformer-XL's position
@@ -223,6 +229,10 @@ pub struct WeightNames {
     pub ffn_out_norm: &'static str,
     /// The router of a mixture-of-experts layer, under the layer.
     pub router: &'static str,
+    /// The router's stored score correction (DeepSeek-V3's `noaux_tc` routing), under the
+    /// layer; empty for Hugging Face's place beside the router's weight,
+    /// `{router}.e_score_correction_bias` (llama.cpp: `exp_probs_b.bias`).
+    pub score_correction: &'static str,
     /// The experts of a mixture-of-experts layer.
     pub experts: ExpertNames,
     /// The shared expert of a mixture-of-experts layer, if the family has one.
@@ -294,6 +304,7 @@ impl WeightNames {
         ffn_norm: "",
         ffn_out_norm: "",
         router: "",
+        score_correction: "",
         experts: ExpertNames::PerExpert { prefix: "", gate: "", up: "", down: "" },
         shared_expert: None,
         final_norm: "",

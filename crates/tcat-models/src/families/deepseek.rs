@@ -107,6 +107,8 @@ pub const NAMES: WeightNames = WeightNames {
         kv_down: "self_attn.kv_a_proj_with_mqa",
         kv_norm: "self_attn.kv_a_layernorm",
         kv_up: "self_attn.kv_b_proj",
+        k_up: "",
+        v_up: "",
     },
     router: "mlp.gate",
     experts: ExpertNames::PerExpert { prefix: "mlp.experts.{e}", gate: "gate_proj", up: "up_proj", down: "down_proj" },

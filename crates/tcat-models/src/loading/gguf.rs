@@ -1,13 +1,22 @@
 //! GGUF files (llama.cpp's container): LLaMA-architecture metadata mapped to the same blocks as
-//! the `llama` family (and `gemma2` / `gemma3` metadata to the Gemma families' blocks: Gemma
-//! Team 2024, "Gemma 2"; Gemma 3 technical report 2025), tensors kept quantized (candle's quantized matmul) or dequantized to a
-//! dtype, and the tokenizer stored in the metadata rebuilt as a `tokenizers` tokenizer.
+//! the `llama` family (`qwen2`, `qwen3` and `phi3` metadata to those of their families, `gemma2` /
+//! `gemma3` metadata to the Gemma families' blocks: Gemma Team 2024, "Gemma 2"; Gemma 3 technical
+//! report 2025; and `deepseek2` metadata to the `deepseek_v2` / `deepseek_v3` families' multi-head
+//! latent attention and DeepSeekMoE: DeepSeek-AI 2024, arXiv 2405.04434 and 2412.19437), tensors
+//! kept quantized (candle's quantized matmul) or dequantized to a dtype, and the tokenizer stored
+//! in the metadata rebuilt as a `tokenizers` tokenizer.
 //!
 //! llama.cpp's converter permutes the rows of the query and key projections so that its rotary
 //! kernel can rotate adjacent pairs. Rather than permuting quantized rows back, tcat applies
 //! rotary in the matching [`RotaryLayout::Interleaved`] layout: queries and keys carry the same
 //! permutation of features within each head, so their dot products, and the model's outputs,
 //! are those of the Hugging Face weights with half-split rotary.
+//!
+//! `deepseek2` rows are as in the checkpoint: llama.cpp rotates that architecture in adjacent
+//! pairs, which is transformers' DeepSeek-V2 rotation (and V3's with `rope_interleave`). Its
+//! converter splits the key/value up-projection into per-head halves (`attn_k_b`, transposed,
+//! and `attn_v_b`); the builder joins them back into the dense matrix latent attention absorbs
+//! (so that projection is dequantized whatever the requested dtype).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -23,12 +32,12 @@ use tcat_core::quantized::{BlockFormat, BlockMatrix};
 use tcat_core::{Error, Linear, Result, WeightLayout};
 use tcat_spec::{
     ActivationKind, ArchSpec, AttentionPattern, AttentionSpec, EmbeddingScale, FeedForwardKind, FeedForwardSpec,
-    HeadSpec, Masking, MoeSpec, NormSpec, PositionSpec, QkNormSpec, ResidualSpec, RopeScalingSpec, RotaryLayoutSpec,
-    RotarySpec, RouterSpec, RoutingRule, ScaleRule, SpecialTokens, TowerSpec,
+    HeadSpec, LatentSpec, Masking, MoeSpec, NormSpec, PositionSpec, QkNormSpec, ResidualSpec, RopeScalingSpec,
+    RotaryLayoutSpec, RotarySpec, RouterSpec, RoutingRule, ScaleRule, SharedExpertSpec, SpecialTokens, TowerSpec,
 };
 
 use crate::DecoderModel;
-use crate::build::{ExpertNames, Init, QkvNames, WeightNames, WeightSource};
+use crate::build::{ExpertNames, Init, QkvNames, SharedExpertNames, WeightNames, WeightSource};
 
 /// llama.cpp's tensor names for the `llama` architecture.
 pub const NAMES: WeightNames = WeightNames {
@@ -71,6 +80,35 @@ pub const QWEN_NAMES: WeightNames = WeightNames { q_norm: "attn_q_norm", k_norm:
 /// `rope_factors_long` (the builder's names for them).
 pub const PHI3_NAMES: WeightNames =
     WeightNames { qkv: QkvNames::Fused("attn_qkv"), ffn_gate: "", ffn_gate_up: "ffn_up", ffn_up: "", ..NAMES };
+
+/// llama.cpp's tensor names for the `deepseek2` architecture (DeepSeek-V2, V2-Lite, V3): the
+/// latent attention's `attn_q` (no `q_lora_rank`) or `attn_q_a` / `attn_q_a_norm` / `attn_q_b`,
+/// `attn_kv_a_mqa` (latent and shared rotary key), `attn_kv_a_norm`, and the key/value
+/// up-projection as older converters stored it (`attn_kv_b`) or split as current ones do
+/// (`attn_k_b` `[heads, rank, nope]`, transposed, and `attn_v_b` `[heads, value, rank]`); the
+/// routed experts stacked, the shared ones as `ffn_*_shexp`, V3's score correction as
+/// `exp_probs_b.bias`; rows as in the checkpoint (llama.cpp rotates deepseek2 in adjacent pairs).
+pub const DEEPSEEK2_NAMES: WeightNames = WeightNames {
+    qkv: QkvNames::Latent {
+        q: "attn_q",
+        q_down: "attn_q_a",
+        q_norm: "attn_q_a_norm",
+        q_up: "attn_q_b",
+        kv_down: "attn_kv_a_mqa",
+        kv_norm: "attn_kv_a_norm",
+        kv_up: "attn_kv_b",
+        k_up: "attn_k_b",
+        v_up: "attn_v_b",
+    },
+    score_correction: "exp_probs_b.bias",
+    shared_expert: Some(SharedExpertNames {
+        gate: "ffn_gate_shexp",
+        up: "ffn_up_shexp",
+        down: "ffn_down_shexp",
+        sigmoid_gate: "",
+    }),
+    ..NAMES
+};
 
 /// A GGUF file's tensors as the builder's weight source: projections kept quantized (`dtype`
 /// `None`) or dequantized to `dtype`; other tensors dequantized to the compute dtype.
@@ -305,6 +343,13 @@ impl GgufFile {
         }
     }
 
+    fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
+        match self.content.metadata.get(key) {
+            None => Ok(default),
+            Some(v) => v.to_bool().map_err(|e| self.error(format!("metadata `{key}`: {e}"))),
+        }
+    }
+
     fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
         self.content.tensor_infos.get(name).map(|info| info.shape.dims().to_vec())
     }
@@ -315,16 +360,18 @@ impl GgufFile {
     /// scaling types tcat cannot honour are refused.
     ///
     /// `gemma2` and `gemma3` files map onto the specs of the `gemma2` and `gemma3_text`
-    /// families ([`GgufFile::gemma_spec`]).
+    /// families ([`GgufFile::gemma_spec`]), `deepseek2` files onto those of `deepseek_v2` /
+    /// `deepseek_v3` ([`GgufFile::deepseek_spec`]).
     pub fn spec(&self) -> Result<ArchSpec> {
         let arch = self.architecture()?.to_string();
         match arch.as_str() {
             "llama" | "qwen2" | "qwen3" | "phi3" => {}
             "gemma2" | "gemma3" => return self.gemma_spec(&arch),
+            "deepseek2" => return self.deepseek_spec(),
             _ => {
                 return Err(self.error(format!(
                     "general.architecture `{arch}` is not supported yet (supported: llama, qwen2, qwen3, phi3, gemma2, \
-                     gemma3)"
+                     gemma3, deepseek2)"
                 )));
             }
         }
@@ -585,6 +632,269 @@ impl GgufFile {
         Ok(ArchSpec::decoder(tower, head).with_tokens(SpecialTokens { eos, pad, decoder_start: None }))
     }
 
+    /// The spec of a `deepseek2` file (DeepSeek-V2, V2-Lite, V3 as llama.cpp's converter writes
+    /// them), the same [`ArchSpec`] as the `deepseek_v2` / `deepseek_v3` families build from the
+    /// equivalent `config.json`:
+    ///
+    /// - latent attention sized by `deepseek2.attention.q_lora_rank` (absent or 0: direct
+    ///   queries), `kv_lora_rank`, `rope.dimension_count` and the per-head MLA widths
+    ///   `attention.key_length_mla` / `value_length_mla` (older files, without them, hold those
+    ///   widths in `key_length` / `value_length`); the latents' RMS norms take transformers'
+    ///   ε 1e-6 (llama.cpp uses the file's `layer_norm_rms_epsilon`; the published models have
+    ///   1e-6 for both); attention biases when the file has `attn_kv_a_mqa.bias`;
+    /// - rotary in adjacent pairs over the decoupled part (llama.cpp's rope type for deepseek2,
+    ///   and transformers' V2 rotation; its converter permutes no rows); YaRN from
+    ///   `rope.scaling.*` with the score scale `mscale²/√(nope + rope)`, `mscale = 1 + 0.1 ·
+    ///   mscale_all_dim · ln factor` where `mscale_all_dim` is `rope.scaling.yarn_log_multiplier /
+    ///   0.1` (the converter's legacy factor), and the cos/sin tables unscaled (llama.cpp takes
+    ///   `mscale` equal to `mscale_all_dim`, as the published configs have it);
+    /// - the first `leading_dense_block_count` layers dense (`feed_forward_length`), the others
+    ///   `expert_count` routed experts of `expert_feed_forward_length`, `expert_used_count` per
+    ///   token, plus `expert_shared_count` shared ones; `expert_gating_func` 1 (softmax, also the
+    ///   default as in llama.cpp) routes as DeepSeek-V2 (greedy, or group-limited by the best
+    ///   expert of each of `expert_group_count` groups, `expert_group_used_count` kept — transformers'
+    ///   rule; llama.cpp's kernel scores groups by their two best), 2 (sigmoid) as DeepSeek-V3's
+    ///   `noaux_tc` with `exp_probs_b.bias`, gates renormalised when `expert_weights_norm`, times
+    ///   `expert_weights_scale`;
+    /// - `nextn_predict_layers` trailing multi-token-prediction blocks are not part of the
+    ///   decoder and are left unread, as llama.cpp does when it decodes.
+    ///
+    /// What neither transformers' DeepSeek models nor this mapping can honour is refused by its
+    /// key: other gating functions, renormalised softmax gates, YaRN without
+    /// `yarn_log_multiplier` or with an attention or extrapolation factor, other rope scalings,
+    /// `rope_freqs.weight`, attention temperature scaling.
+    pub fn deepseek_spec(&self) -> Result<ArchSpec> {
+        let key = |k: &str| format!("deepseek2.{k}");
+        let blocks = self.positive(&key("block_count"))?;
+        let nextn = self.u32_or(&key("nextn_predict_layers"), Some(0))?.unwrap_or(0) as usize;
+        if nextn >= blocks {
+            return Err(self.error(format!(
+                "metadata `{}` ({nextn}) leaves no decoder layers of `{}` ({blocks})",
+                key("nextn_predict_layers"),
+                key("block_count")
+            )));
+        }
+        let layers = blocks - nextn;
+        let hidden = self.positive(&key("embedding_length"))?;
+        let heads = self.positive(&key("attention.head_count"))?;
+        let context = self.positive(&key("context_length"))?;
+        let eps = self.f32_or(&key("attention.layer_norm_rms_epsilon"), 1e-6)?;
+        let kv_rank = self.positive(&key("attention.kv_lora_rank"))?;
+        let q_rank = self.u32_or(&key("attention.q_lora_rank"), None)?.filter(|&r| r > 0).map(|r| r as usize);
+        let rope_dim = self.positive(&key("rope.dimension_count"))?;
+        if !rope_dim.is_multiple_of(2) {
+            return Err(self.error(format!("metadata `{}` ({rope_dim}) must be even", key("rope.dimension_count"))));
+        }
+        // The per-head widths: the MLA keys of current files, else (older files) the plain ones.
+        let (qk_key, value_key) = match (
+            self.u32_or(&key("attention.key_length_mla"), None)?.filter(|&n| n > 0),
+            self.u32_or(&key("attention.value_length_mla"), None)?.filter(|&n| n > 0),
+        ) {
+            (Some(_), Some(_)) => (key("attention.key_length_mla"), key("attention.value_length_mla")),
+            (None, None) => (key("attention.key_length"), key("attention.value_length")),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(self.error(format!(
+                    "metadata `{}` and `{}` must both be set (or neither)",
+                    key("attention.key_length_mla"),
+                    key("attention.value_length_mla")
+                )));
+            }
+        };
+        let (qk_dim, value_dim) = (self.positive(&qk_key)?, self.positive(&value_key)?);
+        if qk_dim <= rope_dim {
+            return Err(self.error(format!(
+                "metadata `{qk_key}` ({qk_dim}) must exceed `{}` ({rope_dim}): keys are [nope | rope]",
+                key("rope.dimension_count")
+            )));
+        }
+        let latent = LatentSpec { q_rank, kv_rank, nope_dim: qk_dim - rope_dim, rope_dim, value_dim, norm_eps: 1e-6 };
+        let vocab = match self.shape_of("token_embd.weight") {
+            Some(shape) if shape.len() == 2 && shape[1] == hidden => shape[0],
+            Some(shape) => {
+                return Err(self.error(format!("token_embd.weight has shape {shape:?}, expected [vocab, {hidden}]")));
+            }
+            None => {
+                return Err(Error::MissingTensor {
+                    name: "token_embd.weight".into(),
+                    location: self.path.display().to_string(),
+                });
+            }
+        };
+        if let Some(t) = self.content.metadata.get(&key("attention.temperature_scale")) {
+            let t = t
+                .to_f32()
+                .map_err(|e| self.error(format!("metadata `{}`: {e}", key("attention.temperature_scale"))))?;
+            if t != 0.0 {
+                return Err(self.error(format!(
+                    "metadata `{}` ({t}): attention temperature scaling is not supported",
+                    key("attention.temperature_scale")
+                )));
+            }
+        }
+        if self.has("rope_freqs.weight") {
+            return Err(self.error("deepseek2: rope_freqs.weight is not supported"));
+        }
+        let (scaling, scale) = self.deepseek_rope_scaling(latent.qk_dim())?;
+        let rotary = RotarySpec {
+            fraction: 1.0,
+            base: self.f32_or(&key("rope.freq_base"), 10000.0)?,
+            layout: RotaryLayoutSpec::Interleaved,
+            scaling,
+        };
+        let (moe, inner) = self.deepseek_experts(layers, vocab)?;
+        let bias = self.has("blk.0.attn_kv_a_mqa.bias");
+        let mut tower = TowerSpec::decoder(vocab, hidden, layers, heads, context)
+            .with_positions(PositionSpec::Rotary(rotary))
+            .with_norm(NormSpec::RmsNorm { eps })
+            .with_attention(AttentionSpec {
+                num_heads: heads,
+                num_kv_heads: heads,
+                head_dim: rope_dim,
+                qkv_bias: bias,
+                out_bias: bias,
+                scale,
+                masking: Masking::Causal,
+                schedule: Vec::new(),
+                qk_norm: None,
+                logit_softcap: None,
+                local_rotary: None,
+                latent: Some(latent),
+            });
+        tower.feed_forward =
+            FeedForwardSpec { bias: false, experts: Some(moe), ..FeedForwardSpec::gated(inner, ActivationKind::Silu) };
+        let eos: Vec<u32> = self.u32_or("tokenizer.ggml.eos_token_id", None)?.into_iter().collect();
+        let pad = self.u32_or("tokenizer.ggml.padding_token_id", None)?.or(eos.first().copied()).unwrap_or(0);
+        let tied = !self.has("output.weight");
+        Ok(ArchSpec::decoder(tower, HeadSpec::Lm { tied, bias: false }).with_tokens(SpecialTokens {
+            eos,
+            pad,
+            decoder_start: None,
+        }))
+    }
+
+    /// A `deepseek2` file's rope scaling and score scale (see [`GgufFile::deepseek_spec`]).
+    fn deepseek_rope_scaling(&self, qk_dim: usize) -> Result<(RopeScalingSpec, ScaleRule)> {
+        let key = |k: &str| format!("deepseek2.rope.scaling.{k}");
+        let kind = match self.content.metadata.get(&key("type")) {
+            None => None,
+            Some(v) => Some(v.to_string().map_err(|e| self.error(format!("metadata `{}`: {e}", key("type"))))?.clone()),
+        };
+        match kind.as_deref() {
+            None | Some("none") => return Ok((RopeScalingSpec::None, ScaleRule::InverseSqrtHeadDim)),
+            Some("yarn") => {}
+            Some(other) => {
+                return Err(self
+                    .error(format!("metadata `{}` is `{other}` (supported for deepseek2: none, yarn)", key("type"))));
+            }
+        }
+        let factor = self.f32_or(&key("factor"), 0.0)?;
+        if !(factor > 0.0 && factor.is_finite()) {
+            return Err(self.error(format!("metadata `{}` is {factor}, expected a positive factor", key("factor"))));
+        }
+        let original = self.positive(&key("original_context_length"))?;
+        // Factors llama.cpp would apply beyond what transformers' DeepSeek YaRN does.
+        for k in ["attn_factor", "yarn_attn_factor", "yarn_ext_factor"] {
+            let value = self.f32_or(&key(k), 1.0)?;
+            if value != 1.0 {
+                return Err(self.error(format!(
+                    "metadata `{}` ({value}): deepseek2 YaRN with a factor other than 1 is not supported",
+                    key(k)
+                )));
+            }
+        }
+        let log_mul = self.f32_or(&key("yarn_log_multiplier"), 0.0)?;
+        if !(log_mul > 0.0 && log_mul.is_finite()) {
+            return Err(self.error(format!(
+                "deepseek2 YaRN needs a positive metadata `{}` (0.1 · mscale_all_dim), found {log_mul}",
+                key("yarn_log_multiplier")
+            )));
+        }
+        let mscale = tcat_position::yarn_mscale(factor, log_mul / 0.1);
+        let scaling = RopeScalingSpec::Yarn {
+            factor,
+            original_max_positions: original,
+            beta_fast: self.f32_or(&key("yarn_beta_fast"), 32.0)?,
+            beta_slow: self.f32_or(&key("yarn_beta_slow"), 1.0)?,
+            attention_factor: 1.0,
+            truncate: true,
+        };
+        Ok((scaling, ScaleRule::Fixed { scale: mscale * mscale / (qk_dim as f64).sqrt() }))
+    }
+
+    /// A `deepseek2` file's mixture of experts and dense width (see
+    /// [`GgufFile::deepseek_spec`]).
+    fn deepseek_experts(&self, layers: usize, vocab: usize) -> Result<(MoeSpec, usize)> {
+        let key = |k: &str| format!("deepseek2.{k}");
+        let inner = self.positive(&key("feed_forward_length"))?;
+        let experts = self.positive(&key("expert_count"))?;
+        let k = self.positive(&key("expert_used_count"))?;
+        let expert_inner = self.positive(&key("expert_feed_forward_length"))?;
+        let shared = self.u32(&key("expert_shared_count"))? as usize;
+        let first_dense = self.u32_or(&key("leading_dense_block_count"), Some(0))?.unwrap_or(0) as usize;
+        let scale = self.f32_or(&key("expert_weights_scale"), 1.0)?;
+        if !scale.is_finite() {
+            return Err(self.error(format!("metadata `{}` ({scale}) must be finite", key("expert_weights_scale"))));
+        }
+        let renormalize = self.bool_or(&key("expert_weights_norm"), false)?;
+        let groups = self.u32_or(&key("expert_group_count"), Some(1))?.unwrap_or(1) as usize;
+        let topk_groups = self.u32_or(&key("expert_group_used_count"), Some(groups as u32))?.unwrap_or(1) as usize;
+        if groups == 0 || !experts.is_multiple_of(groups) {
+            return Err(self.error(format!(
+                "metadata `{}` ({experts}) must split into `{}` ({groups}) groups",
+                key("expert_count"),
+                key("expert_group_count")
+            )));
+        }
+        if topk_groups == 0 || topk_groups > groups {
+            return Err(self.error(format!(
+                "metadata `{}` ({topk_groups}) must be between 1 and `{}` ({groups})",
+                key("expert_group_used_count"),
+                key("expert_group_count")
+            )));
+        }
+        if k > topk_groups * (experts / groups) {
+            return Err(self.error(format!(
+                "metadata `{}` ({k}) exceeds the {} experts of the kept groups",
+                key("expert_used_count"),
+                topk_groups * (experts / groups)
+            )));
+        }
+        // llama.cpp's default when the key is absent: softmax, except GLM-4.7-Flash's shape.
+        let gating_key = key("expert_gating_func");
+        let gating = match self.u32_or(&gating_key, None)? {
+            Some(g) => g,
+            None if matches!(layers, 47 | 48) && vocab == 154_880 => 2,
+            None => 1,
+        };
+        let rule = match gating {
+            1 if renormalize => {
+                return Err(self.error(format!(
+                    "metadata `{}` true with softmax gating: transformers' DeepSeek-V2 does not renormalise its \
+                     gates (llama.cpp does); not supported",
+                    key("expert_weights_norm")
+                )));
+            }
+            1 => RoutingRule::GroupLimitedGreedy { k, groups, topk_groups, scale },
+            2 => RoutingRule::NoAuxTc { k, groups, topk_groups, renormalize, scale },
+            other => {
+                return Err(self.error(format!(
+                    "metadata `{gating_key}` is {other} (supported: 1 softmax, DeepSeek-V2; 2 sigmoid, DeepSeek-V3)"
+                )));
+            }
+        };
+        let moe = MoeSpec {
+            num_experts: experts,
+            expert_kind: FeedForwardKind::Gated,
+            expert_inner,
+            router: RouterSpec { rule, bias: false, float32: true, jitter: 0.0 },
+            every: 1,
+            offset: 0,
+            shared_expert: (shared > 0).then(|| SharedExpertSpec { inner: shared * expert_inner, sigmoid_gate: false }),
+            first_dense,
+        };
+        Ok((moe, inner))
+    }
+
     /// The rope scaling of architecture `arch` (`{arch}.rope.scaling.*`).
     fn rope_scaling_of(&self, arch: &str) -> Result<RopeScalingSpec> {
         let type_key = format!("{arch}.rope.scaling.type");
@@ -622,7 +932,7 @@ impl GgufFile {
         self.load(device, dtype)
     }
 
-    /// Loads the decoder of a `llama`, `qwen2`, `qwen3`, `phi3`, `gemma2` or `gemma3` file through
+    /// Loads the decoder of a `llama`, `qwen2`, `qwen3`, `phi3`, `gemma2`, `gemma3` or `deepseek2` file through
     /// the family's builder
     /// path. `dtype` `None` keeps the projections quantized (and computes in f32); `Some(d)`
     /// dequantizes every tensor to `d`.
@@ -630,7 +940,8 @@ impl GgufFile {
         let spec = self.spec()?;
         let arch = self.architecture()?.to_string();
         let value_key = format!("{arch}.attention.value_length");
-        let value_dim = self.u32_or(&value_key, None)?;
+        // deepseek2's value_length is the latent's width (its MLA widths are in the spec).
+        let value_dim = if arch == "deepseek2" { None } else { self.u32_or(&value_key, None)? };
         // The metadata (for SmolLM2 about 100k tokenizer strings, several MB) has been read
         // into the spec; tensors are found through the tensor infos. Freed before the weights
         // are read, so that the loaded model's resident peak is the weights.
@@ -640,6 +951,7 @@ impl GgufFile {
             "llama" => &NAMES,
             "qwen2" | "qwen3" => &QWEN_NAMES,
             "phi3" => &PHI3_NAMES,
+            "deepseek2" => &DEEPSEEK2_NAMES,
             _ => &GEMMA_NAMES,
         };
         let weights = GgufWeights { file: RefCell::new(self), device: device.clone(), dtype, interleaved_rows };
