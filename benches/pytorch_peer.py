@@ -25,6 +25,12 @@ then R timed runs, default 5, median reported; random weights at transformers' d
   single-token steps from an empty context (tg64, as llama-bench and tcat count it).
 - vit-base: ViTModel (ViT-B/16 shapes, with its pooler, eager attention) forward over 8 random
   224 x 224 RGB images; last hidden states [8, 197, 768] and pooler.
+- qwen3-decode: Qwen3ForCausalLM with Qwen3-0.6B's shapes; decoded as gpt2-decode;
+- gemma3-decode: Gemma3ForCausalLM with Gemma 3 270M's shapes; decoded as gpt2-decode;
+- deepseek-v2-decode: DeepseekV2ForCausalLM with DeepSeek-V2-Lite's layer shapes at 4 layers
+  (the first dense) and 16 routed experts; decoded as gpt2-decode;
+- modernbert-base: ModernBertModel (ModernBERT-base, sdpa attention) forward over 8 x 128
+  random token ids; last hidden states.
 
 With --json each workload prints one line, as `tcat bench models --json` does:
 {"workload": ..., "median_s": ..., "tokens_per_s": ... (decoding only), "threads": N,
@@ -44,12 +50,20 @@ import transformers
 from transformers import (
     BertConfig,
     BertModel,
+    DeepseekV2Config,
+    DeepseekV2ForCausalLM,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
     GPT2Config,
     GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
     MixtralConfig,
     MixtralForCausalLM,
+    ModernBertConfig,
+    ModernBertModel,
+    Qwen3Config,
+    Qwen3ForCausalLM,
     T5Config,
     T5ForConditionalGeneration,
     ViTConfig,
@@ -174,11 +188,57 @@ def workload(name):
             return total, total
 
         return run, None
+    if name == "qwen3-decode":
+        # Qwen/Qwen3-0.6B's shapes.
+        model = Qwen3ForCausalLM(Qwen3Config(
+            vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+            num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=40960,
+            rope_theta=1e6, rms_norm_eps=1e-6, tie_word_embeddings=True, attn_implementation="eager")).eval()
+        prompt = torch.randint(1, 151936, (1, PROMPT_TOKENS))
+        return (lambda: greedy_decode(model, prompt)), NEW_TOKENS
+    if name == "gemma3-decode":
+        # google/gemma-3-270m's shapes: five sliding-window layers (512) per global one.
+        model = Gemma3ForCausalLM(Gemma3TextConfig(
+            vocab_size=262144, hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
+            num_attention_heads=4, num_key_value_heads=1, head_dim=256, query_pre_attn_scalar=256,
+            sliding_window=512, max_position_embeddings=32768, tie_word_embeddings=True,
+            attn_implementation="eager")).eval()
+        prompt = torch.randint(1, 262144, (1, PROMPT_TOKENS))
+        return (lambda: greedy_decode(model, prompt)), NEW_TOKENS
+    if name == "deepseek-v2-decode":
+        # deepseek-ai/DeepSeek-V2-Lite's layers at 4 layers (the first dense) and 16 routed experts.
+        model = DeepseekV2ForCausalLM(DeepseekV2Config(
+            vocab_size=102400, hidden_size=2048, intermediate_size=10944, moe_intermediate_size=1408,
+            num_hidden_layers=4, num_attention_heads=16, num_key_value_heads=16, n_shared_experts=2,
+            n_routed_experts=16, num_experts_per_tok=6, first_k_dense_replace=1, kv_lora_rank=512,
+            q_lora_rank=None, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, topk_method="greedy",
+            norm_topk_prob=False, routed_scaling_factor=1.0, max_position_embeddings=163840,
+            rope_parameters=dict(rope_type="yarn", rope_theta=10000.0, factor=40.0,
+                                 original_max_position_embeddings=4096, beta_fast=32.0, beta_slow=1.0,
+                                 mscale=0.707, mscale_all_dim=0.707),
+            tie_word_embeddings=False, attn_implementation="eager")).eval()
+        prompt = torch.randint(1, 102400, (1, PROMPT_TOKENS))
+        return (lambda: greedy_decode(model, prompt)), NEW_TOKENS
+    if name == "modernbert-base":
+        model = ModernBertModel(ModernBertConfig(
+            vocab_size=50368, hidden_size=768, num_hidden_layers=22, num_attention_heads=12, intermediate_size=1152,
+            max_position_embeddings=8192, global_attn_every_n_layers=3, local_attention=128,
+            attn_implementation="sdpa")).eval()
+        ids = torch.randint(1, 50368, (8, 128))
+
+        def run():
+            start = time.perf_counter()
+            model(input_ids=ids)
+            total = time.perf_counter() - start
+            return total, total
+
+        return run, None
     raise KeyError(name)
 
 
 WORKLOADS = ["bert-base", "gpt2-decode", "smollm2-f32-decode", "t5-base-generate", "moe-decode",
-             "moe-dense-decode", "vit-base"]
+             "moe-dense-decode", "vit-base", "qwen3-decode", "gemma3-decode", "deepseek-v2-decode",
+             "modernbert-base"]
 
 
 @torch.inference_mode()

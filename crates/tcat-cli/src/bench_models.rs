@@ -29,7 +29,20 @@
 //!   active parameters per token, so the difference is the MoE's routing and dispatch cost;
 //! - `vit-base`: ViT-B/16 (the catalog's spec with the pooler of transformers' `ViTModel` in
 //!   place of the classifier), forward of 8 random 224 × 224 RGB images: last hidden states
-//!   `[8, 197, 768]` and the pooler.
+//!   `[8, 197, 768]` and the pooler;
+//! - `qwen3-decode`: Qwen3-0.6B's shapes (28 layers, 1024 wide, 16 query heads of 128 sharing 8
+//!   key/value heads, per-head query/key norms, SwiGLU of 3072, vocabulary 151936, tied head),
+//!   decoded as `gpt2-decode`;
+//! - `gemma3-decode`: Gemma 3 270M's shapes (18 layers, 640 wide, 4 query heads of 256 sharing
+//!   one key/value head, five 512-token sliding-window layers per global one, GeGLU of 2048,
+//!   vocabulary 262144, tied head), decoded as `gpt2-decode`;
+//! - `deepseek-v2-decode`: DeepSeek-V2-Lite's layer shapes (2048 wide, 16 heads, multi-head
+//!   latent attention with a 512-wide key/value latent, the first layer dense (10944), then
+//!   routed SwiGLU experts of 1408, 6 per token, and 2 shared, vocabulary 102400) at 4 layers
+//!   and 16 routed experts, decoded as `gpt2-decode` (the latent cache and the absorbed
+//!   decoding path);
+//! - `modernbert-base`: ModernBERT-base (the catalog's spec without its MLM head), forward of
+//!   8 × 128 random token ids: last hidden states.
 //!
 //! The three `smollm2-*` workloads need the GGUF (`--smollm2`, else `TCAT_SMOLLM2`, as
 //! `scripts/fetch_smollm2.sh` provides); without it the default list skips them with a note on
@@ -56,7 +69,7 @@ use tcat_models::spec::{ArchSpec, Stacks, TowerSpec};
 use tcat_models::{Batch, DecoderModel, Model, ModelSource};
 
 /// Every workload, in the order they run.
-pub const WORKLOADS: [&str; 9] = [
+pub const WORKLOADS: [&str; 13] = [
     "bert-base",
     "gpt2-decode",
     "smollm2-q4_1-decode",
@@ -66,6 +79,10 @@ pub const WORKLOADS: [&str; 9] = [
     "moe-decode",
     "moe-dense-decode",
     "vit-base",
+    "qwen3-decode",
+    "gemma3-decode",
+    "deepseek-v2-decode",
+    "modernbert-base",
 ];
 
 /// Tokens of the decoding workloads' prompts.
@@ -86,7 +103,8 @@ pub const MAX_THREADS: usize = 1024;
 pub struct ModelsArgs {
     /// Comma-separated workloads: bert-base, gpt2-decode, smollm2-q4_1-decode,
     /// smollm2-q4_1-prefill, smollm2-f32-decode, t5-base-generate, moe-decode, moe-dense-decode,
-    /// vit-base [default: all whose inputs exist].
+    /// vit-base, qwen3-decode, gemma3-decode, deepseek-v2-decode, modernbert-base [default: all
+    /// whose inputs exist].
     #[arg(long)]
     pub workloads: Option<String>,
     /// The SmolLM2-135M Q4_1 GGUF file for the smollm2-* workloads [default: $TCAT_SMOLLM2].
@@ -359,24 +377,16 @@ fn prepare(
 ) -> Result<(u64, Runner<'static>)> {
     let sized = |spec: ArchSpec| if tiny { tcat_catalog::tiny(&spec) } else { spec };
     match workload {
-        "bert-base" => {
-            let spec = sized(catalog_spec("bert")?);
-            let model = build(&spec, workload, device)?;
-            let Model::Encoder(encoder) = model else { bail!("the BERT spec built no encoder") };
-            let rows: Vec<Vec<u32>> =
-                (0..BERT_ROWS).map(|r| token_ids(BERT_TOKENS, encoder.vocab_size(), r as u64)).collect();
-            let batch = Batch::right_padded(&rows, None, encoder.pad_token_id(), device)?;
-            let device = device.clone();
-            let runner = move || -> Result<Run> {
-                let start = Instant::now();
-                let hidden = encoder.hidden_states(&batch)?;
-                let pooled = encoder.pooled(&hidden)?;
-                device.synchronize()?;
-                drop((hidden, pooled));
-                Ok(Run { total: start.elapsed(), counted: None })
-            };
-            Ok((spec.param_count().total, Box::new(runner)))
+        "bert-base" => encoder_workload(sized(catalog_spec("bert")?), Pooling::Pooler, workload, device),
+        "modernbert-base" => {
+            let mut spec = catalog_spec("modernbert")?;
+            // ModernBertModel: the base model, without the MLM head.
+            spec.heads.clear();
+            encoder_workload(sized(spec), Pooling::None, workload, device)
         }
+        "qwen3-decode" => decoder_workload(sized(qwen3_0_6b()?), workload, device),
+        "gemma3-decode" => decoder_workload(sized(gemma3_270m()?), workload, device),
+        "deepseek-v2-decode" => decoder_workload(sized(deepseek_v2_small()?), workload, device),
         "vit-base" => {
             let mut spec = catalog_spec("vit")?;
             // ViTModel: the pooler, not ViTForImageClassification's classifier.
@@ -509,6 +519,79 @@ fn dense_twin(spec: &ArchSpec) -> Result<ArchSpec> {
     tower.feed_forward.kind = experts.expert_kind;
     tower.feed_forward.inner = experts.active_experts() * experts.expert_inner;
     Ok(dense)
+}
+
+/// Qwen3-0.6B's shapes (`Qwen/Qwen3-0.6B` config) from the catalog's Qwen3 spec: 28 layers,
+/// 1024 wide, 16 query heads of 128 sharing 8 key/value heads, SwiGLU of 3072, tied head.
+fn qwen3_0_6b() -> Result<ArchSpec> {
+    let mut spec = catalog_spec("qwen3")?;
+    let tower = single_tower_mut(&mut spec)?;
+    tower.hidden_size = 1024;
+    tower.num_layers = 28;
+    tower.attention.num_heads = 16;
+    tower.attention.num_kv_heads = 8;
+    tower.feed_forward.inner = 3072;
+    spec.heads = vec![tcat_models::spec::HeadSpec::Lm { tied: true, bias: false }];
+    Ok(spec)
+}
+
+/// Gemma 3 270M's shapes (`google/gemma-3-270m` config) from the catalog's Gemma 3 spec: 18
+/// layers, 640 wide, 4 query heads of 256 sharing one key/value head, GeGLU of 2048; the 1B's
+/// vocabulary, window, bases and one global layer in six.
+fn gemma3_270m() -> Result<ArchSpec> {
+    let mut spec = catalog_spec("gemma-3")?;
+    let tower = single_tower_mut(&mut spec)?;
+    tower.hidden_size = 640;
+    tower.num_layers = 18;
+    tower.feed_forward.inner = 2048;
+    Ok(spec)
+}
+
+/// DeepSeek-V2-Lite's layers (the catalog's spec) at 4 layers, the first dense, and 16 routed
+/// experts instead of 64: its latent attention and expert widths at a size a CPU decodes in
+/// seconds.
+fn deepseek_v2_small() -> Result<ArchSpec> {
+    let mut spec = catalog_spec("deepseek-v2")?;
+    let tower = single_tower_mut(&mut spec)?;
+    tower.num_layers = 4;
+    let experts = tower.feed_forward.experts.as_mut().context("the catalog's DeepSeek-V2 spec has no experts")?;
+    experts.num_experts = 16;
+    Ok(spec)
+}
+
+/// What an encoder workload computes after the last hidden states.
+#[derive(Clone, Copy)]
+enum Pooling {
+    /// Nothing more (ModernBertModel).
+    None,
+    /// The tanh pooler on the first token (BertModel).
+    Pooler,
+}
+
+/// A random-weight encoder: the forward of 8 × 128 random token ids (no padding).
+fn encoder_workload(
+    spec: ArchSpec,
+    pooling: Pooling,
+    workload: &str,
+    device: &Device,
+) -> Result<(u64, Runner<'static>)> {
+    let model = build(&spec, workload, device)?;
+    let Model::Encoder(encoder) = model else { bail!("{workload}: the spec built no encoder") };
+    let rows: Vec<Vec<u32>> = (0..BERT_ROWS).map(|r| token_ids(BERT_TOKENS, encoder.vocab_size(), r as u64)).collect();
+    let batch = Batch::right_padded(&rows, None, encoder.pad_token_id(), device)?;
+    let device = device.clone();
+    let runner = move || -> Result<Run> {
+        let start = Instant::now();
+        let hidden = encoder.hidden_states(&batch)?;
+        let pooled = match pooling {
+            Pooling::Pooler => Some(encoder.pooled(&hidden)?),
+            Pooling::None => None,
+        };
+        device.synchronize()?;
+        drop((hidden, pooled));
+        Ok(Run { total: start.elapsed(), counted: None })
+    };
+    Ok((spec.param_count().total, Box::new(runner)))
 }
 
 /// A random-weight decoder: a 16-token prompt, then 64 timed greedy tokens.

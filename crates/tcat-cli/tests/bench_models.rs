@@ -10,7 +10,7 @@ use tcat_testkit::fixture;
 mod common;
 use common::{fails, ok, tcat};
 
-const ALL: [&str; 9] = [
+const ALL: [&str; 13] = [
     "bert-base",
     "gpt2-decode",
     "smollm2-q4_1-decode",
@@ -20,6 +20,10 @@ const ALL: [&str; 9] = [
     "moe-decode",
     "moe-dense-decode",
     "vit-base",
+    "qwen3-decode",
+    "gemma3-decode",
+    "deepseek-v2-decode",
+    "modernbert-base",
 ];
 
 fn gguf() -> String {
@@ -64,7 +68,7 @@ fn every_workload_prints_one_json_line_with_the_contract_fields() {
     assert!(first.starts_with("{\"workload\": \"bert-base\", \"median_s\": "), "{first}");
     for line in &lines {
         let name = line["workload"].as_str().unwrap();
-        let decode = !matches!(name, "bert-base" | "vit-base");
+        let decode = !matches!(name, "bert-base" | "vit-base" | "modernbert-base");
         let mut keys: Vec<&str> = line.keys().map(String::as_str).collect();
         keys.sort();
         let mut want = vec!["median_s", "peak_rss_mib", "threads", "workload"];

@@ -157,8 +157,9 @@ pub(crate) fn phi3_mini() -> ArchSpec {
 }
 
 /// A DeepSeek decoder (DeepSeek-AI 2024, §2.1): multi-head latent attention with interleaved
-/// rotary and YaRN (factor 40 over 4096 positions; softmax scale times `mscale²`), and
-/// DeepSeekMoE after `first_dense` dense layers.
+/// rotary and YaRN (factor 40 over 4096 positions; the softmax scale times `m²`, `m = 0.1 ·
+/// mscale_all_dim · ln 40 + 1`, the rotary itself unscaled since `mscale` equals
+/// `mscale_all_dim` in the published configs), and DeepSeekMoE after `first_dense` dense layers.
 #[allow(clippy::too_many_arguments)]
 fn deepseek(
     vocab: usize,
@@ -168,6 +169,7 @@ fn deepseek(
     latent: LatentSpec,
     dense_inner: usize,
     moe: MoeSpec,
+    mscale_all_dim: f64,
 ) -> TowerSpec {
     let rotary = RotarySpec {
         layout: RotaryLayoutSpec::Interleaved,
@@ -181,7 +183,7 @@ fn deepseek(
         },
         ..RotarySpec::full(10_000.0)
     };
-    let mscale = 0.1 * 40f64.ln() + 1.0;
+    let mscale = 0.1 * mscale_all_dim * 40f64.ln() + 1.0;
     let mut tower = TowerSpec::decoder(vocab, hidden, layers, heads, 163_840)
         .with_positions(PositionSpec::Rotary(rotary))
         .with_norm(NormSpec::RmsNorm { eps: 1e-6 });
@@ -219,7 +221,8 @@ pub(crate) fn deepseek_v2_lite() -> ArchSpec {
         shared_expert: Some(SharedExpertSpec { inner: 2 * 1408, sigmoid_gate: false }),
         first_dense: 1,
     };
-    let tower = deepseek(102_400, 2048, 27, 16, latent, 10_944, moe);
+    // `rope_scaling.mscale` = `mscale_all_dim` = 0.707 in its config.
+    let tower = deepseek(102_400, 2048, 27, 16, latent, 10_944, moe, 0.707);
     ArchSpec::decoder(tower, UNTIED).with_tokens(SpecialTokens {
         eos: vec![100_001],
         pad: 100_001,
@@ -250,7 +253,8 @@ pub(crate) fn deepseek_v3() -> ArchSpec {
         shared_expert: Some(SharedExpertSpec { inner: 2048, sigmoid_gate: false }),
         first_dense: 3,
     };
-    let tower = deepseek(129_280, 7168, 61, 128, latent, 18_432, moe);
+    // `rope_scaling.mscale` = `mscale_all_dim` = 1.0 in its config.
+    let tower = deepseek(129_280, 7168, 61, 128, latent, 18_432, moe, 1.0);
     ArchSpec::decoder(tower, UNTIED).with_tokens(SpecialTokens { eos: vec![1], pad: 1, decoder_start: None })
 }
 

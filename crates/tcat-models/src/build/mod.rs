@@ -591,7 +591,13 @@ fn finish_layer(
 
 /// A layer whose self-attention is multi-head latent attention (DeepSeek-V2, V3).
 fn latent_layer(tower: &TowerSpec, r: &Resolver, shared: &Shared, i: usize, l: LatentSpec) -> Result<TransformerLayer> {
-    let QkvNames::Latent { q, q_down, q_norm, q_up, kv_down, kv_norm, kv_up, k_up, v_up } = r.names.qkv else {
+    let qkv = match r.names.qkv {
+        QkvNames::Latent { .. } => r.names.qkv,
+        // A preset (synthetic weights): its own latent layout.
+        _ if r.weights.is_synthetic() => names::PRESET_LATENT,
+        _ => return Err(not_implemented("latent attention in a family without latent-attention weight names")),
+    };
+    let QkvNames::Latent { q, q_down, q_norm, q_up, kv_down, kv_norm, kv_up, k_up, v_up } = qkv else {
         return Err(not_implemented("latent attention in a family without latent-attention weight names"));
     };
     let prefix = r.base(&r.names.layer(i));

@@ -368,6 +368,8 @@ pub(super) const PRESET_TOWER: WeightNames = WeightNames {
     q_norm: "attn.q_norm",
     k_norm: "attn.k_norm",
     attention_norm: "attn_norm",
+    attention_out_norm: "attn_out_norm",
+    ffn_out_norm: "ffn_out_norm",
     ffn_gate: "ffn.gate",
     ffn_up: "ffn.up",
     ffn_down: "ffn.down",
@@ -391,6 +393,20 @@ pub(super) const PRESET_TOWER: WeightNames = WeightNames {
     convolution: TokenConvolutionNames { kernel: "conv.kernel", norm: "conv.norm" },
     conditioning: "conditioning",
     ..WeightNames::EMPTY
+};
+
+/// A preset's latent attention (its synthetic weights under these names, whatever the tower's
+/// [`WeightNames::qkv`] says).
+pub(super) const PRESET_LATENT: QkvNames = QkvNames::Latent {
+    q: "attn.q",
+    q_down: "attn.q_down",
+    q_norm: "attn.q_latent_norm",
+    q_up: "attn.q_up",
+    kv_down: "attn.kv_down",
+    kv_norm: "attn.kv_latent_norm",
+    kv_up: "attn.kv_up",
+    k_up: "",
+    v_up: "",
 };
 
 /// A preset decoder that cross-attends: [`PRESET_TOWER`]'s layout under `decoder.`, with the
