@@ -35,8 +35,10 @@ impl std::str::FromStr for Activation {
 
     fn from_str(name: &str) -> std::result::Result<Self, String> {
         Ok(match name {
-            "gelu" => Activation::Gelu,
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+            // `gelu_python` is transformers' erf GELU written out; `gelu_accurate` its tanh
+            // approximation with the same constants as `gelu_new`.
+            "gelu" | "gelu_python" => Activation::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "gelu_accurate" => Activation::GeluTanh,
             "quick_gelu" => Activation::QuickGelu,
             "relu" => Activation::Relu,
             "silu" | "swish" => Activation::Silu,

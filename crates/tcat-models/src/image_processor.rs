@@ -8,7 +8,8 @@
 //! images: a separable convolution (horizontal pass, then vertical) whose filter support grows
 //! with the downscaling factor (antialiasing), with weights in 22-bit fixed point and each pass
 //! rounded back to 8 bits. Images are decoded with the `image` crate (PNG exactly; JPEG decoders
-//! may differ from libjpeg's by a level here and there).
+//! may differ from libjpeg's by a level here and there, most where chroma is subsampled) and
+//! made RGB as transformers' `convert_to_rgb` makes them (transparency over white).
 
 use std::path::Path;
 
@@ -40,8 +41,10 @@ impl RgbImage {
         Ok(Self { width, height, pixels })
     }
 
-    /// Decodes a PNG, JPEG, GIF, BMP or WebP file, converting it to RGB (an alpha channel is
-    /// dropped, grey is replicated) as the processors' `do_convert_rgb` does.
+    /// Decodes a PNG, JPEG, GIF, BMP or WebP file, converting it to RGB as transformers'
+    /// `convert_to_rgb` does with Pillow: grey is replicated, transparency (an alpha channel, or
+    /// a PNG's transparent palette entry or colour) is composited over white, and 16-bit grey
+    /// is clipped to 255 (Pillow reads it as `I;16` and clips when converting).
     pub fn open(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         let decoded = image::load_from_memory(&bytes).map_err(|e| {
@@ -50,10 +53,33 @@ impl RgbImage {
                 path.display()
             ))
         })?;
-        let rgb = decoded.to_rgb8();
-        let (width, height) = (rgb.width() as usize, rgb.height() as usize);
-        Self::new(width, height, rgb.into_raw())
+        let (width, height) = (decoded.width() as usize, decoded.height() as usize);
+        let pixels = match decoded {
+            image::DynamicImage::ImageLuma16(grey) => {
+                grey.into_raw().into_iter().flat_map(|v| [v.min(255) as u8; 3]).collect()
+            }
+            image if image.color().has_alpha() => image
+                .to_rgba8()
+                .into_raw()
+                .chunks_exact(4)
+                .flat_map(|p| [over_white(p[0], p[3]), over_white(p[1], p[3]), over_white(p[2], p[3])])
+                .collect(),
+            image => image.to_rgb8().into_raw(),
+        };
+        Self::new(width, height, pixels)
     }
+}
+
+/// Colour value `c` with opacity `alpha` composited over white, in Pillow's integer arithmetic
+/// (`Image.alpha_composite` onto an opaque white background: 7 extra bits of precision,
+/// divisions by 255 rounded); equal to Pillow's result for all 65536 pairs.
+fn over_white(c: u8, alpha: u8) -> u8 {
+    if alpha == 0 {
+        return 255;
+    }
+    let (c, a) = (u32::from(c), u32::from(alpha));
+    let scaled = 128 * (c * a + 255 * (255 - a)) + (0x80 << 7);
+    ((((scaled >> 8) + scaled) >> 8) >> 7) as u8
 }
 
 /// A Pillow resampling filter (`resample` in `preprocessor_config.json`, Pillow's numbering).

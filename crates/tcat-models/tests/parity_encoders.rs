@@ -305,6 +305,37 @@ fn deberta_v2_embedding_projection_matches_transformers() {
     assert!(d <= TOL, "deberta-v2 (embedding projection) mlm_logits differ by {d}");
 }
 
+/// `attention_head_size` as deberta-v2-xlarge stores it (hidden / heads) reads as without it;
+/// any other size is refused by name.
+#[test]
+fn deberta_v2_attention_head_size_equal_to_the_split_is_accepted() {
+    let exp = expected("deberta-v2");
+    let src = fixture("deberta-v2");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    let split = config["hidden_size"].as_u64().unwrap() / config["num_attention_heads"].as_u64().unwrap();
+    for (size, accepted) in [(split, true), (split * 2, false)] {
+        config["attention_head_size"] = serde_json::json!(size);
+        let dir = std::env::temp_dir().join(format!("tcat-deberta-head-size-{size}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        std::fs::copy(src.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
+        let source = ModelSource::resolve(dir.to_str().unwrap()).unwrap();
+        let loaded = Model::load(&source, &device(), DType::F32);
+        std::fs::remove_dir_all(&dir).ok();
+        match (loaded, accepted) {
+            (Ok(model), true) => {
+                let h = model.as_encoder().unwrap().hidden_states(&encoder_batch(&exp, 0, None)).unwrap();
+                let d = masked_max_diff(&h, &exp["hidden_states"], &exp["attention_mask"]);
+                assert!(d <= TOL, "with attention_head_size {size}: differs by {d}");
+            }
+            (Err(e), false) => assert!(e.to_string().contains("`attention_head_size`"), "{e}"),
+            (Ok(_), false) => panic!("attention_head_size {size} (not hidden / heads) was accepted"),
+            (Err(e), true) => panic!("attention_head_size {size} (hidden / heads) refused: {e}"),
+        }
+    }
+}
+
 /// XLNet's segment-level recurrence: three segments of two rows, each read with the states
 /// the previous ones left in the memory (6, then 11 remembered positions, beyond `clamp_len`
 /// 5), equal transformers' `mems` run; a memory for other rows is refused.

@@ -163,6 +163,31 @@ fn the_committed_png_decodes_as_pillow_reads_it() {
     assert_eq!(image.pixels, pillow);
 }
 
+/// Images that are not plain RGB become the RGB transformers' `convert_to_rgb` makes with
+/// Pillow: an RGBA ramp (every colour value at 32 alpha values, 0 and 255 among them), grey
+/// with alpha and a palette with a transparent entry composited over white, 16-bit grey
+/// clipped; and the RGBA image through CLIP's processor.
+#[test]
+fn non_rgb_images_convert_as_transformers_does() {
+    let exp = expected("image-preprocessing");
+    let dir = fixture("image-preprocessing");
+    for name in ["rgba", "la", "palette", "gray16"] {
+        let image = RgbImage::open(&dir.join(format!("{name}.png"))).unwrap();
+        let want = &exp[&format!("{name}_u8")];
+        let (h, w, _) = want.dims3().unwrap();
+        assert_eq!((image.height, image.width), (h, w), "{name}");
+        let want: Vec<u8> = want.flatten_all().unwrap().to_vec1().unwrap();
+        let wrong = image.pixels.iter().zip(&want).filter(|(a, b)| a != b).count();
+        assert_eq!(wrong, 0, "{name}: {wrong} of {} values differ from Pillow's", want.len());
+    }
+    let rgba = RgbImage::open(&dir.join("rgba.png")).unwrap();
+    let processor = ImageProcessor::read(&dir.join("clip").join("preprocessor_config.json")).unwrap();
+    let pixels = processor.pixel_values(&[rgba], &Device::Cpu).unwrap();
+    let d = max_diff(&pixels, &exp["rgba_clip_pixel_values"]);
+    eprintln!("clip preprocessing of an RGBA image: max abs diff {d:.2e}");
+    assert!(d <= 1e-6, "clip preprocessing of an RGBA image differs by {d}");
+}
+
 /// `CLIPImageProcessor` (shortest edge 24, bicubic, centre crop 24, rescale, CLIP's mean and
 /// std) and `ViTImageProcessor` (32×32 bilinear, mean and std ½) on the committed image.
 #[test]

@@ -54,8 +54,10 @@ impl std::str::FromStr for ActivationKind {
     /// ```
     fn from_str(name: &str) -> Result<Self, String> {
         Ok(match name {
-            "gelu" => ActivationKind::Gelu,
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => ActivationKind::GeluTanh,
+            // `gelu_python` is transformers' erf GELU written out; `gelu_accurate` its tanh
+            // approximation with the same constants as `gelu_new`.
+            "gelu" | "gelu_python" => ActivationKind::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "gelu_accurate" => ActivationKind::GeluTanh,
             "quick_gelu" => ActivationKind::QuickGelu,
             "relu" => ActivationKind::Relu,
             "silu" | "swish" => ActivationKind::Silu,

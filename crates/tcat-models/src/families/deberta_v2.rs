@@ -215,7 +215,16 @@ pub fn spec(config: &ConfigFile) -> Result<ArchSpec> {
         }
         _ => None,
     };
-    config.refuse("attention_head_size", "heads other than hidden_size / num_attention_heads are not built")?;
+    // deberta-v2-xlarge and xxlarge store `attention_head_size`, equal to hidden / heads there
+    // (transformers' output projection needs heads × size = hidden).
+    let split = (cfg.hidden_size / cfg.num_attention_heads) as u64;
+    if let Some(size) = config.json.get("attention_head_size").filter(|v| !v.is_null() && v.as_u64() != Some(split)) {
+        return Err(config.error(format!(
+            "`attention_head_size` = {size} is not supported: heads other than hidden_size / num_attention_heads \
+             ({} / {}) are not built",
+            cfg.hidden_size, cfg.num_attention_heads
+        )));
+    }
     let norm_rel = if v1 { "none".to_string() } else { cfg.norm_rel_ebd.to_lowercase() };
     let normalised = norm_rel.split('|').any(|t| t.trim() == "layer_norm");
     if norm_rel.split('|').any(|t| !matches!(t.trim(), "layer_norm" | "none")) {
