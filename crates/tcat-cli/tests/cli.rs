@@ -300,6 +300,48 @@ fn generate_runs_a_gguf_model() {
     assert!(chat.contains('4') && !chat.contains("<|im_start|>"), "{chat}");
 }
 
+/// The real Gemma 3 270M GGUF file (fetched by scripts/fetch_gemma3.sh): `TCAT_GEMMA3`, else
+/// `$TCAT_CACHE` or `~/.cache/tcat` under `gemma3/`. A missing file fails the test.
+fn gemma3() -> PathBuf {
+    let path = std::env::var_os("TCAT_GEMMA3").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("TCAT_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/tcat"))
+            .join("gemma3/gemma-3-270m-q4_k_m.gguf")
+    });
+    assert!(path.is_file(), "run scripts/fetch_gemma3.sh first ({} missing)", path.display());
+    path
+}
+
+/// `tcat generate` on the Gemma 3 GGUF file (quantized by default), its SentencePiece tokenizer
+/// rebuilt from the metadata (`<bos>` in front): the greedy ids and text are transformers' up to
+/// its first near-tie (a step transformers' choice wins by less than 0.1 logits, which 8-bit
+/// activations may flip), eight tokens here. tests/gemma3.rs in tcat-models checks the f32
+/// model's full continuation.
+#[test]
+fn generate_runs_the_gemma3_gguf_model() {
+    let path = gemma3();
+    let exp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("gemma3-270m/expected.json")).unwrap()).unwrap();
+    let ids =
+        |v: &serde_json::Value| -> Vec<i64> { v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect() };
+    let (prompt, prompt_ids, want) =
+        (exp["prompt"].as_str().unwrap(), ids(&exp["prompt_ids"]), ids(&exp["greedy_ids"]));
+    let margins = exp["greedy_margins"].as_array().unwrap();
+    let decided = margins.iter().position(|m| m.as_f64().unwrap() < 0.1).unwrap_or(margins.len());
+    assert!(decided >= 8, "the fixture's continuation is decided for {decided} tokens only");
+    // The default stop is the model's `<eos>`: transformers' continuation must not contain it.
+    let want = &want[..prompt_ids.len() + 8];
+    assert!(!want[prompt_ids.len()..].contains(&1), "{want:?}");
+    let stdout =
+        ok(&["generate", "--model", path.to_str().unwrap(), "--prompt", prompt, "--max-new-tokens", "8", "--json"]);
+    let line: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(ids(&line["ids"]), want, "greedy ids differ from transformers'");
+    let text = line["text"].as_str().unwrap();
+    let full = format!("{prompt}{}", exp["greedy_text"].as_str().unwrap());
+    assert!(text.len() > prompt.len() + 20 && full.starts_with(text), "{text:?} is not the start of {full:?}");
+}
+
 /// `tcat forward` on the GGUF file writes `[1, seq, vocab]` logits whose last-position argmax is
 /// the token `tcat generate` picks greedily after the same ids (both quantized), and that token
 /// is transformers' next token for "The capital of France is" (" Paris").

@@ -559,6 +559,29 @@ fn gguf_tokenizer_keys_of_the_wrong_type_are_named() {
 }
 
 #[test]
+fn gguf_sentencepiece_tokenizers_outside_gemma_are_refused() {
+    use gguf_file::Value;
+    // A `llama` (SentencePiece) vocabulary is rebuilt for Gemma files only; in a LLaMA file it
+    // is refused by name rather than rebuilt the way Gemma's is.
+    let path = gguf_with("tok-spm", |m| {
+        m.insert("tokenizer.ggml.model".into(), Value::String("llama".into()));
+        m.insert("tokenizer.ggml.tokens".into(), Value::Array(vec![Value::String("<unk>".into())]));
+    });
+    let err = tcat_models::gguf::tokenizer(&path).unwrap_err().to_string();
+    assert!(err.contains("model.gguf") && err.contains("Gemma files only") && err.contains("`llama`"), "{err}");
+    // A Gemma file whose BOS id points past the vocabulary is named, not a panic.
+    let path = gguf_with("tok-gemma-bos", |m| {
+        m.insert("general.architecture".into(), Value::String("gemma3".into()));
+        m.insert("tokenizer.ggml.model".into(), Value::String("llama".into()));
+        m.insert("tokenizer.ggml.tokens".into(), Value::Array(vec![Value::String("<unk>".into())]));
+        m.remove("tokenizer.ggml.token_type");
+        m.insert("tokenizer.ggml.bos_token_id".into(), Value::U32(7));
+    });
+    let err = tcat_models::gguf::tokenizer(&path).unwrap_err().to_string();
+    assert!(err.contains("tokenizer.ggml.bos_token_id") && err.contains("past the 1 tokens"), "{err}");
+}
+
+#[test]
 fn presets_too_large_for_memory_are_refused() {
     use tcat_models::spec::{ArchSpec, HeadSpec, TowerSpec};
     // 2^36 × 4096 parameters (about 10^15 bytes in f32): refused before a single one is drawn.

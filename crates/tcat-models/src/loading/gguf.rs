@@ -984,11 +984,85 @@ impl GgufFile {
     }
 }
 
-/// Rebuilds the byte-level BPE tokenizer stored in a GGUF file's metadata
-/// (`tokenizer.ggml.model = "gpt2"`) as a `tokenizers` tokenizer: vocabulary and merges, the
-/// pre-tokenizer named by `tokenizer.ggml.pre`, control tokens as special tokens, and the
-/// byte-level decoder.
+/// Rebuilds the tokenizer stored in a GGUF file's metadata as a `tokenizers` tokenizer, as
+/// transformers rebuilds it when loading the file (`integrations/gguf`):
+///
+/// - `tokenizer.ggml.model = "gpt2"`: byte-level BPE, with the vocabulary and merges, the
+///   pre-tokenizer named by `tokenizer.ggml.pre`, control tokens as special tokens, and the
+///   byte-level decoder;
+/// - `tokenizer.ggml.model = "llama"` in a `gemma`, `gemma2` or `gemma3` file: Gemma's
+///   SentencePiece BPE ([`gemma_tokenizer`]). SentencePiece vocabularies of other architectures
+///   are refused (transformers rebuilds those differently, and tcat has no reference for them).
 pub fn tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
+    let file = GgufFile::open(path)?;
+    let model = file
+        .value("tokenizer.ggml.model")?
+        .to_string()
+        .map_err(|e| file.error(format!("metadata `tokenizer.ggml.model`: {e}")))?
+        .clone();
+    match model.as_str() {
+        "gpt2" => byte_level_tokenizer(&file),
+        "llama" => match file.architecture()? {
+            "gemma" | "gemma2" | "gemma3" => gemma_tokenizer(&file),
+            arch => Err(file.error(format!(
+                "tokenizer.ggml.model `llama` (SentencePiece) is supported for Gemma files only (general.architecture \
+                 gemma, gemma2 or gemma3), not `{arch}`"
+            ))),
+        },
+        _ => Err(file.error(format!(
+            "tokenizer.ggml.model `{model}` is not supported yet (supported: gpt2, byte-level BPE; llama, Gemma's \
+             SentencePiece BPE)"
+        ))),
+    }
+}
+
+impl GgufFile {
+    /// The array of strings `key`.
+    fn strings(&self, key: &str) -> Result<Vec<String>> {
+        self.value(key)?
+            .to_vec()
+            .map_err(|e| self.error(format!("metadata `{key}`: {e}")))?
+            .iter()
+            .map(|v| v.to_string().cloned().map_err(|e| self.error(format!("metadata `{key}`: {e}"))))
+            .collect()
+    }
+
+    /// `tokenizer.ggml.token_type`, one type per token (llama.cpp's: 1 normal, 3 control, 4
+    /// user-defined, 6 byte); all normal when the file has none.
+    fn token_types(&self, count: usize) -> Result<Vec<i32>> {
+        let key = "tokenizer.ggml.token_type";
+        match self.content.metadata.get(key) {
+            Some(v) => v
+                .to_vec()
+                .map_err(|e| self.error(format!("metadata `{key}`: {e}")))?
+                .iter()
+                .map(|t| t.to_i32().map_err(|e| self.error(format!("metadata `{key}`: {e}"))))
+                .collect(),
+            None => Ok(vec![1; count]),
+        }
+    }
+
+    fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
+        match self.content.metadata.get(key) {
+            None => Ok(default),
+            Some(v) => v.to_bool().map_err(|e| self.error(format!("metadata `{key}`: {e}"))),
+        }
+    }
+
+    /// The token string whose id is stored under `key`, if the key is set.
+    fn token_named_by(&self, key: &str, tokens: &[String]) -> Result<Option<(String, u32)>> {
+        match self.u32_or(key, None)? {
+            None => Ok(None),
+            Some(id) => match tokens.get(id as usize) {
+                Some(token) => Ok(Some((token.clone(), id))),
+                None => Err(self.error(format!("metadata `{key}` is {id}, past the {} tokens", tokens.len()))),
+            },
+        }
+    }
+}
+
+/// The byte-level BPE of a `gpt2` tokenizer model.
+fn byte_level_tokenizer(file: &GgufFile) -> Result<tokenizers::Tokenizer> {
     use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
     use tokenizers::models::bpe::BPE;
     use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -996,41 +1070,17 @@ pub fn tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
     use tokenizers::pre_tokenizers::sequence::Sequence;
     use tokenizers::{AddedToken, PreTokenizerWrapper};
 
-    let file = GgufFile::open(path)?;
-    let strings = |key: &str| -> Result<Vec<String>> {
-        file.value(key)?
-            .to_vec()
-            .map_err(|e| file.error(format!("metadata `{key}`: {e}")))?
-            .iter()
-            .map(|v| v.to_string().cloned().map_err(|e| file.error(format!("metadata `{key}`: {e}"))))
-            .collect()
-    };
-    let model = file
-        .value("tokenizer.ggml.model")?
-        .to_string()
-        .map_err(|e| file.error(format!("metadata `tokenizer.ggml.model`: {e}")))?
-        .clone();
-    if model != "gpt2" {
-        return Err(file
-            .error(format!("tokenizer.ggml.model `{model}` is not supported yet (supported: gpt2, byte-level BPE)")));
-    }
-    let tokens = strings("tokenizer.ggml.tokens")?;
-    let merges: Vec<(String, String)> = strings("tokenizer.ggml.merges")?
+    let path = &file.path;
+    let tokens = file.strings("tokenizer.ggml.tokens")?;
+    let merges: Vec<(String, String)> = file
+        .strings("tokenizer.ggml.merges")?
         .into_iter()
         .map(|m| match m.split_once(' ') {
             Some((a, b)) => Ok((a.to_string(), b.to_string())),
             None => Err(file.error(format!("tokenizer.ggml.merges: `{m}` is not a pair"))),
         })
         .collect::<Result<_>>()?;
-    let types: Vec<i32> = match file.content.metadata.get("tokenizer.ggml.token_type") {
-        Some(v) => v
-            .to_vec()
-            .map_err(|e| file.error(format!("metadata `tokenizer.ggml.token_type`: {e}")))?
-            .iter()
-            .map(|t| t.to_i32().map_err(|e| file.error(format!("metadata `tokenizer.ggml.token_type`: {e}"))))
-            .collect::<Result<_>>()?,
-        None => vec![1; tokens.len()],
-    };
+    let types = file.token_types(tokens.len())?;
     let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
@@ -1064,6 +1114,143 @@ pub fn tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
         .map(|(content, t)| AddedToken::from(content.clone(), *t == 3))
         .collect();
     tok.add_special_tokens(&special);
+    Ok(tok)
+}
+
+/// Python's `str.isspace` for one character (Unicode's White_Space, and the separators
+/// U+001C..U+001F).
+fn python_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// BPE merges recovered from a vocabulary that lists none, best first: every split of a token
+/// into two tokens of the vocabulary is a merge, ranked by the token's position in the list
+/// (earlier first), the splits of one token by the length of their left piece (longer first).
+/// transformers' `generate_merges` with each token scored by minus its position, which
+/// `gemma_tokenizer` (integrations/gguf) uses because Gemma's scores do not follow its merge
+/// order while the token order does. A token listed twice ranks at its last position, as the
+/// vocabulary maps it there.
+pub fn merges_from_vocabulary(tokens: &[String], vocab: &tokenizers::models::bpe::Vocab) -> Vec<(String, String)> {
+    let mut merges = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        if vocab.get(token.as_str()) != Some(&(i as u32)) {
+            continue;
+        }
+        for (at, _) in token.char_indices().skip(1).collect::<Vec<_>>().into_iter().rev() {
+            let (left, right) = token.split_at(at);
+            if vocab.contains_key(left) && vocab.contains_key(right) {
+                merges.push((left.to_string(), right.to_string()));
+            }
+        }
+    }
+    merges
+}
+
+/// Gemma's SentencePiece vocabulary (`tokenizer.ggml.model = "llama"` in a Gemma file), rebuilt
+/// as transformers rebuilds it (`gemma_tokenizer` in integrations/gguf, handing the vocabulary
+/// to `GemmaTokenizer`), which is the tokenizer Gemma's `tokenizer.json` describes:
+///
+/// - a BPE with byte fallback (`<0x..>` tokens) and `tokenizer.ggml.unknown_token_id`'s token
+///   (else `<unk>`) for the rest, its merges recovered from the vocabulary in file order
+///   ([`merges_from_vocabulary`]: the file lists none);
+/// - tokens made only of whitespace with at least one space are stored with spaces, which the
+///   normalizer writes as `▁`: they are respelled as that many `▁` first;
+/// - spaces normalised to `▁`, no prefix space, and the decoder turning `▁` back into spaces
+///   and byte tokens into text;
+/// - `<bos>` (`tokenizer.ggml.bos_token_id`) added in front when `tokenizer.ggml.add_bos_token`
+///   is set or absent, `<eos>` behind when `tokenizer.ggml.add_eos_token` is set;
+/// - control tokens (type 3) as special tokens and user-defined ones (type 4, `\n`, `<table>`,
+///   ...; those whose spelling was changed above excepted, as in transformers) as added tokens,
+///   both matched whole and unnormalised.
+fn gemma_tokenizer(file: &GgufFile) -> Result<tokenizers::Tokenizer> {
+    use tokenizers::decoders::byte_fallback::ByteFallback;
+    use tokenizers::decoders::fuse::Fuse;
+    use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+    use tokenizers::models::bpe::BPE;
+    use tokenizers::normalizers::replace::Replace;
+    use tokenizers::pre_tokenizers::split::Split;
+    use tokenizers::processors::template::TemplateProcessing;
+    use tokenizers::{AddedToken, DecoderWrapper, SplitDelimiterBehavior};
+
+    let path = &file.path;
+    let tok_error = |e: tokenizers::Error| Error::Tokenizer(format!("{}: {e}", path.display()));
+    let tokens = file.strings("tokenizer.ggml.tokens")?;
+    let types = file.token_types(tokens.len())?;
+    let respelled: Vec<String> = tokens
+        .iter()
+        .map(|t| match t.contains(' ') && t.chars().all(python_space) {
+            true => "\u{2581}".repeat(t.chars().count()),
+            false => t.clone(),
+        })
+        .collect();
+    let vocab: tokenizers::models::bpe::Vocab =
+        respelled.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let merges = merges_from_vocabulary(&respelled, &vocab);
+    let unk = file.token_named_by("tokenizer.ggml.unknown_token_id", &tokens)?.map_or("<unk>".into(), |(t, _)| t);
+    let added: Vec<AddedToken> = tokens
+        .iter()
+        .zip(&types)
+        .filter(|(t, ty)| **ty == 4 && vocab.contains_key(t.as_str()))
+        .map(|(t, _)| AddedToken::from(t.clone(), false).normalized(false))
+        .collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .unk_token(unk)
+        .fuse_unk(true)
+        .byte_fallback(true)
+        .build()
+        .map_err(tok_error)?;
+    let mut tok = tokenizers::Tokenizer::new(bpe);
+    tok.with_normalizer(Some(Replace::new(" ", "\u{2581}").map_err(tok_error)?));
+    tok.with_pre_tokenizer(Some(
+        Split::new(" ", SplitDelimiterBehavior::MergedWithPrevious, false).map_err(tok_error)?,
+    ));
+    tok.with_decoder(Some(DecoderSequence::new(vec![
+        DecoderWrapper::Replace(Replace::new("\u{2581}", " ").map_err(tok_error)?),
+        DecoderWrapper::ByteFallback(ByteFallback::new()),
+        DecoderWrapper::Fuse(Fuse::new()),
+    ])));
+    // transformers' `TokenizersBackend.update_post_processor`.
+    let add_bos = file.bool_or("tokenizer.ggml.add_bos_token", true)?;
+    let add_eos = file.bool_or("tokenizer.ggml.add_eos_token", false)?;
+    let mut ends = Vec::new();
+    let mut side = |key: &str, add: bool| -> Result<Option<String>> {
+        if !add {
+            return Ok(None);
+        }
+        match file.token_named_by(key, &tokens)? {
+            Some((token, id)) => {
+                ends.push((token.clone(), id));
+                Ok(Some(token))
+            }
+            None => Err(file.error(format!("the tokenizer adds the token `{key}` names, but the key is missing"))),
+        }
+    };
+    let (bos, eos) = (side("tokenizer.ggml.bos_token_id", add_bos)?, side("tokenizer.ggml.eos_token_id", add_eos)?);
+    if !ends.is_empty() {
+        let sequence = |name: &str, type_id: u32| -> String {
+            let mut parts = Vec::new();
+            parts.extend(bos.iter().map(|b| format!("{b}:{type_id}")));
+            parts.push(format!("${name}:{type_id}"));
+            parts.extend(eos.iter().map(|e| format!("{e}:{type_id}")));
+            parts.join(" ")
+        };
+        let template_error = |e: String| Error::Tokenizer(format!("{}: {e}", path.display()));
+        let mut builder = TemplateProcessing::builder();
+        builder.try_single(sequence("A", 0)).map_err(template_error)?;
+        builder.try_pair(format!("{} {}", sequence("A", 0), sequence("B", 1))).map_err(template_error)?;
+        builder.special_tokens(ends);
+        let processor = builder.build().map_err(|e| template_error(e.to_string()))?;
+        tok.with_post_processor(Some(processor));
+    }
+    let special: Vec<AddedToken> = tokens
+        .iter()
+        .zip(&types)
+        .filter(|(_, t)| **t == 3)
+        .map(|(content, _)| AddedToken::from(content.clone(), true))
+        .collect();
+    tok.add_special_tokens(&special);
+    tok.add_tokens(&added);
     Ok(tok)
 }
 
