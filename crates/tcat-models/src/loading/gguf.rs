@@ -1042,13 +1042,6 @@ impl GgufFile {
         }
     }
 
-    fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
-        match self.content.metadata.get(key) {
-            None => Ok(default),
-            Some(v) => v.to_bool().map_err(|e| self.error(format!("metadata `{key}`: {e}"))),
-        }
-    }
-
     /// The token string whose id is stored under `key`, if the key is set.
     fn token_named_by(&self, key: &str, tokens: &[String]) -> Result<Option<(String, u32)>> {
         match self.u32_or(key, None)? {
