@@ -240,21 +240,7 @@ fn schedule(config: &ConfigFile, cfg: &GemmaConfig, generation: Generation) -> R
             as usize,
     };
     let slides: Vec<bool> = match &cfg.layer_types {
-        Some(types) => {
-            if types.len() != layers {
-                return Err(config.error(format!("`layer_types` has {} entries for {layers} layers", types.len())));
-            }
-            types
-                .iter()
-                .map(|t| match t.as_str() {
-                    "sliding_attention" => Ok(true),
-                    "full_attention" => Ok(false),
-                    other => {
-                        Err(config.error(format!("layer type `{other}` is not full_attention or sliding_attention")))
-                    }
-                })
-                .collect::<Result<_>>()?
-        }
+        Some(types) => config.sliding_layers(types, layers)?,
         None => {
             let pattern = match generation {
                 Generation::Three => cfg.sliding_window_pattern.unwrap_or(6),

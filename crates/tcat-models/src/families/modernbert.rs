@@ -123,21 +123,7 @@ pub const NAMES: WeightNames = WeightNames {
 fn schedule(config: &ConfigFile, cfg: &ModernBertConfig, radius: usize) -> Result<Vec<AttentionPattern>> {
     let layers = cfg.num_hidden_layers;
     let local: Vec<bool> = match &cfg.layer_types {
-        Some(types) => {
-            if types.len() != layers {
-                return Err(config.error(format!("`layer_types` has {} entries for {layers} layers", types.len())));
-            }
-            types
-                .iter()
-                .map(|t| match t.as_str() {
-                    "sliding_attention" => Ok(true),
-                    "full_attention" => Ok(false),
-                    other => {
-                        Err(config.error(format!("layer type `{other}` is not full_attention or sliding_attention")))
-                    }
-                })
-                .collect::<Result<_>>()?
-        }
+        Some(types) => config.sliding_layers(types, layers)?,
         None => {
             config.require_positive("global_attn_every_n_layers", cfg.global_attn_every_n_layers)?;
             (0..layers).map(|i| !i.is_multiple_of(cfg.global_attn_every_n_layers)).collect()

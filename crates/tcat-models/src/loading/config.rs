@@ -74,6 +74,22 @@ impl ConfigFile {
         }
     }
 
+    /// transformers 5's `layer_types` as one flag per layer, true for `sliding_attention`, false
+    /// for `full_attention`; a list of another length or another type is an error naming it.
+    pub fn sliding_layers(&self, types: &[String], layers: usize) -> Result<Vec<bool>> {
+        if types.len() != layers {
+            return Err(self.error(format!("`layer_types` has {} entries for {layers} layers", types.len())));
+        }
+        types
+            .iter()
+            .map(|t| match t.as_str() {
+                "sliding_attention" => Ok(true),
+                "full_attention" => Ok(false),
+                other => Err(self.error(format!("layer type `{other}` is not full_attention or sliding_attention"))),
+            })
+            .collect()
+    }
+
     /// Fails unless `value` is positive, naming `field`.
     pub fn require_positive(&self, field: &str, value: usize) -> Result<()> {
         if value == 0 { Err(self.error(format!("`{field}` must be positive"))) } else { Ok(()) }

@@ -354,6 +354,20 @@ impl GgufFile {
         self.content.tensor_infos.get(name).map(|info| info.shape.dims().to_vec())
     }
 
+    /// The vocabulary: the rows of `token_embd.weight`, which must be `[vocab, hidden]`.
+    fn vocab_size(&self, hidden: usize) -> Result<usize> {
+        match self.shape_of("token_embd.weight") {
+            Some(shape) if shape.len() == 2 && shape[1] == hidden => Ok(shape[0]),
+            Some(shape) => {
+                Err(self.error(format!("token_embd.weight has shape {shape:?}, expected [vocab, {hidden}]")))
+            }
+            None => Err(Error::MissingTensor {
+                name: "token_embd.weight".into(),
+                location: self.path.display().to_string(),
+            }),
+        }
+    }
+
     /// The spec of a LLaMA-architecture file: the same [`ArchSpec`] the `llama` family builds
     /// from the equivalent `config.json`. Rope scaling comes from `llama.rope.scaling.*` (or the
     /// older `llama.rope.scale_linear`) and from a `rope_freqs.weight` tensor (Llama 3.1);
@@ -408,23 +422,14 @@ impl GgufFile {
             }
             false => self.rope_scaling_of(&arch)?,
         };
-        let vocab = match self.shape_of("token_embd.weight") {
-            Some(shape) if shape.len() == 2 && shape[1] == hidden => shape[0],
-            Some(shape) => {
-                return Err(self.error(format!("token_embd.weight has shape {shape:?}, expected [vocab, {hidden}]")));
-            }
-            None => {
-                return Err(Error::MissingTensor {
-                    name: "token_embd.weight".into(),
-                    location: self.path.display().to_string(),
-                });
-            }
-        };
+        let vocab = self.vocab_size(hidden)?;
         let inner = match self.u32_or(&key("feed_forward_length"), None)? {
             Some(n) => n as usize,
             // Phi-3's `ffn_up` holds `[gate | up]`.
-            None if arch == "phi3" => self.shape_of("blk.0.ffn_up.weight").map(|s| s[0] / 2).unwrap_or(0),
-            None => self.shape_of("blk.0.ffn_up.weight").map(|s| s[0]).unwrap_or(0),
+            None if arch == "phi3" => {
+                self.shape_of("blk.0.ffn_up.weight").and_then(|s| s.first().map(|n| n / 2)).unwrap_or(0)
+            }
+            None => self.shape_of("blk.0.ffn_up.weight").and_then(|s| s.first().copied()).unwrap_or(0),
         };
         let window = match arch.as_str() {
             "phi3" => self.u32_or(&key("attention.sliding_window"), None)?.filter(|w| *w > 0),
@@ -518,18 +523,7 @@ impl GgufFile {
         let context = self.positive(&key("context_length"))?;
         let eps = self.f32_or(&key("attention.layer_norm_rms_epsilon"), 1e-6)?;
         let inner = self.positive(&key("feed_forward_length"))?;
-        let vocab = match self.shape_of("token_embd.weight") {
-            Some(shape) if shape.len() == 2 && shape[1] == hidden => shape[0],
-            Some(shape) => {
-                return Err(self.error(format!("token_embd.weight has shape {shape:?}, expected [vocab, {hidden}]")));
-            }
-            None => {
-                return Err(Error::MissingTensor {
-                    name: "token_embd.weight".into(),
-                    location: self.path.display().to_string(),
-                });
-            }
-        };
+        let vocab = self.vocab_size(hidden)?;
         let scale = match self.content.metadata.get(&key("attention.scale")) {
             Some(_) => match self.f32_or(&key("attention.scale"), 0.0)? {
                 s if s > 0.0 && s.is_finite() => ScaleRule::Fixed { scale: s },
@@ -708,18 +702,7 @@ impl GgufFile {
             )));
         }
         let latent = LatentSpec { q_rank, kv_rank, nope_dim: qk_dim - rope_dim, rope_dim, value_dim, norm_eps: 1e-6 };
-        let vocab = match self.shape_of("token_embd.weight") {
-            Some(shape) if shape.len() == 2 && shape[1] == hidden => shape[0],
-            Some(shape) => {
-                return Err(self.error(format!("token_embd.weight has shape {shape:?}, expected [vocab, {hidden}]")));
-            }
-            None => {
-                return Err(Error::MissingTensor {
-                    name: "token_embd.weight".into(),
-                    location: self.path.display().to_string(),
-                });
-            }
-        };
+        let vocab = self.vocab_size(hidden)?;
         if let Some(t) = self.content.metadata.get(&key("attention.temperature_scale")) {
             let t = t
                 .to_f32()
