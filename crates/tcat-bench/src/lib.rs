@@ -18,6 +18,10 @@
 //! standard attention of the same width and reports the cache bytes per token of each
 //! (`tcat bench attention --decode`).
 //!
+//! [`roofline`] measures the machine's two yardsticks in the same process: a large f32 matrix
+//! product's GFLOP/s, which long attention is compared with, and a streaming read's GB/s, the
+//! roof of decoding.
+//!
 //! It is shared by `tcat bench attention` and by the criterion bench `benches/attention.rs`.
 //!
 //! ```
@@ -30,7 +34,7 @@
 //!         rows.push(measure(v, &inputs, 2).unwrap());
 //!     }
 //! }
-//! println!("{}", report::table(&rows));
+//! println!("{}", report::table(&rows, None));
 //! let plot = tcat_bench::svg::plot(&rows, "attention");
 //! assert_eq!(plot.matches("<polyline").count(), 2);
 //! ```
@@ -39,6 +43,7 @@ mod decoding;
 mod measure;
 pub mod memory;
 pub mod report;
+pub mod roofline;
 pub mod svg;
 mod variant;
 

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::roofline::attention_flops;
 use crate::{Measurement, Variant};
 
 /// Median time of `m` divided by that of dense attention on the same shape and dtype, when
@@ -12,7 +13,17 @@ pub fn ratio_to_dense(m: &Measurement, all: &[Measurement]) -> Option<f64> {
     (dense > Duration::ZERO).then(|| m.median.as_secs_f64() / dense.as_secs_f64())
 }
 
-/// A fixed-width table: variant, seq, median time, peak memory, time ratio to dense.
+/// GFLOP/s of `m`: its visible query-key pairs' flops ([`attention_flops`]) over its median
+/// time; `None` where the flops have no closed form or the time is zero.
+pub fn gflops(m: &Measurement) -> Option<f64> {
+    let flops = attention_flops(m.variant, m.shape)?;
+    let seconds = m.median.as_secs_f64();
+    (seconds > 0.0).then(|| flops / seconds / 1e9)
+}
+
+/// A fixed-width table: variant, seq, median time, GFLOP/s, peak memory, time ratio to dense,
+/// and with `matmul_gflops` (the machine's f32 matrix product, [`crate::roofline`]) the share of
+/// it each row reaches.
 ///
 /// ```
 /// use std::time::Duration;
@@ -23,24 +34,36 @@ pub fn ratio_to_dense(m: &Measurement, all: &[Measurement]) -> Option<f64> {
 ///     variant, shape, dtype: DType::F32, times: vec![Duration::from_millis(ms)],
 ///     median: Duration::from_millis(ms), peak_bytes: Some(3 << 20),
 /// };
-/// let table = report::table(&[row(Variant::Dense, 4), row(Variant::Sliding { window: 2 }, 2)]);
+/// let table = report::table(&[row(Variant::Dense, 4), row(Variant::Sliding { window: 2 }, 2)], None);
 /// assert!(table.contains("sliding:2"));
 /// assert!(table.lines().nth(2).unwrap().ends_with("0.50"));
 /// ```
-pub fn table(rows: &[Measurement]) -> String {
+pub fn table(rows: &[Measurement], matmul_gflops: Option<f64>) -> String {
     let width = rows.iter().map(|m| m.variant.to_string().len()).max().unwrap_or(0).max("variant".len());
     let mut out = String::new();
-    let _ =
-        writeln!(out, "{:<width$}  {:>7}  {:>11}  {:>11}  {:>7}", "variant", "seq", "median", "peak memory", "× dense");
+    let share_header = if matmul_gflops.is_some() { "  × matmul" } else { "" };
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:>7}  {:>11}  {:>8}  {:>11}  {:>7}{share_header}",
+        "variant", "seq", "median", "GFLOP/s", "peak memory", "× dense"
+    );
     for m in rows {
         let peak = m.peak_bytes.map_or("n/a".to_string(), format_bytes);
         let ratio = ratio_to_dense(m, rows).map_or("-".to_string(), |r| format!("{r:.2}"));
+        let rate = gflops(m);
+        let share = match matmul_gflops {
+            Some(peak) if peak > 0.0 => {
+                format!("  {:>8}", rate.map_or("-".to_string(), |r| format!("{:.2}", r / peak)))
+            }
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "{:<width$}  {:>7}  {:>11}  {:>11}  {:>7}",
+            "{:<width$}  {:>7}  {:>11}  {:>8}  {:>11}  {:>7}{share}",
             m.variant.to_string(),
             m.shape.seq,
             format_duration(m.median),
+            rate.map_or("-".to_string(), |r| format!("{r:.1}")),
             peak,
             ratio
         );
@@ -49,8 +72,9 @@ pub fn table(rows: &[Measurement]) -> String {
 }
 
 /// One JSON object per measurement: `variant`, `seq`, `batch`, `heads`, `head_dim`, `dtype`,
-/// `median_s`, `times_s`, `peak_bytes` (null when not measured) and `ratio_to_dense` (median
-/// time over dense's at the same shape; null without a dense row).
+/// `median_s`, `times_s`, `peak_bytes` (null when not measured), `ratio_to_dense` (median
+/// time over dense's at the same shape; null without a dense row) and `gflops` ([`gflops`];
+/// null where it has no closed form).
 pub fn json_rows(rows: &[Measurement]) -> Vec<serde_json::Value> {
     rows.iter()
         .map(|m| {
@@ -65,6 +89,7 @@ pub fn json_rows(rows: &[Measurement]) -> Vec<serde_json::Value> {
                 "times_s": m.times.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
                 "peak_bytes": m.peak_bytes,
                 "ratio_to_dense": ratio_to_dense(m, rows),
+                "gflops": gflops(m),
             })
         })
         .collect()
@@ -138,8 +163,14 @@ mod tests {
         assert_eq!(json[3]["ratio_to_dense"], 0.25);
         assert_eq!(json[3]["variant"], "sliding:4");
         assert!(json[4]["ratio_to_dense"].is_null() && json[4]["peak_bytes"].is_null());
-        let table = table(&rows);
+        // Dense causal at seq 8: 2 heads × 4 × 4 flops × 36 pairs in 10 ms.
+        assert_eq!(json[0]["gflops"], 2.0 * 16.0 * 36.0 / 0.010 / 1e9);
+        assert!(json[4]["gflops"].as_f64().is_some());
+        let table = table(&rows, None);
         assert_eq!(table.lines().count(), 6);
         assert!(table.lines().nth(5).unwrap().contains("n/a"));
+        let shared = super::table(&rows, Some(2.0 * 16.0 * 36.0 / 0.010 / 1e9 * 4.0));
+        assert!(shared.lines().next().unwrap().ends_with("× matmul"));
+        assert!(shared.lines().nth(1).unwrap().ends_with("0.25"), "{shared}");
     }
 }

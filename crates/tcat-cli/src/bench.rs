@@ -8,7 +8,7 @@ use candle_core::{DType, Device};
 use clap::{Args, Subcommand};
 use tcat_bench::{
     DecodeLayer, Inputs, Shape, Variant, decode_table, latent_dims, measure, measure_decoding, memory, parse_lengths,
-    report, svg,
+    report, roofline, svg,
 };
 
 #[derive(Subcommand)]
@@ -226,17 +226,35 @@ fn attention(args: AttentionArgs, device: &Device, dtype: DType) -> Result<()> {
         }
     }
 
+    // The yardstick of the GFLOP/s column: the same device's f32 matrix product.
+    if !args.json {
+        eprintln!("running an f32 matmul of {side} × {side} ...", side = roofline::MATMUL_SIDE);
+    }
+    let matmul = roofline::matmul_gflops(device, DType::F32, roofline::MATMUL_SIDE, args.repeats)
+        .context("timing the f32 matmul the GFLOP/s are compared with")?;
     let mut out = std::io::stdout().lock();
     if args.json {
         for mut row in report::json_rows(&rows) {
             row["device"] = device_name(device).into();
+            row["matmul_gflops"] = matmul.into();
             writeln!(out, "{row}")?;
         }
     } else {
         writeln!(out, "attention, {setup}; median of {} runs after a warm-up", args.repeats)?;
-        write!(out, "{}", report::table(&rows))?;
+        writeln!(
+            out,
+            "f32 matmul {side} × {side} × {side} on the same device: {matmul:.1} GFLOP/s (× matmul: a row's share of it)",
+            side = roofline::MATMUL_SIDE
+        )?;
+        write!(out, "{}", report::table(&rows, Some(matmul)))?;
         if rows.iter().any(|m| m.peak_bytes.is_some()) {
             writeln!(out, "peak memory: heap bytes allocated above the inputs during one run, output included")?;
+        }
+        if rows.iter().any(|m| report::gflops(m).is_some()) {
+            writeln!(
+                out,
+                "GFLOP/s: 4 × head_dim flops per visible query-key pair and head (q·k and p·v) over the median"
+            )?;
         }
     }
     if let Some(path) = &args.svg {

@@ -19,7 +19,8 @@
 //!   empty context (a start token at position 0), the GGUF's projections kept quantized;
 //! - `smollm2-q4_1-prefill`: pp128, the forward of a 128-token random prompt (logits of the last
 //!   position, as llama-bench asks for);
-//! - `smollm2-f32-decode`: tg64 on the same GGUF dequantized to f32;
+//! - `smollm2-f32-decode`, `smollm2-f16-decode`, `smollm2-bf16-decode`: tg64 on the same GGUF
+//!   dequantized to f32, f16 or bf16 (weights and activations in that dtype);
 //! - `t5-base-generate`: T5-base (v1.0) shapes; the 16-token prompt is encoded, then 64 greedy
 //!   decoder steps from the decoder start token are the generation part;
 //! - `moe-decode`: a Mixtral-shaped decoder (hidden 1024, 4 layers, 16 query heads sharing 4
@@ -44,7 +45,7 @@
 //! - `modernbert-base`: ModernBERT-base (the catalog's spec without its MLM head), forward of
 //!   8 × 128 random token ids: last hidden states.
 //!
-//! The three `smollm2-*` workloads need the GGUF (`--smollm2`, else `TCAT_SMOLLM2`, as
+//! The `smollm2-*` workloads need the GGUF (`--smollm2`, else `TCAT_SMOLLM2`, as
 //! `scripts/fetch_smollm2.sh` provides); without it the default list skips them with a note on
 //! stderr. `--threads N` fixes the worker threads of candle and of tcat's kernels (the rayon
 //! pool, `RAYON_NUM_THREADS`; set by `main` before any thread starts); the default is every
@@ -52,6 +53,13 @@
 //! built and run: Linux lets a process reset that mark (`5` into `/proc/self/clear_refs`),
 //! which is done before each workload; where the reset is refused the number is the running
 //! peak of the whole process so far, and a note on stderr says so.
+//!
+//! Decoding reads every weight once per token, so its roof is the memory bandwidth: after the
+//! workloads, the command measures a streaming read of 512 MiB with the same threads
+//! ([`tcat_bench::roofline::read_bandwidth`]) and shows, for each decoding workload, the bytes
+//! of weights one step reads (active parameters × bytes per parameter; a GGUF's tensor bytes as
+//! stored) times its tokens/s, and that rate's share of the roof: as two columns of the table,
+//! and with `--json` as notes on stderr (stdout keeps the contract's lines).
 //!
 //! For the command's own tests, `TCAT_BENCH_TINY=1` shrinks every random-weight workload to the
 //! catalog's tiny size of the same architecture (`tcat_catalog::tiny`); the sequence lengths
@@ -69,12 +77,14 @@ use tcat_models::spec::{ArchSpec, Stacks, TowerSpec};
 use tcat_models::{Batch, DecoderModel, Model, ModelSource};
 
 /// Every workload, in the order they run.
-pub const WORKLOADS: [&str; 13] = [
+pub const WORKLOADS: [&str; 15] = [
     "bert-base",
     "gpt2-decode",
     "smollm2-q4_1-decode",
     "smollm2-q4_1-prefill",
     "smollm2-f32-decode",
+    "smollm2-f16-decode",
+    "smollm2-bf16-decode",
     "t5-base-generate",
     "moe-decode",
     "moe-dense-decode",
@@ -102,7 +112,8 @@ pub const MAX_THREADS: usize = 1024;
 #[derive(Args)]
 pub struct ModelsArgs {
     /// Comma-separated workloads: bert-base, gpt2-decode, smollm2-q4_1-decode,
-    /// smollm2-q4_1-prefill, smollm2-f32-decode, t5-base-generate, moe-decode, moe-dense-decode,
+    /// smollm2-q4_1-prefill, smollm2-f32-decode, smollm2-f16-decode, smollm2-bf16-decode,
+    /// t5-base-generate, moe-decode, moe-dense-decode,
     /// vit-base, qwen3-decode, gemma3-decode, deepseek-v2-decode, modernbert-base [default: all
     /// whose inputs exist].
     #[arg(long)]
@@ -156,6 +167,23 @@ struct Measurement {
     threads: usize,
     peak_rss_mib: Option<f64>,
     params: u64,
+    /// Bytes of weights one decoding step reads, where the workload decodes.
+    bytes_per_token: Option<u64>,
+}
+
+/// A workload ready to run: its model's parameter count, the bytes of weights one decoding
+/// step reads (decoding workloads), and a closure doing one run.
+struct Prepared {
+    params: u64,
+    bytes_per_token: Option<u64>,
+    runner: Runner<'static>,
+}
+
+impl Prepared {
+    /// A workload that does not decode.
+    fn other(params: u64, runner: Runner<'static>) -> Self {
+        Self { params, bytes_per_token: None, runner }
+    }
 }
 
 /// What one timed run measured: the whole run, and for token workloads the tokens counted and
@@ -227,7 +255,7 @@ pub fn run(args: ModelsArgs, device: &Device) -> Result<()> {
         if !args.json {
             eprintln!("running {workload} ...");
         }
-        let (params, mut runner) =
+        let Prepared { params, bytes_per_token, mut runner } =
             prepare(workload, gguf.as_deref(), tiny, device).with_context(|| format!("workload {workload}"))?;
         let mut runs = Vec::with_capacity(args.repeats);
         for i in 0..=args.repeats {
@@ -242,7 +270,15 @@ pub fn run(args: ModelsArgs, device: &Device) -> Result<()> {
             let seconds = median(runs.iter().filter_map(|r| r.counted).map(|(_, d)| d.as_secs_f64()).collect());
             tokens as f64 / seconds
         });
-        let row = Measurement { workload, median_s, tokens_per_s, threads, peak_rss_mib: peak_rss_mib(), params };
+        let row = Measurement {
+            workload,
+            median_s,
+            tokens_per_s,
+            threads,
+            peak_rss_mib: peak_rss_mib(),
+            params,
+            bytes_per_token,
+        };
         if args.json {
             // One line per workload as soon as it is measured.
             writeln!(out, "{}", json_line(&row))?;
@@ -250,10 +286,42 @@ pub fn run(args: ModelsArgs, device: &Device) -> Result<()> {
         }
         rows.push(row);
     }
-    if !args.json {
-        write!(out, "{}", table(&rows, args.repeats, device))?;
+    // The decoding roof, measured after the workloads so that its buffer is in no peak.
+    let roof = match rows.iter().any(|m| m.bytes_per_token.is_some()) && device.is_cpu() {
+        true => {
+            release_freed_memory();
+            if !args.json {
+                eprintln!("measuring the memory read roof ...");
+            }
+            // The tiny workloads of the command's tests read a smaller buffer.
+            let bytes = if tiny { 32 << 20 } else { tcat_bench::roofline::READ_BYTES };
+            Some(tcat_bench::roofline::read_bandwidth(bytes, args.repeats))
+        }
+        false => None,
+    };
+    if args.json {
+        if let Some(roof) = roof {
+            eprintln!("note: memory read roof {roof:.1} GB/s ({threads} threads, a streaming read of 512 MiB)");
+            for m in &rows {
+                if let Some(rate) = streamed_gb_per_s(m) {
+                    eprintln!(
+                        "note: {} reads {:.3} MB of weights per token: {rate:.3} GB/s, {:.2} of the roof",
+                        m.workload,
+                        m.bytes_per_token.unwrap_or(0) as f64 / 1e6,
+                        rate / roof
+                    );
+                }
+            }
+        }
+    } else {
+        write!(out, "{}", table(&rows, args.repeats, device, roof))?;
     }
     Ok(())
+}
+
+/// GB/s of weights a decoding workload streams: bytes per token × tokens/s.
+fn streamed_gb_per_s(m: &Measurement) -> Option<f64> {
+    Some(m.bytes_per_token? as f64 * m.tokens_per_s? / 1e9)
 }
 
 /// The contract's line: the keys in the documented order, `", "` and `": "` between them.
@@ -270,7 +338,7 @@ fn json_line(m: &Measurement) -> String {
     line
 }
 
-fn table(rows: &[Measurement], repeats: usize, device: &Device) -> String {
+fn table(rows: &[Measurement], repeats: usize, device: &Device, roof: Option<f64>) -> String {
     let device = if device.is_cuda() {
         "cuda"
     } else if device.is_metal() {
@@ -280,25 +348,29 @@ fn table(rows: &[Measurement], repeats: usize, device: &Device) -> String {
     };
     let threads = rows.first().map_or(0, |r| r.threads);
     let mut s = format!("models, {device}, {threads} threads; median of {repeats} runs after a warm-up\n");
-    let header = ["workload", "params", "median", "tokens/s", "peak RSS"];
-    let cells: Vec<[String; 5]> = rows
+    const COLUMNS: usize = 7;
+    let header: [&str; COLUMNS] = ["workload", "params", "median", "tokens/s", "weights GB/s", "× roof", "peak RSS"];
+    let cells: Vec<[String; COLUMNS]> = rows
         .iter()
         .map(|m| {
+            let rate = streamed_gb_per_s(m);
             [
                 m.workload.to_string(),
                 human_count(m.params),
                 format!("{:.3} s", m.median_s),
                 m.tokens_per_s.map_or("-".into(), |r| format!("{r:.1}")),
+                rate.map_or("-".into(), |r| format!("{r:.1}")),
+                rate.zip(roof).map_or("-".into(), |(r, roof)| format!("{:.2}", r / roof)),
                 m.peak_rss_mib.map_or("-".into(), |p| format!("{p:.0} MiB")),
             ]
         })
         .collect();
-    let widths: Vec<usize> = (0..5)
-        .map(|i| cells.iter().map(|c| c[i].chars().count()).chain([header[i].len()]).max().unwrap_or(0))
+    let widths: Vec<usize> = (0..COLUMNS)
+        .map(|i| cells.iter().map(|c| c[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0))
         .collect();
-    let line = |cols: [&str; 5]| {
+    let line = |cols: [&str; COLUMNS]| {
         let mut l = format!("{:<w$}", cols[0], w = widths[0]);
-        for i in 1..5 {
+        for i in 1..COLUMNS {
             l.push_str(&format!("  {:>w$}", cols[i], w = widths[i]));
         }
         l.push('\n');
@@ -306,11 +378,17 @@ fn table(rows: &[Measurement], repeats: usize, device: &Device) -> String {
     };
     s.push_str(&line(header));
     for c in &cells {
-        s.push_str(&line([&c[0], &c[1], &c[2], &c[3], &c[4]]));
+        s.push_str(&line(std::array::from_fn(|i| c[i].as_str())));
     }
     s.push_str(
         "tokens/s: decoding = timed generated tokens / time of the generation part; prefill = prompt tokens / time\n",
     );
+    if let Some(roof) = roof {
+        s.push_str(&format!(
+            "weights GB/s: bytes of weights one decoding step reads × tokens/s; × roof: its share of a streaming \
+             read of 512 MiB on the same threads ({roof:.1} GB/s)\n"
+        ));
+    }
     s
 }
 
@@ -368,13 +446,9 @@ fn token_ids(count: usize, vocab: usize, seed: u64) -> Vec<u32> {
 
 type Runner<'a> = Box<dyn FnMut() -> Result<Run> + 'a>;
 
-/// Builds `workload`'s model and returns its parameter count and a closure doing one run.
-fn prepare(
-    workload: &str,
-    gguf: Option<&std::path::Path>,
-    tiny: bool,
-    device: &Device,
-) -> Result<(u64, Runner<'static>)> {
+/// Builds `workload`'s model: its parameter count, the bytes one decoding step reads, and a
+/// closure doing one run.
+fn prepare(workload: &str, gguf: Option<&std::path::Path>, tiny: bool, device: &Device) -> Result<Prepared> {
     let sized = |spec: ArchSpec| if tiny { tcat_catalog::tiny(&spec) } else { spec };
     match workload {
         "bert-base" => encoder_workload(sized(catalog_spec("bert")?), Pooling::Pooler, workload, device),
@@ -408,7 +482,7 @@ fn prepare(
                 drop((hidden, pooled));
                 Ok(Run { total: start.elapsed(), counted: None })
             };
-            Ok((spec.param_count().total, Box::new(runner)))
+            Ok(Prepared::other(spec.param_count().total, Box::new(runner)))
         }
         "gpt2-decode" => decoder_workload(sized(catalog_spec("gpt-2")?), workload, device),
         "moe-decode" => decoder_workload(sized(moe_spec()?), workload, device),
@@ -438,18 +512,34 @@ fn prepare(
                 }
                 Ok(Run { total: start.elapsed(), counted: Some((NEW_TOKENS, generation.elapsed())) })
             };
-            Ok((spec.param_count().total, Box::new(runner)))
+            // Not a decoding roof: the steps also read the encoder's memory, which the
+            // parameter count does not show.
+            Ok(Prepared::other(spec.param_count().total, Box::new(runner)))
         }
-        "smollm2-q4_1-decode" | "smollm2-q4_1-prefill" | "smollm2-f32-decode" => {
+        "smollm2-q4_1-decode"
+        | "smollm2-q4_1-prefill"
+        | "smollm2-f32-decode"
+        | "smollm2-f16-decode"
+        | "smollm2-bf16-decode" => {
             let path = gguf.context("the smollm2-* workloads need --smollm2 FILE or TCAT_SMOLLM2")?;
             let source = ModelSource::resolve(&path.display().to_string())
                 .with_context(|| format!("--smollm2 {}", path.display()))?;
-            let dtype = workload.contains("f32").then_some(DType::F32);
-            // The parameter count from the file's own spec (its metadata), read before the
-            // model so that this second parse of the metadata is not counted in its peak.
-            let params = tcat_models::gguf::GgufFile::open(path)
-                .and_then(|file| file.spec())
-                .map_or(0, |spec| spec.param_count().total);
+            let dtype = match workload {
+                "smollm2-f32-decode" => Some(DType::F32),
+                "smollm2-f16-decode" => Some(DType::F16),
+                "smollm2-bf16-decode" => Some(DType::BF16),
+                _ => None,
+            };
+            // The parameter count from the file's own spec (its metadata) and the bytes its
+            // tensors hold, read before the model so that this second parse of the metadata is
+            // not counted in its peak.
+            let file = tcat_models::gguf::GgufFile::open(path)?;
+            let params = file.spec().map_or(0, |spec| spec.param_count().total);
+            let bytes_per_token = match dtype {
+                Some(dtype) => params * dtype.size_in_bytes() as u64,
+                None => file.tensor_bytes(),
+            };
+            drop(file);
             let model = Model::load_gguf(&source, device, dtype)
                 .with_context(|| format!("loading {}", path.display()))?
                 .into_decoder()
@@ -464,10 +554,10 @@ fn prepare(
                     let total = start.elapsed();
                     Ok(Run { total, counted: Some((PREFILL_TOKENS, total)) })
                 };
-                Ok((params, Box::new(runner)))
+                Ok(Prepared::other(params, Box::new(runner)))
             } else {
                 let runner = move || -> Result<Run> { decode(&model, &[], NEW_TOKENS) };
-                Ok((params, Box::new(runner)))
+                Ok(Prepared { params, bytes_per_token: Some(bytes_per_token), runner: Box::new(runner) })
             }
         }
         other => bail!("unknown workload `{other}`"),
@@ -569,12 +659,7 @@ enum Pooling {
 }
 
 /// A random-weight encoder: the forward of 8 × 128 random token ids (no padding).
-fn encoder_workload(
-    spec: ArchSpec,
-    pooling: Pooling,
-    workload: &str,
-    device: &Device,
-) -> Result<(u64, Runner<'static>)> {
+fn encoder_workload(spec: ArchSpec, pooling: Pooling, workload: &str, device: &Device) -> Result<Prepared> {
     let model = build(&spec, workload, device)?;
     let Model::Encoder(encoder) = model else { bail!("{workload}: the spec built no encoder") };
     let rows: Vec<Vec<u32>> = (0..BERT_ROWS).map(|r| token_ids(BERT_TOKENS, encoder.vocab_size(), r as u64)).collect();
@@ -591,15 +676,19 @@ fn encoder_workload(
         drop((hidden, pooled));
         Ok(Run { total: start.elapsed(), counted: None })
     };
-    Ok((spec.param_count().total, Box::new(runner)))
+    Ok(Prepared::other(spec.param_count().total, Box::new(runner)))
 }
 
-/// A random-weight decoder: a 16-token prompt, then 64 timed greedy tokens.
-fn decoder_workload(spec: ArchSpec, workload: &str, device: &Device) -> Result<(u64, Runner<'static>)> {
+/// A random-weight decoder: a 16-token prompt, then 64 timed greedy tokens. One step reads the
+/// active parameters in f32 (a tied table once, as the head; an untied input table is counted
+/// whole though a step looks up one row).
+fn decoder_workload(spec: ArchSpec, workload: &str, device: &Device) -> Result<Prepared> {
     let model = build(&spec, workload, device)?.into_decoder().context("the spec built no decoder")?;
     let prompt = token_ids(PROMPT_TOKENS, model.vocab_size(), 3);
     let runner = move || -> Result<Run> { decode(&model, &prompt, NEW_TOKENS) };
-    Ok((spec.param_count().total, Box::new(runner)))
+    let params = spec.param_count();
+    let bytes_per_token = Some(params.active * DType::F32.size_in_bytes() as u64);
+    Ok(Prepared { params: params.total, bytes_per_token, runner: Box::new(runner) })
 }
 
 /// Logits `[1, vocab]` of the last of `ids`, fed at positions `offset..` with the caches.

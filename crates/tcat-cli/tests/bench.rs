@@ -45,6 +45,13 @@ fn bench_attention_prints_rows_and_writes_the_plot() {
             assert!(row["peak_bytes"].is_null(), "{row}");
         }
         assert!(row["ratio_to_dense"].as_f64().unwrap() > 0.0);
+        // GFLOP/s of the visible pairs: causal dense sees seq (seq + 1) / 2, the window of 16
+        // 16 · 17 / 2 + (seq − 16) · 16; 4 · 64 flops per pair and head.
+        let pairs = if row["variant"] == "dense" { seq * (seq + 1) / 2 } else { 16 * 17 / 2 + (seq - 16) * 16 };
+        let want = (8 * 4 * 64 * pairs) as f64 / row["median_s"].as_f64().unwrap() / 1e9;
+        let got = row["gflops"].as_f64().unwrap();
+        assert!((got - want).abs() <= 1e-9 * want, "{row}: gflops {got} against {want}");
+        assert!(row["matmul_gflops"].as_f64().unwrap() > 0.0, "{row}");
     }
     assert_eq!(rows[0]["ratio_to_dense"], 1.0);
 
@@ -63,7 +70,12 @@ fn bench_attention_prints_rows_and_writes_the_plot() {
     let table: Vec<&str> = text.lines().filter(|l| l.starts_with("dense") || l.starts_with("sliding")).collect();
     assert_eq!(table.len(), 4, "{text}");
     let memory = if device_kind() == "cpu" { "KiB" } else { "n/a" }; // heap bytes on the CPU only
-    assert!(table[0].trim_end().ends_with("1.00") && table.iter().all(|l| l.contains(memory)), "{text}");
+    assert!(table.iter().all(|l| l.contains(memory)), "{text}");
+    // … × dense, then × matmul (the row's GFLOP/s over the matmul's printed above the table).
+    let cells: Vec<&str> = table[0].split_whitespace().collect();
+    assert_eq!(cells[cells.len() - 2], "1.00", "{text}");
+    assert!(cells[cells.len() - 1].parse::<f64>().unwrap() > 0.0, "{text}");
+    assert!(text.contains("GFLOP/s") && text.lines().any(|l| l.starts_with("f32 matmul 2048")), "{text}");
     let _ = std::fs::remove_file(&svg);
 }
 

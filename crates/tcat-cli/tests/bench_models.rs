@@ -10,12 +10,14 @@ use tcat_testkit::fixture;
 mod common;
 use common::{fails, ok, tcat};
 
-const ALL: [&str; 13] = [
+const ALL: [&str; 15] = [
     "bert-base",
     "gpt2-decode",
     "smollm2-q4_1-decode",
     "smollm2-q4_1-prefill",
     "smollm2-f32-decode",
+    "smollm2-f16-decode",
+    "smollm2-bf16-decode",
     "t5-base-generate",
     "moe-decode",
     "moe-dense-decode",
@@ -89,6 +91,26 @@ fn every_workload_prints_one_json_line_with_the_contract_fields() {
             assert!(rate >= tokens / median * 0.999, "{name}: {rate} tokens/s, whole run {median} s");
         }
     }
+    // The decoding roof goes to stderr (stdout is the contract's lines): the roof once, then
+    // each decoding workload's weight bytes per token, GB/s and share of the roof.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("note: memory read roof ").count(), 1, "{stderr}");
+    for line in &lines {
+        let name = line["workload"].as_str().unwrap();
+        let streams = name.ends_with("-decode");
+        let note = stderr.lines().find(|l| l.starts_with(&format!("note: {name} reads ")));
+        assert_eq!(note.is_some(), streams, "{name}: {stderr}");
+        if let Some(note) = note {
+            // "... reads X MB of weights per token: R GB/s, S of the roof": R = X · tokens/s.
+            let number = |after: &str| -> f64 {
+                let rest = &note[note.find(after).unwrap() + after.len()..];
+                rest.split_whitespace().next().unwrap().trim_end_matches(',').parse().unwrap()
+            };
+            let (mb, rate) = (number(" reads "), number("per token: "));
+            let want = mb * 1e6 * line["tokens_per_s"].as_f64().unwrap() / 1e9;
+            assert!((rate - want).abs() <= 0.002 + 0.01 * want, "{note}: {want}");
+        }
+    }
 }
 
 #[test]
@@ -109,7 +131,14 @@ fn threads_and_defaults() {
     let table = String::from_utf8(out.stdout).unwrap();
     let rows: Vec<&str> = table.lines().collect();
     assert!(rows[1].starts_with("workload") && rows[1].contains("tokens/s"), "{table}");
+    assert!(rows[1].contains("weights GB/s") && rows[1].contains("× roof"), "{table}");
     assert!(rows[2].starts_with("bert-base") && rows[3].starts_with("moe-dense-decode"), "{table}");
+    // The encoder streams no weights per token; the decoder's share of the roof is a number.
+    let cells = |row: &str| row.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    let (bert, moe) = (cells(rows[2]), cells(rows[3]));
+    assert_eq!(bert[bert.len() - 4..bert.len() - 2], ["-", "-"], "{table}");
+    assert!(moe[moe.len() - 3].parse::<f64>().unwrap() > 0.0, "{table}");
+    assert!(table.contains("GB/s)"), "{table}");
 }
 
 #[test]

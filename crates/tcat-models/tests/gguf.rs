@@ -667,3 +667,26 @@ fn deepseek_gguf_yarn_matches_the_family_on_the_same_weights() {
     assert_eq!((factor, original_max_positions, beta_fast, beta_slow, truncate), (f2, o2, bf2, bs2, t2));
     assert!((attention_factor - a2).abs() < 1e-12, "{attention_factor} vs {a2}");
 }
+
+#[test]
+fn tensor_bytes_count_blocks_as_stored() {
+    // Q4_1 stores 32 values in 20 bytes, Q8_0 in 34; f32 takes 4 bytes a value. Metadata and
+    // alignment padding are not tensor bytes.
+    let path = std::env::temp_dir().join(format!("tcat-tensor-bytes-{}.gguf", std::process::id()));
+    let w = Tensor::randn(0f32, 1., (64, 64), &Device::Cpu).unwrap();
+    let tensors = [
+        ("a.weight", QTensor::quantize(&w, GgmlDType::Q4_1).unwrap()),
+        (
+            "b.weight",
+            QTensor::quantize(&Tensor::randn(0f32, 1., (3, 64), &Device::Cpu).unwrap(), GgmlDType::Q8_0).unwrap(),
+        ),
+        ("c.weight", QTensor::quantize(&Tensor::ones(7, DType::F32, &Device::Cpu).unwrap(), GgmlDType::F32).unwrap()),
+    ];
+    let metadata = [("general.architecture", gguf_file::Value::String("llama".into()))];
+    let metadata_refs: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+    gguf_file::write(&mut std::fs::File::create(&path).unwrap(), &metadata_refs, &tensor_refs).unwrap();
+    let bytes = GgufFile::open(&path).unwrap().tensor_bytes();
+    std::fs::remove_file(&path).ok();
+    assert_eq!(bytes, 64 * 64 / 32 * 20 + 3 * 64 / 32 * 34 + 7 * 4);
+}

@@ -961,6 +961,19 @@ impl GgufFile {
         self.content.metadata.iter().map(|(k, v)| (k.clone(), format!("{v:?}").chars().take(80).collect())).collect()
     }
 
+    /// Bytes of the tensors' data as stored (blocks of quantized formats included, metadata
+    /// and padding not): what one decoding step reads when every weight is used once.
+    pub fn tensor_bytes(&self) -> u64 {
+        self.content
+            .tensor_infos
+            .values()
+            .map(|t| {
+                let elements = t.shape.elem_count() as u64;
+                elements / t.ggml_dtype.block_size() as u64 * t.ggml_dtype.type_size() as u64
+            })
+            .sum()
+    }
+
     /// A tensor dequantized to f32 (for tests and inspection).
     pub fn dequantized(&mut self, name: &str, device: &Device) -> Result<Tensor> {
         Ok(self.qtensor(name, device)?.dequantize(device)?)
