@@ -37,7 +37,8 @@ use tcat_bench::report::{format_bytes, format_duration};
 use tcat_bench::{Inputs, Shape, Variant, measure};
 
 #[global_allocator]
-static GLOBAL: CountingAllocator<mimalloc::MiMalloc> = CountingAllocator::new(mimalloc::MiMalloc);
+static GLOBAL: CountingAllocator<tcat_bench::huge_pages::HugePages<mimalloc::MiMalloc>> =
+    CountingAllocator::new(tcat_bench::huge_pages::HugePages::new(mimalloc::MiMalloc));
 
 const SEQS: [usize; 4] = [128, 512, 2048, 8192];
 /// The extra length for memory-efficient variants.

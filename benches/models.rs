@@ -60,7 +60,8 @@ use tcat::models::{
 // Faulting in fresh pages for every intermediate tensor costs up to 2× with the system allocator
 // on the benchmark machine; both sides allocate through this one.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tcat_bench::huge_pages::HugePages<mimalloc::MiMalloc> =
+    tcat_bench::huge_pages::HugePages::new(mimalloc::MiMalloc);
 
 /// Standard deviation of the random weights (GPT-2's and BERT's `initializer_range`).
 const INIT_STD: f32 = 0.02;

@@ -33,7 +33,8 @@ use tcat::core::Linear;
 use tcat::models::{Checkpoint, ConfigFile, DecoderModel, GenerationConfig, Model, Sampling, generate};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tcat_bench::huge_pages::HugePages<mimalloc::MiMalloc> =
+    tcat_bench::huge_pages::HugePages::new(mimalloc::MiMalloc);
 
 const HIDDEN: usize = 1024;
 const EXPERTS: usize = 8;

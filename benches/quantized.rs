@@ -14,7 +14,8 @@ use criterion::{Criterion, SamplingMode, Throughput, criterion_group};
 use tcat::core::quantized::BlockMatrix;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tcat_bench::huge_pages::HugePages<mimalloc::MiMalloc> =
+    tcat_bench::huge_pages::HugePages::new(mimalloc::MiMalloc);
 
 /// `[out, in]` shapes: the FFN's up projection, its down projection, the tied LM head.
 const SHAPES: [(usize, usize); 3] = [(1536, 576), (576, 1536), (49152, 576)];

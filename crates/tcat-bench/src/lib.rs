@@ -40,6 +40,7 @@
 //! ```
 
 mod decoding;
+pub mod huge_pages;
 mod measure;
 pub mod memory;
 pub mod report;

@@ -533,7 +533,7 @@ fn prepare(workload: &str, gguf: Option<&std::path::Path>, tiny: bool, device: &
             // The parameter count from the file's own spec (its metadata) and the bytes its
             // tensors hold, read before the model so that this second parse of the metadata is
             // not counted in its peak.
-            let file = tcat_models::gguf::GgufFile::open(path)?;
+            let file = tcat_models::gguf::GgufFile::open_without_vocabulary(path)?;
             let params = file.spec().map_or(0, |spec| spec.param_count().total);
             let bytes_per_token = match dtype {
                 Some(dtype) => params * dtype.size_in_bytes() as u64,

@@ -16,11 +16,12 @@ mod catalog;
 mod commands;
 mod output;
 
-// mimalloc, wrapped to count live and peak heap bytes for `tcat bench` (two relaxed atomic
-// updates per allocation).
+// mimalloc (built without its own huge-page advice), with transparent huge pages advised on
+// large blocks only (`tcat_bench::huge_pages`), wrapped to count live and peak heap bytes for
+// `tcat bench` (two relaxed atomic updates per allocation).
 #[global_allocator]
-static GLOBAL: tcat_bench::memory::CountingAllocator<mimalloc::MiMalloc> =
-    tcat_bench::memory::CountingAllocator::new(mimalloc::MiMalloc);
+static GLOBAL: tcat_bench::memory::CountingAllocator<tcat_bench::huge_pages::HugePages<mimalloc::MiMalloc>> =
+    tcat_bench::memory::CountingAllocator::new(tcat_bench::huge_pages::HugePages::new(mimalloc::MiMalloc));
 
 /// The Transformer catalog made executable.
 #[derive(Parser)]

@@ -93,7 +93,7 @@ impl Model {
     /// Loads a GGUF file, keeping its projections quantized when `dtype` is `None` and
     /// dequantizing everything to `dtype` otherwise.
     pub fn load_gguf(source: &ModelSource, device: &Device, dtype: Option<DType>) -> Result<Self> {
-        let file = GgufFile::open(&source.weights[0])?;
+        let file = GgufFile::open_without_vocabulary(&source.weights[0])?;
         let context_key = format!("{}.context_length", file.architecture()?);
         Ok(Model::Decoder(file.load(device, dtype)?.with_default_position_limit(&context_key)))
     }

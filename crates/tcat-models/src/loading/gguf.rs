@@ -36,6 +36,7 @@ use tcat_spec::{
     RotaryLayoutSpec, RotarySpec, RouterSpec, RoutingRule, ScaleRule, SharedExpertSpec, SpecialTokens, TowerSpec,
 };
 
+use super::gguf_header::Keep;
 use crate::DecoderModel;
 use crate::build::{ExpertNames, Init, QkvNames, SharedExpertNames, WeightNames, WeightSource};
 
@@ -276,13 +277,23 @@ pub struct GgufFile {
 }
 
 impl GgufFile {
-    /// Reads the header and metadata of `path`, after tcat's own check of the header (counts,
-    /// alignment, tensor dimensions, types and data ranges inside the file).
+    /// Reads the header and metadata of `path`, checked by tcat's own reader as it goes
+    /// (counts, alignment, tensor dimensions, types and data ranges inside the file).
     pub fn open(path: &Path) -> Result<Self> {
-        let header = super::gguf_header::read(path)?;
-        let mut file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        let content = gguf_file::Content::read(&mut file)
-            .map_err(|e| Error::InvalidInput(format!("{}: not a readable GGUF file: {e}", path.display())))?;
+        Self::open_keeping(path, Keep::All)
+    }
+
+    /// As [`open`](Self::open), without the tokenizer's vocabulary arrays (`tokenizer.ggml.tokens`,
+    /// `scores`, `token_type`, `merges`): everything loading the model and its spec read, without
+    /// the many small strings that would otherwise stay in the loaded model's footprint (13 MB
+    /// for SmolLM2's 49152 tokens and merges). [`tokenizer`] opens the file whole.
+    pub fn open_without_vocabulary(path: &Path) -> Result<Self> {
+        Self::open_keeping(path, Keep::WithoutVocabulary)
+    }
+
+    fn open_keeping(path: &Path, keep: Keep) -> Result<Self> {
+        let (header, content) = super::gguf_header::read(path, keep)?;
+        let file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         Ok(Self { path: path.to_path_buf(), content, file, header })
     }
 
