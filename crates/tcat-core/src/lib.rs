@@ -9,6 +9,7 @@
 
 mod device;
 mod error;
+pub mod gemv;
 mod linear;
 pub mod math;
 mod ops;
