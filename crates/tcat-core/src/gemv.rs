@@ -139,12 +139,12 @@ impl<'a> Matrix<'a> {
                     let pass = MAX_INPUT_ROWS.min(m - start);
                     let inputs = &x[start * cols..(start + pass) * cols];
                     kernel.dot_rows(self, first, count, inputs, pass, &mut dots);
-                    for i in 0..pass {
-                        // SAFETY: output row `start + i`, columns `first..first + count` belong
-                        // to this item alone.
-                        let dst = unsafe { shared.range((start + i) * rows + first, count) };
-                        for (r, d) in dst.iter_mut().enumerate() {
-                            *d = dots[r][i];
+                    for (i, y_row) in (start..start + pass).enumerate() {
+                        // SAFETY: output row `y_row`, columns `first..first + count` belong to
+                        // this item alone.
+                        let dst = unsafe { shared.range(y_row * rows + first, count) };
+                        for (d, row) in dst.iter_mut().zip(&dots) {
+                            *d = row[i];
                         }
                     }
                     start += pass;
@@ -425,6 +425,8 @@ mod x86 {
     /// hardware prefetcher follows: rows read side by side in lockstep ran at a quarter of the
     /// bandwidth on the LM head), each against `M` input rows with `U` accumulators per input
     /// row (`M × U` independent FMA chains).
+    // Indexed loops over the const-sized accumulator arrays: unrolled into registers.
+    #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "avx2,fma,f16c,avx512f")]
     unsafe fn avx512_rows<E: Widen, const M: usize, const U: usize>(
         w: *const E,
@@ -470,6 +472,7 @@ mod x86 {
     }
 
     /// [`avx512_rows`] on 256-bit registers.
+    #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn avx2_rows<E: Widen, const M: usize, const U: usize>(
         w: *const E,
