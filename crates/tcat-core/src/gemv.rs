@@ -11,7 +11,7 @@
 //! many rows the weights still come from memory once (more rows take further passes over the
 //! [`ROWS_PER_ITEM`] rows of a work item, then in cache).
 //!
-//! [`reference`] is the plain loop, what the kernels compute. The SIMD kernels (AVX-512F where
+//! [`reference()`] is the plain loop, what the kernels compute. The SIMD kernels (AVX-512F where
 //! present, else AVX2 + FMA + F16C) are chosen at run time ([`Kernel::detect`]), so a portable
 //! build still runs them; other architectures use the reference. Groups of weight rows are
 //! shared among tcat's CPU worker pool (`pool.rs`).
@@ -208,7 +208,7 @@ fn reference_dot(w: &Matrix, r: usize, x: &[f32]) -> f32 {
 /// Which implementation computes the dot products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
-    /// The plain loops of [`reference`].
+    /// The plain loops of [`reference()`].
     Reference,
     /// AVX2 + FMA + F16C: 8 values per instruction.
     #[cfg(target_arch = "x86_64")]

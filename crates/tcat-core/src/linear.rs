@@ -1,6 +1,8 @@
 //! The affine projection `y = x Wᵀ + b` used by every block, loaded in either of the two layouts
 //! checkpoints store, dense or quantized (GGUF blocks: tcat's own CPU kernels for Q4_0, Q4_1 and
-//! Q8_0, candle's quantized matmul for the other formats and devices).
+//! Q8_0, candle's quantized matmul for the other formats and devices). Dense f32/f16/bf16 weights
+//! on the CPU meet a few input rows (decoding) with tcat's [`gemv`](crate::gemv) kernels, more
+//! rows with candle's matmul.
 
 use std::sync::Arc;
 
