@@ -1,5 +1,6 @@
 //! Shared foundations of tcat: the typed [`Error`], the [`Linear`] projection every block uses
-//! (with the checkpoint's [`WeightLayout`]) and its [`quantized`] CPU kernels, and parsing of
+//! (with the checkpoint's [`WeightLayout`]) and its CPU kernels ([`gemv`] for dense weights and
+//! few input rows, [`quantized`] for GGUF blocks), and parsing of
 //! `--device` / `--dtype` strings.
 //!
 //! Nothing here implements a paper; these are the pieces the block crates would otherwise each
@@ -9,6 +10,7 @@
 
 mod device;
 mod error;
+pub mod gemv;
 mod linear;
 pub mod math;
 mod ops;
