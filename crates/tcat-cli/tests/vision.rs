@@ -191,7 +191,11 @@ fn embed_images_and_texts_prints_embeddings_and_probabilities() {
     // lines the embeddings of the preprocessed image.
     let text_only = ok(&["embed", "--model", s(&dir), "hello world", "--json"]);
     let text_line: serde_json::Value = serde_json::from_str(text_only.lines().next().unwrap()).unwrap();
-    assert_eq!(vector(&text_line), vector(&lines[2]));
+    // Equal up to summation order: one text's projections have few enough rows for the
+    // matrix-vector kernel, the batch's go through the matrix product.
+    let (alone, batched) = (vector(&text_line), vector(&lines[2]));
+    let far = alone.iter().zip(&batched).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(far <= 1e-6, "{alone:?} vs {batched:?}: {far}");
     let human = ok(&["embed", "--model", s(&dir), "--image", s(&a), "hello world", "a cat"]);
     assert!(human.contains("image-text probabilities") && human.contains("\"a cat\""), "{human}");
     let image_only = ok(&["embed", "--model", s(&dir), "--image", s(&a)]);
