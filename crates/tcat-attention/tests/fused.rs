@@ -93,7 +93,7 @@ fn fused_matches_reference_and_sdpa_on_random_shapes() {
     let dev = common::device();
     let mut rng = StdRng::seed_from_u64(11);
     for case in 0..150 {
-        // Lengths up to 150 cross several 64-wide tiles and are rarely multiples of them.
+        // Lengths up to 150 cross several tiles (66 queries, 64 keys) and are rarely multiples of them.
         let c = random_case(&mut rng, if case % 3 == 0 { 150 } else { 20 });
         let (q, k, v) = inputs(&c, &dev);
         let mask = random_mask(&mut rng, &c, &dev);
