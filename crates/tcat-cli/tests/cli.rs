@@ -276,14 +276,7 @@ fn forward_and_generate_work_for_every_decoder_family() {
 /// The real SmolLM2-135M-Instruct GGUF file (fetched by scripts/fetch_smollm2.sh): `TCAT_SMOLLM2`,
 /// else `$TCAT_CACHE` or `~/.cache/tcat` under `smollm2/`. A missing file fails the test.
 fn smollm2() -> PathBuf {
-    let path = std::env::var_os("TCAT_SMOLLM2").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("TCAT_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/tcat"))
-            .join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
-    assert!(path.is_file(), "run scripts/fetch_smollm2.sh first ({} missing)", path.display());
-    path
+    tcat_testkit::cached_file("TCAT_SMOLLM2", "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", "fetch_smollm2.sh")
 }
 
 /// `tcat generate` on the real GGUF file: quantized by default, and the tokenizer comes from
@@ -303,14 +296,7 @@ fn generate_runs_a_gguf_model() {
 /// The real Gemma 3 270M GGUF file (fetched by scripts/fetch_gemma3.sh): `TCAT_GEMMA3`, else
 /// `$TCAT_CACHE` or `~/.cache/tcat` under `gemma3/`. A missing file fails the test.
 fn gemma3() -> PathBuf {
-    let path = std::env::var_os("TCAT_GEMMA3").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("TCAT_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/tcat"))
-            .join("gemma3/gemma-3-270m-q4_k_m.gguf")
-    });
-    assert!(path.is_file(), "run scripts/fetch_gemma3.sh first ({} missing)", path.display());
-    path
+    tcat_testkit::cached_file("TCAT_GEMMA3", "gemma3/gemma-3-270m-q4_k_m.gguf", "fetch_gemma3.sh")
 }
 
 /// `tcat generate` on the Gemma 3 GGUF file (quantized by default), its SentencePiece tokenizer

@@ -155,16 +155,7 @@ impl<'a> Matrix<'a> {
     }
 
     fn check_operands(&self, x: &[f32], m: usize, y: &[f32]) -> candle_core::Result<()> {
-        if Some(x.len()) != m.checked_mul(self.cols) || Some(y.len()) != m.checked_mul(self.rows) {
-            return Err(shape_error(format!(
-                "input of {} values and output of {} for {m} rows of a [{}, {}] matrix",
-                x.len(),
-                y.len(),
-                self.rows,
-                self.cols
-            )));
-        }
-        Ok(())
+        crate::shared::check_operands("gemv", x, m, y, self.rows, self.cols)
     }
 }
 

@@ -22,14 +22,7 @@ const MARGIN: f32 = 0.1;
 const DECIDED: usize = 8;
 
 fn gguf_path() -> PathBuf {
-    let path = std::env::var_os("TCAT_GEMMA3").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("TCAT_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/tcat"))
-            .join("gemma3/gemma-3-270m-q4_k_m.gguf")
-    });
-    assert!(path.is_file(), "{} not found: run scripts/fetch_gemma3.sh (or set TCAT_GEMMA3)", path.display());
-    path
+    tcat_testkit::cached_file("TCAT_GEMMA3", "gemma3/gemma-3-270m-q4_k_m.gguf", "fetch_gemma3.sh")
 }
 
 #[derive(serde::Deserialize)]

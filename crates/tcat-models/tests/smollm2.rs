@@ -12,14 +12,7 @@ use tcat_models::gguf::{GgufFile, chat_template, tokenizer};
 use tcat_models::{Batch, ChatMessage, GenerationConfig, generate};
 
 fn gguf_path() -> PathBuf {
-    let path = std::env::var_os("TCAT_SMOLLM2").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("TCAT_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/tcat"))
-            .join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
-    assert!(path.is_file(), "{} not found: run scripts/fetch_smollm2.sh (or set TCAT_SMOLLM2)", path.display());
-    path
+    tcat_testkit::cached_file("TCAT_SMOLLM2", "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", "fetch_smollm2.sh")
 }
 
 #[derive(serde::Deserialize)]

@@ -35,6 +35,25 @@ pub fn fixtures_dir() -> PathBuf {
     crate_dir.join("../../tests/fixtures")
 }
 
+/// A real-weights file fetched by a script in `scripts/` into tcat's cache: the path in the
+/// environment variable `var` when set, else `relative` under `$TCAT_CACHE` (default
+/// `~/.cache/tcat`). A missing file fails the test, naming `script`: real-weight tests are
+/// never skipped.
+///
+/// ```no_run
+/// let gguf = tcat_testkit::cached_file("TCAT_SMOLLM2", "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", "fetch_smollm2.sh");
+/// ```
+pub fn cached_file(var: &str, relative: &str, script: &str) -> PathBuf {
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("TCAT_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/tcat"))
+            .join(relative)
+    });
+    assert!(path.is_file(), "{} not found: run scripts/{script} first (or set {var})", path.display());
+    path
+}
+
 /// The fixture folder (or file) `name` under [`fixtures_dir`].
 pub fn fixture(name: &str) -> PathBuf {
     fixtures_dir().join(name)

@@ -295,16 +295,7 @@ impl BlockMatrix {
     }
 
     fn check_operands(&self, x: &[f32], m: usize, y: &[f32]) -> candle_core::Result<()> {
-        if x.len() != m * self.cols || y.len() != m * self.rows {
-            return Err(shape_error(format!(
-                "input of {} values and output of {} for {m} rows of a [{}, {}] matrix",
-                x.len(),
-                y.len(),
-                self.rows,
-                self.cols
-            )));
-        }
-        Ok(())
+        crate::shared::check_operands("block-quantized matmul", x, m, y, self.rows, self.cols)
     }
 }
 

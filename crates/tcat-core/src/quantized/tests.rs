@@ -1,21 +1,8 @@
 use super::*;
+use crate::shared::uniform;
 use candle_core::{Device, Module, Tensor, quantized::QMatMul};
 
 const FORMATS: [GgmlDType; 3] = [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0];
-
-/// `n` values uniform in `[-1, 1)` from a fixed seed (SplitMix64).
-fn uniform(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
 
 /// A random `[rows, cols]` matrix quantized by candle (weights off zero-mean, so that Q4_1's
 /// offset matters), and its blocks.
